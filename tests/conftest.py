@@ -1,0 +1,27 @@
+"""Shared test set-up: offline, one torch thread (two threads on a busy 2-core machine are far slower)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+
+try:
+    import torch  # noqa: E402
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover - torch is a core dependency
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No TWINSEEK_* variable from the developer's shell leaks into a test."""
+    for key in list(os.environ):
+        if key.startswith("TWINSEEK_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("TWINSEEK_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -1,0 +1,111 @@
+"""Settings: explicit argument > environment (``TWINSEEK_*``) > profile default > built-in default.
+
+Nested fields use ``__`` in the environment, e.g. ``TWINSEEK_SAMPLING__FRAMES=24`` or
+``TWINSEEK_PAPER__OWLV2=/models/owlv2``. A *profile* chooses which adapter serves each specialist role:
+``embedded`` (the default, offline on CPU with weights from registry packages) or ``paper`` (the models the
+papers use, loaded from a local path or the user's hub cache).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ProfileName = Literal["embedded", "paper"]
+Tier = Literal["embedded", "paper"]
+
+SegmenterName = Literal["embedded", "sam2", "sam2-hf"]
+DetectorName = Literal["embedded", "owlv2", "ultralytics"]
+DepthName = Literal["none", "depth-anything"]
+DescriberName = Literal["embedded", "qwen-vl"]
+
+
+class SamplingSettings(BaseModel):
+    """How frames are sampled from a video and the limits that keep memory bounded."""
+
+    frames: int = Field(16, ge=1, description="Uniformly sampled frames per video (ignored when fps is set).")
+    fps: float | None = Field(None, gt=0, description="Sample at this rate instead of a fixed count.")
+    max_frames: int = Field(64, ge=1, description="Hard cap on sampled frames per video.")
+    max_side: int = Field(640, ge=32, description="Longest side of a decoded frame, in pixels.")
+    max_file_mb: float = Field(4096, gt=0, description="Files larger than this are refused.")
+    max_duration_s: float = Field(4 * 3600, gt=0, description="Videos longer than this are refused.")
+
+
+class SpecialistSettings(BaseModel):
+    """Which adapter serves each role; ``None`` means the profile's choice."""
+
+    segmenter: SegmenterName | None = None
+    detector: DetectorName | None = None
+    depth: DepthName | None = None
+    describer: DescriberName | None = None
+
+
+# Profile defaults for the specialist roles.
+PROFILES: dict[str, dict[str, str]] = {
+    "embedded": {"segmenter": "embedded", "detector": "embedded", "depth": "none", "describer": "embedded"},
+    "paper": {"segmenter": "sam2", "detector": "owlv2", "depth": "depth-anything", "describer": "qwen-vl"},
+}
+
+DEFAULT_VOCABULARY = (
+    "person", "bicycle", "car", "motorcycle", "bus", "truck", "boat", "airplane", "train", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "camel", "elephant", "bear", "zebra", "giraffe", "fish", "swan", "duck", "kite",
+    "surfboard", "skateboard", "ball", "backpack", "umbrella", "handbag", "chair", "couch", "table", "bottle",
+    "cup", "laptop", "phone", "book", "tree", "building", "sign", "fence", "ladder", "cart",
+)
+
+
+class PaperModelSettings(BaseModel):
+    """Paper-tier weights: a local directory or a hub id already in the user's cache (no downloads)."""
+
+    sam2_config: str = "configs/sam2.1/sam2.1_hiera_l.yaml"
+    sam2_checkpoint: str | None = Field(None, description="Path to a SAM-2 .pt checkpoint (sam2 package).")
+    sam2_hf: str = "facebook/sam2.1-hiera-large"
+    owlv2: str = "google/owlv2-base-patch16-ensemble"
+    depth_anything: str = "depth-anything/Depth-Anything-V2-Small-hf"
+    qwen_vl: str = "Qwen/Qwen2.5-VL-3B-Instruct"
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps'.")
+    detection_threshold: float = Field(0.2, ge=0, le=1)
+    vocabulary: list[str] = Field(default_factory=lambda: list(DEFAULT_VOCABULARY))
+    keyframes: int = Field(4, ge=1, description="Frames on which detections seed the SAM-2 tracker.")
+    sam2_overrides: list[str] = Field(default_factory=list, description="Extra hydra overrides for sam2.")
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Build with :func:`load_settings` or directly with keyword overrides."""
+
+    model_config = SettingsConfigDict(env_prefix="TWINSEEK_", env_nested_delimiter="__", extra="ignore")
+
+    profile: ProfileName = "embedded"
+    store: Path = Path("twinseek-store")
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    specialists: SpecialistSettings = Field(default_factory=SpecialistSettings)
+    paper: PaperModelSettings = Field(default_factory=PaperModelSettings)
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None keeps torch's.")
+    cache_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "twinseek",
+        description="Where assembled model files are cached.",
+    )
+
+    @model_validator(mode="after")
+    def _resolve_profile(self) -> Settings:
+        defaults = PROFILES[self.profile]
+        for role, choice in defaults.items():
+            if getattr(self.specialists, role) is None:
+                setattr(self.specialists, role, choice)
+        return self
+
+    def tier_of(self, role: str) -> Tier:
+        """The tier of the adapter chosen for a specialist role."""
+        choice = getattr(self.specialists, role)
+        return "embedded" if choice in ("embedded", "none") else "paper"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from explicit overrides (highest), then ``TWINSEEK_*`` environment, then defaults.
+
+    ``None`` values in ``overrides`` are dropped, so CLI options that were not given fall through.
+    """
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,127 @@
+"""Specialist protocols. The ingestion pipeline depends only on these, never on a concrete model.
+
+Frames are RGB ``uint8`` arrays of shape ``(H, W, 3)``; masks are ``bool`` arrays of shape ``(H, W)``;
+boxes are pixel ``(x1, y1, x2, y2)``. Every specialist names its ``tier`` and ``model`` so that the twin
+records which model produced what.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from twinseek.twins.model import Provenance, Tier
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class Detection:
+    """One object found in one frame, with or without a mask."""
+
+    box: Box
+    score: float
+    label: str | None = None
+    mask: np.ndarray | None = None
+    source: str = ""
+
+
+@dataclass
+class TrackedObject:
+    """One object followed through the sampled frames.
+
+    ``masks`` maps a frame *position* (index into the sampled frame list) to the object's mask there.
+    ``label`` is a category hint from the seeds (e.g. ``person`` from a person segmenter, an OWLv2 label).
+    """
+
+    track_id: int
+    masks: dict[int, np.ndarray] = field(default_factory=dict)
+    label: str | None = None
+    label_score: float = 0.0
+    source: str = ""
+
+
+@dataclass
+class Category:
+    label: str
+    score: float
+    source: str
+
+
+@runtime_checkable
+class Specialist(Protocol):
+    role: str
+    tier: Tier
+    model: str
+
+    def provenance(self) -> Provenance: ...
+
+
+class SpecialistBase:
+    """Shared ``provenance`` for concrete adapters (subclasses set ``role``, ``tier`` and ``model``)."""
+
+    role: str = ""
+    tier: Tier = "embedded"
+    model: str = ""
+
+    def provenance(self) -> Provenance:
+        return Provenance(role=self.role, tier=self.tier, model=self.model)
+
+
+@runtime_checkable
+class Detector(Specialist, Protocol):
+    """Finds and names objects. ``vocabulary`` is an open-vocabulary label list where the model supports one."""
+
+    def detect(self, frame: np.ndarray, vocabulary: Sequence[str] | None = None) -> list[Detection]: ...
+
+    def categorise(self, crops: Sequence[np.ndarray], vocabulary: Sequence[str] | None = None) -> list[Category]:
+        """Best labels (most likely first) for one object seen in several crops."""
+        ...
+
+
+@runtime_checkable
+class SegmenterTracker(Specialist, Protocol):
+    """Segments objects and keeps their identity across the sampled frames.
+
+    ``seeds`` maps a frame position to detections found there (may be empty: a class-agnostic segmenter
+    proposes its own objects). Track ids are unique within the returned list.
+    """
+
+    def segment(
+        self, frames: Sequence[np.ndarray], seeds: Mapping[int, Sequence[Detection]]
+    ) -> list[TrackedObject]: ...
+
+
+@runtime_checkable
+class DepthEstimator(Specialist, Protocol):
+    def estimate(self, frame: np.ndarray) -> np.ndarray:
+        """Relative depth ``float32 (H, W)`` in [0, 1], 0 = nearest."""
+        ...
+
+
+@runtime_checkable
+class AttributeDescriber(Specialist, Protocol):
+    def describe(self, frame: np.ndarray, mask: np.ndarray, category: str) -> str:
+        """Short attribute text (colour, texture, appearance) for the masked object."""
+        ...
+
+
+def box_from_mask(mask: np.ndarray) -> Box | None:
+    """Tight pixel box of a mask, or ``None`` for an empty mask."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+
+def crop(frame: np.ndarray, box: Box, pad: float = 0.1) -> np.ndarray:
+    """Crop ``frame`` to ``box`` grown by ``pad`` of its size on each side, clipped to the frame."""
+    h, w = frame.shape[:2]
+    x1, y1, x2, y2 = box
+    dx, dy = (x2 - x1) * pad, (y2 - y1) * pad
+    x1, y1 = max(0, int(x1 - dx)), max(0, int(y1 - dy))
+    x2, y2 = min(w, int(np.ceil(x2 + dx))), min(h, int(np.ceil(y2 + dy)))
+    return frame[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
