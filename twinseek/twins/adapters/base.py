@@ -46,9 +46,12 @@ class TrackedObject:
 
 @dataclass
 class Category:
+    """A label for one object. ``group`` is a coarser word (``bird`` for ``black swan``) where known."""
+
     label: str
     score: float
     source: str
+    group: str | None = None
 
 
 @runtime_checkable
