@@ -71,6 +71,7 @@ class PaperModelSettings(BaseModel):
     vocabulary: list[str] = Field(default_factory=lambda: list(DEFAULT_VOCABULARY))
     keyframes: int = Field(4, ge=1, description="Frames on which detections seed the SAM-2 tracker.")
     sam2_overrides: list[str] = Field(default_factory=list, description="Extra hydra overrides for sam2.")
+    ultralytics_weights: str = Field("yolo11n-seg.pt", description="Local YOLO weights (optional AGPL extra).")
 
 
 class Settings(BaseSettings):

@@ -52,13 +52,15 @@ class Track(BaseModel):
     category: str
     category_score: float
     category_source: str
+    category_group: str | None = Field(None, description="Coarser word for the category (bird for black swan).")
+    category_candidates: list[tuple[str, float]] = Field(default_factory=list, description="Runner-up labels.")
     attributes: str = ""
     first_frame: int
     last_frame: int
     frame_count: int
     mean_area: float
     speed: float = Field(0.0, description="Mean centroid speed in frame-widths per second.")
-    direction: str = Field("stationary", description="Dominant motion: left/right/up/down/stationary.")
+    direction: str = Field("stationary", description="Dominant motion: left/right/up/down/stationary/in place.")
 
 
 class Instance(BaseModel):
@@ -121,7 +123,7 @@ class Twin(BaseModel):
             objects.append(
                 {
                     "id": track.track_id,
-                    "cat": track.category,
+                    "cat": track.category if not track.category_group else f"{track.category} ({track.category_group})",
                     "attr": track.attributes,
                     "mv": f"{track.direction} {track.speed:.2f}" if track.direction != "stationary" else "still",
                     "f": [

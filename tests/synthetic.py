@@ -1,0 +1,88 @@
+"""Synthetic videos with known ground truth: coloured shapes moving over a textured background."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+CODECS = {
+    ".mp4": ("libx264", "yuv420p"),
+    ".mov": ("libx264", "yuv420p"),
+    ".mkv": ("ffv1", "yuv420p"),
+    ".webm": ("libvpx", "yuv420p"),
+    ".avi": ("mjpeg", "yuvj420p"),
+    ".gif": ("gif", "rgb8"),
+}
+
+
+@dataclass
+class Shape:
+    """A shape moving linearly from ``start`` to ``end`` (pixel centres) over the clip."""
+
+    kind: str  # "square" or "disc"
+    colour: tuple[int, int, int]
+    start: tuple[float, float]
+    end: tuple[float, float]
+    radius: int = 14
+
+    def centre(self, t: float) -> tuple[float, float]:
+        return (self.start[0] + (self.end[0] - self.start[0]) * t, self.start[1] + (self.end[1] - self.start[1]) * t)
+
+    def mask(self, t: float, h: int, w: int) -> np.ndarray:
+        cx, cy = self.centre(t)
+        yy, xx = np.mgrid[0:h, 0:w]
+        if self.kind == "square":
+            return (np.abs(xx - cx) <= self.radius) & (np.abs(yy - cy) <= self.radius)
+        return (xx - cx) ** 2 + (yy - cy) ** 2 <= self.radius**2
+
+
+RED_RIGHT = Shape("square", (220, 30, 30), (30, 60), (130, 60))
+BLUE_LEFT = Shape("disc", (30, 60, 220), (130, 100), (40, 100))
+
+
+@dataclass
+class Scene:
+    shapes: list[Shape] = field(default_factory=lambda: [RED_RIGHT, BLUE_LEFT])
+    width: int = 160
+    height: int = 128
+    frames: int = 24
+    fps: int = 12
+    seed: int = 0
+
+    def background(self) -> np.ndarray:
+        rng = np.random.default_rng(self.seed)
+        noise = rng.integers(0, 20, (self.height // 8, self.width // 8, 1), dtype=np.uint8)
+        tile = np.kron(noise, np.ones((8, 8, 1), np.uint8))
+        return (np.full((self.height, self.width, 3), (120, 140, 110), np.uint8) + tile).astype(np.uint8)
+
+    def t(self, k: int) -> float:
+        return k / max(self.frames - 1, 1)
+
+    def frame(self, k: int) -> np.ndarray:
+        img = self.background()
+        for shape in self.shapes:
+            img[shape.mask(self.t(k), self.height, self.width)] = shape.colour
+        return img
+
+    def masks(self, k: int) -> list[np.ndarray]:
+        return [s.mask(self.t(k), self.height, self.width) for s in self.shapes]
+
+
+def write_video(path: Path, scene: Scene | None = None) -> Path:
+    scene = scene or Scene()
+    codec, pix_fmt = CODECS[path.suffix.lower()]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=scene.fps)
+        stream.width, stream.height, stream.pix_fmt = scene.width, scene.height, pix_fmt
+        if codec == "libx264":
+            stream.options = {"crf": "12", "preset": "ultrafast"}
+        for k in range(scene.frames):
+            frame = av.VideoFrame.from_ndarray(scene.frame(k), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twinseek.errors import StoreError, VideoNotFoundError
+from twinseek.twins.masks import mask_geometry
+from twinseek.twins.model import Instance, Provenance, Relation, Track, Twin, Video
+from twinseek.twins.store import TwinStore
+
+
+def make_twin(video_id: str = "clip", frames: tuple[int, ...] = (0, 5, 10)) -> tuple[Twin, dict]:
+    video = Video(video_id=video_id, path=f"/videos/{video_id}.mp4", content_hash=f"hash-{video_id}", width=64,
+                  height=48, fps=10.0, frame_count=12, duration_s=1.2, sampled_frames=list(frames),
+                  profile="embedded", specialists=[Provenance(role="segmenter", tier="embedded", model="m")])
+    masks, instances = {}, []
+    for k, f in enumerate(frames):
+        mask = np.zeros((48, 64), bool)
+        mask[10:20, 5 + 10 * k:15 + 10 * k] = True
+        bbox, centroid, area = mask_geometry(mask)
+        instances.append(Instance(video_id=video_id, track_id=1, frame_index=f, category="dog", category_score=0.9,
+                                  attributes="brown", mask_path="", bbox=bbox, centroid=centroid, depth=None,
+                                  area=area))
+        masks[(1, f)] = mask
+    track = Track(video_id=video_id, track_id=1, category="dog", category_score=0.9, category_source="test",
+                  category_group="dog", category_candidates=[("wolf", 0.05)], attributes="brown",
+                  first_frame=frames[0], last_frame=frames[-1], frame_count=len(frames), mean_area=0.03,
+                  speed=0.3, direction="right")
+    relation = Relation(video_id=video_id, subject_track=1, predicate="moving right", object_track=None,
+                        kind="temporal", frame_start=frames[0], frame_end=frames[-1])
+    return Twin(video=video, tracks=[track], instances=instances, relations=[relation]), masks
+
+
+def put(store: TwinStore, twin: Twin, masks: dict) -> str:
+    mask_dir = store.new_mask_dir(twin.video.video_id)
+    for inst in twin.instances:
+        inst.mask_path = store.write_mask(mask_dir, inst.track_id, inst.frame_index, masks[(1, inst.frame_index)])
+    store.put_twin(twin, mask_dir)
+    return mask_dir
+
+
+def test_round_trip_preserves_every_field(tmp_path: Path) -> None:
+    twin, masks = make_twin()
+    with TwinStore(tmp_path) as store:
+        put(store, twin, masks)
+        again = store.get_twin("clip")
+        assert again == twin
+        assert Twin.from_full_json(again.to_full_json()) == twin
+        for inst in again.instances:
+            assert np.array_equal(store.load_mask(inst), masks[(1, inst.frame_index)])
+            assert not Path(inst.mask_path).is_absolute()
+
+
+def test_db_is_plain_sql_readable(tmp_path: Path) -> None:
+    twin, masks = make_twin()
+    with TwinStore(tmp_path) as store:
+        put(store, twin, masks)
+    con = sqlite3.connect(tmp_path / "twins.db")
+    assert {"videos", "tracks", "instances", "relations"} <= {
+        r[0] for r in con.execute("select name from sqlite_master where type='table'")}
+    row = con.execute("select category, centroid_x, bbox_x1, mask_path from instances order by frame_index").fetchone()
+    assert row[0] == "dog" and 0 < row[1] < 1 and row[3].startswith("masks/clip/")
+    assert json.loads(con.execute("select sampled_frames from videos").fetchone()[0]) == [0, 5, 10]
+    indexes = {r[0] for r in con.execute("select name from sqlite_master where type='index'")}
+    assert any("content_hash" in name for name in indexes)
+
+
+def test_compact_json_is_small_and_rounded(tmp_path: Path) -> None:
+    twin, _ = make_twin()
+    compact = json.loads(twin.to_compact_json())
+    obj = compact["o"][0]
+    assert obj["id"] == 1 and obj["cat"] == "dog (dog)" and obj["mv"].startswith("right")
+    assert all(len(str(v)) <= 5 for frame in obj["f"] for v in frame[1:4])
+    assert compact["r"] == [[1, "moving right", None, 0, 10]]
+    assert len(twin.to_compact_json()) < len(twin.to_full_json()) / 4
+
+
+def test_replace_swaps_rows_and_removes_old_masks(tmp_path: Path) -> None:
+    twin, masks = make_twin()
+    with TwinStore(tmp_path) as store:
+        first = put(store, twin, masks)
+        twin2, masks2 = make_twin(frames=(1, 2))
+        second = put(store, twin2, masks2)
+        assert not (tmp_path / first).exists() and (tmp_path / second).exists()
+        assert [i.frame_index for i in store.get_twin("clip").instances] == [1, 2]
+
+
+def test_failure_inside_transaction_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    twin, masks = make_twin()
+    with TwinStore(tmp_path) as store:
+        def boom(_: object) -> None:
+            raise RuntimeError("disk on fire")
+
+        monkeypatch.setattr(store, "_insert_relations", boom)
+        with pytest.raises(RuntimeError):
+            put(store, twin, masks)
+        assert len(store) == 0
+        assert store.db.table("instances").count == 0 and store.db.table("tracks").count == 0
+
+
+def test_kill_mid_ingest_then_reopen_is_clean(tmp_path: Path) -> None:
+    """A process killed between mask writing and commit leaves no rows; reopening sweeps its masks."""
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_store import make_twin, put
+        from twinseek.twins.store import TwinStore
+        store = TwinStore({str(tmp_path)!r})
+        store._insert_instances = lambda rows: os._exit(9)  # dies inside the transaction
+        twin, masks = make_twin()
+        put(store, twin, masks)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    assert any((tmp_path / "masks").rglob("*.png"))  # masks were written before the kill
+    with TwinStore(tmp_path) as store:
+        assert len(store) == 0 and store.db.table("tracks").count == 0
+        assert not any((tmp_path / "masks").rglob("*.png"))
+        twin, masks = make_twin()
+        put(store, twin, masks)  # the rerun completes
+        assert store.video_ids() == ["clip"]
+
+
+def test_delete_removes_rows_and_files(tmp_path: Path) -> None:
+    twin, masks = make_twin()
+    other, other_masks = make_twin("other")
+    with TwinStore(tmp_path) as store:
+        put(store, twin, masks)
+        put(store, other, other_masks)
+        store.delete("clip")
+        assert store.video_ids() == ["other"]
+        assert not (tmp_path / "masks" / "clip").exists() and (tmp_path / "masks" / "other").exists()
+        assert store.db.execute("select count(*) from instances where video_id='clip'").fetchone()[0] == 0
+        with pytest.raises(VideoNotFoundError):
+            store.delete("clip")
+
+
+def test_set_ecr_and_missing_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no twin store"):
+        TwinStore(tmp_path / "absent", create=False)
+    twin, masks = make_twin()
+    with TwinStore(tmp_path) as store:
+        put(store, twin, masks)
+        store.set_ecr("clip", "a brown dog runs right", "template")
+        assert store.get_video("clip").ecr_text == "a brown dog runs right"
+        stats = store.stats()
+        assert stats["videos"] == 1 and stats["instances"] == 3 and stats["top_categories"] == {"dog": 1}
+
+
+def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
+    TwinStore(tmp_path).close()
+    with TwinStore(tmp_path) as store:
+        applied = list(store.db.query("select name from _sqlite_migrations where migration_set='twinseek'"))
+        assert [r["name"] for r in applied] == ["m001_initial"]

@@ -1,0 +1,271 @@
+"""Ingestion: video file -> sampled frames -> specialists -> relations -> twin in the store (atomically)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from twinseek.config import Settings
+from twinseek.errors import TwinseekError, VideoError
+from twinseek.twins.adapters.base import Detection, TrackedObject, box_from_mask, crop
+from twinseek.twins.decode import DecodedVideo, decode_video, is_supported
+from twinseek.twins.masks import mask_geometry
+from twinseek.twins.model import Instance, Track, Twin, Video
+from twinseek.twins.relations import compute_relations, track_motion
+from twinseek.twins.specialists import Specialists, build_specialists
+from twinseek.twins.store import TwinStore
+
+logger = logging.getLogger(__name__)
+
+CROPS_PER_TRACK = 4  # crops the categoriser sees per track (the largest views of the object)
+SEED_LABEL_MIN = 0.5  # a seed label at least this confident beats the categoriser (e.g. "person")
+
+
+@dataclass
+class IngestResult:
+    path: str
+    status: Literal["ingested", "skipped", "failed"]
+    video_id: str | None = None
+    error: str | None = None
+    frames: int = 0
+    tracks: int = 0
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Timer:
+    """Accumulates wall time per named step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def step(self, name: str):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+
+def file_hash(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def slugify(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.")
+    return slug or "video"
+
+
+def collect_videos(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand folders (recursively) into supported video files; files are kept as given so that an
+    unsupported file named explicitly is reported rather than silently ignored."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(f for f in p.rglob("*") if f.is_file() and is_supported(f)))
+        else:
+            found.append(p)
+    return found
+
+
+class Ingestor:
+    """Turns video files into twins in a store. Specialists are built once and reused across videos."""
+
+    def __init__(self, store: TwinStore, settings: Settings, specialists: Specialists | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self._specialists = specialists
+
+    @property
+    def specialists(self) -> Specialists:
+        if self._specialists is None:
+            self._specialists = build_specialists(self.settings)
+        return self._specialists
+
+    def ingest(self, path: str | Path, force: bool = False) -> IngestResult:
+        """Ingest one file. Raises ``VideoError`` for bad input; nothing is written in that case."""
+        path = Path(path)
+        start = time.perf_counter()
+        timer = Timer()
+        if not path.is_file():
+            raise VideoError(path, "file not found")
+        with timer.step("hash"):
+            content_hash = file_hash(path)
+        existing = self.store.find_by_hash(content_hash)
+        if existing and not force:
+            return IngestResult(str(path), "skipped", existing)
+        with timer.step("decode"):
+            decoded = decode_video(path, self.settings.sampling)
+        video_id = existing or self._assign_id(path)
+        twin, masks = build_twin(video_id, decoded, content_hash, self.specialists, self.settings, timer)
+        with timer.step("write"):
+            mask_dir = self.store.new_mask_dir(video_id)
+            try:
+                for inst in twin.instances:
+                    inst.mask_path = self.store.write_mask(mask_dir, inst.track_id, inst.frame_index,
+                                                           masks[(inst.track_id, inst.frame_index)])
+                self.store.put_twin(twin, mask_dir)
+            except BaseException:
+                self.store.discard_mask_dir(mask_dir)
+                raise
+        return IngestResult(str(path), "ingested", video_id, frames=len(decoded.frames), tracks=len(twin.tracks),
+                            seconds=time.perf_counter() - start, timings=dict(timer.seconds))
+
+    def ingest_many(
+        self, paths: Sequence[str | Path], force: bool = False, on_done: Callable[[IngestResult], None] | None = None
+    ) -> list[IngestResult]:
+        """Ingest files and folders; a bad file is reported and skipped, the rest go on."""
+        results = []
+        for path in collect_videos(paths):
+            try:
+                result = self.ingest(path, force=force)
+            except TwinseekError as exc:
+                logger.warning("skipping %s", exc)
+                result = IngestResult(str(path), "failed", error=str(exc))
+            results.append(result)
+            if on_done:
+                on_done(result)
+        return results
+
+    def _assign_id(self, path: Path) -> str:
+        """The file's stem as a slug; a different file with the same stem gets a hash suffix. A changed file
+        at a path already in the store keeps its id (the new twin replaces the old)."""
+        same_path = self.store.find_by_path(str(path.resolve()))
+        if same_path:
+            return same_path.video_id
+        base = slugify(path.stem)
+        if base not in self.store:
+            return base
+        return f"{base}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+
+
+def build_twin(
+    video_id: str,
+    decoded: DecodedVideo,
+    content_hash: str,
+    specialists: Specialists,
+    settings: Settings,
+    timer: Timer | None = None,
+) -> tuple[Twin, dict[tuple[int, int], np.ndarray]]:
+    """Run the specialists over decoded frames. Returns the twin (mask paths still empty) and its masks
+    keyed by ``(track_id, frame_index)``."""
+    timer = timer or Timer()
+    frames, indices, info = decoded.frames, decoded.indices, decoded.info
+    vocabulary = settings.paper.vocabulary if specialists.detector.tier == "paper" else None
+    with timer.step("detect"):
+        seeds = _detect_seeds(frames, specialists, settings, vocabulary)
+    with timer.step("segment"):
+        tracked = [t for t in specialists.segmenter.segment(frames, seeds) if t.masks]
+    tracked.sort(key=lambda t: (min(t.masks), t.track_id))
+    depth_maps: dict[int, np.ndarray] = {}
+    if specialists.depth is not None:
+        with timer.step("depth"):
+            depth_maps = {pos: specialists.depth.estimate(frames[pos]) for pos in range(len(frames))}
+    tracks, instances, masks = [], [], {}
+    for new_id, obj in enumerate(tracked, start=1):
+        track_insts, track_masks = _instances(video_id, new_id, obj, indices, depth_maps)
+        if not track_insts:
+            continue
+        with timer.step("categorise"):
+            category = _categorise(obj, frames, specialists, vocabulary)
+        with timer.step("describe"):
+            attributes = _describe(obj, frames, specialists, category[0])
+        for inst in track_insts:
+            inst.category, inst.category_score, inst.attributes = category[0], category[1], attributes
+        speed, direction = track_motion(track_insts, info.fps)
+        tracks.append(Track(
+            video_id=video_id, track_id=new_id, category=category[0], category_score=category[1],
+            category_source=category[2], category_group=category[3], category_candidates=category[4],
+            attributes=attributes, first_frame=track_insts[0].frame_index, last_frame=track_insts[-1].frame_index,
+            frame_count=len(track_insts), mean_area=float(np.mean([i.area for i in track_insts])),
+            speed=speed, direction=direction,
+        ))
+        instances.extend(track_insts)
+        masks.update(track_masks)
+    with timer.step("relations"):
+        relations = compute_relations(instances, indices)
+    video = Video(
+        video_id=video_id, path=str(info.path.resolve()), content_hash=content_hash, width=info.width,
+        height=info.height, fps=info.fps, frame_count=info.frame_count, duration_s=info.duration_s,
+        sampled_frames=indices, profile=settings.profile, specialists=specialists.provenance(),
+    )
+    return Twin(video=video, tracks=tracks, instances=instances, relations=relations), masks
+
+
+def _detect_seeds(
+    frames: Sequence[np.ndarray], specialists: Specialists, settings: Settings, vocabulary: Sequence[str] | None
+) -> dict[int, list[Detection]]:
+    # Embedded detectors are cheap enough for every frame; paper-tier ones run on a few keyframes.
+    if specialists.detector.tier == "paper":
+        positions = sorted({round(k * (len(frames) - 1) / max(settings.paper.keyframes - 1, 1))
+                            for k in range(min(settings.paper.keyframes, len(frames)))})
+    else:
+        positions = list(range(len(frames)))
+    return {pos: specialists.detector.detect(frames[pos], vocabulary) for pos in positions}
+
+
+def _instances(
+    video_id: str, track_id: int, obj: TrackedObject, indices: Sequence[int], depth_maps: dict[int, np.ndarray]
+) -> tuple[list[Instance], dict[tuple[int, int], np.ndarray]]:
+    insts, masks = [], {}
+    for pos in sorted(obj.masks):
+        mask = obj.masks[pos]
+        geometry = mask_geometry(mask)
+        if geometry is None:
+            continue
+        bbox, centroid, area = geometry
+        depth = None
+        if pos in depth_maps:
+            h, w = mask.shape
+            depth = float(depth_maps[pos][min(int(centroid[1] * h), h - 1), min(int(centroid[0] * w), w - 1)])
+        insts.append(Instance(video_id=video_id, track_id=track_id, frame_index=indices[pos], category="",
+                              category_score=0.0, mask_path="", bbox=bbox, centroid=centroid, depth=depth, area=area))
+        masks[(track_id, indices[pos])] = mask
+    return insts, masks
+
+
+def _largest_views(obj: TrackedObject, k: int) -> list[int]:
+    return sorted(obj.masks, key=lambda pos: -int(obj.masks[pos].sum()))[:k]
+
+
+def _categorise(
+    obj: TrackedObject, frames: Sequence[np.ndarray], specialists: Specialists, vocabulary: Sequence[str] | None
+) -> tuple[str, float, str, str | None, list[tuple[str, float]]]:
+    """(label, score, source, group, runner-ups). A confident seed label wins over the categoriser."""
+    crops = []
+    for pos in _largest_views(obj, CROPS_PER_TRACK):
+        box = box_from_mask(obj.masks[pos])
+        if box is not None:
+            crops.append(crop(frames[pos], box))
+    found = specialists.detector.categorise(crops, vocabulary) if crops else []
+    runners = [(c.label, round(c.score, 3)) for c in found[:3]]
+    if obj.label and (obj.label_score >= SEED_LABEL_MIN or not found):
+        return obj.label, obj.label_score, obj.source or specialists.segmenter.model, None, runners
+    if not found:
+        return "object", 0.0, "none", None, []
+    best = found[0]
+    return best.label, best.score, best.source, best.group, runners[1:]
+
+
+def _describe(obj: TrackedObject, frames: Sequence[np.ndarray], specialists: Specialists, category: str) -> str:
+    pos = _largest_views(obj, 1)[0]
+    try:
+        return specialists.describer.describe(frames[pos], obj.masks[pos], category)
+    except Exception:  # an attribute text is optional: keep the twin
+        logger.exception("attribute describer failed on track %s", obj.track_id)
+        return ""
