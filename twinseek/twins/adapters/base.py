@@ -56,9 +56,15 @@ class Category:
 
 @runtime_checkable
 class Specialist(Protocol):
-    role: str
-    tier: Tier
-    model: str
+    # read-only in the protocol so that adapters may narrow them (e.g. ``tier: Literal["paper"]``)
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def tier(self) -> Tier: ...
+
+    @property
+    def model(self) -> str: ...
 
     def provenance(self) -> Provenance: ...
 

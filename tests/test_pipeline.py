@@ -1,0 +1,134 @@
+"""Ingestion end to end on synthetic videos, with the real embedded specialists."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from synthetic import Scene, write_video
+
+from twinseek.config import load_settings
+from twinseek.errors import VideoError
+from twinseek.twins.masks import mask_iou
+from twinseek.twins.pipeline import Ingestor, slugify
+from twinseek.twins.specialists import Specialists, build_specialists
+from twinseek.twins.store import TwinStore
+
+
+@pytest.fixture(scope="module")
+def specialists() -> Specialists:
+    return build_specialists(load_settings())
+
+
+@pytest.fixture
+def ingestor(tmp_path: Path, specialists: Specialists):  # type: ignore[no-untyped-def]
+    store = TwinStore(tmp_path / "store")
+    yield Ingestor(store, load_settings(store=tmp_path / "store", sampling={"frames": 12}), specialists)
+    store.close()
+
+
+def test_synthetic_scene_gives_tracks_masks_colours_and_motion(ingestor: Ingestor, tmp_path: Path) -> None:
+    scene = Scene()
+    result = ingestor.ingest(write_video(tmp_path / "shapes.mp4", scene))
+    assert result.status == "ingested" and result.video_id == "shapes" and result.frames == 12
+    twin = ingestor.store.get_twin("shapes")
+    assert {p.role for p in twin.video.specialists} == {"detector", "segmenter", "describer"}
+    # each ground-truth shape is matched by one track whose masks overlap it across the clip
+    matched = {}
+    for shape_no, shape in enumerate(scene.shapes):
+        best_iou, best_track = 0.0, None
+        for track in twin.tracks:
+            insts = [i for i in twin.instances if i.track_id == track.track_id]
+            ious = []
+            for inst in insts:
+                gt = scene.masks(inst.frame_index)[shape_no]
+                ious.append(mask_iou(ingestor.store.load_mask(inst), gt))
+            score = sum(ious) / len(twin.video.sampled_frames)
+            if score > best_iou:
+                best_iou, best_track = score, track
+        assert best_iou > 0.6, f"shape {shape_no} not tracked (best IoU {best_iou:.2f})"
+        matched[shape_no] = best_track
+    red, blue = matched[0], matched[1]
+    assert red.track_id != blue.track_id
+    assert red.direction == "right" and blue.direction == "left"
+    assert "red" in red.attributes and "blue" in blue.attributes
+    preds = {(r.subject_track, r.predicate, r.object_track) for r in twin.relations}
+    assert (red.track_id, "moving right", None) in preds and (blue.track_id, "moving left", None) in preds
+    assert (red.track_id, "above", blue.track_id) in preds and (blue.track_id, "below", red.track_id) in preds
+    for inst in twin.instances:
+        assert inst.depth is None  # no depth model in the embedded default
+        assert (ingestor.store.root / inst.mask_path).is_file()
+
+
+def test_rerun_skips_force_reingests(ingestor: Ingestor, tmp_path: Path) -> None:
+    path = write_video(tmp_path / "clip.webm", Scene(frames=10))
+    assert ingestor.ingest(path).status == "ingested"
+    old_dir = next((ingestor.store.root / "masks" / "clip").iterdir())
+    assert ingestor.ingest(path).status == "skipped"
+    assert ingestor.ingest(path, force=True).status == "ingested"
+    assert ingestor.store.video_ids() == ["clip"] and not old_dir.exists()
+
+
+def test_same_stem_elsewhere_gets_its_own_id_and_changed_file_keeps_id(ingestor: Ingestor, tmp_path: Path) -> None:
+    a = write_video(tmp_path / "a" / "clip.mp4" if (tmp_path / "a").mkdir() is None else tmp_path, Scene(frames=8))
+    (tmp_path / "b").mkdir()
+    b = write_video(tmp_path / "b" / "clip.mp4", Scene(frames=8, seed=3))
+    first, second = ingestor.ingest(a).video_id, ingestor.ingest(b).video_id
+    assert first == "clip" and second.startswith("clip-") and second != first
+    write_video(a, Scene(frames=9, seed=7))  # the file changes in place
+    assert ingestor.ingest(a).video_id == "clip"
+    assert len(ingestor.store) == 2
+
+
+def test_folder_ingest_reports_bad_files_and_keeps_going(ingestor: Ingestor, tmp_path: Path) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    write_video(folder / "good.mp4", Scene(frames=8))
+    (folder / "broken.mp4").write_bytes(b"\x00" * 4096)
+    (folder / "empty.gif").touch()
+    (folder / "readme.txt").write_text("not a video")  # ignored inside a folder
+    write_video(folder / "also-good.gif", Scene(frames=8))
+    results = {Path(r.path).name: r for r in ingestor.ingest_many([folder])}
+    assert set(results) == {"good.mp4", "broken.mp4", "empty.gif", "also-good.gif"}
+    assert results["good.mp4"].status == results["also-good.gif"].status == "ingested"
+    assert results["broken.mp4"].status == "failed" and "broken.mp4" in results["broken.mp4"].error
+    assert results["empty.gif"].status == "failed" and "empty" in results["empty.gif"].error
+    assert sorted(ingestor.store.video_ids()) == ["also-good", "good"]
+
+
+def test_bad_file_raises_and_store_is_untouched(ingestor: Ingestor, tmp_path: Path) -> None:
+    good = write_video(tmp_path / "good.mp4", Scene(frames=8))
+    ingestor.ingest(good)
+    before = ingestor.store.get_twin("good")
+    bad = tmp_path / "bad.mov"
+    bad.write_bytes(b"garbage" * 1000)
+    with pytest.raises(VideoError, match="bad.mov"):
+        ingestor.ingest(bad)
+    assert ingestor.store.video_ids() == ["good"] and ingestor.store.get_twin("good") == before
+
+
+def test_failure_in_a_specialist_writes_nothing(ingestor: Ingestor, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object) -> list:
+        raise RuntimeError("model crashed")
+
+    monkeypatch.setattr(ingestor.specialists.segmenter, "segment", broken)
+    with pytest.raises(RuntimeError):
+        ingestor.ingest(write_video(tmp_path / "x.mp4", Scene(frames=8)))
+    assert len(ingestor.store) == 0
+    assert not any((ingestor.store.root / "masks").rglob("*.png"))
+
+
+def test_slugify() -> None:
+    assert slugify("My Clip (final).MP4") == "my-clip-final-.mp4".strip("-.") or slugify("My Clip (final)") == "my-clip-final"
+    assert slugify("///") == "video"
+
+
+def test_sample_clips_are_bundled(tmp_path: Path) -> None:
+    from twinseek.data import sample_clips
+
+    clips = sample_clips()
+    assert [c.stem for c in clips] == ["blackswan", "car-roundabout", "horsejump-high"]
+    shutil.copy(clips[0], tmp_path / "x.mp4")
+    assert (tmp_path / "x.mp4").stat().st_size > 100_000
