@@ -36,7 +36,7 @@ def test_synthetic_scene_gives_tracks_masks_colours_and_motion(ingestor: Ingesto
     assert {p.role for p in twin.video.specialists} == {"detector", "segmenter", "describer"}
     # each ground-truth shape is matched by one track whose masks overlap it across the clip
     matched = {}
-    for shape_no, shape in enumerate(scene.shapes):
+    for shape_no in range(len(scene.shapes)):
         best_iou, best_track = 0.0, None
         for track in twin.tracks:
             insts = [i for i in twin.instances if i.track_id == track.track_id]
@@ -71,8 +71,9 @@ def test_rerun_skips_force_reingests(ingestor: Ingestor, tmp_path: Path) -> None
 
 
 def test_same_stem_elsewhere_gets_its_own_id_and_changed_file_keeps_id(ingestor: Ingestor, tmp_path: Path) -> None:
-    a = write_video(tmp_path / "a" / "clip.mp4" if (tmp_path / "a").mkdir() is None else tmp_path, Scene(frames=8))
+    (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
+    a = write_video(tmp_path / "a" / "clip.mp4", Scene(frames=8))
     b = write_video(tmp_path / "b" / "clip.mp4", Scene(frames=8, seed=3))
     first, second = ingestor.ingest(a).video_id, ingestor.ingest(b).video_id
     assert first == "clip" and second.startswith("clip-") and second != first
@@ -121,7 +122,7 @@ def test_failure_in_a_specialist_writes_nothing(ingestor: Ingestor, tmp_path: Pa
 
 
 def test_slugify() -> None:
-    assert slugify("My Clip (final).MP4") == "my-clip-final-.mp4".strip("-.") or slugify("My Clip (final)") == "my-clip-final"
+    assert slugify("My Clip (final)") == "my-clip-final"
     assert slugify("///") == "video"
 
 
