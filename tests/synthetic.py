@@ -39,24 +39,27 @@ class Shape:
         return (xx - cx) ** 2 + (yy - cy) ** 2 <= self.radius**2
 
 
-RED_RIGHT = Shape("square", (220, 30, 30), (30, 60), (130, 60))
-BLUE_LEFT = Shape("disc", (30, 60, 220), (130, 100), (40, 100))
+RED_RIGHT = Shape("square", (220, 30, 30), (50, 70), (260, 70), radius=25)
+BLUE_LEFT = Shape("disc", (30, 60, 220), (270, 170), (70, 170), radius=25)
 
 
 @dataclass
 class Scene:
     shapes: list[Shape] = field(default_factory=lambda: [RED_RIGHT, BLUE_LEFT])
-    width: int = 160
-    height: int = 128
+    width: int = 320
+    height: int = 240
     frames: int = 24
     fps: int = 12
     seed: int = 0
 
     def background(self) -> np.ndarray:
+        """Smooth greenish random texture: real scenes have texture, and motion estimation needs some."""
+        from PIL import Image
+
         rng = np.random.default_rng(self.seed)
-        noise = rng.integers(0, 20, (self.height // 8, self.width // 8, 1), dtype=np.uint8)
-        tile = np.kron(noise, np.ones((8, 8, 1), np.uint8))
-        return (np.full((self.height, self.width, 3), (120, 140, 110), np.uint8) + tile).astype(np.uint8)
+        noise = rng.integers(0, 90, (self.height // 8, self.width // 8, 3), dtype=np.uint8)
+        smooth = np.asarray(Image.fromarray(noise).resize((self.width, self.height), Image.BICUBIC))
+        return (smooth + np.array([70, 90, 60], np.uint8)).astype(np.uint8)
 
     def t(self, k: int) -> float:
         return k / max(self.frames - 1, 1)

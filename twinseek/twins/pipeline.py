@@ -17,7 +17,7 @@ import numpy as np
 
 from twinseek.config import Settings
 from twinseek.errors import TwinseekError, VideoError
-from twinseek.twins.adapters.base import Detection, TrackedObject, box_from_mask, crop
+from twinseek.twins.adapters.base import Category, Detection, TrackedObject, box_from_mask, crop
 from twinseek.twins.decode import DecodedVideo, decode_video, is_supported
 from twinseek.twins.masks import mask_geometry
 from twinseek.twins.model import Instance, Track, Twin, Video
@@ -28,7 +28,11 @@ from twinseek.twins.store import TwinStore
 logger = logging.getLogger(__name__)
 
 CROPS_PER_TRACK = 4  # crops the categoriser sees per track (the largest views of the object)
-SEED_LABEL_MIN = 0.5  # a seed label at least this confident beats the categoriser (e.g. "person")
+SEED_LABEL_MIN = 0.5  # a seed label at least this confident beats the categoriser (e.g. "person") ...
+GROUP_OVERRIDE_MIN = 0.35  # ... unless the categoriser's candidates put this much mass on one other group
+# Groups an object carrying a person seed may plausibly be classified as (a person's crop is often
+# "jersey" or "unicycle" for a closed-set classifier): these never override the seed.
+SEED_COMPATIBLE_GROUPS = frozenset({"person", "clothing", "sports"})
 
 
 @dataclass
@@ -254,16 +258,44 @@ def _categorise(
             crops.append(crop(frames[pos], box))
     found = specialists.detector.categorise(crops, vocabulary) if crops else []
     runners = [(c.label, round(c.score, 3)) for c in found[:3]]
-    if obj.label and (obj.label_score >= SEED_LABEL_MIN or not found):
+    override = _confident_group(found)
+    if obj.label and (obj.label_score >= SEED_LABEL_MIN or not found) and override is None:
         return obj.label, obj.label_score, obj.source or specialists.segmenter.model, None, runners
     if not found:
         return "object", 0.0, "none", None, []
-    best = found[0]
-    return best.label, best.score, best.source, best.group, runners[1:]
+    best = override or found[0]
+    score = sum(c.score for c in found if c.group == best.group) if override else best.score
+    return best.label, round(score, 4), best.source, best.group, [r for r in runners if r[0] != best.label]
+
+
+def _confident_group(found: Sequence[Category]) -> Category | None:
+    """The best candidate of a group holding at least ``GROUP_OVERRIDE_MIN`` of the candidates' mass.
+
+    A person segmenter also fires on animals (mediapipe masks swans and dogs): when the classifier is sure
+    the object is, say, a bird, the bird wins over the seed label.
+    """
+    mass: dict[str, float] = defaultdict(float)
+    for c in found:
+        if c.group:
+            mass[c.group] += c.score
+    if not mass:
+        return None
+    group = max(mass, key=lambda g: mass[g])
+    if mass[group] < GROUP_OVERRIDE_MIN or group in SEED_COMPATIBLE_GROUPS:
+        return None
+    return next(c for c in found if c.group == group)
+
+
+def _typical_view(obj: TrackedObject) -> int:
+    """The frame whose mask area is the track's median: the largest view is often one that bled into the
+    background."""
+    areas = {pos: int(m.sum()) for pos, m in obj.masks.items()}
+    median = float(np.median(list(areas.values())))
+    return min(areas, key=lambda pos: abs(areas[pos] - median))
 
 
 def _describe(obj: TrackedObject, frames: Sequence[np.ndarray], specialists: Specialists, category: str) -> str:
-    pos = _largest_views(obj, 1)[0]
+    pos = _typical_view(obj)
     try:
         return specialists.describer.describe(frames[pos], obj.masks[pos], category)
     except Exception:  # an attribute text is optional: keep the twin

@@ -1,0 +1,235 @@
+"""Class-agnostic object proposals from motion relative to the camera, OpenCV/numpy only.
+
+Per sampled frame: DIS optical flow to the neighbouring sampled frames (at a working size of
+``WORK_SIDE`` px), a homography fitted to the flow with RANSAC models the camera (pan, zoom, rotation,
+distant background), and whatever moves differently from that model is an object candidate. The residual
+from the next and the previous frame is combined with a per-pixel minimum, which removes the "ghosts"
+that one-sided flow leaves where the background is uncovered. The motion map is blended with spectral
+residual saliency, thresholded, cleaned with morphology and split into connected components.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+WORK_SIDE = 320  # flow and proposals run at this max side; masks are upsampled afterwards
+GRID_STEP = 8  # flow samples for the homography fit: one per GRID_STEP px
+RANSAC_PX = 1.5  # inlier distance of the camera model fit, in working-size pixels
+QUAD_IRLS_STEPS = 4  # reweighting rounds of the quadratic background fit
+QUAD_TUKEY_PX = 1.5  # floor of the Tukey cut-off (working px) in that fit
+MIN_RESIDUAL_PX = 1.2  # residual motion below this (working px) is never "moving"
+RESIDUAL_MAD_K = 3.0  # ... and must also exceed median + K * MAD of the frame's residual
+SALIENCY_WEIGHT = 0.25  # how much static saliency adds to the normalised motion score
+MIN_AREA_FRACTION = 0.004  # proposals smaller than this fraction of the frame are noise
+MAX_AREA_FRACTION = 0.6  # a "moving" region larger than this is a failed camera model, not an object
+MAX_PROPOSALS = 6
+GRABCUT_ITERS = 1  # refinement iterations per motion proposal (a few ms each at 320 px)
+GRABCUT_MIN_KEEP = 0.3  # per frame, largest/most confident first
+
+
+@dataclass
+class Proposal:
+    """One candidate object in one frame (masks at working size)."""
+
+    mask: np.ndarray
+    score: float
+    label: str | None = None
+    source: str = "motion"
+
+
+def work_scale(shape: tuple[int, ...]) -> float:
+    return min(1.0, WORK_SIDE / max(shape[:2]))
+
+
+def to_work(frame: np.ndarray, scale: float) -> np.ndarray:
+    if scale >= 1.0:
+        return frame
+    size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+class FlowField:
+    """DIS optical flow between sampled frames plus the camera homography fitted to it."""
+
+    def __init__(self) -> None:
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+
+    def flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Dense flow from grey image ``a`` to ``b`` (H, W, 2), float32."""
+        return self._dis.calc(a, b, None)
+
+    @staticmethod
+    def camera_residual(flow: np.ndarray) -> np.ndarray:
+        """Per-pixel motion that no background model explains.
+
+        Two models of the camera-induced flow: a RANSAC homography (one dominant plane: pans, zooms,
+        distant scenes) and a robust quadratic flow field (smooth parallax, e.g. a road plane below a
+        building). A pixel is background when either model explains it, hence the minimum.
+        """
+        h, w = flow.shape[:2]
+        ys, xs = np.mgrid[GRID_STEP // 2 : h : GRID_STEP, GRID_STEP // 2 : w : GRID_STEP]
+        src = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+        samples = flow[ys.ravel(), xs.ravel()]
+        hom, _ = cv2.findHomography(src, src + samples, cv2.RANSAC, RANSAC_PX, maxIters=500)
+        if hom is None:
+            hom = np.eye(3)
+        gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+        pts = np.stack([gx, gy], axis=-1).reshape(-1, 1, 2)
+        cam = cv2.perspectiveTransform(pts, hom).reshape(h, w, 2) - np.stack([gx, gy], axis=-1)
+        res_h = np.linalg.norm(flow - cam, axis=2)
+        quad = _quadratic_flow(src, samples, gx, gy, max(h, w))
+        return np.minimum(res_h, np.linalg.norm(flow - quad, axis=2))
+
+
+def _quad_basis(x: np.ndarray, y: np.ndarray, side: float) -> np.ndarray:
+    x, y = x / side - 0.5, y / side - 0.5
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
+
+
+def _quadratic_flow(src: np.ndarray, samples: np.ndarray, gx: np.ndarray, gy: np.ndarray, side: float) -> np.ndarray:
+    """Quadratic flow field fitted with iteratively reweighted least squares (Tukey weights).
+
+    Starts from the median flow so a large moving object cannot pull the first fit far.
+    """
+    basis = _quad_basis(src[:, 0], src[:, 1], side).astype(np.float64)
+    coef = np.zeros((6, 2))
+    coef[0] = np.median(samples, axis=0)
+    for _ in range(QUAD_IRLS_STEPS):
+        r = np.linalg.norm(samples - basis @ coef, axis=1)
+        c = max(QUAD_TUKEY_PX, 4.685 * 1.4826 * float(np.median(r)))
+        wts = np.clip(1 - (r / c) ** 2, 0, None) ** 2
+        if wts.sum() < 12:
+            break
+        sw = np.sqrt(wts)[:, None]
+        coef = np.linalg.lstsq(basis * sw, samples * sw, rcond=None)[0]
+    return (_quad_basis(gx, gy, side) @ coef).astype(np.float32)
+
+
+def motion_maps(grey: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Residual motion per frame and the flow of each frame back to the previous one (``None`` for the first).
+
+    The backward flow lets a tracker pull a mask forward with ``cv2.remap`` (no splatting holes).
+    """
+    ff = FlowField()
+    n = len(grey)
+    backward: list[np.ndarray | None] = [None] * n
+    fwd_res: list[np.ndarray | None] = [None] * n
+    bwd_res: list[np.ndarray | None] = [None] * n
+    for i in range(n - 1):
+        fwd_res[i] = ff.camera_residual(ff.flow(grey[i], grey[i + 1]))
+        backward[i + 1] = ff.flow(grey[i + 1], grey[i])
+        bwd_res[i + 1] = ff.camera_residual(backward[i + 1])
+    maps = []
+    for f, b in zip(fwd_res, bwd_res):
+        if f is None and b is None:
+            maps.append(np.zeros(grey[0].shape, np.float32))
+        elif f is None or b is None:
+            maps.append((f if b is None else b).astype(np.float32))
+        else:
+            maps.append(np.minimum(f, b).astype(np.float32))
+    return maps, backward
+
+
+def saliency_map(frame: np.ndarray) -> np.ndarray:
+    """Spectral-residual saliency in [0, 1] (cheap, texture-insensitive)."""
+    sal = cv2.saliency.StaticSaliencySpectralResidual_create()
+    ok, out = sal.computeSaliency(frame)
+    if not ok:
+        return np.zeros(frame.shape[:2], np.float32)
+    out = out.astype(np.float32)
+    return out / (out.max() + 1e-6)
+
+
+def moving_mask(residual: np.ndarray, saliency: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Binary mask of independently moving pixels and the normalised score map it came from."""
+    res = cv2.GaussianBlur(residual, (0, 0), 2.0)
+    med = float(np.median(res))
+    mad = float(np.median(np.abs(res - med))) + 1e-3
+    thr = max(MIN_RESIDUAL_PX, med + RESIDUAL_MAD_K * 1.4826 * mad)
+    score = np.clip(res / (2 * thr), 0, 1)
+    if saliency is not None:
+        score = np.clip(score + SALIENCY_WEIGHT * (saliency - 0.5), 0, 1)
+    mask = score > 0.5
+    k = max(3, round(min(mask.shape) / 40)) | 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    return fill_holes(mask > 0), score
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    inv = (~mask).astype(np.uint8)
+    h, w = mask.shape
+    flood = inv.copy()
+    cv2.floodFill(flood, np.zeros((h + 2, w + 2), np.uint8), (0, 0), 0)
+    return mask | (flood > 0) if mask[0, 0] == 0 else mask
+
+
+def components(mask: np.ndarray, score: np.ndarray) -> list[Proposal]:
+    """Connected components of a moving mask as proposals, scored by area x mean motion score."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    total = mask.size
+    out = []
+    for i in range(1, n):
+        area = stats[i, cv2.CC_STAT_AREA]
+        if not MIN_AREA_FRACTION * total <= area <= MAX_AREA_FRACTION * total:
+            continue
+        comp = labels == i
+        out.append(Proposal(mask=comp, score=float(score[comp].mean()) * np.sqrt(area / total)))
+    out.sort(key=lambda p: -p.score)
+    return out[:MAX_PROPOSALS]
+
+
+def refine_grabcut(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Snap a blobby motion mask to colour edges with GrabCut, run only on the mask's padded box.
+
+    Flow smears across object boundaries, so the motion mask is only "probably foreground"; its eroded
+    core is sure foreground and a ring outside it is probable background. Returns ``mask`` unchanged when
+    GrabCut collapses (less than ``GRABCUT_MIN_KEEP`` of the original area survives).
+    """
+    ys, xs = np.nonzero(mask)
+    h, w = mask.shape
+    bw, bh = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    pad = max(8, int(0.25 * max(bw, bh)))
+    x1, y1 = max(0, xs.min() - pad), max(0, ys.min() - pad)
+    x2, y2 = min(w, xs.max() + 1 + pad), min(h, ys.max() + 1 + pad)
+    sub = mask[y1:y2, x1:x2].astype(np.uint8)
+    k = max(3, int(0.15 * min(bw, bh))) | 1
+    core = cv2.erode(sub, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    gc = np.where(sub > 0, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    gc[core > 0] = cv2.GC_FGD
+    ring = cv2.dilate(sub, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    gc[ring == 0] = cv2.GC_BGD
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(np.ascontiguousarray(frame[y1:y2, x1:x2]), gc, None, bgd, fgd, GRABCUT_ITERS, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return mask
+    fg = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+    if fg.sum() < GRABCUT_MIN_KEEP * sub.sum():
+        return mask
+    out = np.zeros_like(mask)
+    out[y1:y2, x1:x2] = fill_holes(fg)
+    return out
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return 0.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+def merge_seeds(props: list[Proposal], seeds: list[Proposal], overlap: float = 0.5) -> list[Proposal]:
+    """Seeds (e.g. person masks) win over motion blobs that are mostly the same object.
+
+    A motion blob is dropped when its IoU with a seed exceeds ``overlap``; a blob that contains a seed plus
+    much more (rider on a horse, cyclist on a bike) is kept as its own object.
+    """
+    kept = [p for p in props if all(mask_iou(p.mask, s.mask) <= overlap for s in seeds)]
+    return seeds + kept
