@@ -14,6 +14,7 @@ import pytest
 import tiny_models  # tests/ is on sys.path under pytest's default import mode
 import torch
 
+from twinseek import weights as _weights
 from twinseek.errors import ConfigError, ModelUnavailableError
 from twinseek.twins.adapters.base import (
     AttributeDescriber,
@@ -22,7 +23,6 @@ from twinseek.twins.adapters.base import (
     Detector,
     SegmenterTracker,
 )
-from twinseek.twins.adapters.paper import _common
 from twinseek.twins.adapters.paper._common import (
     WeightsSpec,
     box_iou,
@@ -90,14 +90,14 @@ def segmenter(request: pytest.FixtureRequest) -> Sam2PackageSegmenter | Sam2HFSe
 
 def test_device_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(_common, "_mps_available", lambda: False)
+    monkeypatch.setattr(_weights, "_mps_available", lambda: False)
     assert resolve_device("auto") == "cpu"
     assert resolve_device(" CPU ") == "cpu"
     with pytest.raises(ConfigError, match="CUDA is not available"):
         resolve_device("cuda:0")
     with pytest.raises(ConfigError, match="unknown device"):
         resolve_device("tpu")
-    monkeypatch.setattr(_common, "_mps_available", lambda: True)
+    monkeypatch.setattr(_weights, "_mps_available", lambda: True)
     assert resolve_device("auto") == "mps"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == "cuda"

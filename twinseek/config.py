@@ -8,6 +8,7 @@ papers use, loaded from a local path or the user's hub cache).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +75,40 @@ class PaperModelSettings(BaseModel):
     ultralytics_weights: str = Field("yolo11n-seg.pt", description="Local YOLO weights (optional AGPL extra).")
 
 
+EmbeddedLLMName = Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
+
+
+class LLMSettings(BaseModel):
+    """The LLM endpoint: a user's OpenAI-compatible server (``paper`` tier) or the embedded llama.cpp server.
+
+    ``base_url`` and ``api_key`` fall back to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` when neither an explicit
+    value nor ``TWINSEEK_LLM__*`` sets them. No ``base_url`` at all means the embedded server.
+    """
+
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint; None starts the embedded server.")
+    api_key: str | None = Field(None, description="Key for base_url (local servers accept any value).")
+    model: str = Field("gpt-4.1-mini", description="Model name sent to base_url (ignored by the embedded server).")
+    embedded_model: EmbeddedLLMName = "qwen2.5-coder-0.5b"
+    threads: int | None = Field(None, ge=1, description="Embedded server threads; None = all CPU cores.")
+    context: int = Field(4096, ge=256, description="Embedded server context tokens per parallel slot.")
+    n_parallel: int = Field(2, ge=1, description="Embedded server slots (requests decoded concurrently).")
+    timeout_s: float = Field(60.0, gt=0, description="Timeout of one request.")
+    startup_timeout_s: float = Field(120.0, gt=0, description="How long the embedded server may take to load.")
+    max_retries: int = Field(2, ge=0, description="Re-asks after an invalid structured reply.")
+    http_retries: int = Field(2, ge=0, description="SDK retries on connection errors, 429 and 5xx (user endpoint).")
+    temperature: float | None = Field(0.0, ge=0, description="None leaves the endpoint's default.")
+    seed: int | None = 0
+
+    @model_validator(mode="after")
+    def _openai_env(self) -> LLMSettings:
+        # The OpenAI SDK's own variables rank below TWINSEEK_LLM__* (which reach us as field values).
+        if self.base_url is None:
+            self.base_url = os.environ.get("OPENAI_BASE_URL") or None
+        if self.api_key is None:
+            self.api_key = os.environ.get("OPENAI_API_KEY") or None
+        return self
+
+
 class Settings(BaseSettings):
     """Process-wide settings. Build with :func:`load_settings` or directly with keyword overrides."""
 
@@ -84,6 +119,7 @@ class Settings(BaseSettings):
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     specialists: SpecialistSettings = Field(default_factory=SpecialistSettings)
     paper: PaperModelSettings = Field(default_factory=PaperModelSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None keeps torch's.")
     cache_dir: Path = Field(
         default_factory=lambda: Path.home() / ".cache" / "twinseek",
