@@ -41,6 +41,8 @@ class Video(BaseModel):
     sampled_frames: list[int] = Field(description="Source frame indices that were sampled, in order.")
     profile: str
     specialists: list[Provenance] = Field(default_factory=list)
+    scene: list[tuple[str, float]] = Field(
+        default_factory=list, description="Whole-frame labels (most likely first), e.g. lakeside, seashore.")
     ecr_text: str | None = Field(None, description="Video-level description (ECR) written by later stages.")
     ecr_source: str | None = None
     ingested_at: str = Field(default_factory=utc_now)
@@ -138,7 +140,11 @@ class Twin(BaseModel):
             for r in self.relations
             if track_ids is None or (r.subject_track in track_ids and (r.object_track in track_ids or r.object_track is None))
         ]
-        return {"video": self.video.video_id, "secs": round(self.video.duration_s, 1), "o": objects, "r": relations}
+        compact: dict[str, Any] = {"video": self.video.video_id, "secs": round(self.video.duration_s, 1)}
+        if self.video.scene:
+            compact["scene"] = [label for label, _ in self.video.scene]
+        compact.update(o=objects, r=relations)
+        return compact
 
     def to_compact_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_compact(**kwargs), separators=(",", ":"))

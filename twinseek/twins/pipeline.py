@@ -28,7 +28,9 @@ from twinseek.twins.store import TwinStore
 logger = logging.getLogger(__name__)
 
 CROPS_PER_TRACK = 4  # crops the categoriser sees per track (the largest views of the object)
+SCENE_FRAMES = 3  # whole frames the categoriser sees to label the scene
 SEED_LABEL_MIN = 0.5  # a seed label at least this confident beats the categoriser (e.g. "person") ...
+CLASSIFIER_UNSURE = 0.15  # a classifier top score below this is a guess: a weak seed label beats it
 GROUP_OVERRIDE_MIN = 0.35  # ... unless the categoriser's candidates put this much mass on one other group
 # Groups an object carrying a person seed may plausibly be classified as (a person's crop is often
 # "jersey" or "unicycle" for a closed-set classifier): these never override the seed.
@@ -203,12 +205,24 @@ def build_twin(
         masks.update(track_masks)
     with timer.step("relations"):
         relations = compute_relations(instances, indices)
+    with timer.step("categorise"):
+        scene = _scene(frames, specialists, vocabulary)
     video = Video(
         video_id=video_id, path=str(info.path.resolve()), content_hash=content_hash, width=info.width,
         height=info.height, fps=info.fps, frame_count=info.frame_count, duration_s=info.duration_s,
-        sampled_frames=indices, profile=settings.profile, specialists=specialists.provenance(),
+        sampled_frames=indices, profile=settings.profile, specialists=specialists.provenance(), scene=scene,
     )
     return Twin(video=video, tracks=tracks, instances=instances, relations=relations), masks
+
+
+def _scene(
+    frames: Sequence[np.ndarray], specialists: Specialists, vocabulary: Sequence[str] | None
+) -> list[tuple[str, float]]:
+    """Labels of a few whole frames: ImageNet has scene classes (lakeside, alp, seashore) that describe the
+    setting when no object is segmented."""
+    picks = sorted({round(k * (len(frames) - 1) / max(SCENE_FRAMES - 1, 1)) for k in range(SCENE_FRAMES)})
+    found = specialists.detector.categorise([frames[p] for p in picks], vocabulary)
+    return [(c.label, round(c.score, 3)) for c in found[:3]]
 
 
 def _detect_seeds(
@@ -259,7 +273,8 @@ def _categorise(
     found = specialists.detector.categorise(crops, vocabulary) if crops else []
     runners = [(c.label, round(c.score, 3)) for c in found[:3]]
     override = _confident_group(found)
-    if obj.label and (obj.label_score >= SEED_LABEL_MIN or not found) and override is None:
+    classifier_unsure = not found or found[0].score < CLASSIFIER_UNSURE
+    if obj.label and override is None and (obj.label_score >= SEED_LABEL_MIN or classifier_unsure):
         return obj.label, obj.label_score, obj.source or specialists.segmenter.model, None, runners
     if not found:
         return "object", 0.0, "none", None, []

@@ -44,7 +44,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.table("videos").create(
         {
             "video_id": str, "path": str, "content_hash": str, "width": int, "height": int, "fps": float,
-            "frame_count": int, "duration_s": float, "sampled_frames": str, "profile": str, "specialists": str,
+            "frame_count": int, "duration_s": float, "sampled_frames": str, "profile": str, "specialists": str, "scene": str,
             "ecr_text": str, "ecr_source": str, "mask_dir": str, "ingested_at": str,
         },
         pk="video_id",
@@ -239,6 +239,7 @@ class TwinStore:
         row = video.model_dump()
         row["sampled_frames"] = json.dumps(video.sampled_frames)
         row["specialists"] = json.dumps([p.model_dump() for p in video.specialists])
+        row["scene"] = json.dumps(video.scene)
         row["mask_dir"] = mask_dir
         self.db.table("videos").insert(row)
 
@@ -272,6 +273,7 @@ def _video_from_row(row: dict[str, Any]) -> Video:
     row.pop("mask_dir", None)
     row["sampled_frames"] = json.loads(row["sampled_frames"] or "[]")
     row["specialists"] = [Provenance(**p) for p in json.loads(row["specialists"] or "[]")]
+    row["scene"] = [tuple(s) for s in json.loads(row.get("scene") or "[]")]
     return Video(**row)
 
 

@@ -158,6 +158,8 @@ class MobileNetV2Classifier:
 
 
 # ---------------------------------------------------------------- mediapipe people
+SELFIE_CONFIDENCE = 0.5  # scales selfie-only person scores (see MediapipePeople.masks)
+
 class MediapipePeople:
     """Person masks: the pose model's segmentation when it finds a body, else the selfie landscape model."""
 
@@ -189,7 +191,10 @@ class MediapipePeople:
                 if mask.sum() >= MIN_PERSON_FRACTION * mask.size:
                     return [(mask, float(prob[mask].mean()), "mediapipe-pose")]
             prob = selfie.process(frame).segmentation_mask
-        return [(m, float(prob[m].mean()), "mediapipe-selfie") for m in _components(prob > PERSON_THRESHOLD)]
+        # The selfie model also fires on salient non-people (blobs, animals, towers): without pose landmarks
+        # its "person" is a weak hint, so the score is halved and a confident classifier label wins over it.
+        return [(m, SELFIE_CONFIDENCE * float(prob[m].mean()), "mediapipe-selfie")
+                for m in _components(prob > PERSON_THRESHOLD)]
 
 
 def _components(mask: np.ndarray) -> list[np.ndarray]:
