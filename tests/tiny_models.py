@@ -291,3 +291,36 @@ def build_tiny_qwen2vl(directory: Path | str) -> Path:
     Qwen2VLForConditionalGeneration(config).save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+@seeded
+def build_tiny_cross_encoder(directory: Path | str) -> Path:
+    """A 2-layer BERT sequence classifier with a word-piece vocabulary (sentence-transformers CrossEncoder)."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    out = _dir(directory)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"the a dog red car park where is swan black".split()]
+    words += list("abcdefghijklmnopqrstuvwxyz0123456789") + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    # vocab= (not vocab_file=, which transformers 5 silently ignores)
+    BertTokenizer(vocab={w: i for i, w in enumerate(words)}, model_max_length=64).save_pretrained(out)
+    cfg = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, num_labels=1)
+    BertForSequenceClassification(cfg).save_pretrained(out)
+    return out
+
+
+@seeded
+def build_tiny_qwen3_reranker(directory: Path | str) -> Path:
+    """A 2-layer Qwen3 causal LM whose vocabulary has the single tokens ``yes`` and ``no``."""
+    from transformers import Qwen2Tokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    out = _dir(directory)
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+    vocab = {c: i for i, c in enumerate(byte_chars() + ["yes", "no"] + special)}
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[], extra_special_tokens=special[1:], pad_token="<|endoftext|>")
+    tok.save_pretrained(out)
+    cfg = Qwen3Config(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=512,
+                      pad_token_id=vocab["<|endoftext|>"], eos_token_id=vocab["<|im_end|>"])
+    Qwen3ForCausalLM(cfg).save_pretrained(out)
+    return out

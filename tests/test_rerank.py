@@ -1,0 +1,82 @@
+"""ECR rerankers on tiny random-weight models (plumbing, not quality), fusion maths, rerank mixing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_models import build_tiny_cross_encoder, build_tiny_qwen3_reranker
+
+from twinseek.errors import ModelUnavailableError
+from twinseek.tools.fusion import fuse, reciprocal_rank_fusion, weighted_fusion
+from twinseek.tools.rerank import CrossEncoderReranker, Qwen3Reranker, rerank
+
+
+@pytest.fixture(scope="module")
+def qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_qwen3_reranker(tmp_path_factory.mktemp("qwen3"))
+
+
+def test_cross_encoder_scores_are_probabilities(tmp_path: Path) -> None:
+    reranker = CrossEncoderReranker(str(build_tiny_cross_encoder(tmp_path)), device="cpu")
+    scores = reranker.score("where is the red car", ["a red car in the park", "a dog", "black swan"])
+    assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
+    assert reranker.score("q", []) == []
+
+
+def test_qwen3_reranker_reads_the_yes_no_logits(qwen3_dir: Path) -> None:
+    reranker = Qwen3Reranker(str(qwen3_dir), device="cpu")
+    docs = ["a black swan on a lake", "a red car driving in a much longer description than the first one"]
+    scores = reranker.score("a black swan", docs)
+    assert len(scores) == 2 and all(0.0 < s < 1.0 for s in scores)
+    # push the yes/no logit gap far from 0: every score must become ~0 or ~1 (the yes/no ids are what is read)
+    head = reranker._lm.get_output_embeddings()
+    with torch.no_grad():
+        head.weight[reranker._yes] = head.weight[reranker._no] + 50 * torch.sign(head.weight[reranker._no] + 1e-3)
+    extreme = reranker.score("a black swan", docs)
+    assert all(abs(s - 0.5) > 0.45 for s in extreme)
+
+
+def test_missing_reranker_weights_name_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailableError, match="TWINSEEK_RETRIEVAL__RERANKER"):
+        Qwen3Reranker(str(tmp_path / "absent"))
+    with pytest.raises(ModelUnavailableError, match="TWINSEEK_RETRIEVAL__RERANKER"):
+        CrossEncoderReranker("someone/not-in-cache-reranker")
+
+
+def test_rrf_hand_computed() -> None:
+    fused = reciprocal_rank_fusion({"a": [("x", 0.9), ("y", 0.5)], "b": [("y", 3.0), ("z", 1.0)]}, k=60)
+    scores = dict(fused)
+    assert scores["y"] == pytest.approx(1 / 62 + 1 / 61)
+    assert scores["x"] == pytest.approx(1 / 61) and scores["z"] == pytest.approx(1 / 62)
+    assert [d for d, _ in fused] == ["y", "x", "z"]
+    weighted = reciprocal_rank_fusion({"a": [("x", 1)], "b": [("y", 1)]}, weights={"a": 2.0, "b": 1.0})
+    assert weighted[0][0] == "x"
+
+
+def test_weighted_fusion_normalises_each_list() -> None:
+    fused = dict(weighted_fusion({"a": [("x", 10.0), ("y", 0.0)], "b": [("y", 0.3), ("z", 0.1)]},
+                                 weights={"a": 0.5, "b": 0.5}))
+    assert fused == pytest.approx({"x": 0.5, "y": 0.5, "z": 0.0})
+    assert fuse({"a": [("x", 1.0)]}, method="weighted") == [("x", 1.0)]
+
+
+class KeywordReranker:
+    """Scores 1 when the document contains the query's last word: a transparent reranker for the mixing maths."""
+
+    model, tier = "keyword", "embedded"
+
+    def score(self, query: str, documents: list[str]) -> list[float]:
+        word = query.split()[-1]
+        return [1.0 if word in d else 0.0 for d in documents]
+
+
+def test_rerank_reorders_the_head_and_keeps_the_tail_below() -> None:
+    candidates = [("a", 0.9), ("b", 0.8), ("c", 0.7), ("d", 0.1)]
+    docs = {"a": "a red car", "b": "a swan", "c": "another swan", "d": "swan too"}
+    out = rerank(candidates, docs, KeywordReranker(), "find a swan", top_k=3, weight=1.0)
+    assert [v for v, _ in out][:3] in (["b", "c", "a"], ["c", "b", "a"]) and out[3][0] == "d"
+    assert out[3][1] < min(s for _, s in out[:3])
+    # weight 0 keeps the old order
+    assert [v for v, _ in rerank(candidates, docs, KeywordReranker(), "swan", top_k=3, weight=0.0)] == list("abcd")

@@ -1,0 +1,149 @@
+"""Embedding-centric reasoning (ECR) texts: one description per video, stored in ``videos.ecr_text``.
+
+Three generators, all recording their source beside the text:
+
+- ``template`` (always available): a deterministic description built from the twin;
+- ``llm``: an LLM summary of the compact twin JSON (embedded default: the local llama.cpp model);
+- ``vlm`` (paper tier): a Qwen2-VL-family model describing sampled frames of the video itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from twinseek.prompts import ecr as prompts
+from twinseek.twins.model import Relation, Track, Twin
+
+logger = logging.getLogger(__name__)
+
+MAX_OBJECTS = 5
+MAX_RELATIONS = 6
+PAIR_PREDICATES = ("above", "below", "left of", "right of", "near", "overlapping", "in front of", "behind",
+                   "approaching", "moving away from")
+
+
+class EcrGenerator(Protocol):
+    @property
+    def source(self) -> str: ...
+
+    def generate(self, twin: Twin) -> str: ...
+
+
+def _position_word(x: float, y: float) -> str:
+    horizontal = "left" if x < 0.33 else "right" if x > 0.67 else "centre"
+    vertical = "top" if y < 0.33 else "bottom" if y > 0.67 else ""
+    return f"{vertical} {horizontal}".strip() if vertical else horizontal
+
+
+def _motion_phrase(track: Track) -> str:
+    if track.direction == "stationary":
+        return "staying still"
+    if track.direction == "in place":
+        return "moving about"
+    return f"moving {track.direction}"
+
+
+UNSURE_SCORE = 0.15  # below this a category is a guess, and the text says so
+
+
+def _name(track: Track) -> str:
+    if track.category_score < UNSURE_SCORE:
+        return f"object (unclear, perhaps a {track.category})"
+    name = track.category
+    if track.category_group and track.category_group.lower() not in name.lower():
+        name += f" (a {track.category_group})"
+    return name
+
+
+def template_ecr(twin: Twin) -> str:
+    """A deterministic description of the twin's main objects, their look, motion and relations."""
+    tracks = sorted(twin.tracks, key=lambda t: -t.mean_area * t.frame_count)[:MAX_OBJECTS]
+    sentences = []
+    if twin.video.scene:
+        sentences.append("The scene looks like " + " or ".join(f"a {label}" for label, _ in twin.video.scene[:2]) + ".")
+    if not tracks:
+        return " ".join(sentences + ["No object was clearly segmented."])
+    positions = _mean_positions(twin)
+    for t in tracks:
+        x, y = positions.get(t.track_id, (0.5, 0.5))
+        alternatives = [label for label, score in t.category_candidates[:2]
+                        if label != t.category and score >= UNSURE_SCORE / 2]
+        maybe = f", or perhaps a {' or a '.join(alternatives)}" if alternatives else ""
+        look = f", {t.attributes}" if t.attributes else ""
+        sentences.append(f"A {_name(t)}{maybe}{look}, {_motion_phrase(t)}, mostly in the "
+                         f"{_position_word(x, y)} of the frame.")
+    names = {t.track_id: t.category for t in twin.tracks}
+    kept = {t.track_id for t in tracks}
+    relations = _main_relations(twin.relations, kept)
+    if relations:
+        sentences.append(" ".join(f"The {names[r.subject_track]} is {r.predicate} the {names[r.object_track]}."
+                                  for r in relations if r.object_track in names))
+    return " ".join(sentences)
+
+
+def _mean_positions(twin: Twin) -> dict[int, tuple[float, float]]:
+    sums: dict[int, list[float]] = {}
+    for inst in twin.instances:
+        acc = sums.setdefault(inst.track_id, [0.0, 0.0, 0.0])
+        acc[0] += inst.centroid[0]
+        acc[1] += inst.centroid[1]
+        acc[2] += 1
+    return {tid: (a[0] / a[2], a[1] / a[2]) for tid, a in sums.items()}
+
+
+def _main_relations(relations: Sequence[Relation], tracks: set[int]) -> list[Relation]:
+    """The longest-lasting pair relation per (subject, object), one direction of each pair."""
+    best: dict[tuple[int, int], Relation] = {}
+    for r in relations:
+        if r.object_track is None or r.predicate not in PAIR_PREDICATES:
+            continue
+        if r.subject_track not in tracks or r.object_track not in tracks or r.subject_track > r.object_track:
+            continue
+        key = (r.subject_track, r.object_track)
+        if key not in best or (r.frame_end - r.frame_start) > (best[key].frame_end - best[key].frame_start):
+            best[key] = r
+    return list(best.values())[:MAX_RELATIONS]
+
+
+class TemplateEcr:
+    source = "template"
+
+    def generate(self, twin: Twin) -> str:
+        return template_ecr(twin)
+
+
+class LLMEcr:
+    """An LLM's description of the compact twin; falls back to the template when the LLM fails (logged)."""
+
+    def __init__(self, llm, max_tokens: int = 120, max_frames: int = 4) -> None:  # type: ignore[no-untyped-def]
+        self.llm = llm
+        self.max_tokens = max_tokens
+        self.max_frames = max_frames
+
+    @property
+    def source(self) -> str:
+        return f"llm:{self.llm.model}:{prompts.VERSION}"
+
+    def generate(self, twin: Twin) -> str:
+        from twinseek.errors import TwinseekError
+
+        try:
+            text = self.llm.chat_text(prompts.ecr_messages(twin.to_compact_json(max_frames=self.max_frames)),
+                                      max_tokens=self.max_tokens).strip()
+        except TwinseekError as exc:
+            logger.warning("LLM ECR failed for %s (%s); using the template", twin.video.video_id, exc)
+            return template_ecr(twin)
+        # the template keeps the twin's facts next to the LLM's reading of them
+        return f"{text} {template_ecr(twin)}" if text else template_ecr(twin)
+
+
+def ensure_ecr(store, generator: EcrGenerator, force: bool = False) -> int:  # type: ignore[no-untyped-def]
+    """Write ECR texts for the videos that lack one from this generator; returns how many were written."""
+    from tqdm.auto import tqdm
+
+    todo = [v.video_id for v in store.videos() if force or not v.ecr_text or v.ecr_source != generator.source]
+    for video_id in tqdm(todo, desc="ECR", unit="video", disable=not todo or None):
+        store.set_ecr(video_id, generator.generate(store.get_twin(video_id)), generator.source)
+    return len(todo)
