@@ -147,3 +147,65 @@ def ensure_ecr(store, generator: EcrGenerator, force: bool = False) -> int:  # t
     for video_id in tqdm(todo, desc="ECR", unit="video", disable=not todo or None):
         store.set_ecr(video_id, generator.generate(store.get_twin(video_id)), generator.source)
     return len(todo)
+
+
+VIDEO_PROMPT_FALLBACK = (
+    "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>{question}<|im_end|>\n<|im_start|>assistant\n"
+)
+
+
+class VlmEcr:
+    """Paper tier: a Qwen2-VL-family model describes uniformly sampled frames of the video itself."""
+
+    def __init__(self, model: str, device: str = "auto", frames: int = 8, max_new_tokens: int = 96,
+                 max_side: int = 448) -> None:
+        from twinseek.weights import WeightsSpec, model_dtype, resolve_device, resolve_source
+
+        self.spec = WeightsSpec("Qwen2.5-VL (ECR)", "ecr_vlm", "Qwen/Qwen2.5-VL-3B-Instruct", section="retrieval")
+        self.model = model
+        self.device = resolve_device(device)
+        self.dtype = model_dtype(self.device)
+        self.source_path = resolve_source(model, self.spec)
+        self.frames, self.max_new_tokens, self.max_side = frames, max_new_tokens, max_side
+        self._net = None
+
+    @property
+    def source(self) -> str:
+        return f"vlm:{self.model}:{prompts.VERSION}"
+
+    def _load(self) -> None:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        from twinseek.weights import load_pretrained
+
+        self._processor = load_pretrained(AutoProcessor, self.source_path, self.spec)
+        net = load_pretrained(AutoModelForImageTextToText, self.source_path, self.spec, dtype=self.dtype)
+        self._net = net.to(self.device).eval()
+
+    def generate(self, twin: Twin) -> str:
+        import numpy as np
+
+        from twinseek.config import SamplingSettings
+        from twinseek.twins.decode import decode_video
+
+        video = decode_video(twin.video.path, SamplingSettings(frames=self.frames, max_side=self.max_side))
+        frames = video.frames if len(video.frames) % 2 == 0 else video.frames + video.frames[-1:]
+        return self.describe(np.stack(frames))
+
+    def describe(self, frames) -> str:  # type: ignore[no-untyped-def]
+        """Description of a ``(T, H, W, 3)`` uint8 frame stack (T even: Qwen2-VL merges frame pairs)."""
+        import torch
+
+        if self._net is None:
+            self._load()
+        if getattr(self._processor, "chat_template", None) is None:  # published checkpoints ship one
+            prompt = VIDEO_PROMPT_FALLBACK.format(question=prompts.VLM_ECR_PROMPT)
+        else:
+            messages = [{"role": "user",
+                         "content": [{"type": "video"}, {"type": "text", "text": prompts.VLM_ECR_PROMPT}]}]
+            prompt = self._processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        inputs = self._processor(text=[prompt], videos=[frames], return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            out = self._net.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1)
+        text = self._processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
+        return " ".join(text.split())
