@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,6 +17,11 @@ from rich.table import Table
 
 from twinseek.config import Settings, load_settings
 from twinseek.errors import TwinseekError
+
+if TYPE_CHECKING:
+    from twinseek.twins.store import TwinStore
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Reasoning text-to-video retrieval over digital twins.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -44,9 +51,26 @@ def _settings(store: Path | None = None, profile: str | None = None, **sampling:
         raise typer.BadParameter(str(exc)) from exc
 
 
-def _fail(exc: TwinseekError) -> None:
+def _fail(exc: TwinseekError) -> NoReturn:
     err_console.print(f"[red]error:[/red] {exc}")
     raise typer.Exit(1)
+
+
+@contextmanager
+def _errors_exit() -> Iterator[None]:
+    """Turn a twinseek error into a red message and exit code 1."""
+    try:
+        yield
+    except TwinseekError as exc:
+        _fail(exc)
+
+
+def _with_store(store: Path | None, action: Callable[[TwinStore], T]) -> T:
+    """Run ``action`` on an existing store; a missing store or video exits with a clear message."""
+    from twinseek.twins.store import TwinStore
+
+    with _errors_exit(), TwinStore(_settings(store).store, create=False) as twin_store:
+        return action(twin_store)
 
 
 @app.command()
@@ -112,14 +136,7 @@ def twins_show(
     compact: Annotated[bool, typer.Option("--compact", help="The compact JSON an LLM reads.")] = False,
 ) -> None:
     """Show one video's twin: its tracks and relations."""
-    from twinseek.twins.store import TwinStore
-
-    settings = _settings(store)
-    try:
-        with TwinStore(settings.store, create=False) as twin_store:
-            twin = twin_store.get_twin(video_id)
-    except TwinseekError as exc:
-        _fail(exc)
+    twin = _with_store(store, lambda s: s.get_twin(video_id))
     if as_json:
         typer.echo(twin.to_full_json())
         return
@@ -153,14 +170,7 @@ def print_twin(twin) -> None:  # type: ignore[no-untyped-def]
 @twins_app.command("list")
 def twins_list(store: StoreOpt = None) -> None:
     """List the videos in a store."""
-    from twinseek.twins.store import TwinStore
-
-    settings = _settings(store)
-    try:
-        with TwinStore(settings.store, create=False) as twin_store:
-            videos = twin_store.videos()
-    except TwinseekError as exc:
-        _fail(exc)
+    videos = _with_store(store, lambda s: s.videos())
     table = Table()
     for col in ("video id", "duration", "frames", "profile", "path"):
         table.add_column(col)
@@ -175,14 +185,7 @@ def store_stats(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Counts of videos, tracks, instances and relations, and disk use."""
-    from twinseek.twins.store import TwinStore
-
-    settings = _settings(store)
-    try:
-        with TwinStore(settings.store, create=False) as twin_store:
-            stats = twin_store.stats()
-    except TwinseekError as exc:
-        _fail(exc)
+    stats = _with_store(store, lambda s: s.stats())
     if as_json:
         typer.echo(json.dumps(stats))
         return
@@ -193,14 +196,7 @@ def store_stats(
 @store_app.command("delete")
 def store_delete(video_id: str, store: StoreOpt = None) -> None:
     """Delete a video's twin and its mask files."""
-    from twinseek.twins.store import TwinStore
-
-    settings = _settings(store)
-    try:
-        with TwinStore(settings.store, create=False) as twin_store:
-            twin_store.delete(video_id)
-    except TwinseekError as exc:
-        _fail(exc)
+    _with_store(store, lambda s: s.delete(video_id))
     console.print(f"deleted {video_id}")
 
 
