@@ -1,0 +1,396 @@
+"""Metrics of reasoning text-to-video retrieval, grounding and the choice tasks of the dev bench.
+
+Conventions (each chosen so that a number never depends on an unstated detail):
+
+* **Ranks** are 1-based. A relevant video that a system does not rank at all counts as rank
+  ``gallery_size + 1`` in MdR/MnR (one past the end: worse than any ranked position, and bounded, unlike
+  dropping the query, which would flatter a system that abstains).
+* **Ties** in scores are broken deterministically by :func:`rank_videos`: ``ties="id"`` (default) orders tied
+  videos by ascending id; ``ties="pessimistic"`` puts the relevant videos after the irrelevant ones in a tie,
+  so a constant scorer cannot profit from id order. A video the scorer leaves out gets score ``-inf``.
+* **Choices** (multiple choice, counterfactual pairs) count as correct only when the right text scores
+  *strictly* above every alternative: a tie is wrong, so a constant scorer gets 0, not the index-0 answer.
+* **Thresholds**: a video is "returned" when its score is ``>= tau`` (as the paper keeps r >= tau). An absent
+  query is rejected when every score is ``< tau``; recall-above-tau is the share of positive queries whose
+  relevant video scores ``>= tau``.
+* **Grounding** follows DAVIS: J is mask IoU, with J = 1 when both masks are empty; F is the boundary F-measure
+  of ``seg2bmap`` contours matched within ``ceil(bound_th * image diagonal)`` pixels.
+* Functions over a list of queries return ``nan`` for an empty list; :func:`aggregate` skips empty groups.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+from pydantic import BaseModel
+from scipy import ndimage
+
+from twinseek.evals.bench import (
+    RANKED_KINDS,
+    AbsentQuery,
+    Bench,
+    CounterfactualQuery,
+    ImplicitQuery,
+    McqQuery,
+    Query,
+    RankedQuery,
+    load_mask,
+)
+
+logger = logging.getLogger(__name__)
+
+KS: tuple[int, ...] = (1, 5, 10, 50, 100)
+DEFAULT_TAU = 0.5
+Ties = Literal["id", "pessimistic"]
+MaskLike = np.ndarray | str | Path
+
+
+# ---------------------------------------------------------------- ranking
+def rank_videos(scores: Mapping[str, float], positives: Collection[str] = (), ties: Ties = "id") -> list[str]:
+    """Video ids, best score first; ties broken as described in the module docstring."""
+    pos = set(positives) if ties == "pessimistic" else set()
+    return sorted(scores, key=lambda v: (-_finite(scores[v]), v in pos, v))
+
+
+def _finite(score: float | None) -> float:
+    return -math.inf if score is None or math.isnan(score) else float(score)
+
+
+def rank_of_first_relevant(ranking: Sequence[str], positives: Collection[str]) -> int | None:
+    """1-based position of the first relevant video in ``ranking``; ``None`` when none is ranked."""
+    wanted = set(positives)
+    return next((i for i, v in enumerate(ranking, start=1) if v in wanted), None)
+
+
+def effective_rank(rank: int | None, gallery_size: int) -> int:
+    """``rank``, or ``gallery_size + 1`` for an unranked relevant video."""
+    return gallery_size + 1 if rank is None else rank
+
+
+def recall_at_k(ranks: Sequence[int | None], k: int) -> float:
+    """R@K: share of queries whose first relevant video is ranked within the top ``k``."""
+    if not ranks:
+        return math.nan
+    return sum(r is not None and r <= k for r in ranks) / len(ranks)
+
+
+def median_rank(ranks: Sequence[int | None], gallery_size: int) -> float:
+    """MdR: median first-relevant rank (mean of the two middle ranks for an even count)."""
+    return float(np.median([effective_rank(r, gallery_size) for r in ranks])) if ranks else math.nan
+
+
+def mean_rank(ranks: Sequence[int | None], gallery_size: int) -> float:
+    """MnR: mean first-relevant rank, unranked counted as ``gallery_size + 1``."""
+    return float(np.mean([effective_rank(r, gallery_size) for r in ranks])) if ranks else math.nan
+
+
+def average_precision_at_k(ranking: Sequence[str], positives: Collection[str], k: int | None = None) -> float:
+    """AP@K = sum over relevant positions i <= K of precision@i, divided by min(K, number of positives).
+
+    ``k=None`` means the whole ranking (plain AP, denominator = number of positives). Relevant videos that are
+    not ranked (or ranked below K) contribute 0. ``k`` beyond the ranking's length is allowed.
+
+    Raises:
+        ValueError: ``positives`` is empty (AP is undefined) or ``k < 1``.
+    """
+    wanted = set(positives)
+    if not wanted:
+        raise ValueError("average precision needs at least one relevant video")
+    if k is not None and k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    cutoff = len(ranking) if k is None else k
+    hits, total = 0, 0.0
+    for i, video in enumerate(ranking[:cutoff], start=1):
+        if video in wanted:
+            hits += 1
+            total += hits / i
+    return total / (len(wanted) if k is None else min(k, len(wanted)))
+
+
+def mean_average_precision(
+    rankings: Sequence[Sequence[str]], positives: Sequence[Collection[str]], k: int | None = None
+) -> float:
+    """mAP (or mAP@K): mean of :func:`average_precision_at_k` over queries."""
+    if len(rankings) != len(positives):
+        raise ValueError(f"{len(rankings)} rankings but {len(positives)} positive sets")
+    aps = [average_precision_at_k(r, p, k) for r, p in zip(rankings, positives)]
+    return float(np.mean(aps)) if aps else math.nan
+
+
+# ---------------------------------------------------------------- choices and thresholds
+def mcq_correct(option_scores: Sequence[float], answer: int) -> bool:
+    """The answer's score is strictly above every other option's (a tie is wrong)."""
+    right = option_scores[answer]
+    return all(right > s for i, s in enumerate(option_scores) if i != answer)
+
+
+def counterfactual_correct(true_score: float, counterfactual_score: float) -> bool:
+    """The true text scores strictly above its counterfactual."""
+    return true_score > counterfactual_score
+
+
+def absent_rejected(scores: Mapping[str, float], tau: float = DEFAULT_TAU) -> bool:
+    """An absent query is rejected when no video scores ``>= tau``."""
+    return all(_finite(s) < tau for s in scores.values())
+
+
+def accuracy(flags: Iterable[bool]) -> float:
+    values = list(flags)
+    return sum(values) / len(values) if values else math.nan
+
+
+# ---------------------------------------------------------------- grounding (DAVIS J and F)
+def as_mask(mask: MaskLike) -> np.ndarray:
+    """A bool mask from an array (non-zero = foreground) or a PNG path."""
+    if isinstance(mask, str | Path):
+        return load_mask(mask)
+    arr = np.asarray(mask)
+    return np.asarray(arr.any(axis=2) if arr.ndim == 3 else arr.astype(bool))
+
+
+def mask_j(pred: MaskLike, gt: MaskLike) -> float:
+    """Region similarity J (IoU). Both masks empty gives 1.0 (DAVIS ``db_eval_iou``)."""
+    p, g = as_mask(pred), as_mask(gt)
+    _same_shape(p, g)
+    union = np.logical_or(p, g).sum()
+    return 1.0 if union == 0 else float(np.logical_and(p, g).sum() / union)
+
+
+def seg2bmap(seg: np.ndarray) -> np.ndarray:
+    """One-pixel-wide boundary map of a binary mask (DAVIS ``seg2bmap`` at the mask's own size).
+
+    A pixel is on the boundary when it differs from its east, south or south-east neighbour; the last row and
+    column compare only along the image edge, and the bottom-right corner is never a boundary.
+    """
+    seg = np.asarray(seg).astype(bool)
+    e, s, se = np.zeros_like(seg), np.zeros_like(seg), np.zeros_like(seg)
+    e[:, :-1] = seg[:, 1:]
+    s[:-1, :] = seg[1:, :]
+    se[:-1, :-1] = seg[1:, 1:]
+    b = (seg ^ e) | (seg ^ s) | (seg ^ se)
+    b[-1, :] = seg[-1, :] ^ e[-1, :]
+    b[:, -1] = seg[:, -1] ^ s[:, -1]
+    b[-1, -1] = False
+    return b
+
+
+def _disk(radius: int) -> np.ndarray:
+    # skimage.morphology.disk: x^2 + y^2 <= r^2
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return np.asarray(xx**2 + yy**2 <= radius**2)
+
+
+def boundary_f(pred: MaskLike, gt: MaskLike, bound_th: float = 0.008) -> float:
+    """Contour accuracy F (DAVIS ``db_eval_boundary``): F-measure of boundary precision and recall.
+
+    ``bound_th < 1`` is a fraction of the image diagonal (tolerance ``ceil(bound_th * diagonal)`` pixels),
+    ``>= 1`` a pixel count. As in DAVIS: both boundaries empty -> 1; only one empty -> 0.
+    """
+    p, g = as_mask(pred), as_mask(gt)
+    _same_shape(p, g)
+    radius = int(bound_th if bound_th >= 1 else math.ceil(bound_th * math.hypot(*p.shape)))
+    pb, gb = seg2bmap(p), seg2bmap(g)
+    n_p, n_g = int(pb.sum()), int(gb.sum())
+    if n_p == 0 or n_g == 0:
+        return 1.0 if n_p == n_g else 0.0
+    disk = _disk(radius)
+    precision = float((pb & ndimage.binary_dilation(gb, structure=disk)).sum()) / n_p
+    recall = float((gb & ndimage.binary_dilation(pb, structure=disk)).sum()) / n_g
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def _same_shape(a: np.ndarray, b: np.ndarray) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
+
+
+def _resize_nearest(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    from PIL import Image
+
+    img = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+    return np.asarray(img) > 127
+
+
+def grounding_scores(
+    pred_masks: Mapping[int, MaskLike], gt_masks: Mapping[int, MaskLike], bound_th: float = 0.008
+) -> dict[str, float]:
+    """Mean J and F over the frames present in both dicts (keys: decoded frame index).
+
+    A prediction at another resolution is resized (nearest) to the ground truth's, since methods decode at a
+    reduced size. With no common frame, J = F = 0: a method that grounds nothing scores nothing.
+    Returns ``{"j", "f", "jf", "frames"}``.
+    """
+    frames = sorted(set(pred_masks) & set(gt_masks))
+    js, fs = [], []
+    for k in frames:
+        gt = as_mask(gt_masks[k])
+        pred = as_mask(pred_masks[k])
+        if pred.shape != gt.shape:
+            pred = _resize_nearest(pred, gt.shape)
+        js.append(mask_j(pred, gt))
+        fs.append(boundary_f(pred, gt, bound_th))
+    j = float(np.mean(js)) if js else 0.0
+    f = float(np.mean(fs)) if fs else 0.0
+    return {"j": j, "f": f, "jf": (j + f) / 2, "frames": float(len(frames))}
+
+
+# ---------------------------------------------------------------- per-query records and aggregation
+class QueryRecord(BaseModel):
+    """What one query contributed; fields that do not apply to its kind stay ``None``."""
+
+    id: str
+    kind: str
+    rank: int | None = None
+    gallery_size: int | None = None
+    ap: float | None = None
+    positive_score: float | None = None
+    max_score: float | None = None
+    correct: bool | None = None
+    aspect: str | None = None
+    j: float | None = None
+    f: float | None = None
+
+
+def retrieval_record(
+    query_id: str, kind: str, scores: Mapping[str, float], positives: Collection[str], ties: Ties = "id"
+) -> QueryRecord:
+    """Record of a ranked query (implicit, explicit, negation, absent) from the scores of the whole gallery."""
+    ranking = rank_videos(scores, positives, ties)
+    finite = [_finite(s) for s in scores.values()]
+    record = QueryRecord(id=query_id, kind=kind, gallery_size=len(scores), max_score=max(finite, default=None))
+    if positives:
+        record.rank = rank_of_first_relevant(ranking, positives)
+        record.ap = average_precision_at_k(ranking, positives)
+        record.positive_score = max((_finite(scores[p]) for p in positives if p in scores), default=-math.inf)
+    return record
+
+
+def aggregate(records: Sequence[QueryRecord], ks: Sequence[int] = KS, tau: float = DEFAULT_TAU) -> dict[str, float]:
+    """Metrics by kind: ``<kind>_r@K``, ``_mdr``, ``_mnr``, ``_map``, ``_recall@tau``, ``_j``/``_f``/``_jf``
+    for ranked kinds; ``absent_rejection@tau`` and ``absent_mean_max_score``; ``mcq_accuracy``;
+    ``counterfactual_accuracy`` and ``counterfactual_<aspect>_accuracy``; ``<kind>_n`` query counts."""
+    by_kind: dict[str, list[QueryRecord]] = defaultdict(list)
+    for r in records:
+        by_kind[r.kind].append(r)
+    out: dict[str, float] = {}
+    for kind, group in by_kind.items():
+        out[f"{kind}_n"] = float(len(group))
+        if kind in RANKED_KINDS:
+            out.update(_ranked_metrics(kind, group, ks, tau))
+        elif kind == "absent":
+            out["absent_rejection@tau"] = accuracy(_finite(r.max_score) < tau for r in group)
+            out["absent_mean_max_score"] = float(np.mean([_finite(r.max_score) for r in group]))
+        else:
+            out[f"{kind}_accuracy"] = accuracy(bool(r.correct) for r in group)
+            out.update(_by_aspect(kind, group))
+    return out
+
+
+def _ranked_metrics(kind: str, group: Sequence[QueryRecord], ks: Sequence[int], tau: float) -> dict[str, float]:
+    ranks = [r.rank for r in group]
+    gallery = max(r.gallery_size or 0 for r in group)
+    out = {f"{kind}_r@{k}": recall_at_k(ranks, k) for k in ks}
+    out[f"{kind}_mdr"] = median_rank(ranks, gallery)
+    out[f"{kind}_mnr"] = mean_rank(ranks, gallery)
+    out[f"{kind}_map"] = float(np.mean([r.ap or 0.0 for r in group]))
+    out[f"{kind}_recall@tau"] = accuracy(r.positive_score is not None and r.positive_score >= tau for r in group)
+    grounded = [r for r in group if r.j is not None]
+    if grounded:
+        out[f"{kind}_j"] = float(np.mean([r.j for r in grounded]))
+        out[f"{kind}_f"] = float(np.mean([r.f or 0.0 for r in grounded]))
+        out[f"{kind}_jf"] = (out[f"{kind}_j"] + out[f"{kind}_f"]) / 2
+    return out
+
+
+def _by_aspect(kind: str, group: Sequence[QueryRecord]) -> dict[str, float]:
+    aspects: dict[str, list[bool]] = defaultdict(list)
+    for r in group:
+        if r.aspect:
+            aspects[r.aspect.lower().replace(" ", "-")].append(bool(r.correct))
+    return {f"{kind}_{a}_accuracy": accuracy(flags) for a, flags in sorted(aspects.items())}
+
+
+# ---------------------------------------------------------------- evaluator
+class VideoScorer(Protocol):
+    """Anything that scores every gallery video for a text (higher = more relevant)."""
+
+    def score_videos(self, query_text: str) -> dict[str, float]: ...
+
+
+class Grounder(Protocol):
+    """Predicted masks of the objects ``query`` targets in ``video_id``, by decoded frame index."""
+
+    def __call__(self, query: ImplicitQuery, video_id: str) -> Mapping[int, MaskLike]: ...
+
+
+def score_for_video(scorer: VideoScorer, text: str, video_id: str) -> float:
+    """A scorer's score of one video for ``text`` (``-inf`` when the scorer leaves the video out)."""
+    return _finite(scorer.score_videos(text).get(video_id, -math.inf))
+
+
+class RetrievalEvaluator:
+    """Evaluate a :class:`VideoScorer` on a bench: ``evaluator(scorer) -> dict[str, float]``.
+
+    Every ranking is over the whole gallery (``bench.videos``). Keys are :func:`aggregate`'s, prefixed with
+    ``name + "_"`` when a name is given; ``primary_metric`` names the headline key. Per-query results of the
+    last call are kept in ``records``. With a ``grounder``, implicit queries that have masks are also scored
+    for grounding (J, F) on their first relevant video, independently of where that video was ranked.
+    """
+
+    def __init__(
+        self,
+        bench: Bench,
+        name: str = "",
+        ks: Sequence[int] = KS,
+        tau: float = DEFAULT_TAU,
+        ties: Ties = "id",
+        grounder: Grounder | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> None:
+        self.bench = bench.select(kinds)
+        self.name = name
+        self.ks, self.tau, self.ties, self.grounder = tuple(ks), tau, ties, grounder
+        self.primary_metric = self._prefixed("implicit_r@1")
+        self.records: list[QueryRecord] = []
+
+    def _prefixed(self, key: str) -> str:
+        return f"{self.name}_{key}" if self.name else key
+
+    def __call__(self, scorer: VideoScorer) -> dict[str, float]:
+        self.records = [self.evaluate_query(scorer, q) for q in self.bench.queries]
+        metrics = aggregate(self.records, self.ks, self.tau)
+        logger.info("%s: %s", self.name or "evaluation", {k: round(v, 3) for k, v in metrics.items()})
+        return {self._prefixed(k): v for k, v in metrics.items()}
+
+    def evaluate_query(self, scorer: VideoScorer, query: Query) -> QueryRecord:
+        if isinstance(query, McqQuery):
+            scores = [score_for_video(scorer, o, query.video) for o in query.options]
+            return QueryRecord(id=query.id, kind=query.kind, correct=mcq_correct(scores, query.answer))
+        if isinstance(query, CounterfactualQuery):
+            right = counterfactual_correct(
+                score_for_video(scorer, query.text, query.video),
+                score_for_video(scorer, query.counterfactual, query.video),
+            )
+            return QueryRecord(id=query.id, kind=query.kind, correct=right, aspect=query.aspect)
+        return self._ranked(scorer, query)
+
+    def _ranked(self, scorer: VideoScorer, query: RankedQuery) -> QueryRecord:
+        raw = scorer.score_videos(query.text)
+        missing = len(set(self.bench.videos) - set(raw))
+        if missing:
+            # usually a retriever whose index() was not called on this gallery
+            logger.warning("query %s: the scorer left %d of %d videos unscored (ranked last)",
+                           query.id, missing, len(self.bench.videos))
+        scores = {v: _finite(raw.get(v, -math.inf)) for v in self.bench.videos}
+        positives = [] if isinstance(query, AbsentQuery) else query.positives
+        record = retrieval_record(query.id, query.kind, scores, positives, self.ties)
+        if self.grounder is not None and isinstance(query, ImplicitQuery) and query.has_masks:
+            grounding = grounding_scores(self.grounder(query, query.positives[0]), self.bench.query_masks(query))
+            record.j, record.f = grounding["j"], grounding["f"]
+        return record
