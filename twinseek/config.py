@@ -89,7 +89,7 @@ class LLMSettings(BaseModel):
     api_key: str | None = Field(None, description="Key for base_url (local servers accept any value).")
     model: str = Field("gpt-4.1-mini", description="Model name sent to base_url (ignored by the embedded server).")
     embedded_model: EmbeddedLLMName = "qwen2.5-coder-0.5b"
-    threads: int | None = Field(None, ge=1, description="Embedded server threads; None = all CPU cores.")
+    threads: int | None = Field(None, ge=1, description="Embedded server threads; None = half the CPU cores.")
     context: int = Field(4096, ge=256, description="Embedded server context tokens per parallel slot.")
     n_parallel: int = Field(2, ge=1, description="Embedded server slots (requests decoded concurrently).")
     timeout_s: float = Field(60.0, gt=0, description="Timeout of one request.")
@@ -109,6 +109,40 @@ class LLMSettings(BaseModel):
         return self
 
 
+AggregationName = Literal["mean", "min", "softmin"]
+DenseEmbedderName = Literal["ecr", "tara"]
+
+
+class RetrievalSettings(BaseModel):
+    """Component encoders, vector indexes and compositional search.
+
+    Encoder fields take a local sentence-transformers folder (e.g. one trained by ``twinseek.embedders``);
+    ``None`` means the embedded all-MiniLM-L6-v2, shared by all three roles.
+    """
+
+    object_encoder: str | None = Field(None, description="Encoder of object components (path).")
+    relation_encoder: str | None = Field(None, description="Encoder of relation components (path).")
+    query_encoder: str | None = Field(None, description="Encoder of sub-queries (path).")
+    encoder_device: str = Field("cpu", description="Device of the sentence-transformers encoders.")
+    batch_size: int = Field(64, ge=1)
+    aggregation: AggregationName = "mean"
+    softmin_temperature: float = Field(0.05, gt=0, description="Soft-min temperature (-> 0: min; large: mean).")
+    negation_weight: float = Field(1.0, ge=0, description="lambda in the negation penalty.")
+    negation_margin: float = Field(0.0, description="Similarity below which a negated sub-query costs nothing.")
+    candidate_k: int = Field(256, ge=1, description="Components fetched per sub-query before exact rescoring.")
+    top_k: int = Field(10, ge=1, description="Videos kept by stage 1.")
+    hnsw_threshold: int = Field(100_000, ge=0, description="Vectors above which an index switches to HNSW.")
+    hnsw_m: int = Field(32, ge=4)
+    ef_construction: int = Field(80, ge=8)
+    ef_search: int = Field(128, ge=1)
+    commit_every: int = Field(500, ge=1, description="Videos per committed chunk when syncing an index.")
+    dense_embedder: DenseEmbedderName = "ecr"
+    tara_model: str = Field("Qwen/Qwen2-VL-2B-Instruct",
+                            description="Qwen2-VL-family MLLM for TARA-style embeddings (path or cached hub id).")
+    tara_frames: int = Field(16, ge=1)
+    device: str = Field("auto", description="Device of the TARA MLLM.")
+
+
 class Settings(BaseSettings):
     """Process-wide settings. Build with :func:`load_settings` or directly with keyword overrides."""
 
@@ -120,6 +154,7 @@ class Settings(BaseSettings):
     specialists: SpecialistSettings = Field(default_factory=SpecialistSettings)
     paper: PaperModelSettings = Field(default_factory=PaperModelSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None keeps torch's.")
     cache_dir: Path = Field(
         default_factory=lambda: Path.home() / ".cache" / "twinseek",

