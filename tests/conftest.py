@@ -25,3 +25,13 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
         if key.startswith("TWINSEEK_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("TWINSEEK_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def stub():  # type: ignore[no-untyped-def]
+    """A scripted LLM server; ``stub.script`` holds the replies, ``stub.client()`` talks to it."""
+    from llm_stub import StubLLMServer
+
+    server = StubLLMServer()
+    yield server
+    server.close()

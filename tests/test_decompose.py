@@ -6,11 +6,10 @@ import importlib.util
 import json
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_llm import StubLLMServer, completion
+from llm_stub import StubLLMServer, completion
 
 from twinseek.config import load_settings
 from twinseek.prompts import decompose as prompt
@@ -18,13 +17,6 @@ from twinseek.tools.decompose import Decomposition, SubQuery, decompose, fallbac
 from twinseek.tools.llm import LLMClient, LLMSettings, open_llm, stop_embedded_servers
 
 BENCH_QUERIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev-bench" / "queries.jsonl"
-
-
-@pytest.fixture
-def stub() -> Iterator[StubLLMServer]:
-    server = StubLLMServer()
-    yield server
-    server.close()
 
 
 def _reply(rewritten: str, *subqueries: tuple[str, str, bool]) -> str:

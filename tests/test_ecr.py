@@ -54,3 +54,19 @@ def test_vlm_ecr_runs_the_real_processor_and_generate(qwen2vl_dir: Path) -> None
     text = vlm.describe(np.random.default_rng(0).integers(0, 255, (4, 96, 128, 3), dtype=np.uint8))
     assert isinstance(text, str) and len(text) <= 6 * 8  # random weights: bounded text, content meaningless
     assert vlm.source.startswith("vlm:")
+
+
+def test_llm_ecr_keeps_the_template_facts_and_falls_back(stub) -> None:  # type: ignore[no-untyped-def]
+    from llm_stub import completion
+
+    from twinseek.tools.ecr import LLMEcr
+
+    twin, _ = make_twin()
+    stub.script = [completion("A brown dog trots to the right across a field.")]
+    ecr = LLMEcr(stub.client())
+    text = ecr.generate(twin)
+    assert text.startswith("A brown dog trots") and template_ecr(twin) in text
+    assert '"cat":"dog (dog)"' in stub.requests[0]["messages"][-1]["content"]  # the compact twin was sent
+    assert ecr.source.startswith("llm:stub:")
+    stub.script = [("status", 503)]
+    assert ecr.generate(twin) == template_ecr(twin)

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from llm_stub import StubLLMServer, completion, top_logprobs  # noqa: F401  (stub: fixture in conftest)
 from pydantic import BaseModel, Field
 
 from twinseek.config import LLMSettings, load_settings
@@ -31,78 +28,6 @@ from twinseek.tools.llm import (
     open_llm,
     yes_share,
 )
-
-# --------------------------------------------------------------------------------------------------------------
-# A scripted chat-completions server (shared with test_decompose.py).
-
-
-def completion(content: str, *, finish_reason: str = "stop", logprobs: Any = None) -> dict[str, Any]:
-    """A chat.completion body as OpenAI-compatible servers send it."""
-    return {
-        "id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": "stub",
-        "choices": [{"index": 0, "finish_reason": finish_reason, "logprobs": logprobs,
-                     "message": {"role": "assistant", "content": content}}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-    }
-
-
-def top_logprobs(pairs: list[tuple[str, float]]) -> dict[str, Any]:
-    """The ``logprobs`` field of a choice whose first token has these (token, probability) alternatives."""
-    top = [{"token": t, "logprob": math.log(p), "bytes": list(t.encode())} for t, p in pairs]
-    return {"content": [{**top[0], "top_logprobs": top}]}
-
-
-class StubLLMServer:
-    """Replies from a script: dicts are JSON bodies, ("sleep", s) delays, ("status", code) fails."""
-
-    def __init__(self) -> None:
-        self.script: list[Any] = []
-        self.requests: list[dict[str, Any]] = []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append(body)
-                reply = stub.script.pop(0) if stub.script else completion("")
-                if isinstance(reply, tuple) and reply[0] == "sleep":
-                    time.sleep(reply[1])
-                    reply = completion("late")
-                status = reply[1] if isinstance(reply, tuple) else 200
-                payload = json.dumps({"error": {"message": "stub failure"}} if status != 200 else reply).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
-                    pass
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-
-    def client(self, **overrides: Any) -> LLMClient:
-        fields: dict[str, Any] = {"api_key": "test", "model": "stub", "http_retries": 0, "timeout_s": 5.0}
-        settings = LLMSettings(base_url=self.base_url, **{**fields, **overrides})
-        return LLMClient(settings, tier="paper", base_url=self.base_url)
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def stub() -> Iterator[StubLLMServer]:
-    server = StubLLMServer()
-    yield server
-    server.close()
 
 
 class Pair(BaseModel):

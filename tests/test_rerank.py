@@ -80,3 +80,42 @@ def test_rerank_reorders_the_head_and_keeps_the_tail_below() -> None:
     assert out[3][1] < min(s for _, s in out[:3])
     # weight 0 keeps the old order
     assert [v for v, _ in rerank(candidates, docs, KeywordReranker(), "swan", top_k=3, weight=0.0)] == list("abcd")
+
+
+def test_llm_yes_no_reranker_reads_first_token_logprobs(stub) -> None:  # type: ignore[no-untyped-def]
+    from llm_stub import completion, top_logprobs
+
+    from twinseek.tools.rerank import LLMYesNoReranker
+
+    stub.script = [completion("yes", logprobs=top_logprobs([("yes", 0.8), ("no", 0.2)])),
+                   completion("no", logprobs=top_logprobs([("No", 0.9), ("yes", 0.1)]))]
+    scores = LLMYesNoReranker(stub.client(), parallel=1).score("a black swan", ["a black swan", "a red car"])
+    assert scores == pytest.approx([0.8, 0.1])
+    sent = stub.requests[0]
+    assert sent["logprobs"] is True and sent["max_tokens"] == 1
+    assert "<Query>: a black swan" in sent["messages"][-1]["content"]
+
+
+def test_listwise_reranker_orders_and_survives_a_bad_reply(stub) -> None:  # type: ignore[no-untyped-def]
+    from llm_stub import completion
+
+    from twinseek.tools.rerank import ListwiseReranker
+
+    stub.script = [completion('{"order": [2, 0, 7, 2]}')]  # out-of-range and repeated numbers are ignored
+    scores = ListwiseReranker(stub.client(max_retries=0)).score("q", ["a", "b", "c"])
+    assert scores == pytest.approx([2 / 3, 1 / 3, 1.0])
+    assert stub.requests[0]["response_format"]["type"] == "json_schema"
+    stub.script = [completion("not json")]
+    assert ListwiseReranker(stub.client(max_retries=0)).score("q", ["a", "b"]) == [1.0, 0.5]  # input order
+
+
+def test_query_aware_rewrite_and_its_fallback(stub) -> None:  # type: ignore[no-untyped-def]
+    from llm_stub import completion
+
+    from twinseek.tools.rerank import rewrite_ecr
+
+    stub.script = [completion("The swan is black, which supports the query.")]
+    assert rewrite_ecr(stub.client(), "a black bird", "A black swan swims.") == \
+        "The swan is black, which supports the query."
+    stub.script = [("status", 500)]
+    assert rewrite_ecr(stub.client(), "a black bird", "A black swan swims.") == "A black swan swims."
