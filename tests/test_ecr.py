@@ -21,7 +21,7 @@ def test_template_names_objects_look_motion_scene_and_relations() -> None:
     twin.relations.append(Relation(video_id="clip", subject_track=1, predicate="left of", object_track=2,
                                    kind="spatial", frame_start=0, frame_end=10))
     text = template_ecr(twin)
-    assert "lakeside" in text and "dog" in text and "brown" in text and "moving right" in text
+    assert "Seen in the video: lakeside, seashore." in text and "dog" in text and "brown" in text and "moving right" in text
     assert "person" in text and "staying still" in text and "The dog is left of the person." in text
     assert "wolf" not in text  # a runner-up label below the noise floor is not offered as an alternative
 

@@ -141,6 +141,17 @@ class RetrievalSettings(BaseModel):
                             description="Qwen2-VL-family MLLM for TARA-style embeddings (path or cached hub id).")
     tara_frames: int = Field(16, ge=1)
     device: str = Field("auto", description="Device of the TARA MLLM.")
+    # ECR texts, fusion and reranking (Reason-to-Contrast)
+    ecr: Literal["template", "llm", "vlm"] = Field("template", description="Who writes each video's ECR text.")
+    ecr_vlm: str = Field("Qwen/Qwen2.5-VL-3B-Instruct", description="VLM for ecr=vlm (path or cached hub id).")
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    fusion_weights: dict[str, float] = Field(default_factory=lambda: {"compositional": 1.0, "dense": 1.0})
+    dense_uses_rewrite: bool = Field(True, description="Dense search embeds the query plus its explicit rewrite.")
+    reranker: Literal["none", "llm", "listwise", "cross-encoder", "qwen3"] = "none"
+    reranker_model: str = Field("Qwen/Qwen3-Reranker-0.6B", description="For cross-encoder/qwen3 rerankers.")
+    rerank_top_k: int = Field(10, ge=0, description="Candidates the reranker rescores.")
+    rerank_weight: float = Field(1.0, ge=0, le=1, description="Reranker share of the reranked score.")
+    rewrite: bool = Field(False, description="Query-aware ECR rewriting before reranking (one LLM call each).")
 
 
 class Settings(BaseSettings):

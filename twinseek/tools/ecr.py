@@ -19,6 +19,7 @@ from twinseek.twins.model import Relation, Track, Twin
 logger = logging.getLogger(__name__)
 
 MAX_OBJECTS = 5
+SCENE_WORDS = 6
 MAX_RELATIONS = 6
 PAIR_PREDICATES = ("above", "below", "left of", "right of", "near", "overlapping", "in front of", "behind",
                    "approaching", "moving away from")
@@ -62,7 +63,8 @@ def template_ecr(twin: Twin) -> str:
     tracks = sorted(twin.tracks, key=lambda t: -t.mean_area * t.frame_count)[:MAX_OBJECTS]
     sentences = []
     if twin.video.scene:
-        sentences.append("The scene looks like " + " or ".join(f"a {label}" for label, _ in twin.video.scene[:2]) + ".")
+        labels = [label for label, _ in twin.video.scene[:SCENE_WORDS]]
+        sentences.append("Seen in the video: " + ", ".join(labels) + ".")
     if not tracks:
         return " ".join(sentences + ["No object was clearly segmented."])
     positions = _mean_positions(twin)

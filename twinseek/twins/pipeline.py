@@ -28,7 +28,8 @@ from twinseek.twins.store import TwinStore
 logger = logging.getLogger(__name__)
 
 CROPS_PER_TRACK = 4  # crops the categoriser sees per track (the largest views of the object)
-SCENE_FRAMES = 3  # whole frames the categoriser sees to label the scene
+SCENE_FRAMES = 8  # whole frames the categoriser labels one by one to describe the scene
+SCENE_LABELS = 6  # labels kept for the scene
 SEED_LABEL_MIN = 0.5  # a seed label at least this confident beats the categoriser (e.g. "person") ...
 CLASSIFIER_UNSURE = 0.15  # a classifier top score below this is a guess: a weak seed label beats it
 GROUP_OVERRIDE_MIN = 0.35  # ... unless the categoriser's candidates put this much mass on one other group
@@ -221,8 +222,13 @@ def _scene(
     """Labels of a few whole frames: ImageNet has scene classes (lakeside, alp, seashore) that describe the
     setting when no object is segmented."""
     picks = sorted({round(k * (len(frames) - 1) / max(SCENE_FRAMES - 1, 1)) for k in range(SCENE_FRAMES)})
-    found = specialists.detector.categorise([frames[p] for p in picks], vocabulary)
-    return [(c.label, round(c.score, 3)) for c in found[:3]]
+    # frame by frame, so that a label seen in part of the video (a cut, a pan) is not averaged away
+    totals: dict[str, float] = defaultdict(float)
+    for pos in picks:
+        for c in specialists.detector.categorise([frames[pos]], vocabulary)[:2]:
+            totals[c.label] += c.score / len(picks)
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:SCENE_LABELS]
+    return [(label, round(score, 3)) for label, score in ranked]
 
 
 def _detect_seeds(

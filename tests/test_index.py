@@ -1,0 +1,186 @@
+"""VectorIndex (exact/HNSW, persistence) and the store-backed component catalogue (sync, recovery)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from test_encoders import KeywordEncoder
+from test_store import make_twin
+
+from twinseek.config import RetrievalSettings
+from twinseek.tools.encoders import ComponentEncoders
+from twinseek.tools.index import ComponentIndex, Hit, IndexCorruptError, VectorIndex
+from twinseek.twins.model import Relation, Track, Twin
+from twinseek.twins.store import TwinStore
+
+KEYWORDS = ["dog", "cat", "ball", "horse", "person", "left", "right", "near", "brown"]
+
+
+def add_video(store: TwinStore, video_id: str, categories: Sequence[str],
+              relations: Sequence[tuple[int, str, int | None]] = (), ecr: str | None = None) -> Twin:
+    """A twin with one track per category (track ids 1..n) and the given relations; no instances or masks."""
+    base, _ = make_twin(video_id)
+    video = base.video.model_copy(update={"ecr_text": ecr, "content_hash": f"hash-{video_id}-{len(categories)}"})
+    tracks = [Track(video_id=video_id, track_id=i, category=c, category_score=0.9, category_source="t",
+                    first_frame=0, last_frame=10, frame_count=3, mean_area=0.05, direction="stationary")
+              for i, c in enumerate(categories, 1)]
+    rels = [Relation(video_id=video_id, subject_track=s, predicate=p, object_track=o, kind="spatial",
+                     frame_start=0, frame_end=10) for s, p, o in relations]
+    twin = Twin(video=video, tracks=tracks, instances=[], relations=rels)
+    store.put_twin(twin, store.new_mask_dir(video_id))
+    return twin
+
+
+def keyword_index(store: TwinStore, **settings: object) -> ComponentIndex:
+    return ComponentIndex(store, ComponentEncoders(KeywordEncoder(KEYWORDS)), RetrievalSettings(**settings))
+
+
+def unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+# -- VectorIndex -----------------------------------------------------------------------------------------------
+def test_add_search_delete_exact() -> None:
+    index = VectorIndex(3)
+    index.add([10, 11, 12], np.array([[1, 0, 0], [0, 2, 0], [1, 1, 0]], np.float32))  # normalised on add
+    hits = index.search(np.array([[1, 0, 0], [0, 0, 1]], np.float32), k=2)
+    assert hits[0] == [Hit(10, pytest.approx(1.0)), Hit(12, pytest.approx(np.sqrt(0.5)))]
+    assert len(index.search(np.array([[0, 1, 0]]), k=10)[0]) == 3  # k beyond count: only real hits
+    assert index.delete([10, 99]) == 1 and index.count == 2 and 10 not in index and 11 in index
+    assert [h.id for h in index.search(np.array([[1, 0, 0]]), 1)[0]] == [12]
+    with pytest.raises(ValueError, match="unique"):
+        index.add([11], np.ones((1, 3)))
+    with pytest.raises(ValueError, match="shape"):
+        index.add([20], np.ones((1, 4)))
+    assert VectorIndex(3).search(np.ones((1, 3)), 5) == [[]]
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    index = VectorIndex(16)
+    index.add(np.arange(50) * 3, unit(rng, 50, 16))
+    index.meta = {"fingerprint": "x"}
+    index.save(tmp_path / "ix")
+    again = VectorIndex.load(tmp_path / "ix")
+    q = unit(rng, 4, 16)
+    assert again.search(q, 5) == index.search(q, 5) and again.meta == {"fingerprint": "x"}
+    assert sorted(os.listdir(tmp_path / "ix")) == ["config.json", "index.faiss"]
+    assert json.loads((tmp_path / "ix" / "config.json").read_text())["kind"] == "flat"
+
+
+def test_switches_to_hnsw_above_threshold_and_back(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    data = unit(rng, 300, 16)
+    index = VectorIndex(16, hnsw_threshold=200, ef_search=64)
+    index.add(np.arange(150), data[:150])
+    assert index.kind == "flat"
+    index.add(np.arange(150, 300), data[150:])
+    assert index.kind == "hnsw" and index.count == 300
+    assert index.search(data[:5], 1) == [[Hit(i, pytest.approx(1.0, abs=1e-5))] for i in range(5)]
+    index.delete([0, 1])  # tombstones: filtered at search time, kept on disk
+    assert index.kind == "hnsw" and index.count == 298
+    assert all(h.id not in (0, 1) for h in index.search(data[:2], 10)[0])
+    index.save(tmp_path)
+    loaded = VectorIndex.load(tmp_path)
+    assert loaded.kind == "hnsw" and loaded.count == 298 and 0 not in loaded
+    loaded.delete(np.arange(2, 120))  # past COMPACT_FRACTION: compacted, and small enough for exact search
+    assert loaded.kind == "flat" and loaded.count == 180
+    assert loaded.search(data[150:151], 1)[0][0].id == 150
+
+
+def test_save_is_atomic_and_disagreement_is_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(2)
+    index = VectorIndex(8)
+    index.add([1, 2], unit(rng, 2, 8))
+    index.save(tmp_path)
+    index.add([3], unit(rng, 1, 8))
+
+    def broken(_: object, path: str) -> None:
+        Path(path).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(faiss, "write_index", broken)
+    with pytest.raises(OSError, match="disk full"):
+        index.save(tmp_path)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "index.faiss"]  # no temp file left behind
+    assert VectorIndex.load(tmp_path).count == 2  # the previous save is intact
+    # index.faiss replaced but config.json not (a crash between the two replaces)
+    faiss.write_index(index._index, str(tmp_path / "index.faiss"))
+    with pytest.raises(IndexCorruptError, match="disagree"):
+        VectorIndex.load(tmp_path)
+    with pytest.raises(IndexCorruptError, match="cannot read"):
+        VectorIndex.load(tmp_path / "missing")
+
+
+# -- ComponentIndex ----------------------------------------------------------------------------------------------
+def test_sync_indexes_new_changed_and_deleted_videos(tmp_path: Path) -> None:
+    with TwinStore(tmp_path) as store:
+        add_video(store, "a", ["dog", "ball"], [(1, "left of", 2)])
+        add_video(store, "b", ["cat"])
+        index = keyword_index(store)
+        report = index.sync()
+        assert (report.added, report.updated, report.removed, report.items) == (2, 0, 0, 4)
+        rows = list(store.db.query("select video_id, kind, text, track_id, object_track from components order by id"))
+        assert rows[2] == {"video_id": "a", "kind": "relation", "text": "dog left of ball", "track_id": 1,
+                           "object_track": 2}
+        assert (tmp_path / "index" / "components" / "index.faiss").exists()
+        assert index.sync().model_dump(include={"added", "updated", "removed"}) == {"added": 0, "updated": 0,
+                                                                                   "removed": 0}
+        add_video(store, "a", ["horse"])  # re-ingest with other content
+        store.delete("b")
+        report = index.sync()
+        assert (report.added, report.updated, report.removed, report.items) == (0, 1, 1, 1)
+        hit = index.search(KeywordEncoder(KEYWORDS).encode(["horse"]), 3)[0]
+        assert len(hit) == 1 and index.videos_of(np.array([hit[0].id])).tolist() == ["a"]
+        store.add_relations([Relation(video_id="a", subject_track=1, predicate="moving right", object_track=None,
+                                      kind="temporal", frame_start=0, frame_end=5)])
+        assert index.sync().updated == 1 and index.vectors().count == 2
+    with TwinStore(tmp_path) as store:  # reopened: loads and verifies the files, nothing to do
+        index = keyword_index(store)
+        assert index.problem() is None and index.sync().rebuilt is False
+
+
+def test_interrupted_sync_is_detected_and_repaired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with TwinStore(tmp_path) as store:
+        add_video(store, "a", ["dog"])
+        keyword_index(store).sync()
+        add_video(store, "b", ["cat", "ball"])
+        original = VectorIndex.save
+
+        def save_then_die(self: VectorIndex, directory: str | Path) -> None:
+            original(self, directory)
+            raise KeyboardInterrupt  # after the faiss files, before the DB commit
+
+        monkeypatch.setattr(VectorIndex, "save", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            keyword_index(store).sync()
+        monkeypatch.undo()
+        assert store.db.execute("select count(*) from components").fetchone()[0] == 1  # rolled back
+        index = keyword_index(store)
+        assert "disagree" in (index.problem() or "")
+        with pytest.raises(IndexCorruptError):
+            index.vectors()
+        report = index.sync()
+        assert report.rebuilt and report.items == 3 and index.problem() is None
+        assert sorted(index.indexed_videos()) == ["a", "b"]
+
+
+def test_encoder_change_and_missing_files_trigger_rebuild(tmp_path: Path) -> None:
+    with TwinStore(tmp_path) as store:
+        add_video(store, "a", ["dog", "person"])
+        keyword_index(store).sync()
+        other = ComponentIndex(store, ComponentEncoders(KeywordEncoder(KEYWORDS + ["car"], "v2")))
+        assert "encoder changed" in (other.problem() or "")
+        assert other.sync().rebuilt and other.vectors().dim == len(KEYWORDS) + 1
+        (tmp_path / "index" / "components" / "config.json").unlink()
+        again = ComponentIndex(store, other.encoders)
+        assert again.sync().rebuilt and again.vectors().count == 2
+        assert again.rebuild().items == 2
