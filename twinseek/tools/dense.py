@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from twinseek.config import RetrievalSettings, SamplingSettings
 from twinseek.errors import ModelUnavailableError
-from twinseek.tools.ecr import template_ecr
+from twinseek.tools.ecr import scene_gist, template_ecr
 from twinseek.tools.encoders import MiniLMEncoder, TextEncoder
 from twinseek.tools.index import CatalogIndex, _digest, params_from
 from twinseek.twins.store import TwinStore
@@ -64,6 +64,21 @@ class DenseHit(BaseModel):
     score: float
 
 
+def dense_text(twin: Twin) -> dict[str, str]:
+    """The text a video is embedded by: the scene gist, plus a model-written ECR when there is one.
+
+    The template ECR's per-object sentences are left out: on the dev bench they made whole-video retrieval
+    worse (noisy crop labels dilute the gist), and compositional search matches objects anyway.
+    """
+    gist = scene_gist(twin)
+    ecr, source = (twin.video.ecr_text or "").strip(), twin.video.ecr_source or "template"
+    if ecr and source != "template":
+        return {"source": source, "text": f"{gist} {ecr}".strip()}
+    if gist:
+        return {"source": "gist", "text": gist}
+    return {"source": "template", "text": ecr or template_ecr(twin)}
+
+
 class EcrTextEmbedder:
     """Video = its ECR (or template) text embedded with a sentence encoder; queries with the same encoder."""
 
@@ -76,7 +91,7 @@ class EcrTextEmbedder:
 
     @property
     def fingerprint(self) -> str:
-        return f"ecr-text;{getattr(self.encoder, 'fingerprint', self.encoder.model)};template=1"
+        return f"ecr-text;{getattr(self.encoder, 'fingerprint', self.encoder.model)};dense-text=2"
 
     @property
     def dim(self) -> int:
@@ -261,10 +276,7 @@ class DenseSource:
         return {r[0]: _digest(r[1:]) for r in rows}
 
     def rows(self, store: TwinStore, video_id: str) -> list[dict[str, Any]]:
-        twin = store.get_twin(video_id)
-        if twin.video.ecr_text and twin.video.ecr_text.strip():
-            return [{"source": twin.video.ecr_source or "ecr", "text": twin.video.ecr_text.strip()}]
-        return [{"source": "template", "text": template_ecr(twin)}]
+        return [dense_text(store.get_twin(video_id))]
 
     def embed(self, store: TwinStore, rows: list[dict[str, Any]]) -> np.ndarray:
         inputs = [DenseInput(r["video_id"], store.get_video(r["video_id"]).path, r["text"]) for r in rows]

@@ -58,13 +58,17 @@ def _name(track: Track) -> str:
     return name
 
 
+def scene_gist(twin: Twin) -> str:
+    """The whole-frame labels as one sentence: the video's gist, without the noisier per-object guesses."""
+    if not twin.video.scene:
+        return ""
+    return "Seen in the video: " + ", ".join(label for label, _ in twin.video.scene[:SCENE_WORDS]) + "."
+
+
 def template_ecr(twin: Twin) -> str:
     """A deterministic description of the twin's main objects, their look, motion and relations."""
     tracks = sorted(twin.tracks, key=lambda t: -t.mean_area * t.frame_count)[:MAX_OBJECTS]
-    sentences = []
-    if twin.video.scene:
-        labels = [label for label, _ in twin.video.scene[:SCENE_WORDS]]
-        sentences.append("Seen in the video: " + ", ".join(labels) + ".")
+    sentences = [scene_gist(twin)] if twin.video.scene else []
     if not tracks:
         return " ".join(sentences + ["No object was clearly segmented."])
     positions = _mean_positions(twin)

@@ -162,8 +162,9 @@ class ComponentTexts:
 
     @staticmethod
     def rows(twin: Twin) -> list[dict[str, Any]]:
-        """One row per object track and per distinct relation (runs of one relation are merged), in the
-        column layout of the ``components`` table (without ``id`` and ``video_id``)."""
+        """One row per object track, per distinct relation (runs of one relation are merged) and per
+        whole-frame scene label, in the column layout of the ``components`` table (without ``id`` and
+        ``video_id``). Scene rows let "by a lake" match a video where nothing was segmented."""
         by_track: dict[int, list[Instance]] = {}
         for inst in twin.instances:
             by_track.setdefault(inst.track_id, []).append(inst)
@@ -185,7 +186,11 @@ class ComponentTexts:
             merged[key] = {"kind": "relation", "track_id": rel.subject_track, "object_track": rel.object_track,
                            "predicate": rel.predicate, "text": ComponentTexts.relation_text(rel, tracks),
                            "frame_start": rel.frame_start, "frame_end": rel.frame_end}
-        return rows + list(merged.values())
+        video = twin.video
+        end = video.sampled_frames[-1] if video.sampled_frames else 0
+        scenes = [{"kind": "scene", "track_id": None, "object_track": None, "predicate": None, "text": label,
+                   "frame_start": 0, "frame_end": end} for label, _ in video.scene]
+        return rows + list(merged.values()) + scenes
 
     @staticmethod
     def relation_text(relation: Relation, tracks: dict[int, Track]) -> str:
@@ -243,10 +248,11 @@ class ComponentEncoders:
         return self.queries.encode(texts, batch_size=self.batch_size)
 
     def encode_components(self, kinds: Sequence[str], texts: Sequence[str]) -> np.ndarray:
-        """Vectors for mixed rows, each with the encoder of its kind (``object`` or ``relation``)."""
+        """Vectors for mixed rows, each with the encoder of its kind (``object`` and ``scene`` rows use the
+        object encoder, ``relation`` rows the relation encoder)."""
         out = np.zeros((len(texts), self.dim), np.float32)
-        for kind, encode in (("object", self.encode_objects), ("relation", self.encode_relations)):
-            rows = [i for i, k in enumerate(kinds) if k == kind]
+        for kind_set, encode in (({"object", "scene"}, self.encode_objects), ({"relation"}, self.encode_relations)):
+            rows = [i for i, k in enumerate(kinds) if k in kind_set]
             if rows:
                 out[rows] = encode([texts[i] for i in rows])
         return out
