@@ -27,6 +27,7 @@ from twinseek.errors import ModelUnavailableError
 from twinseek.tools.ecr import scene_gist, template_ecr
 from twinseek.tools.encoders import MiniLMEncoder, TextEncoder
 from twinseek.tools.index import CatalogIndex, _digest, params_from
+from twinseek.twins.model import Twin
 from twinseek.twins.store import TwinStore
 
 logger = logging.getLogger(__name__)
