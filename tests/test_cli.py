@@ -61,3 +61,22 @@ def test_store_option_falls_back_to_env(tmp_path: Path, monkeypatch) -> None:  #
     monkeypatch.setenv("TWINSEEK_STORE", str(tmp_path / "envstore"))
     result = runner.invoke(app, ["ingest", str(write_video(tmp_path / "e.mp4", Scene(frames=6)))])
     assert result.exit_code == 0 and (tmp_path / "envstore" / "twins.db").exists()
+
+
+def test_search_ranks_the_store(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    for name, seed in (("first", 1), ("second", 2)):
+        path = write_video(tmp_path / f"{name}.mp4", Scene(frames=8, seed=seed))
+        assert runner.invoke(app, ["ingest", str(path), "--store", str(store), "--frames", "6"]).exit_code == 0
+    result = runner.invoke(app, ["search", "a red square moving right", "--store", str(store), "--no-llm",
+                                 "--json", "-k", "2"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert found["decomposition"]["source"] == "fallback"
+    assert sorted(h["video_id"] for h in found["hits"]) == ["first", "second"]
+    assert [h["rank"] for h in found["hits"]] == [1, 2]
+    assert {"compositional", "dense"} <= set(found["timings"])
+    table = runner.invoke(app, ["search", "a red square", "--store", str(store), "--no-llm", "--tool", "dense"])
+    assert table.exit_code == 0 and "first" in table.output
+    bad = runner.invoke(app, ["search", "x", "--store", str(store), "--tool", "magic"])
+    assert bad.exit_code != 0

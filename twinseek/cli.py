@@ -201,6 +201,54 @@ def store_delete(video_id: str, store: StoreOpt = None) -> None:
 
 
 @app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
+    store: StoreOpt = None,
+    k: Annotated[int, typer.Option("--k", "-k", help="How many videos.")] = 10,
+    tool: Annotated[str, typer.Option(help="compositional, dense or fused.")] = "fused",
+    rerank: Annotated[str | None, typer.Option(help="none, llm, listwise, cross-encoder or qwen3.")] = None,
+    no_llm: Annotated[bool, typer.Option("--no-llm", help="Rule-based query decomposition.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The full result as JSON.")] = False,
+) -> None:
+    """Rank the videos of a store for a query (coarse retrieval stage: no twin reasoning)."""
+    from twinseek.tools.retrieval import Retriever
+    from twinseek.twins.store import TwinStore
+
+    if tool not in ("compositional", "dense", "fused"):
+        raise typer.BadParameter("--tool must be compositional, dense or fused")
+    settings = _settings(store)
+    if rerank is not None:
+        settings.retrieval.reranker = rerank  # type: ignore[assignment]
+    with _errors_exit(), TwinStore(settings.store, create=False) as twin_store:
+        retriever = Retriever(twin_store, settings)
+        retriever.sync()
+        decomposition = retriever.decompose(query, use_llm=not no_llm)
+        result = retriever.search(query, k=k, tool=tool, decomposition=decomposition)  # type: ignore[arg-type]
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    print_retrieval(result)
+
+
+def print_retrieval(result) -> None:  # type: ignore[no-untyped-def]
+    d = result.decomposition
+    console.print(f"[bold]{result.query}[/bold]  ->  {d.rewritten}  [dim]({d.source})[/dim]")
+    console.print("  sub-queries: " + "; ".join(
+        f"{'NOT ' if q.negated else ''}{q.text} [{q.type}, {q.weight:.1f}]" for q in d.subqueries))
+    table = Table(show_edge=False)
+    for col in ("#", "video", "score", "stages", "best evidence"):
+        table.add_column(col)
+    for hit in result.hits:
+        stages = " ".join(f"{name[:4]}={v:.2f}" for name, v in hit.scores.items())
+        best = max(hit.evidence, key=lambda m: m.similarity, default=None)
+        evidence = f"{best.text} ({best.similarity:.2f})" if best is not None and best.text else ""
+        table.add_row(str(hit.rank), hit.video_id, f"{hit.score:.3f}", stages, evidence)
+    console.print(table)
+    console.print("  [dim]" + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
+                  + " | " + ", ".join(f"{k}={v}" for k, v in result.models.items()) + "[/dim]")
+
+
+@app.command()
 def demo(
     store: Annotated[Path, typer.Option("--store", "-s", help="Where the demo store goes.")] = Path("demo-store"),
     profile: ProfileOpt = None,
