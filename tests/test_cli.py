@@ -71,7 +71,7 @@ def test_search_ranks_the_store(tmp_path: Path) -> None:
     result = runner.invoke(app, ["search", "a red square moving right", "--store", str(store), "--no-llm",
                                  "--json", "-k", "2"])
     assert result.exit_code == 0, result.output
-    found = json.loads(result.output)
+    found = json.loads(result.stdout)
     assert found["decomposition"]["source"] == "fallback"
     assert sorted(h["video_id"] for h in found["hits"]) == ["first", "second"]
     assert [h["rank"] for h in found["hits"]] == [1, 2]
