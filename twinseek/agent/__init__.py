@@ -1,0 +1,10 @@
+"""The reasoning agent: a LangGraph graph (decompose -> retrieve -> rerank -> reason -> refine -> finalize) and
+the :class:`Agent` facade. Needs the ``agent`` extra (langgraph)."""
+
+from __future__ import annotations
+
+from twinseek.agent.api import Agent, Hit, HitObject, ProgressEvent, SearchResult
+from twinseek.agent.context import AgentContext
+from twinseek.agent.resources import Resources
+
+__all__ = ["Agent", "AgentContext", "Hit", "HitObject", "ProgressEvent", "Resources", "SearchResult"]

@@ -562,7 +562,10 @@ class ComponentSource:
             "select v.video_id, v.content_hash, v.mask_dir, v.ingested_at, "
             "(select count(*) from relations r where r.video_id = v.video_id), "
             "(select max(id) from relations r where r.video_id = v.video_id), "
-            "(select count(*) from tracks t where t.video_id = v.video_id) from videos v"
+            "(select count(*) from tracks t where t.video_id = v.video_id), "
+            # what refinement may rewrite in place (TwinStore.augment): categories and attributes
+            "(select group_concat(t.track_id || ':' || t.category || ':' || coalesce(t.attributes, ''), '|') "
+            "from tracks t where t.video_id = v.video_id) from videos v"
         ).fetchall()
         return {r[0]: _digest(r[1:]) for r in rows}
 

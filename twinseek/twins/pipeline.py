@@ -65,6 +65,15 @@ class Timer:
             self.seconds[name] += time.perf_counter() - start
 
 
+def apply_torch_threads(settings: Settings) -> None:
+    """Set torch's intra-op threads from the settings (see ``Settings.torch_threads``)."""
+    threads = settings.torch_threads or (1 if settings.profile == "embedded" else None)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def file_hash(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -97,6 +106,7 @@ class Ingestor:
         self.store = store
         self.settings = settings
         self._specialists = specialists
+        apply_torch_threads(settings)
 
     @property
     def specialists(self) -> Specialists:

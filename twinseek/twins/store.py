@@ -19,7 +19,7 @@ import json
 import logging
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 DB_NAME = "twins.db"
 MASK_DIR = "masks"
+AUGMENTABLE_TRACK_FIELDS = frozenset({
+    "category", "category_score", "category_source", "category_group", "category_candidates", "attributes"})
+AUGMENTABLE_INSTANCE_FIELDS = frozenset({"category", "category_score", "attributes", "depth"})
 
 migrations = Migrations("twinseek")
 
@@ -207,6 +210,30 @@ class TwinStore:
     def add_relations(self, relations: list[Relation]) -> None:
         with self.writer(), self.db.atomic():
             self._insert_relations(relations)
+
+    def augment(
+        self, video_id: str, *, tracks: Mapping[int, Mapping[str, Any]] | None = None,
+        instances: Mapping[tuple[int, int], Mapping[str, Any]] | None = None, relations: Sequence[Relation] = (),
+    ) -> None:
+        """Update fields of existing tracks (by track id) and instances (by ``(track_id, frame_index)``) and add
+        relations, in one transaction: what just-in-time refinement learns about a twin. Only the fields in
+        ``AUGMENTABLE_TRACK_FIELDS`` / ``AUGMENTABLE_INSTANCE_FIELDS`` may change."""
+        tracks, instances = tracks or {}, instances or {}
+        bad = {f for u in tracks.values() for f in u} - AUGMENTABLE_TRACK_FIELDS
+        bad |= {f for u in instances.values() for f in u} - AUGMENTABLE_INSTANCE_FIELDS
+        if bad:
+            raise ValueError(f"fields that refinement may not change: {sorted(bad)}")
+        with self.writer(), self.db.atomic():
+            if video_id not in self:
+                raise VideoNotFoundError(video_id)
+            for track_id, update in tracks.items():
+                row = dict(update)
+                if "category_candidates" in row:
+                    row["category_candidates"] = json.dumps(row["category_candidates"])
+                self.db.table("tracks").update((video_id, track_id), row)
+            for (track_id, frame_index), update in instances.items():
+                self.db.table("instances").update((video_id, track_id, frame_index), dict(update))
+            self._insert_relations(list(relations))
 
     def set_ecr(self, video_id: str, text: str, source: str) -> None:
         with self.writer(), self.db.atomic():

@@ -1,0 +1,319 @@
+"""The agent graph on a small store, with the real LLM client talking to the scripted stub server.
+
+The stub answers by content (which schema is asked for, which video's twin is in the prompt), so the replies do
+not depend on the order in which candidates reach the LLM.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from llm_stub import completion, top_logprobs
+from synthetic import Scene, write_video
+from test_encoders import KeywordEncoder
+from test_store import make_twin
+
+from twinseek.agent import Agent, Resources
+from twinseek.agent.tools import ACTIONS
+from twinseek.config import load_settings
+from twinseek.tools.dense import EcrTextEmbedder
+from twinseek.tools.encoders import ComponentEncoders
+from twinseek.twins.adapters.base import Category, SpecialistBase
+from twinseek.twins.masks import mask_geometry
+from twinseek.twins.model import Instance, Track, Twin, Video
+from twinseek.twins.relations import compute_relations
+from twinseek.twins.specialists import Specialists
+from twinseek.twins.store import TwinStore
+
+KEYWORDS = ["square", "disc", "red", "blue", "dog", "cat", "ball", "moving", "right", "left"]
+FRAMES = (0, 8, 16, 23)
+QUERY = "a red square"
+DECOMPOSITION = {"rewritten": "a red square", "subqueries": [
+    {"text": "a square", "type": "object", "negated": False}, {"text": "red", "type": "attribute", "negated": False}]}
+
+
+# -- the store --------------------------------------------------------------------------------------------------
+def shapes_twin(video_id: str, path: Path, scene: Scene) -> tuple[Twin, dict[tuple[int, int], np.ndarray]]:
+    """The synthetic clip's twin: track 1 the square, track 2 the disc, no attribute text (colour unknown)."""
+    instances, masks, tracks = [], {}, []
+    for tid, (shape, cat) in enumerate(zip(scene.shapes, ("square", "disc")), start=1):
+        for f in FRAMES:
+            mask = shape.mask(scene.t(f), scene.height, scene.width)
+            bbox, centroid, area = mask_geometry(mask)  # type: ignore[misc]
+            instances.append(Instance(video_id=video_id, track_id=tid, frame_index=f, category=cat,
+                                      category_score=0.8, mask_path="", bbox=bbox, centroid=centroid, area=area))
+            masks[(tid, f)] = mask
+        tracks.append(Track(video_id=video_id, track_id=tid, category=cat, category_score=0.8, category_source="t",
+                            first_frame=FRAMES[0], last_frame=FRAMES[-1], frame_count=len(FRAMES), mean_area=0.03,
+                            speed=0.5, direction="right" if tid == 1 else "left"))
+    video = Video(video_id=video_id, path=str(path), content_hash=f"hash-{video_id}", width=scene.width,
+                  height=scene.height, fps=scene.fps, frame_count=scene.frames, duration_s=2.0,
+                  sampled_frames=list(FRAMES), profile="embedded")
+    return Twin(video=video, tracks=tracks, instances=instances, relations=compute_relations(instances, FRAMES)), masks
+
+
+def animal_twin(video_id: str, category: str) -> tuple[Twin, dict[tuple[int, int], np.ndarray]]:
+    twin, masks = make_twin(video_id)
+    twin.tracks[0].category = twin.tracks[0].category_group = category
+    for inst in twin.instances:
+        inst.category = category
+    return twin, masks
+
+
+def put_twin(store: TwinStore, twin: Twin, masks: dict[tuple[int, int], np.ndarray]) -> None:
+    mask_dir = store.new_mask_dir(twin.video.video_id)
+    for inst in twin.instances:
+        inst.mask_path = store.write_mask(mask_dir, inst.track_id, inst.frame_index, masks[(inst.track_id,
+                                                                                            inst.frame_index)])
+    store.put_twin(twin, mask_dir)
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(tmp_path_factory.mktemp("clips") / "shapes.mp4", Scene())
+
+
+def build_store(root: Path, clip: Path) -> Path:
+    with TwinStore(root) as store:
+        put_twin(store, *shapes_twin("shapes", clip, Scene()))
+        put_twin(store, *animal_twin("dogs", "dog"))
+        put_twin(store, *animal_twin("cats", "cat"))
+    return root
+
+
+# -- fake specialists -------------------------------------------------------------------------------------------
+class FakeDescriber(SpecialistBase):
+    role, tier, model = "describer", "embedded", "fake-describer"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[int, ...], str]] = []
+
+    def describe(self, frame: np.ndarray, mask: np.ndarray, category: str) -> str:
+        assert frame.shape[:2] == mask.shape and mask.any()
+        self.calls.append((frame.shape, category))
+        r, g, b = frame[mask].mean(axis=0)
+        return "bright red" if r > 150 and g < 100 else "dull"
+
+
+class FakeDetector(SpecialistBase):
+    role, tier, model = "detector", "embedded", "fake-detector"
+
+    def detect(self, frame: np.ndarray, vocabulary: Any = None) -> list[Any]:
+        return []
+
+    def categorise(self, crops: Any, vocabulary: Any = None) -> list[Category]:
+        return [Category("kite", 0.6, "fake", "toy"), Category("box", 0.3, "fake", None)]
+
+
+def fake_specialists() -> Specialists:
+    return Specialists(detector=FakeDetector(), segmenter=None, describer=FakeDescriber())  # type: ignore[arg-type]
+
+
+# -- the stub, answering by content -----------------------------------------------------------------------------
+Responder = Callable[[str, str, str], Any]  # (schema name, video id or "", last user message) -> reply
+
+
+class Routed(list):  # type: ignore[type-arg]
+    """A ``stub.script`` that picks each reply from the request just received."""
+
+    def __init__(self, stub: Any, respond: Responder) -> None:
+        super().__init__([None])  # never empty: the stub pops from it
+        self.stub, self.respond = stub, respond
+
+    def pop(self, index: Any = -1) -> Any:
+        body = self.stub.requests[-1]
+        schema = (body.get("response_format") or {}).get("json_schema", {}).get("name", "")
+        user = body["messages"][-1]["content"]
+        found = [v for v in ("shapes", "dogs", "cats") if f'"video":"{v}"' in user]
+        return self.respond(schema, found[0] if found else "", user)
+
+
+def reply(obj: Any) -> dict[str, Any]:
+    return completion(json.dumps(obj))
+
+
+def verdict(relevance: float, objects: list[int] = (), missing: list[str] = (), why: str = "ok") -> dict[str, Any]:
+    return reply({"reasoning": why, "missing": list(missing), "objects": list(objects), "relevance": relevance})
+
+
+def plan(*calls: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    return reply({"calls": [{"action": a, "args": args} for a, args in calls]})
+
+
+def responder(shapes: Callable[[str], dict[str, Any]], plan_reply: Any = None, decomposition: Any = None,
+              others: float = 0.2) -> Responder:
+    def respond(schema: str, video: str, user: str) -> Any:
+        if schema in ("Decomposition", "_Reply"):
+            return decomposition or reply(DECOMPOSITION)
+        if schema == "Plan":
+            return plan_reply or plan()
+        if schema == "Verdict":
+            return shapes(user) if video == "shapes" else verdict(others, [1], why=f"not a square: {video}")
+        return completion("")
+    return respond
+
+
+def open_agent(root: Path, clip: Path, stub: Any) -> Agent:
+    """An agent over a fresh test store: keyword encoders, fake specialists, the stub as its LLM."""
+    build_store(root, clip)
+    resources = Resources.open(root, load_settings(store=root), llm=stub.client(n_parallel=2, max_retries=0),
+                               specialists=fake_specialists(), encoders=ComponentEncoders(KeywordEncoder(KEYWORDS)),
+                               dense_embedder=EcrTextEmbedder(KeywordEncoder(KEYWORDS)))
+    return Agent(resources)
+
+
+@pytest.fixture
+def agent(tmp_path: Path, clip: Path, stub: Any) -> Iterator[Agent]:
+    with open_agent(tmp_path / "store", clip, stub) as a:
+        yield a
+
+
+def route(stub: Any, respond: Responder) -> None:
+    stub.script = Routed(stub, respond)
+
+
+# -- tests ------------------------------------------------------------------------------------------------------
+def test_tau_drops_weak_candidates_and_ranks_by_relevance(agent: Agent, stub: Any) -> None:
+    route(stub, responder(lambda _: verdict(0.9, [1]), others=0.3))
+    result = agent.search(QUERY, k=3)
+    assert [h.video_id for h in result.hits] == ["shapes"]
+    hit = result.hits[0]
+    assert hit.relevance == 0.9 and hit.judged_by == "paper:stub" and [o.track_id for o in hit.objects] == [1]
+    assert {d.video_id for d in result.dropped} == {"dogs", "cats"}
+    assert result.path == ["decompose", "retrieve", "rerank", "reason", "finalize"]
+    assert [s.text for s in result.decomposition.subqueries] == ["a square", "red"]
+    assert not result.fallbacks
+    lower = agent.search(QUERY, k=3, tau=0.25)
+    assert [h.video_id for h in lower.hits][0] == "shapes" and len(lower.hits) == 3
+    assert [h.relevance for h in lower.hits] == [0.9, 0.3, 0.3]
+
+
+def test_refine_describes_the_object_updates_the_store_and_lifts_relevance(agent: Agent, stub: Any) -> None:
+    def shapes(user: str) -> dict[str, Any]:
+        if "bright red" in user:  # the second look, after refinement, sees the colour
+            return verdict(0.85, [1], why="object 1 is a bright red square")
+        return verdict(0.3, [1], missing=["colour of object 1"], why="a square, colour unknown")
+
+    route(stub, responder(shapes, plan_reply=plan(("describe_object", {"track_id": 1}))))
+    result = agent.search(QUERY, k=3)
+    assert result.path == ["decompose", "retrieve", "rerank", "reason", "refine", "reason", "finalize"]
+    assert [h.video_id for h in result.hits] == ["shapes"]
+    assert result.hits[0].refined and result.hits[0].relevance == 0.85
+    assert [(a.action, a.status) for a in result.actions] == [("describe_object", "ran")]
+    assert result.actions[0].model == "embedded:fake-describer"
+    twin = agent.resources.store.get_twin("shapes")
+    assert twin.tracks[0].attributes == "bright red" and twin.tracks[1].attributes == ""
+    assert {i.attributes for i in twin.instances if i.track_id == 1} == {"bright red"}
+    assert agent.resources.stale  # the indexes sync before the next search
+    # refinement stays bounded: one round by default, none with max_refine_rounds=0
+    route(stub, responder(lambda _: verdict(0.3, [1], missing=["size"]), plan_reply=plan()))
+    again = agent.search(QUERY, k=3, max_refine_rounds=0)
+    assert "refine" not in again.path and not agent.resources.stale
+
+
+def test_rejected_plan_is_logged_and_the_search_still_answers(agent: Agent, stub: Any,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    bad = plan(("rm_rf", {"path": "/"}), ("describe_object", {"track_id": "abc"}), ("estimate_depth", {"frames": [0]}))
+    route(stub, responder(lambda _: verdict(0.6, [1], missing=["colour"]), plan_reply=bad))
+    result = agent.search(QUERY, k=3)
+    assert [(a.action, a.status) for a in result.actions] == [
+        ("rm_rf", "rejected"), ("describe_object", "rejected"), ("estimate_depth", "unavailable")]
+    assert "unknown action" in result.actions[0].detail and "invalid args: track_id" in result.actions[1].detail
+    assert "depth" in result.actions[2].detail
+    assert any("rm_rf rejected" in line for line in result.trace)
+    assert "rejected rm_rf" in caplog.text
+    # nothing changed, so no second reasoning; the first judgement stands
+    assert result.path == ["decompose", "retrieve", "rerank", "reason", "refine", "finalize"]
+    assert [h.video_id for h in result.hits] == ["shapes"] and result.hits[0].relevance == 0.6
+    assert agent.resources.store.get_twin("shapes").tracks[0].attributes == ""
+
+
+def test_unknown_track_and_too_long_vocabulary_are_rejected(agent: Agent, stub: Any) -> None:
+    calls = plan(("describe_object", {"track_id": 99}), ("recategorise", {"track_id": 1, "vocabulary": ["x"] * 11}),
+                 ("motion_relation", {"track_a": 1, "track_b": 2}))
+    route(stub, responder(lambda _: verdict(0.6, [1], missing=["direction"]), plan_reply=calls))
+    result = agent.search(QUERY, k=3)
+    assert [a.status for a in result.actions] == ["rejected", "rejected", "ran"]
+    assert "no object 99" in result.actions[0].detail
+    # the motion relation is new information in the store, so reasoning ran again
+    assert result.path.count("reason") == 2
+    preds = {r.predicate for r in agent.resources.store.get_twin("shapes").relations if r.subject_track == 1
+             and r.object_track == 2 and r.kind == "temporal"}
+    assert preds & {"approaching", "moving away from", "keeping its distance from"}
+    assert set(ACTIONS) == {"describe_object", "recategorise", "estimate_depth", "motion_relation"}
+
+
+@pytest.mark.parametrize("switch, absent", [("qd", "decompose"), ("lr", "reason"), ("jit", "refine")])
+def test_each_ablation_switch_changes_the_path(agent: Agent, stub: Any, switch: str, absent: str) -> None:
+    route(stub, responder(lambda _: verdict(0.3, [1], missing=["colour of object 1"]),
+                          plan_reply=plan(("describe_object", {"track_id": 1}))))
+    full = agent.search(QUERY, k=3)
+    assert {"decompose", "reason", "refine"} <= set(full.path)
+    stub.requests.clear()
+    ablated = agent.search(QUERY, k=3, **{switch: False})
+    assert absent not in ablated.path and ablated.options[switch] is False
+    asked = [r.get("response_format", {}).get("json_schema", {}).get("name") for r in stub.requests]
+    if switch == "qd":
+        assert "_Reply" not in asked  # the decomposition's reply schema
+        assert [s.text for s in ablated.decomposition.subqueries] == [QUERY]
+        assert ablated.models["decompose"] == "off"
+    if switch == "lr":  # all K back, ranked by retrieval score, objects from the evidence
+        assert asked == ["_Reply"] and len(ablated.hits) == 3 and ablated.hits[0].video_id == "shapes"
+        assert ablated.hits[0].relevance == 1.0 and ablated.hits[0].judged_by == "retrieval score (lr off)"
+        evidence = {t for e in ablated.hits[0].evidence for t in e.track_ids}
+        assert 1 in {o.track_id for o in ablated.hits[0].objects} <= evidence
+    if switch == "jit":
+        assert "Plan" not in asked and ablated.path.count("reason") == 1
+
+
+def test_compositional_alignment_off_uses_dense_retrieval_only(agent: Agent, stub: Any) -> None:
+    route(stub, responder(lambda _: verdict(0.9, [1])))
+    full = agent.search(QUERY, k=3)
+    assert {"compositional", "dense"} <= set(full.models) and "compositional" in full.hits[0].scores
+    dense = agent.search(QUERY, k=3, ca=False)
+    assert "compositional" not in dense.models and "dense" in dense.models
+    assert set(dense.hits[0].scores) == {"dense"} and dense.options["tool"] == "dense"
+    assert any(line.startswith("retrieve[dense]") for line in dense.trace)
+
+
+def test_llm_down_at_decompose_and_reason_still_answers(agent: Agent, stub: Any) -> None:
+    route(stub, lambda *_: ("status", 500))
+    result = agent.search(QUERY, k=3)
+    assert result.decomposition.source == "fallback" and result.models["decompose"] == "rules"
+    nodes = {f.node for f in result.fallbacks}
+    assert nodes == {"decompose", "reason"}
+    assert {f.video_id for f in result.fallbacks if f.node == "reason"} == {"shapes", "dogs", "cats"}
+    # relevance = min-max scaled retrieval score: the best candidate 1.0, objects from its evidence
+    assert result.hits[0].video_id == "shapes" and result.hits[0].relevance == 1.0
+    assert result.hits[0].judged_by == "retrieval score (LLM failed)" and result.hits[0].objects
+
+
+def test_llm_down_at_refine_keeps_the_first_judgement(agent: Agent, stub: Any) -> None:
+    route(stub, responder(lambda _: verdict(0.7, [1], missing=["colour"]), plan_reply=("status", 500)))
+    result = agent.search(QUERY, k=3)
+    assert [f.node for f in result.fallbacks] == ["refine"] and "no plan" in result.fallbacks[0].reason
+    assert result.path == ["decompose", "retrieve", "rerank", "reason", "refine", "finalize"]
+    assert [h.video_id for h in result.hits] == ["shapes"] and result.hits[0].relevance == 0.7
+
+
+def test_llm_reranker_reorders_and_its_failure_is_a_fallback(agent: Agent, stub: Any) -> None:
+    agent.resources.settings.retrieval.reranker = "llm"
+
+    def respond(schema: str, video: str, user: str) -> Any:
+        if not schema:  # a yes/no rerank question about one ECR text
+            p = 0.9 if "dog" in user else 0.1
+            return completion("yes", logprobs=top_logprobs([("yes", p), ("no", 1 - p)]))
+        return responder(lambda _: verdict(0.9, [1]), others=0.6)(schema, video, user)
+
+    route(stub, respond)
+    result = agent.search(QUERY, k=3, lr=False)
+    assert result.hits[0].video_id == "dogs" and result.models["rerank"] == "paper:stub"
+    assert "rerank" in result.hits[0].scores and not result.fallbacks
+    route(stub, lambda schema, *_: ("status", 500) if not schema else reply(DECOMPOSITION))
+    failed = agent.search(QUERY, k=3, lr=False)
+    assert [f.node for f in failed.fallbacks] == ["rerank"] and failed.hits[0].video_id == "shapes"

@@ -1,0 +1,289 @@
+"""The user-facing API: ``Agent.open(store) -> agent.search(query) -> SearchResult``.
+
+```python
+from twinseek import Agent
+
+with Agent.open("my-store") as agent:
+    result = agent.search("a dark bird swimming towards someone", k=5)
+    for hit in result.hits:
+        print(hit.rank, hit.video_id, hit.relevance, hit.reasoning)
+    result.save_overlays("overlays/")
+```
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from langgraph.types import StreamMode
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from twinseek.agent.context import AgentContext
+from twinseek.agent.resources import Resources
+from twinseek.config import ProfileName, load_settings
+from twinseek.errors import TwinseekError
+from twinseek.tools.compositional import ComponentMatch
+from twinseek.tools.decompose import Decomposition
+from twinseek.twins.masks import load_mask
+
+logger = logging.getLogger(__name__)
+
+OVERLAY_FRAMES = 8  # key frames drawn per hit
+PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+           (70, 240, 240), (240, 50, 230)]
+
+
+class FrameMask(BaseModel):
+    frame: int = Field(description="Frame index in the source video.")
+    path: str = Field(description="Absolute path of the mask PNG (white = object).")
+
+    def load(self) -> np.ndarray:
+        """The mask as a bool array (read from disk now, not before)."""
+        return load_mask(Path(self.path))
+
+
+class HitObject(BaseModel):
+    track_id: int
+    category: str
+    attributes: str = ""
+    masks: list[FrameMask] = Field(default_factory=list)
+
+
+class Hit(BaseModel):
+    rank: int
+    video_id: str
+    path: str
+    relevance: float = Field(ge=0, le=1)
+    retrieval_score: float
+    scores: dict[str, float] = Field(default_factory=dict, description="Score per retrieval stage.")
+    reasoning: str = ""
+    missing: list[str] = Field(default_factory=list)
+    judged_by: str = Field("", description="tier:model of the LLM, or which fallback gave the relevance.")
+    refined: bool = Field(False, description="Judged again after just-in-time refinement.")
+    objects: list[HitObject] = Field(default_factory=list)
+    evidence: list[ComponentMatch] = Field(default_factory=list)
+
+
+class FallbackInfo(BaseModel):
+    node: str
+    video_id: str | None = None
+    reason: str
+
+
+class ActionInfo(BaseModel):
+    video_id: str
+    round: int
+    action: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    status: Literal["ran", "rejected", "unavailable", "failed"]
+    detail: str = ""
+    model: str | None = None
+
+
+class DroppedCandidate(BaseModel):
+    video_id: str
+    relevance: float
+
+
+class SearchResult(BaseModel):
+    """A ranked answer with its grounding, reasoning and the record of how it was produced."""
+
+    query: str
+    decomposition: Decomposition
+    hits: list[Hit]
+    dropped: list[DroppedCandidate] = Field(default_factory=list, description="Candidates below tau.")
+    options: dict[str, Any] = Field(default_factory=dict)
+    path: list[str] = Field(default_factory=list, description="Graph nodes in the order they ran.")
+    trace: list[str] = Field(default_factory=list)
+    actions: list[ActionInfo] = Field(default_factory=list)
+    fallbacks: list[FallbackInfo] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds per node (and total).")
+    models: dict[str, str] = Field(default_factory=dict, description="tier:model behind each part.")
+
+    def save_overlays(self, out_dir: str | Path, max_frames: int = OVERLAY_FRAMES) -> list[Path]:
+        """Draw each hit's object masks on its key frames: ``<rank>_<video>/f<frame>.png`` and an animated
+        ``<rank>_<video>.gif``. Returns the written paths."""
+        out = Path(out_dir)
+        written: list[Path] = []
+        for hit in self.hits:
+            written.extend(_hit_overlays(hit, out, max_frames))
+        return written
+
+
+class ProgressEvent(BaseModel):
+    """One step of :meth:`Agent.stream`: a node finished, a node reported progress, or the final result."""
+
+    kind: Literal["node", "progress", "result"]
+    node: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    result: SearchResult | None = None
+
+
+class Agent:
+    """Search a twin store with the reasoning agent. A context manager; :meth:`close` releases the store."""
+
+    def __init__(self, resources: Resources) -> None:
+        self.resources = resources
+
+    @classmethod
+    def open(cls, store_dir: str | Path, profile: ProfileName = "embedded", **settings_overrides: Any) -> Agent:
+        """Open the store, build the resources and sync the retriever's indexes and ECR texts.
+
+        ``settings_overrides`` are :class:`~twinseek.config.Settings` fields (nested ones as dicts, e.g.
+        ``retrieval={"reranker": "llm"}``); they win over ``TWINSEEK_*`` variables.
+        """
+        settings = load_settings(profile=profile, store=Path(store_dir), **settings_overrides)
+        return cls(Resources.open(store_dir, settings))
+
+    # -- searching ----------------------------------------------------------------------------------------------
+    def context(self, k: int = 10, **overrides: Any) -> AgentContext:
+        """The run options of a search (see :class:`AgentContext` for the fields)."""
+        return AgentContext(k=k, resources=self.resources, **overrides)
+
+    def search(self, query: str, k: int = 10, **context_overrides: Any) -> SearchResult:
+        """Rank the store's videos for ``query``; ``context_overrides`` are :class:`AgentContext` fields
+        (``tau``, ``max_refine_rounds``, ``qd``, ``ca``, ``lr``, ``jit``, ``tool``, ...)."""
+        from twinseek.agent.graph import graph
+
+        ctx = self.context(k, **context_overrides)
+        start = time.perf_counter()
+        state = graph.invoke({"query": _clean(query)}, context=ctx)
+        return _result(state, ctx, time.perf_counter() - start)
+
+    async def asearch(self, query: str, k: int = 10, **context_overrides: Any) -> SearchResult:
+        """:meth:`search` for asyncio code (the nodes run on worker threads)."""
+        from twinseek.agent.graph import graph
+
+        ctx = self.context(k, **context_overrides)
+        start = time.perf_counter()
+        state = await graph.ainvoke({"query": _clean(query)}, context=ctx)
+        return _result(state, ctx, time.perf_counter() - start)
+
+    def stream(self, query: str, k: int = 10, **context_overrides: Any) -> Iterator[ProgressEvent]:
+        """Node-by-node progress: a ``node`` event when a node finishes, ``progress`` events from inside nodes
+        (per candidate), and a last ``result`` event carrying the :class:`SearchResult`."""
+        from twinseek.agent.graph import graph
+
+        ctx = self.context(k, **context_overrides)
+        start = time.perf_counter()
+        state: dict[str, Any] = {}
+        modes: list[StreamMode] = ["updates", "custom", "values"]
+        parts: Iterator[Any] = graph.stream({"query": _clean(query)}, context=ctx, stream_mode=modes)
+        for mode, chunk in parts:
+            if mode == "values":
+                state = chunk
+            elif mode == "custom":
+                yield ProgressEvent(kind="progress", node=chunk.get("node"), data=chunk)
+            else:
+                for node, update in chunk.items():
+                    yield ProgressEvent(kind="node", node=node, data=_summary(update or {}))
+        yield ProgressEvent(kind="result", result=_result(state, ctx, time.perf_counter() - start))
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.resources.close()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _clean(query: str) -> str:
+    query = query.strip()
+    if not query:
+        raise TwinseekError("empty query")
+    return query
+
+
+def _summary(update: dict[str, Any]) -> dict[str, Any]:
+    """What a node event carries: its trace lines and timing (the state itself stays in the graph)."""
+    return {"trace": update.get("trace", []), "timings": update.get("timings", {})}
+
+
+def _result(state: dict[str, Any], ctx: AgentContext, seconds: float) -> SearchResult:
+    timings = {**state.get("timings", {}), "total": round(seconds, 4)}
+    return SearchResult(
+        query=state["query"], decomposition=Decomposition.model_validate(state["decomposition"]),
+        hits=[Hit.model_validate(h) for h in state.get("hits", [])],
+        dropped=[DroppedCandidate.model_validate(d) for d in state.get("dropped", [])],
+        options=ctx.options(), path=state.get("path", []), trace=state.get("trace", []),
+        actions=[ActionInfo.model_validate(a) for a in state.get("actions", [])],
+        fallbacks=[FallbackInfo.model_validate(f) for f in state.get("fallbacks", [])],
+        timings=timings, models=state.get("models", {}),
+    )
+
+
+# -- overlays ---------------------------------------------------------------------------------------------------
+def _hit_overlays(hit: Hit, out: Path, max_frames: int) -> list[Path]:
+    by_frame: dict[int, list[tuple[int, FrameMask]]] = {}
+    for k, obj in enumerate(hit.objects):
+        for m in obj.masks:
+            by_frame.setdefault(m.frame, []).append((k, m))
+    frames = sorted(by_frame)
+    if not frames:
+        return []
+    if len(frames) > max_frames:
+        frames = [frames[round(i * (len(frames) - 1) / (max_frames - 1))] for i in range(max_frames)]
+    masks = {f: [(k, m.load()) for k, m in by_frame[f]] for f in frames}
+    h, w = next(iter(masks.values()))[0][1].shape
+    pictures = _frames(hit.path, set(frames), max(h, w))
+    folder = out / f"{hit.rank:02d}_{hit.video_id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    images, written = [], []
+    for f in frames:
+        base = pictures.get(f)
+        base = np.zeros((h, w, 3), np.uint8) if base is None else _fit(base, (h, w))
+        img = Image.fromarray(_draw(base, masks[f]))
+        path = folder / f"f{f:06d}.png"
+        img.save(path)
+        images.append(img)
+        written.append(path)
+    gif = out / f"{hit.rank:02d}_{hit.video_id}.gif"
+    images[0].save(gif, save_all=True, append_images=images[1:], duration=400, loop=0)
+    return [*written, gif]
+
+
+def _frames(path: str, wanted: set[int], max_side: int) -> dict[int, np.ndarray]:
+    """The wanted frames at the masks' resolution; none (logged) when the video cannot be read."""
+    from twinseek.twins.decode import iter_frames
+
+    try:
+        return dict(iter_frames(path, max_side, wanted))
+    except (TwinseekError, OSError) as exc:
+        logger.warning("cannot decode %s for overlays (%s): masks drawn on black", path, exc)
+        return {}
+
+
+def _fit(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if img.shape[:2] == shape:
+        return img
+    return np.asarray(Image.fromarray(img).resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+
+
+def _draw(frame: np.ndarray, masks: list[tuple[int, np.ndarray]], alpha: float = 0.45) -> np.ndarray:
+    """Tint each object's mask with its colour and draw its outline."""
+    out = frame.astype(np.float32)
+    for k, mask in masks:
+        if mask.shape != frame.shape[:2]:
+            mask = np.asarray(Image.fromarray(mask).resize((frame.shape[1], frame.shape[0]), Image.Resampling.NEAREST))
+        colour = np.array(PALETTE[k % len(PALETTE)], np.float32)
+        out[mask] = (1 - alpha) * out[mask] + alpha * colour
+        out[_outline(mask)] = colour
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return mask & ~inner

@@ -1,0 +1,323 @@
+"""What the agent's nodes call besides the retriever: the compact twin view given to the LLM, and the registry of
+specialist actions that just-in-time refinement may run on a candidate's twin.
+
+Every action has a pydantic argument model (closed, bounded). A planned call runs only when its action is
+registered, available with the configured specialists, and its arguments validate against the twin; anything
+else is rejected and recorded. What an action learns is written into the store through
+:meth:`TwinStore.augment` (one transaction), so later searches see it too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from twinseek.agent.resources import Resources
+from twinseek.agent.state import ActionRecord
+from twinseek.twins.adapters.base import box_from_mask, crop
+from twinseek.twins.decode import iter_frames
+from twinseek.twins.model import Instance, Relation, Track, Twin
+from twinseek.twins.relations import APPROACH_MIN, MIN_SHARED, spatial_predicates
+
+logger = logging.getLogger(__name__)
+
+MAX_PLAN_CALLS = 3
+MAX_ATTRIBUTE_CHARS = 200
+
+
+# -- the twin as the LLM sees it ---------------------------------------------------------------------------------
+def select_tracks(twin: Twin, evidence_tracks: Sequence[int], max_tracks: int) -> set[int]:
+    """The tracks worth showing: those the retrieval evidence points at, then the largest, ``max_tracks`` in all."""
+    known = {t.track_id for t in twin.tracks}
+    chosen = list(dict.fromkeys(t for t in evidence_tracks if t in known))[:max_tracks]
+    for track in sorted(twin.tracks, key=lambda t: -t.mean_area * t.frame_count):
+        if len(chosen) >= max_tracks:
+            break
+        if track.track_id not in chosen:
+            chosen.append(track.track_id)
+    return set(chosen)
+
+
+def compact_twin(twin: Twin, evidence_tracks: Sequence[int], max_tracks: int, max_frames: int) -> str:
+    return twin.to_compact_json(max_frames=max_frames, track_ids=select_tracks(twin, evidence_tracks, max_tracks))
+
+
+# -- action arguments ---------------------------------------------------------------------------------------------
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrackArgs(_Args):
+    track_id: int = Field(ge=0)
+
+
+class RecategoriseArgs(_Args):
+    track_id: int = Field(ge=0)
+    vocabulary: list[str] = Field(min_length=1, max_length=10)
+
+    def model_post_init(self, _: Any) -> None:
+        self.vocabulary = [w.strip()[:40] for w in self.vocabulary if w.strip()]
+
+
+class DepthArgs(_Args):
+    frames: list[int] = Field(default_factory=list, max_length=4, description="frame numbers; empty: spread")
+
+
+class PairArgs(_Args):
+    track_a: int = Field(ge=0)
+    track_b: int = Field(ge=0)
+
+
+class PlannedCall(BaseModel):
+    """One call as the LLM writes it; its ``args`` are validated against the action's own model afterwards."""
+
+    model_config = ConfigDict(extra="forbid", title="Call")
+
+    action: str = Field(max_length=40)
+    args: dict[str, int | str | list[str] | list[int]]
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="Plan")
+
+    calls: list[PlannedCall] = Field(max_length=MAX_PLAN_CALLS)
+
+
+@dataclass
+class Outcome:
+    changed: bool
+    detail: str
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    usage: str  # one line for the prompt: signature and what it adds
+    args_model: type[_Args]
+    run: Callable[[Resources, Twin, Any], Outcome]
+    unavailable: Callable[[Resources], str | None] = lambda _: None  # why it cannot run here, or None
+
+
+class Rejected(Exception):
+    """A planned call that must not run (unknown action, bad arguments, unknown track)."""
+
+
+# -- frames and masks ---------------------------------------------------------------------------------------------
+def load_frames(resources: Resources, twin: Twin, frame_indices: set[int]) -> dict[int, np.ndarray]:
+    """Decode only the wanted frames, at the resolution the masks were made at."""
+    return dict(iter_frames(twin.video.path, resources.settings.sampling.max_side, frame_indices))
+
+
+def fitted_mask(resources: Resources, inst: Instance, shape: tuple[int, ...]) -> np.ndarray:
+    """The instance's mask at the frame's size (a store made with another ``max_side`` still lines up)."""
+    mask = resources.store.load_mask(inst)
+    if mask.shape != tuple(shape[:2]):
+        img = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+        mask = np.asarray(img) > 127
+    return mask
+
+
+def _track(twin: Twin, track_id: int) -> Track:
+    for t in twin.tracks:
+        if t.track_id == track_id:
+            return t
+    raise Rejected(f"no object {track_id} in {twin.video.video_id}")
+
+
+def _instances(twin: Twin, track_id: int) -> list[Instance]:
+    return sorted((i for i in twin.instances if i.track_id == track_id), key=lambda i: i.frame_index)
+
+
+def _typical(insts: Sequence[Instance]) -> Instance:
+    """The view whose area is the track's median (the largest one often bled into the background)."""
+    median = float(np.median([i.area for i in insts]))
+    return min(insts, key=lambda i: abs(i.area - median))
+
+
+# -- the actions --------------------------------------------------------------------------------------------------
+def describe_object(resources: Resources, twin: Twin, args: TrackArgs) -> Outcome:
+    track = _track(twin, args.track_id)
+    insts = _instances(twin, args.track_id)
+    if not insts:
+        raise Rejected(f"object {args.track_id} has no frames")
+    inst = _typical(insts)
+    frame = load_frames(resources, twin, {inst.frame_index})[inst.frame_index]
+    describer = resources.specialists.describer
+    text = describer.describe(frame, fitted_mask(resources, inst, frame.shape), track.category).strip()
+    if not text or text.lower() in track.attributes.lower():
+        return Outcome(False, f"no new attribute for object {track.track_id}", describer.model)
+    merged = f"{track.attributes}; {text}" if track.attributes else text
+    merged = merged[:MAX_ATTRIBUTE_CHARS]
+    resources.store.augment(twin.video.video_id, tracks={track.track_id: {"attributes": merged}},
+                            instances={(i.track_id, i.frame_index): {"attributes": merged} for i in insts})
+    return Outcome(True, f"object {track.track_id}: {text}"[:160], f"{describer.tier}:{describer.model}")
+
+
+def recategorise(resources: Resources, twin: Twin, args: RecategoriseArgs) -> Outcome:
+    track = _track(twin, args.track_id)
+    insts = sorted(_instances(twin, args.track_id), key=lambda i: -i.area)[:4]  # the largest views
+    if not insts:
+        raise Rejected(f"object {args.track_id} has no frames")
+    frames = load_frames(resources, twin, {i.frame_index for i in insts})
+    crops = []
+    for inst in insts:
+        frame = frames[inst.frame_index]
+        box = box_from_mask(fitted_mask(resources, inst, frame.shape))
+        if box is not None:
+            crops.append(crop(frame, box))
+    detector = resources.specialists.detector
+    open_vocabulary = detector.tier == "paper"  # OWLv2 and YOLO-World take labels; the embedded classifier not
+    found = detector.categorise(crops, args.vocabulary if open_vocabulary else None) if crops else []
+    if not open_vocabulary:  # a closed-set classifier: keep its labels that the vocabulary names
+        words = {w.lower() for w in args.vocabulary}
+        found = [c for c in found if c.label.lower() in words or (c.group or "").lower() in words] or []
+    if not found:
+        return Outcome(False, f"none of {args.vocabulary} fits object {track.track_id}", detector.model)
+    best = found[0]
+    update = {"category": best.label, "category_score": round(best.score, 4), "category_source": best.source,
+              "category_group": best.group,
+              "category_candidates": [(c.label, round(c.score, 3)) for c in found[1:4]]}
+    per_inst = {"category": best.label, "category_score": round(best.score, 4)}
+    resources.store.augment(twin.video.video_id, tracks={track.track_id: update},
+                            instances={(i.track_id, i.frame_index): per_inst for i in _instances(twin, track.track_id)})
+    return Outcome(True, f"object {track.track_id}: {track.category} -> {best.label} ({best.score:.2f})",
+                   f"{detector.tier}:{detector.model}")
+
+
+def estimate_depth(resources: Resources, twin: Twin, args: DepthArgs) -> Outcome:
+    sampled = sorted({i.frame_index for i in twin.instances})
+    wanted = [f for f in args.frames if f in sampled]
+    if args.frames and not wanted:
+        raise Rejected(f"frames {args.frames} are not among the twin's frames")
+    if not wanted:  # spread four over the video
+        wanted = sorted({sampled[round(k * (len(sampled) - 1) / 3)] for k in range(4)}) if sampled else []
+    estimator = resources.specialists.depth
+    assert estimator is not None  # guarded by the action's availability check
+    frames = load_frames(resources, twin, set(wanted))
+    depths: dict[tuple[int, int], dict[str, Any]] = {}
+    for f, frame in frames.items():
+        dmap = estimator.estimate(frame)
+        h, w = dmap.shape[:2]
+        for inst in (i for i in twin.instances if i.frame_index == f):
+            x, y = inst.centroid
+            depths[(inst.track_id, f)] = {"depth": float(dmap[min(int(y * h), h - 1), min(int(x * w), w - 1)])}
+    updated = [i.model_copy(update=depths[(i.track_id, i.frame_index)])
+               for i in twin.instances if (i.track_id, i.frame_index) in depths]
+    relations = _new_relations(twin, _depth_relations(twin.video.video_id, updated))
+    resources.store.augment(twin.video.video_id, instances=depths, relations=relations)
+    return Outcome(bool(depths), f"depth on {len(frames)} frames, {len(relations)} new depth relations",
+                   f"{estimator.tier}:{estimator.model}")
+
+
+def _depth_relations(video_id: str, insts: Sequence[Instance]) -> list[Relation]:
+    out = []
+    for a in insts:
+        for b in insts:
+            if a.frame_index == b.frame_index and a.track_id != b.track_id:
+                for pred in spatial_predicates(a, b):
+                    if pred in ("in front of", "behind"):
+                        out.append(Relation(video_id=video_id, subject_track=a.track_id, predicate=pred,
+                                            object_track=b.track_id, kind="spatial", frame_start=a.frame_index,
+                                            frame_end=a.frame_index))
+    return out
+
+
+def motion_relation(resources: Resources, twin: Twin, args: PairArgs) -> Outcome:
+    if args.track_a == args.track_b:
+        raise Rejected("motion_relation needs two different objects")
+    _track(twin, args.track_a), _track(twin, args.track_b)
+    at = {i.frame_index: i for i in _instances(twin, args.track_a)}
+    bt = {i.frame_index: i for i in _instances(twin, args.track_b)}
+    shared = sorted(set(at) & set(bt))
+    if len(shared) < MIN_SHARED:
+        return Outcome(False, f"objects {args.track_a} and {args.track_b} share {len(shared)} frames", "geometry")
+    first, last = shared[0], shared[-1]
+    change = _dist(at[last], bt[last]) - _dist(at[first], bt[first])
+    trend = "approaching" if change < -APPROACH_MIN else "moving away from" if change > APPROACH_MIN else \
+        "keeping its distance from"
+    vid = twin.video.video_id
+    found = [Relation(video_id=vid, subject_track=args.track_a, predicate=trend, object_track=args.track_b,
+                      kind="temporal", frame_start=first, frame_end=last)]
+    for f in (first, last):  # where a is relative to b at the start and at the end
+        for pred in spatial_predicates(at[f], bt[f]):
+            found.append(Relation(video_id=vid, subject_track=args.track_a, predicate=pred,
+                                  object_track=args.track_b, kind="spatial", frame_start=f, frame_end=f))
+    relations = _new_relations(twin, found)
+    if relations:
+        resources.store.augment(vid, relations=relations)
+    words = ", ".join(f"{r.predicate}@{r.frame_start}" for r in found)
+    return Outcome(bool(relations), f"{args.track_a} vs {args.track_b}: {words}"[:160], "geometry")
+
+
+def _dist(a: Instance, b: Instance) -> float:
+    return float(np.hypot(a.centroid[0] - b.centroid[0], a.centroid[1] - b.centroid[1]))
+
+
+def _new_relations(twin: Twin, relations: Sequence[Relation]) -> list[Relation]:
+    """Relations the twin does not hold yet (a repeated plan must not duplicate rows)."""
+    key = lambda r: (r.subject_track, r.predicate, r.object_track, r.frame_start, r.frame_end)  # noqa: E731
+    seen = {key(r) for r in twin.relations}
+    out = []
+    for r in relations:
+        if key(r) not in seen:
+            seen.add(key(r))
+            out.append(r)
+    return out
+
+
+def _no_depth(resources: Resources) -> str | None:
+    return None if resources.depth_available else (
+        "no depth estimator is configured (set TWINSEEK_SPECIALISTS__DEPTH=depth-anything)")
+
+
+ACTIONS: dict[str, Action] = {a.name: a for a in (
+    Action("describe_object", "describe_object(track_id): colour, texture and look of one object",
+           TrackArgs, describe_object),
+    Action("recategorise", "recategorise(track_id, vocabulary: up to 10 labels): which label fits one object",
+           RecategoriseArgs, recategorise),
+    Action("estimate_depth", "estimate_depth(frames: up to 4 frame numbers): depth of every object, in front of "
+           "/ behind", DepthArgs, estimate_depth, _no_depth),
+    Action("motion_relation", "motion_relation(track_a, track_b): approaching or moving away, and relative "
+           "position", PairArgs, motion_relation),
+)}
+
+
+def catalogue(resources: Resources) -> list[str]:
+    """Prompt lines for the actions that can run with these resources."""
+    return [a.usage for a in ACTIONS.values() if a.unavailable(resources) is None]
+
+
+def run_call(resources: Resources, twin: Twin, call: PlannedCall, round_: int) -> tuple[ActionRecord, bool]:
+    """Validate and run one planned call; returns its record and whether the twin changed."""
+    record: ActionRecord = {"video_id": twin.video.video_id, "round": round_, "action": call.action[:40],
+                            "args": dict(call.args), "status": "rejected", "detail": "", "model": None}
+    action = ACTIONS.get(call.action)
+    if action is None:
+        record["detail"] = f"unknown action {call.action!r}; registered: {', '.join(ACTIONS)}"
+        return record, False
+    if (why := action.unavailable(resources)) is not None:
+        record["status"], record["detail"] = "unavailable", why
+        return record, False
+    try:
+        args = action.args_model.model_validate(call.args)
+        outcome = action.run(resources, twin, args)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        record["detail"] = f"invalid args: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+        return record, False
+    except Rejected as exc:
+        record["detail"] = str(exc)
+        return record, False
+    except Exception as exc:  # a specialist crashed: the search goes on with the twin as it was
+        logger.exception("action %s failed on %s", call.action, twin.video.video_id)
+        record["status"], record["detail"] = "failed", f"{type(exc).__name__}: {exc}"[:200]
+        return record, False
+    record["status"], record["detail"], record["model"] = "ran", outcome.detail, outcome.model
+    return record, outcome.changed
