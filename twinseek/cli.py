@@ -30,6 +30,10 @@ store_app = typer.Typer(help="Manage a twin store.", no_args_is_help=True)
 app.add_typer(twins_app, name="twins")
 app.add_typer(store_app, name="store")
 
+from twinseek.embedders.cli import train_app  # noqa: E402  (import-light: heavy modules load per command)
+
+app.add_typer(train_app, name="train")
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -246,6 +250,127 @@ def print_retrieval(result) -> None:  # type: ignore[no-untyped-def]
     console.print(table)
     console.print("  [dim]" + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
                   + " | " + ", ".join(f"{k}={v}" for k, v in result.models.items()) + "[/dim]")
+
+
+@app.command("eval")
+def eval_(
+    bench_dir: Annotated[Path, typer.Argument(help="Bench folder (videos/, queries.jsonl, masks/).")],
+    store: Annotated[Path | None, typer.Option("--store", "-s", help="Twin store of the gallery [default: "
+                                               "~/.cache/twinseek/bench-stores/<bench>-<profile>].")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder [default: runs/eval-<bench>-<time>].")] = None,
+    profile: ProfileOpt = None,
+    systems: Annotated[str | None, typer.Option(help="Comma-separated: full, full-qd, full-ca-lr, random, naive, "
+                                                     "dense, compositional.")] = None,
+    ablate: Annotated[str | None, typer.Option(help="The agent with these switches off, e.g. QD,CA (one run).")] = None,
+    baseline: Annotated[list[str] | None, typer.Option(help="random, naive, dense or compositional (repeatable).")] = None,
+    all_systems: Annotated[bool, typer.Option("--all", help="Full system, each ablation and every baseline.")] = False,
+    kinds: Annotated[str | None, typer.Option(help="Comma-separated query kinds (default: all).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most N queries of each kind.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random baseline and the LLM.")] = 0,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="Videos the agent returns.")] = 10,
+    tau: Annotated[float, typer.Option(min=0.0, max=1.0, help="Relevance threshold.")] = 0.5,
+    no_llm: Annotated[bool, typer.Option("--no-llm", help="Rule-based decomposition for dense/compositional.")] = False,
+) -> None:
+    """Evaluate the agent, its ablations and baselines on a bench; writes results.json and a report."""
+    from twinseek.evals.runner import ALL_SYSTEMS, SystemSpec, parse_systems, run
+
+    try:
+        names = list(ALL_SYSTEMS) if all_systems else [*(systems.split(",") if systems else []), *(baseline or [])]
+        specs = parse_systems([*names, *([SystemSpec.agent(ablate.split(","), ablate)] if ablate else [])] or ["full"])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    kind_list = [x.strip() for x in kinds.split(",") if x.strip()] if kinds else None
+    with _errors_exit():
+        try:
+            result = run(bench_dir, store=store, out=out, systems=specs, kinds=kind_list, limit=limit, seed=seed,
+                         profile=profile or "embedded", k=k, tau=tau,  # type: ignore[arg-type]
+                         llm_decomposition=not no_llm, skip_unavailable=all_systems, progress=True)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+    _print_eval_summary(result)
+
+
+def _print_eval_summary(result) -> None:  # type: ignore[no-untyped-def]
+    from twinseek.evals.report import HEADLINE
+
+    metrics = result.metrics()
+    keys = [key for key in HEADLINE.values() if any(key in m for m in metrics.values())]
+    table = Table(title=f"eval on {Path(result.config.bench).name} ({result.config.queries} queries)")
+    table.add_column("system")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for s in result.systems.values():
+        if s.skipped:
+            table.add_row(s.label, f"[yellow]skipped[/yellow] {s.skipped[:60]}")
+            continue
+        table.add_row(s.label, *(f"{s.metrics[key]:.3f}" if key in s.metrics else "–" for key in keys))
+    console.print(table)
+    console.print(f"results: {result.results_path}")
+    if result.report_files:
+        console.print(f"report:  {result.report_files[0]}")
+
+
+@app.command()
+def chat(
+    store: StoreOpt = None,
+    session: Annotated[str, typer.Option(help="Conversation name; the same name resumes it.")] = "default",
+    k: Annotated[int, typer.Option("--k", "-k", help="Videos per answer.")] = 5,
+    profile: ProfileOpt = None,
+) -> None:
+    """A chat session over the agent: ask, refine ("only the ones at night"), :why N, :show N, :history."""
+    import sys
+
+    from twinseek.agent.api import Agent
+    from twinseek.agent.chat import HELP, ChatSession
+
+    settings = _settings(store, profile)
+    with _errors_exit(), Agent.open(settings.store, profile=settings.profile) as agent:
+        session_ = ChatSession(agent, settings.store, session=session, k=k)
+        console.print(f"[dim]session {session!r} in {settings.store}: {len(session_.turns)} earlier turns. {HELP} "
+                      "Ctrl-D to leave.[/dim]")
+        try:
+            for line in _input_lines(sys.stdin.isatty(), settings.store):
+                _print_reply(session_.handle(line))
+        finally:
+            session_.close()
+
+
+def _input_lines(interactive: bool, store: Path) -> Iterator[str]:
+    """Lines from a prompt_toolkit prompt (with history) on a terminal, else from standard input."""
+    if not interactive:
+        import sys
+
+        yield from (line.rstrip("\n") for line in sys.stdin)
+        return
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+
+    prompt = PromptSession(history=FileHistory(str(Path(store) / ".chat_history")))
+    while True:
+        try:
+            yield prompt.prompt("twinseek> ")
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            return
+
+
+def _print_reply(reply) -> None:  # type: ignore[no-untyped-def]
+    if reply.kind == "results" and reply.result is not None:
+        table = Table(title=reply.text, show_edge=False)
+        for col in ("#", "video", "relevance", "objects", "reasoning"):
+            table.add_column(col)
+        for hit in reply.result.hits:
+            objects = ", ".join(f"#{o.track_id} {o.category}" for o in hit.objects)
+            table.add_row(str(hit.rank), hit.video_id, f"{hit.relevance:.2f}", objects, hit.reasoning[:80])
+        console.print(table if reply.result.hits else f"no video above tau for: {reply.text}")
+    elif reply.kind == "show":
+        console.print(reply.text)
+        for f in reply.files:
+            console.print(f"  {f}")
+    else:
+        style = "red" if reply.kind == "error" else ""
+        console.print(f"[{style}]{reply.text}[/{style}]" if style else reply.text)
 
 
 @app.command()
