@@ -1,0 +1,126 @@
+"""Differentiable text encoders the trainers optimise, and how each is saved so retrieval loads it by path.
+
+* :class:`SentenceTransformerModule`: a sentence-transformers model (embedded default: MiniLM); saved in the
+  sentence-transformers folder format plus a ``twinseek.json`` manifest, so ``MiniLMEncoder(path)`` and
+  ``retrieval.*_encoder`` settings load it.
+* :class:`TaraTextModule`: a Qwen2-VL-family MLLM with TARA's EOL text prompt and last-token pooling (the
+  prompts and pooling of :class:`~twinseek.tools.dense.TaraEmbedder`), LoRA adapters via peft on the language
+  model only; saved merged (``from_pretrained`` folder for ``retrieval.tara_model``) plus the adapter in
+  ``lora/`` and the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "twinseek.json"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")  # language-model attention (vision uses qkv/proj)
+
+
+def write_manifest(folder: Path, kind: str, **fields: Any) -> Path:
+    import transformers
+
+    manifest = {"format": "twinseek-embedder", "kind": kind, "similarity": "cosine",
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                             "python": platform.python_version()}, **fields}
+    path = folder / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2, default=str))
+    return path
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    return dict(json.loads((Path(folder) / MANIFEST).read_text()))
+
+
+class SentenceTransformerModule(nn.Module):
+    """``texts -> (n, d)`` embeddings with a graph, from a local sentence-transformers folder."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", max_seq_length: int | None = 64) -> None:
+        super().__init__()
+        from sentence_transformers import SentenceTransformer
+
+        self.source = str(path)
+        self.st = SentenceTransformer(str(path), device=device, local_files_only=True)
+        if max_seq_length:
+            self.st.max_seq_length = max_seq_length  # captions are short; shorter sequences train faster
+
+    def forward(self, texts: Sequence[str]) -> Tensor:
+        features = self.st.tokenize(list(texts))
+        features = {k: v.to(self.st.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        return self.st(features)["sentence_embedding"]
+
+    def save(self, folder: str | Path, **manifest: Any) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.st.save(str(folder), safe_serialization=True)
+        write_manifest(folder, "sentence-transformers", base=self.source, **manifest)
+        return folder
+
+
+class TaraTextModule(nn.Module):
+    """TARA EOL text embeddings from a Qwen2-VL-family MLLM with LoRA on its language model."""
+
+    def __init__(self, path: str | Path, lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.0,
+                 targets: Sequence[str] = LORA_TARGETS) -> None:
+        super().__init__()
+        from peft import LoraConfig, get_peft_model
+
+        from twinseek.tools.dense import TaraEmbedder
+
+        self.source = str(path)
+        self.embedder = TaraEmbedder(str(path), device="cpu")
+        self.embedder.load()
+        net = self.embedder._net
+        for p in net.parameters():
+            p.requires_grad_(False)
+        # regex: only the language model's projections (the vision tower is frozen, as in TARA)
+        pattern = rf".*language_model.*\.({'|'.join(targets)})$"
+        config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=pattern)
+        self.net: Any = get_peft_model(net, config)
+        self.processor: Any = self.embedder._processor
+
+    def forward(self, texts: Sequence[str]) -> Tensor:
+        from twinseek.tools.dense import TEXT_PROMPT, last_token_pool
+
+        prompts = [self.embedder.prompt(TEXT_PROMPT, t) for t in texts]
+        inputs = self.processor(text=prompts, padding=True, return_tensors="pt")
+        hidden = self.net(**inputs, output_hidden_states=True).hidden_states[-1]
+        return F.normalize(last_token_pool(hidden, inputs["attention_mask"]).float(), dim=-1)
+
+    def save(self, folder: str | Path, **manifest: Any) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.net.save_pretrained(str(folder / "lora"))
+        merged = self.net.merge_and_unload()
+        merged.save_pretrained(str(folder), safe_serialization=True)
+        self.processor.save_pretrained(str(folder))
+        self.net = merged  # merge_and_unload strips the adapters: keep the merged model usable
+        write_manifest(folder, "tara-lora-merged", base=self.source, lora="lora", **manifest)
+        return folder
+
+
+def trainable_names(module: nn.Module) -> list[str]:
+    return [n for n, p in module.named_parameters() if p.requires_grad]
+
+
+def encode_texts(module: nn.Module, texts: Sequence[str], batch_size: int = 64) -> Tensor:
+    """Normalised embeddings without a graph (for curricula, mining and evaluation)."""
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        parts = [module(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
+    module.train(was_training)
+    return F.normalize(torch.cat(parts), dim=-1) if parts else torch.zeros(0)
