@@ -297,8 +297,10 @@ def _print_eval_summary(result) -> None:  # type: ignore[no-untyped-def]
     keys = [key for key in HEADLINE.values() if any(key in m for m in metrics.values())]
     table = Table(title=f"eval on {Path(result.config.bench).name} ({result.config.queries} queries)")
     table.add_column("system")
+    short = {"r@1": "R@1", "rejection@tau": "reject", "accuracy": "acc"}
     for key in keys:
-        table.add_column(key, justify="right")
+        kind, metric = key.split("_", 1)
+        table.add_column(f"{kind[:8]} {short.get(metric, metric)}", justify="right")
     for s in result.systems.values():
         if s.skipped:
             table.add_row(s.label, f"[yellow]skipped[/yellow] {s.skipped[:60]}")

@@ -1,0 +1,790 @@
+"""Run a bench end to end: ingest, score every query with each system, write ``results.json`` and a report.
+
+    twinseek eval BENCH --all                           # full system, each ablation, every baseline
+    twinseek eval BENCH --ablate QD,CA                  # one agent run with QD and CA off
+    twinseek eval BENCH --systems full,full-jit --baseline random --kinds implicit --limit 5 --seed 1
+    run("BENCH", systems=["full", "dense"], limit=5)    # the same from Python -> RunResult
+
+Systems (names accepted by :func:`parse_systems`, the CLI's ``--systems`` and ``run(systems=...)``):
+
+* ``full``: the reasoning agent (:class:`twinseek.Agent`) with every switch on;
+* ``full-qd``, ``full-ca-lr``, ...: the agent with those switches (QD, CA, LR, JiT of the paper's Table 3) off;
+* ``dense`` / ``compositional``: one retrieval tool alone (no reranking, no reasoning);
+* ``naive``: the MobileNet-label baseline; ``random``: seeded random scores.
+
+How the agent is scored (:class:`AgentScorer`):
+
+* **Ranked kinds.** The agent returns hits (relevance >= tau, best first) and drops the rest. To keep a rank
+  for every gallery video, the returned hits keep the agent's relevance and every other video (dropped, or never
+  a candidate) follows them in *retrieval order* (the same tool the agent used, over the whole gallery), with
+  synthetic scores strictly below both tau and the lowest hit. So R@K/MdR/MnR/mAP see the agent's ranking on
+  top and the retrieval ranking below it.
+* **Absent queries** are rejected when the agent returns no hit (every score is then below tau); the record's
+  ``max_score`` is the highest relevance the agent gave any candidate (hit or dropped), not a synthetic score.
+* **MCQ / counterfactual.** Each text is searched; the given video's score is the agent's relevance for it when
+  it was a candidate (a hit or dropped), else ``-1 + 0.5 * (1 - position / gallery)`` from its position in the
+  retrieval order, so a judged video always beats an unjudged one and two unjudged ones compare by retrieval.
+* **Grounding.** For implicit queries with ground-truth masks, the predicted mask of a frame is the union of the
+  masks of the objects the agent chose in the positive video's hit, resized (nearest) to the ground truth's
+  resolution; no hit for that video means no masks (J = F = 0).
+
+Determinism: the random baseline is seeded by (seed, query text); the LLM runs at temperature 0 with
+``seed``; retrieval is exact. Timings are the only fields that differ between two runs with the same seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from twinseek import __version__
+from twinseek.config import ProfileName, Settings, load_settings
+from twinseek.errors import TwinseekError
+from twinseek.evals.bench import (
+    AbsentQuery,
+    Bench,
+    CounterfactualQuery,
+    ImplicitQuery,
+    McqQuery,
+    Query,
+    RankedQuery,
+    load_bench,
+    load_mask,
+    load_reasont2vbench,
+)
+from twinseek.evals.metrics import (
+    DEFAULT_TAU,
+    Grounder,
+    QueryRecord,
+    VideoScorer,
+    aggregate,
+    counterfactual_correct,
+    grounding_scores,
+    mcq_correct,
+    rank_videos,
+    retrieval_record,
+)
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as _Bar
+
+logger = logging.getLogger(__name__)
+
+SWITCHES: tuple[str, ...] = ("qd", "ca", "lr", "jit")
+SWITCH_LABELS = {"qd": "QD", "ca": "CA", "lr": "LR", "jit": "JiT"}
+SystemKind = Literal["agent", "random", "naive", "dense", "compositional"]
+BASELINES: tuple[SystemKind, ...] = ("random", "naive", "dense", "compositional")
+ALL_SYSTEMS: tuple[str, ...] = ("full", "full-qd", "full-ca", "full-lr", "full-jit", *BASELINES)
+STORE_KINDS = frozenset({"agent", "dense", "compositional"})  # systems that read the twin store
+TOP_N = 10  # ranking entries kept per query in results.json
+EXAMPLES = 2  # overlay examples per outcome (hit / miss) and agent system
+
+
+# ---------------------------------------------------------------- systems
+class SystemSpec(BaseModel):
+    """One system to evaluate: the agent with some switches off, or a baseline."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: SystemKind
+    ablate: tuple[str, ...] = Field((), description="Agent switches turned off (qd, ca, lr, jit), canonical order.")
+
+    @property
+    def name(self) -> str:
+        if self.kind != "agent":
+            return self.kind
+        return "-".join(["full", *self.ablate])
+
+    @property
+    def label(self) -> str:
+        if self.kind != "agent":
+            return self.kind
+        return "full" + (f" w/o {'+'.join(SWITCH_LABELS[s] for s in self.ablate)}" if self.ablate else "")
+
+    def switches(self) -> dict[str, bool]:
+        return {s: s not in self.ablate for s in SWITCHES}
+
+    @classmethod
+    def parse(cls, text: str) -> SystemSpec:
+        """``full``, ``full-qd-ca`` (or ``no-qd``), ``random``, ``naive``, ``dense``, ``compositional``."""
+        parts = [p for p in re.split(r"[-+_/ ]+", text.strip().lower()) if p]
+        if len(parts) == 1 and parts[0] in BASELINES:
+            return cls(kind=parts[0])  # type: ignore[arg-type]
+        if parts and parts[0] in ("full", "no", "wo", "agent"):
+            return cls.agent(parts[1:], text)
+        raise ValueError(f"unknown system {text!r}; use full, full-<switch>[-<switch>] ({', '.join(SWITCHES)}) "
+                         f"or one of {', '.join(BASELINES)}")
+
+    @classmethod
+    def agent(cls, ablate: Iterable[str], where: str = "") -> SystemSpec:
+        """The agent with ``ablate`` (case-insensitive switch names) off."""
+        wanted = {a.strip().lower() for a in ablate if a.strip()}
+        unknown = wanted - set(SWITCHES)
+        if unknown:
+            raise ValueError(f"unknown ablation switch(es) {sorted(unknown)} in {where!r}; "
+                             f"known: {', '.join(SWITCH_LABELS.values())}")
+        return cls(kind="agent", ablate=tuple(s for s in SWITCHES if s in wanted))
+
+
+def parse_systems(items: Iterable[str | SystemSpec]) -> list[SystemSpec]:
+    """Specs from names (comma-separated lists allowed), duplicates dropped, order kept."""
+    specs: list[SystemSpec] = []
+    for item in items:
+        parsed = [item] if isinstance(item, SystemSpec) else [SystemSpec.parse(p) for p in item.split(",") if p.strip()]
+        specs.extend(s for s in parsed if s not in specs)
+    if not specs:
+        raise ValueError("no system to evaluate")
+    return specs
+
+
+# ---------------------------------------------------------------- records
+class RankedVideo(BaseModel):
+    video: str
+    score: float | None  # None: not scored (-inf)
+
+
+class ObjectMasks(BaseModel):
+    track_id: int
+    category: str = ""
+    masks: dict[int, str] = Field(default_factory=dict, description="Frame index -> mask PNG path.")
+
+
+class HitInfo(BaseModel):
+    """One agent hit as recorded: enough to draw its overlay later."""
+
+    video: str
+    relevance: float
+    judged_by: str = ""
+    objects: list[ObjectMasks] = Field(default_factory=list)
+
+
+class QueryResult(QueryRecord):
+    """A :class:`QueryRecord` plus what the system did for the query."""
+
+    text: str
+    positives: list[str] = Field(default_factory=list)
+    ranking: list[RankedVideo] = Field(default_factory=list, description=f"Top {TOP_N} of the gallery.")
+    choice_scores: list[float | None] | None = Field(None, description="MCQ options' / [true, counterfactual] scores.")
+    returned: list[str] | None = Field(None, description="Agent: the videos it returned (relevance >= tau).")
+    hits: list[HitInfo] = Field(default_factory=list)
+    seconds: float = 0.0
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds per stage (summed over calls).")
+    models: dict[str, str] = Field(default_factory=dict, description="tier:model behind each stage.")
+    fallbacks: list[str] = Field(default_factory=list)
+
+
+class OverlayExample(BaseModel):
+    query_id: str
+    text: str
+    outcome: Literal["hit", "miss"]
+    video: str | None
+    positives: list[str]
+    files: list[str] = Field(default_factory=list, description="Overlay images, relative to the run folder.")
+
+
+class SystemResult(BaseModel):
+    name: str
+    label: str
+    kind: SystemKind
+    ablate: list[str] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    records: list[QueryResult] = Field(default_factory=list)
+    seconds: float = 0.0
+    skipped: str | None = Field(None, description="Why the system did not run (e.g. the agent is not installed).")
+    examples: list[OverlayExample] = Field(default_factory=list)
+
+
+class RunConfig(BaseModel):
+    bench: str
+    gallery: int
+    queries: int
+    kinds: list[str] | None
+    limit: int | None
+    seed: int
+    tau: float
+    k: int
+    profile: str
+    store: str | None
+    llm_decomposition: bool
+    systems: list[str]
+    llm: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    started: str = ""
+
+
+class RunResult(BaseModel):
+    """Everything a run produced; ``results.json`` is this model."""
+
+    config: RunConfig
+    systems: dict[str, SystemResult]
+    out: Path | None = None
+    results_path: Path | None = None
+    report_files: list[Path] = Field(default_factory=list)
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """System name -> metrics (systems that ran)."""
+        return {n: s.metrics for n, s in self.systems.items() if s.skipped is None}
+
+
+# ---------------------------------------------------------------- scorers
+class QueryInfo(BaseModel):
+    """Stage timings, models and fallbacks gathered while a scorer answered one query."""
+
+    timings: dict[str, float] = Field(default_factory=dict)
+    models: dict[str, str] = Field(default_factory=dict)
+    fallbacks: list[str] = Field(default_factory=list)
+    hits: list[HitInfo] = Field(default_factory=list)
+    returned: list[str] | None = None
+    max_relevance: float | None = None
+
+    def add_timings(self, timings: Mapping[str, float]) -> None:
+        for key, value in timings.items():
+            self.timings[key] = round(self.timings.get(key, 0.0) + float(value), 4)
+
+
+class EvalScorer(VideoScorer, Protocol):
+    """What the runner needs from a system: gallery scores (bench ids) and the info of the last query."""
+
+    def take_info(self) -> QueryInfo: ...
+
+
+class BaselineScorer:
+    """A ``index``/``score_videos`` baseline (random, naive) over the bench gallery."""
+
+    def __init__(self, inner: VideoScorer) -> None:
+        self.inner = inner
+        self._info = QueryInfo()
+
+    def score_videos(self, query_text: str) -> dict[str, float]:
+        start = time.perf_counter()
+        scores = self.inner.score_videos(query_text)
+        self._info.add_timings({"score": time.perf_counter() - start})
+        return scores
+
+    def take_info(self) -> QueryInfo:
+        info, self._info = self._info, QueryInfo()
+        return info
+
+
+class ToolScorer:
+    """One retrieval tool (dense or compositional) alone, over the whole store, mapped to bench ids.
+
+    Videos the tool does not return score 1 below the lowest returned one (so they rank last, by id).
+    Decompositions are cached per text (``cache`` may be shared between tools of one run).
+    """
+
+    def __init__(self, retriever: Any, tool: Literal["dense", "compositional"], ids: Mapping[str, str],
+                 use_llm: bool = True, cache: dict[str, Any] | None = None) -> None:
+        self.retriever, self.tool, self.ids, self.use_llm = retriever, tool, dict(ids), use_llm
+        self.cache = cache if cache is not None else {}
+        self._info = QueryInfo()
+
+    def _decomposition(self, text: str) -> Any:
+        if text not in self.cache:
+            self.cache[text] = self.retriever.decompose(text, use_llm=self.use_llm)
+        return self.cache[text]
+
+    def score_videos(self, query_text: str) -> dict[str, float]:
+        dec = self._decomposition(query_text)
+        result = self.retriever.search(query_text, k=max(1, len(self.ids)), tool=self.tool, rerank_top=0,
+                                       decomposition=dec)
+        self._info.add_timings(result.timings)
+        self._info.models.update(result.models)
+        if self.use_llm and dec.source == "fallback":
+            self._info.fallbacks.append("decompose: the LLM failed; rule-based split used")
+        scores = {h.video_id: h.score for h in result.hits}
+        floor = min(scores.values(), default=0.0) - 1.0
+        return {bench_id: scores.get(store_id, floor) for bench_id, store_id in self.ids.items()}
+
+    def take_info(self) -> QueryInfo:
+        info, self._info = self._info, QueryInfo()
+        return info
+
+
+class AgentLike(Protocol):
+    """The part of :class:`twinseek.Agent` the runner uses."""
+
+    def search(self, query: str, k: int = 10, **context_overrides: Any) -> Any: ...
+
+
+OrderFn = Callable[[str, Any], list[str]]  # (query text, search result) -> store ids in retrieval order
+
+
+class AgentScorer:
+    """``Agent.search`` as a scorer for the metrics (see the module docstring for the rules).
+
+    ``ids`` maps bench video ids to store ids. ``order`` gives the retrieval order used below the hits; by
+    default the agent's own retriever over the whole gallery with the tool and decomposition of the search
+    (without one, unjudged videos follow in id order). Search results are cached per text.
+    """
+
+    def __init__(self, agent: AgentLike, ids: Mapping[str, str], k: int = 10, tau: float = DEFAULT_TAU,
+                 switches: Mapping[str, bool] | None = None, order: OrderFn | None = None) -> None:
+        self.agent, self.ids, self.k, self.tau = agent, dict(ids), k, tau
+        self.to_bench = {s: b for b, s in self.ids.items()}
+        self.switches = dict(switches or {})
+        self.order = order or self._retrieval_order
+        self.cache: dict[str, Any] = {}
+        self._orders: dict[str, list[str]] = {}
+        self._info = QueryInfo()
+
+    # -- searching
+    def search(self, text: str) -> Any:
+        if text not in self.cache:
+            result = self.agent.search(text, k=self.k, tau=self.tau, **self.switches)
+            self.cache[text] = result
+            self._record(result)
+        return self.cache[text]
+
+    def _record(self, result: Any) -> None:
+        self._info.add_timings(getattr(result, "timings", {}) or {})
+        self._info.models.update(getattr(result, "models", {}) or {})
+        self._info.fallbacks.extend(
+            f"{f.node}{f' ({f.video_id})' if f.video_id else ''}: {f.reason}" for f in getattr(result, "fallbacks", []))
+
+    def _retrieval_order(self, text: str, result: Any) -> list[str]:
+        retriever = getattr(getattr(self.agent, "resources", None), "retriever", None)
+        if retriever is None:
+            return []
+        tool = (getattr(result, "options", {}) or {}).get("tool", "fused")
+        found = retriever.search(text, k=max(1, len(self.ids)), tool=tool, rerank_top=0,
+                                 decomposition=result.decomposition)
+        return [h.video_id for h in found.hits]
+
+    def _order_of(self, text: str, result: Any) -> list[str]:
+        if text not in self._orders:
+            self._orders[text] = list(self.order(text, result))
+        return self._orders[text]
+
+    # -- scores
+    def relevances(self, result: Any) -> dict[str, float]:
+        """Store id -> the agent's relevance for every candidate it judged (hits and dropped)."""
+        judged = {d.video_id: float(d.relevance) for d in getattr(result, "dropped", [])}
+        judged.update({h.video_id: float(h.relevance) for h in result.hits})
+        return judged
+
+    def score_videos(self, query_text: str) -> dict[str, float]:
+        """Hits keep their relevance; everything else follows in retrieval order below tau and the last hit."""
+        result = self.search(query_text)
+        hits = {h.video_id: float(h.relevance) for h in result.hits if h.video_id in self.to_bench}
+        floor = min([self.tau, *hits.values()])
+        rest = self._rest(query_text, result, hits)
+        scores = {self.to_bench[s]: r for s, r in hits.items()}
+        for i, store_id in enumerate(rest):
+            # strictly decreasing and < floor; negative when floor <= 0 (lr off can return relevance 0)
+            scores[self.to_bench[store_id]] = floor - (i + 1) / (len(rest) + 1)
+        self._note(result)
+        return {b: scores.get(b, -math.inf) for b in self.ids}
+
+    def _rest(self, text: str, result: Any, hits: Mapping[str, float]) -> list[str]:
+        order = [s for s in self._order_of(text, result) if s in self.to_bench and s not in hits]
+        leftover = sorted(s for s in self.to_bench if s not in hits and s not in set(order))
+        return order + leftover
+
+    def _note(self, result: Any) -> None:
+        judged = self.relevances(result)
+        self._info.returned = [self.to_bench.get(h.video_id, h.video_id) for h in result.hits]
+        self._info.max_relevance = max(judged.values(), default=None)
+        self._info.hits = [_hit_info(h, self.to_bench) for h in result.hits[:TOP_N]]
+
+    def video_score(self, text: str, video_id: str) -> float:
+        """The agent's relevance for ``video_id`` (a candidate), else a retrieval-position score below -0.5."""
+        result = self.search(text)
+        store_id = self.ids.get(video_id, video_id)
+        judged = self.relevances(result)
+        if store_id in judged:
+            return judged[store_id]
+        order = self._order_of(text, result)
+        if store_id not in order:
+            return -1.0
+        return -1.0 + 0.5 * (1 - order.index(store_id) / max(1, len(self.ids)))
+
+    def take_info(self) -> QueryInfo:
+        info, self._info = self._info, QueryInfo()
+        return info
+
+    # -- grounding
+    def grounder(self, bench: Bench) -> Grounder:
+        """Masks of the chosen objects of ``video_id``'s hit, at the ground truth's resolution."""
+
+        def ground(query: ImplicitQuery, video_id: str) -> dict[int, np.ndarray]:
+            result = self.search(query.text)
+            store_id = self.ids.get(video_id, video_id)
+            hit = next((h for h in result.hits if h.video_id == store_id), None)
+            if hit is None:
+                return {}
+            gt = bench.query_masks(query)
+            shape = load_mask(next(iter(gt.values()))).shape if gt else None
+            return _union_masks(hit, shape)
+
+        return ground
+
+
+def _hit_info(hit: Any, to_bench: Mapping[str, str]) -> HitInfo:
+    objects = [ObjectMasks(track_id=o.track_id, category=getattr(o, "category", ""),
+                           masks={int(m.frame): str(m.path) for m in o.masks}) for o in getattr(hit, "objects", [])]
+    return HitInfo(video=to_bench.get(hit.video_id, hit.video_id), relevance=float(hit.relevance),
+                   judged_by=getattr(hit, "judged_by", ""), objects=objects)
+
+
+def _union_masks(hit: Any, shape: tuple[int, ...] | None) -> dict[int, np.ndarray]:
+    from PIL import Image
+
+    union: dict[int, np.ndarray] = {}
+    for obj in hit.objects:
+        for m in obj.masks:
+            mask = load_mask(m.path)
+            if shape is not None and mask.shape != shape[:2]:
+                img = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+                mask = np.asarray(img) > 127
+            frame = int(m.frame)
+            union[frame] = union[frame] | mask if frame in union else mask
+    return union
+
+
+# ---------------------------------------------------------------- per-query evaluation
+def evaluate_query(scorer: EvalScorer, query: Query, bench: Bench, grounder: Grounder | None = None) -> QueryResult:
+    """Score one query with ``scorer``; the result carries the metric fields and what the system did."""
+    start = time.perf_counter()
+    if isinstance(query, McqQuery | CounterfactualQuery):
+        result = _choice(scorer, query)
+    else:
+        result = _ranked(scorer, query, bench, grounder)
+    info = scorer.take_info()
+    result.seconds = round(time.perf_counter() - start, 4)
+    result.timings, result.models, result.fallbacks = info.timings, info.models, info.fallbacks
+    result.hits, result.returned = info.hits, info.returned
+    if info.max_relevance is not None:
+        result.max_score = info.max_relevance  # the agent's own relevance, not a synthetic rank score
+    return result
+
+
+def _video_score(scorer: VideoScorer, text: str, video_id: str) -> float:
+    direct = getattr(scorer, "video_score", None)
+    value = direct(text, video_id) if direct is not None else scorer.score_videos(text).get(video_id, -math.inf)
+    return -math.inf if value is None or math.isnan(value) else float(value)
+
+
+def _choice(scorer: EvalScorer, query: McqQuery | CounterfactualQuery) -> QueryResult:
+    if isinstance(query, McqQuery):
+        scores = [_video_score(scorer, o, query.video) for o in query.options]
+        correct, text, aspect = mcq_correct(scores, query.answer), query.options[query.answer], None
+    else:
+        scores = [_video_score(scorer, t, query.video) for t in (query.text, query.counterfactual)]
+        correct, text, aspect = counterfactual_correct(*scores), query.text, query.aspect
+    return QueryResult(id=query.id, kind=query.kind, text=text, positives=[query.video], correct=correct,
+                       aspect=aspect, choice_scores=[_json_float(s) for s in scores])
+
+
+def _ranked(scorer: EvalScorer, query: RankedQuery, bench: Bench, grounder: Grounder | None) -> QueryResult:
+    raw = scorer.score_videos(query.text)
+    scores = {v: float(raw.get(v, -math.inf)) for v in bench.videos}
+    positives = [] if isinstance(query, AbsentQuery) else list(query.positives)
+    record = retrieval_record(query.id, query.kind, scores, positives)
+    ranking = [RankedVideo(video=v, score=_json_float(scores[v])) for v in rank_videos(scores)[:TOP_N]]
+    result = QueryResult(**record.model_dump(), text=query.text, positives=positives, ranking=ranking)
+    if grounder is not None and isinstance(query, ImplicitQuery) and query.has_masks:
+        grounding = grounding_scores(grounder(query, query.positives[0]), bench.query_masks(query))
+        result.j, result.f = grounding["j"], grounding["f"]
+    return result
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isinf(value) or math.isnan(value) else value
+
+
+# ---------------------------------------------------------------- the run
+def load_any_bench(root: str | Path, kinds: Iterable[str] | None = None) -> Bench:
+    """A dev-bench folder (``queries.jsonl``) or a ReasonT2VBench copy (``queries.json``)."""
+    root = Path(root)
+    if (root / "queries.json").is_file() and not (root / "queries.jsonl").is_file():
+        return load_reasont2vbench(root).select(kinds)
+    return load_bench(root, kinds)
+
+
+def limit_queries(bench: Bench, limit: int | None) -> Bench:
+    """At most ``limit`` queries of each kind (file order), so a smoke run still fills every table."""
+    if limit is None:
+        return bench
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    counts: dict[str, int] = {}
+    kept = []
+    for q in bench.queries:
+        counts[q.kind] = counts.get(q.kind, 0) + 1
+        if counts[q.kind] <= limit:
+            kept.append(q)
+    return bench.model_copy(update={"queries": kept})
+
+
+def default_store(bench: Bench, settings: Settings) -> Path:
+    """``<cache dir>/bench-stores/<bench name>-<profile>`` (reused across runs: ingestion is the slow part)."""
+    return settings.cache_dir / "bench-stores" / f"{bench.root.resolve().name}-{settings.profile}"
+
+
+def run(
+    bench_dir: str | Path,
+    store: str | Path | None = None,
+    out: str | Path | None = None,
+    systems: Iterable[str | SystemSpec] = ("full",),
+    kinds: Iterable[str] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    *,
+    profile: ProfileName = "embedded",
+    k: int = 10,
+    tau: float = DEFAULT_TAU,
+    llm_decomposition: bool = True,
+    skip_unavailable: bool = False,
+    report: bool = True,
+    progress: bool | None = None,
+    settings_overrides: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Evaluate ``systems`` on the bench at ``bench_dir``; write ``results.json`` and the report to ``out``.
+
+    Videos missing from the store are ingested first (``store`` defaults to :func:`default_store`; only systems
+    that read twins need one). ``limit`` keeps at most that many queries per kind. ``llm_decomposition=False``
+    decomposes queries by rules for the retrieval-only systems (the agent always asks its LLM, with a recorded
+    rule-based fallback). ``skip_unavailable`` records a system that cannot start (e.g. the agent extra is not
+    installed) as skipped instead of failing. ``progress`` (default: when INFO logging is on) shows rich bars.
+
+    Raises:
+        BenchError: the bench folder is missing pieces or has invalid lines.
+        ValueError: an unknown system, switch or kind.
+    """
+    specs = parse_systems(systems)
+    bench = limit_queries(load_any_bench(bench_dir, kinds), limit)
+    overrides = dict(settings_overrides or {})
+    # temperature 0 and a fixed seed: the same seed gives the same LLM answers (where the server honours it)
+    llm = {"temperature": 0.0, "seed": seed, **overrides.pop("llm", {})}
+    settings = load_settings(profile=profile, llm=llm, **overrides)
+    store_dir = Path(store) if store is not None else default_store(bench, settings)
+    needs_store = any(s.kind in STORE_KINDS for s in specs)
+    config = _config(bench, specs, kinds, limit, seed, tau, k, settings, store_dir if needs_store else None,
+                     llm_decomposition)
+    out_dir = Path(out) if out is not None else Path("runs") / f"eval-{bench.root.resolve().name}-{_stamp()}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    show = logger.isEnabledFor(logging.INFO) if progress is None else progress
+    with _progress(show) as bar:
+        ids = _prepare_store(bench, store_dir, settings, bar) if needs_store else {v: v for v in bench.videos}
+        ctx = _RunContext(bench, ids, settings.model_copy(update={"store": store_dir}), seed, k, tau,
+                          llm_decomposition, out_dir, bar)
+        results = {s.name: _run_system(ctx, s, skip_unavailable) for s in specs}
+    result = RunResult(config=config, systems=results, out=out_dir)
+    result.results_path = write_results(result, out_dir / "results.json")
+    if report:
+        from twinseek.evals.report import write_report
+
+        result.report_files = write_report(result, out_dir)
+        result.results_path = write_results(result, out_dir / "results.json")  # now listing the report files
+    return result
+
+
+def _stamp() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _config(bench: Bench, specs: Sequence[SystemSpec], kinds: Iterable[str] | None, limit: int | None, seed: int,
+            tau: float, k: int, settings: Settings, store: Path | None, llm_decomposition: bool) -> RunConfig:
+    import sys
+
+    return RunConfig(
+        bench=str(bench.root), gallery=len(bench.videos), queries=len(bench.queries),
+        kinds=sorted(set(kinds)) if kinds is not None else None, limit=limit, seed=seed, tau=tau, k=k,
+        profile=settings.profile, store=str(store) if store else None, llm_decomposition=llm_decomposition,
+        systems=[s.name for s in specs],
+        llm={"base_url": settings.llm.base_url, "model": settings.llm.model if settings.llm.base_url else
+             settings.llm.embedded_model, "temperature": settings.llm.temperature, "seed": settings.llm.seed},
+        versions={"twinseek": __version__, "python": sys.version.split()[0], "platform": platform.platform()},
+        started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def write_results(result: RunResult, path: Path) -> Path:
+    """Write ``results.json`` atomically (temp file, then ``os.replace``)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(result.model_dump_json(indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_results(path: str | Path) -> RunResult:
+    """Read a ``results.json`` (or the run folder holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    return RunResult.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- progress
+@contextmanager
+def _progress(show: bool) -> Iterator[_Bar]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not show) as bar:
+        yield bar
+
+
+# ---------------------------------------------------------------- store
+def _prepare_store(bench: Bench, store_dir: Path, settings: Settings, bar: _Bar) -> dict[str, str]:
+    """Ingest the gallery's missing videos; bench id -> store id of every video that made it in."""
+    from twinseek.twins.pipeline import Ingestor
+    from twinseek.twins.store import TwinStore
+
+    store_dir.mkdir(parents=True, exist_ok=True)
+    paths = [bench.videos[v] for v in sorted(bench.videos)]
+    task = bar.add_task("ingest", total=len(paths))
+    by_path: dict[str, str | None] = {}
+    with TwinStore(store_dir) as twin_store:
+        ingestor = Ingestor(twin_store, settings.model_copy(update={"store": store_dir}))
+        for path in paths:  # one at a time: a failed video is recorded, the rest go on
+            res = ingestor.ingest_many([path])[0] if path.is_file() else None
+            by_path[str(path)] = res.video_id if res is not None and res.status != "failed" else None
+            bar.advance(task)
+    ids = {v: sid for v in sorted(bench.videos) if (sid := by_path.get(str(bench.videos[v])))}
+    missing = sorted(set(bench.videos) - set(ids))
+    if missing:
+        logger.warning("%d video(s) could not be ingested and rank last for the store systems: %s",
+                       len(missing), ", ".join(missing[:5]))
+    return ids
+
+
+# ---------------------------------------------------------------- running one system
+class _RunContext:
+    def __init__(self, bench: Bench, ids: dict[str, str], settings: Settings, seed: int, k: int, tau: float,
+                 llm_decomposition: bool, out: Path, bar: _Bar) -> None:
+        self.bench, self.ids, self.settings, self.seed, self.k, self.tau = bench, ids, settings, seed, k, tau
+        self.llm_decomposition, self.out, self.bar = llm_decomposition, out, bar
+        self.decompositions: dict[str, Any] = {}  # shared by the retrieval tools of one run
+
+
+def _run_system(ctx: _RunContext, spec: SystemSpec, skip_unavailable: bool) -> SystemResult:
+    result = SystemResult(name=spec.name, label=spec.label, kind=spec.kind, ablate=list(spec.ablate))
+    start = time.perf_counter()
+    with ExitStack() as stack:
+        try:
+            scorer = _build_scorer(ctx, spec, stack)
+        except (ImportError, TwinseekError) as exc:
+            if not skip_unavailable:
+                raise
+            result.skipped = _unavailable(exc)
+            logger.warning("%s skipped: %s", spec.name, result.skipped)
+            return result
+        grounder = scorer.grounder(ctx.bench) if isinstance(scorer, AgentScorer) else None
+        result.records = _score_queries(ctx, spec, scorer, grounder)
+        result.metrics = aggregate(result.records, tau=ctx.tau)
+        if isinstance(scorer, AgentScorer):
+            result.examples = _overlay_examples(ctx, spec, scorer, result.records)
+    result.seconds = round(time.perf_counter() - start, 2)
+    logger.info("%s: %s", spec.name, {k: round(v, 3) for k, v in result.metrics.items()})
+    return result
+
+
+def _unavailable(exc: BaseException) -> str:
+    if isinstance(exc, ImportError):
+        return f"not importable ({exc}); install the agent extra: pip install 'twinseek[agent]'"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _score_queries(ctx: _RunContext, spec: SystemSpec, scorer: EvalScorer,
+                   grounder: Grounder | None) -> list[QueryResult]:
+    task = ctx.bar.add_task(spec.name, total=len(ctx.bench.queries))
+    records = []
+    for query in ctx.bench.queries:
+        records.append(evaluate_query(scorer, query, ctx.bench, grounder))
+        ctx.bar.advance(task)
+    return records
+
+
+def _build_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> EvalScorer:
+    if spec.kind == "random":
+        from twinseek.evals.baselines import RandomBaseline
+
+        random_baseline = RandomBaseline(seed=ctx.seed)
+        random_baseline.index(ctx.bench.videos)
+        return BaselineScorer(random_baseline)
+    if spec.kind == "naive":
+        from twinseek.evals.baselines import NaiveLabelBaseline
+
+        naive = NaiveLabelBaseline()
+        naive.index(ctx.bench.videos)
+        return BaselineScorer(naive)
+    if spec.kind in ("dense", "compositional"):
+        return ToolScorer(_retriever(ctx, stack), spec.kind, ctx.ids, ctx.llm_decomposition,  # type: ignore[arg-type]
+                          ctx.decompositions)
+    return _agent_scorer(ctx, spec, stack)
+
+
+def _retriever(ctx: _RunContext, stack: ExitStack) -> Any:
+    from twinseek.tools.retrieval import Retriever
+    from twinseek.twins.store import TwinStore
+
+    store = stack.enter_context(TwinStore(ctx.settings.store, create=False))
+    retriever = Retriever(store, ctx.settings)
+    retriever.sync()
+    return retriever
+
+
+def _agent_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> AgentScorer:
+    from twinseek.agent import Agent  # ImportError without the agent extra
+
+    overrides = ctx.settings.model_dump(include={"sampling", "specialists", "paper", "llm", "retrieval",
+                                                 "torch_threads", "cache_dir"})
+    agent = stack.enter_context(Agent.open(ctx.settings.store, profile=ctx.settings.profile, **overrides))
+    return AgentScorer(agent, ctx.ids, k=ctx.k, tau=ctx.tau, switches=spec.switches())
+
+
+# ---------------------------------------------------------------- overlay examples
+def _overlay_examples(ctx: _RunContext, spec: SystemSpec, scorer: AgentScorer,
+                      records: Sequence[QueryResult]) -> list[OverlayExample]:
+    """A few implicit queries answered right (top hit relevant) and wrong, drawn with their top hit's masks."""
+    implicit = [r for r in records if r.kind == "implicit" and r.hits]
+    implicit.sort(key=lambda r: not _has_masks(ctx.bench, r.id))  # queries with ground truth first
+    hits = [r for r in implicit if r.rank == 1][:EXAMPLES]
+    misses = [r for r in implicit if r.rank != 1][:EXAMPLES]
+    examples = []
+    for outcome, group in (("hit", hits), ("miss", misses)):
+        for record in group:
+            folder = ctx.out / "overlays" / spec.name / f"{record.id}-{outcome}"
+            files = _draw_example(ctx.bench, scorer.cache.get(record.text), record, folder)
+            examples.append(OverlayExample(
+                query_id=record.id, text=record.text, outcome=outcome, video=record.hits[0].video,  # type: ignore[arg-type]
+                positives=record.positives, files=[str(p.relative_to(ctx.out)) for p in files]))
+    return examples
+
+
+def _has_masks(bench: Bench, query_id: str) -> bool:
+    return any(isinstance(q, ImplicitQuery) and q.id == query_id and q.has_masks for q in bench.queries)
+
+
+def _draw_example(bench: Bench, search_result: Any, record: QueryResult, folder: Path) -> list[Path]:
+    """The agent's own ``save_overlays`` on the top hit when offered, else our PIL drawing of the mask PNGs."""
+    from twinseek.evals.report import draw_overlays
+
+    try:
+        if search_result is not None and hasattr(search_result, "save_overlays") and search_result.hits:
+            top = search_result.model_copy(update={"hits": search_result.hits[:1]})
+            return [p for p in top.save_overlays(folder) if p.suffix == ".png"]
+        hit = record.hits[0]
+        masks: dict[int, list[str]] = {}
+        for obj in hit.objects:
+            for frame, path in obj.masks.items():
+                masks.setdefault(frame, []).append(path)
+        return draw_overlays(bench.videos.get(hit.video), masks, folder)
+    except (OSError, ValueError, TwinseekError) as exc:  # an example is a nicety: never fail the run for it
+        logger.warning("overlay of %s failed: %s", record.id, exc)
+        return []
