@@ -69,11 +69,14 @@ def main() -> None:
         retrieval = run(agent, queries, args.k, lr=False, jit=False)
         print("full agent")
         full = run(agent, queries, args.k)
+        print("full agent, relevance blended with retrieval (llm_weight 0.5)")
+        blended = run(agent, queries, args.k, llm_weight=0.5)
     summary = {"queries": len(queries), "k": args.k, "llm": settings.llm.embedded_model,
-               "llm_threads": settings.llm.threads, "full_agent": full, "retrieval_only": retrieval}
+               "llm_threads": settings.llm.threads, "full_agent": full, "full_agent_blend_0.5": blended,
+               "retrieval_only": retrieval}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2))
-    for name, r in (("retrieval only", retrieval), ("full agent", full)):
+    for name, r in (("retrieval only", retrieval), ("full agent", full), ("full, blend 0.5", blended)):
         print(f"{name:16s} R@1 {r['r@1']:.3f}  R@5 {r['r@5']:.3f}  p50 {r['latency_p50_s']:.2f}s  "
               f"p95 {r['latency_p95_s']:.2f}s  nodes p50 {r['node_p50_s']}")
 

@@ -193,6 +193,18 @@ def test_tau_drops_weak_candidates_and_ranks_by_relevance(agent: Agent, stub: An
     assert [h.relevance for h in lower.hits] == [0.9, 0.3, 0.3]
 
 
+def test_llm_weight_blends_the_judgement_with_retrieval(agent: Agent, stub: Any) -> None:
+    route(stub, responder(lambda _: verdict(0.9, [1]), others=0.3))
+    result = agent.search(QUERY, k=3, llm_weight=0.5, tau=0.0)
+    retrieval = {h.video_id: h.retrieval_score for h in result.hits}
+    lo, hi = min(retrieval.values()), max(retrieval.values())
+    for hit in result.hits:
+        judged = 0.9 if hit.video_id == "shapes" else 0.3
+        scaled = (retrieval[hit.video_id] - lo) / (hi - lo)
+        assert hit.relevance == pytest.approx(0.5 * judged + 0.5 * scaled, abs=1e-4)
+    assert result.options["llm_weight"] == 0.5
+
+
 def test_refine_describes_the_object_updates_the_store_and_lifts_relevance(agent: Agent, stub: Any) -> None:
     def shapes(user: str) -> dict[str, Any]:
         if "bright red" in user:  # the second look, after refinement, sees the colour

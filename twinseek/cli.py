@@ -37,6 +37,7 @@ app.add_typer(train_app, name="train")
 console = Console()
 err_console = Console(stderr=True)
 
+DEMO_QUERY = "a waterbird whose plumage contradicts what Europeans long believed about the colour of its species"
 StoreOpt = Annotated[Path | None, typer.Option("--store", "-s", help="Store folder [env TWINSEEK_STORE].")]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", "-p", help="embedded (default) or paper.")]
 
@@ -378,22 +379,49 @@ def _print_reply(reply) -> None:  # type: ignore[no-untyped-def]
 @app.command()
 def demo(
     store: Annotated[Path, typer.Option("--store", "-s", help="Where the demo store goes.")] = Path("demo-store"),
+    query: Annotated[str, typer.Option("--query", "-q", help="The sample query.")] = DEMO_QUERY,
     profile: ProfileOpt = None,
+    k: Annotated[int, typer.Option("--k", "-k", help="Videos to return.")] = 3,
 ) -> None:
-    """The main job on the bundled sample clips: ingest them and print each twin."""
+    """The main job on the bundled sample clips: ingest them, answer a sample query with the agent, and write
+    mask overlays of the answer."""
+    from twinseek.agent.api import Agent
     from twinseek.data import sample_clips
     from twinseek.twins.pipeline import Ingestor
     from twinseek.twins.store import TwinStore
 
     settings = _settings(store, profile)
-    clips = sample_clips()
     with TwinStore(settings.store) as twin_store:
-        results = _ingest_with_progress(Ingestor(twin_store, settings), clips, force=False)
+        results = _ingest_with_progress(Ingestor(twin_store, settings), sample_clips(), force=False)
         _print_ingest_summary(results, settings)
         for r in results:
             if r.video_id:
                 print_twin(twin_store.get_twin(r.video_id))
+    console.print(f"\n[bold]query:[/bold] {query}")
+    if settings.profile == "embedded" and not settings.llm.base_url:
+        console.print("[dim]starting the embedded LLM (Qwen2.5-Coder-0.5B on llama.cpp; the first run assembles "
+                      "its 490 MB GGUF from the installed packages into the cache, once)...[/dim]")
+    with _errors_exit(), Agent.open(settings.store, profile=settings.profile) as agent:
+        result = agent.search(query, k=k)
+    print_search_result(result)
+    overlays = result.save_overlays(settings.store / "overlays")
+    console.print(f"overlays ({len(overlays)} files): {settings.store / 'overlays'}")
     console.print(_embedded_limits_note(settings))
+
+
+def print_search_result(result) -> None:  # type: ignore[no-untyped-def]
+    d = result.decomposition
+    console.print("sub-queries: " + "; ".join(f"{'NOT ' if q.negated else ''}{q.text}" for q in d.subqueries))
+    table = Table(show_edge=False)
+    for col in ("#", "video", "relevance", "objects (masks)", "reasoning"):
+        table.add_column(col)
+    for hit in result.hits:
+        objects = ", ".join(f"#{o.track_id} {o.category} ({len(o.masks)})" for o in hit.objects)
+        table.add_row(str(hit.rank), hit.video_id, f"{hit.relevance:.2f}", objects, hit.reasoning)
+    console.print(table if result.hits else "no video above the relevance threshold")
+    for f in result.fallbacks:
+        console.print(f"[yellow]fallback[/yellow] {f.node}: {f.reason}")
+    console.print("[dim]" + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()) + "[/dim]")
 
 
 def _embedded_limits_note(settings: Settings) -> str:

@@ -31,6 +31,9 @@ class AgentContext:
     refine_top: int = 3  # candidates refined per round (the best-ranked ones that report missing facts)
     max_tracks: int = 6  # tracks shown to the LLM per candidate: evidence first, then the largest
     max_frames: int = 4  # frames per track shown to the LLM
+    # relevance = llm_weight * LLM judgement + (1 - llm_weight) * retrieval score scaled over the candidates;
+    # 1.0 is the paper (the LLM decides); lower values keep a weak LLM from overturning good retrieval.
+    llm_weight: float = 1.0
     # Heavy resources (store, retriever, LLM, specialists); None: a process-wide set opened from the settings.
     resources: Resources | None = field(default=None, repr=False, compare=False)
 
@@ -53,4 +56,4 @@ class AgentContext:
         """The options as plain values (for the result's record)."""
         return {"k": self.k, "tau": self.tau, "max_refine_rounds": self.max_refine_rounds, "qd": self.qd,
                 "ca": self.ca, "lr": self.lr, "jit": self.jit, "tool": self.retrieval_tool,
-                "refine_top": self.refine_top}
+                "refine_top": self.refine_top, "llm_weight": self.llm_weight}

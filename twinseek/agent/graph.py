@@ -189,7 +189,11 @@ def _judge(res: Resources, ctx: AgentContext, state: AgentState, cand: Candidate
     known = {t.track_id for t in twin.tracks}
     objects = [o for o in dict.fromkeys(verdict.objects) if o in known]
     missing = [m.strip()[:120] for m in verdict.missing if m.strip()]
-    return {"relevance": verdict.relevance, "reasoning": verdict.reasoning.strip(), "objects": objects,
+    relevance = verdict.relevance
+    if ctx.llm_weight < 1.0:  # a small LLM's judgement is noisy: keep part of the retrieval evidence
+        scaled = _retrieval_relevance(state["candidates"])[cand["video_id"]]
+        relevance = ctx.llm_weight * relevance + (1 - ctx.llm_weight) * scaled
+    return {"relevance": round(relevance, 4), "reasoning": verdict.reasoning.strip(), "objects": objects,
             "missing": missing, "source": "llm", "round": round_}, None
 
 
