@@ -8,7 +8,8 @@
 2. Twin encoders: template sub-queries from the store's twins, compositional InfoNCE; compositional search with
    rule-based decomposition scored before and after: implicit R@1, explicit R@1.
 
-The store (default: a copy of /tmp/dstore3, the pre-ingested dev-bench videos) is copied, never modified.
+The store (default: the cached dev-bench store that benchmarks/retrieval.py also uses, ingested here when missing)
+is copied, never modified.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from twinseek.evals.bench import load_bench
 from twinseek.evals.metrics import RetrievalEvaluator
 from twinseek.evals.scorers import RetrieverScorer
 from twinseek.tools.retrieval import Retriever
+from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +62,7 @@ def evaluate(store_root: Path, bench_root: Path, kinds: list[str], tool: str, re
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "data" / "dev-bench")
-    parser.add_argument("--store", type=Path, default=Path("/tmp/dstore3"))
+    parser.add_argument("--store", type=Path, default=Path.home() / ".cache" / "twinseek" / "bench-stores" / "dev")
     parser.add_argument("--work", type=Path, default=None, help="Where runs and models go (default: a temp dir).")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--sentences", type=int, default=400, help="Grammar captions for the text triplets.")
@@ -73,6 +75,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     work = args.work or Path(tempfile.mkdtemp(prefix="twinseek-train-"))
     store = work / "store"
+    with TwinStore(args.store) as source:  # ingest what is missing (a no-op on a complete store)
+        Ingestor(source, load_settings(store=args.store)).ingest_many(
+            sorted(load_bench(args.bench, kinds=["explicit"]).videos.values()))
     if not store.exists():
         shutil.copytree(args.store, store)  # the source store is never touched
     leak = LeakFilter.from_bench(args.bench)
