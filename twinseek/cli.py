@@ -348,7 +348,7 @@ def _input_lines(interactive: bool, store: Path) -> Iterator[str]:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
 
-    prompt = PromptSession(history=FileHistory(str(Path(store) / ".chat_history")))
+    prompt: PromptSession[str] = PromptSession(history=FileHistory(str(Path(store) / ".chat_history")))
     while True:
         try:
             yield prompt.prompt("twinseek> ")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from twinseek.prompts import ecr as prompts
 from twinseek.twins.model import Relation, Track, Twin
@@ -173,7 +173,7 @@ class VlmEcr:
         self.dtype = model_dtype(self.device)
         self.source_path = resolve_source(model, self.spec)
         self.frames, self.max_new_tokens, self.max_side = frames, max_new_tokens, max_side
-        self._net = None
+        self._net: Any = None
 
     @property
     def source(self) -> str:

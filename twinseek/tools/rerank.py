@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -47,7 +47,7 @@ class CrossEncoderReranker:
         self.device = resolve_device(device)
         self.source = resolve_source(model, self.spec)
         self.batch_size = batch_size
-        self._ce = None
+        self._ce: Any = None
 
     def score(self, query: str, documents: Sequence[str]) -> list[float]:
         if not documents:
@@ -83,8 +83,8 @@ class Qwen3Reranker:
         self.device = resolve_device(device)
         self.source = resolve_source(model, self.spec)
         self.batch_size, self.max_length = batch_size, max_length
-        self._lm = None
-        self._tok = None
+        self._lm: Any = None
+        self._tok: Any = None
 
     def _load(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer

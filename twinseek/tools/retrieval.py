@@ -130,9 +130,9 @@ class Retriever:
         evidence: dict[str, list[ComponentMatch]] = {}
         if tool in ("compositional", "fused"):
             with _timed(timings, "compositional"):
-                hits = self.compositional.search(decomposition.subqueries, k=pool)
-            rankings["compositional"] = [(h.video_id, h.score) for h in hits]
-            evidence = {h.video_id: h.evidence for h in hits}
+                found = self.compositional.search(decomposition.subqueries, k=pool)
+            rankings["compositional"] = [(h.video_id, h.score) for h in found]
+            evidence = {h.video_id: h.evidence for h in found}
         if tool in ("dense", "fused"):
             with _timed(timings, "dense"):
                 text = f"{query} {decomposition.rewritten}" if r.dense_uses_rewrite else query

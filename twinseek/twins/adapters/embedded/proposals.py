@@ -124,14 +124,17 @@ def motion_maps(grey: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.n
     bwd_res: list[np.ndarray | None] = [None] * n
     for i in range(n - 1):
         fwd_res[i] = ff.camera_residual(ff.flow(grey[i], grey[i + 1]))
-        backward[i + 1] = ff.flow(grey[i + 1], grey[i])
-        bwd_res[i + 1] = ff.camera_residual(backward[i + 1])
+        flow_back = ff.flow(grey[i + 1], grey[i])
+        backward[i + 1] = flow_back
+        bwd_res[i + 1] = ff.camera_residual(flow_back)
     maps = []
     for f, b in zip(fwd_res, bwd_res):
         if f is None and b is None:
             maps.append(np.zeros(grey[0].shape, np.float32))
         elif f is None or b is None:
-            maps.append((f if b is None else b).astype(np.float32))
+            only = f if f is not None else b
+            assert only is not None
+            maps.append(only.astype(np.float32))
         else:
             maps.append(np.minimum(f, b).astype(np.float32))
     return maps, backward
