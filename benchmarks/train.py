@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--twin-epochs", type=int, default=2)
     parser.add_argument("--text-steps", type=int, default=40, help="Cap on text training steps (CPU budget).")
     parser.add_argument("--twin-steps", type=int, default=30, help="Cap on twin training steps (CPU budget).")
+    parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train.json")
     args = parser.parse_args()
@@ -89,7 +90,7 @@ def main() -> None:
     triplets = build_triplets(sentences, "grammar+store", args.seed, leak_filter=leak)
     text_kinds = ["counterfactual", "negation", "explicit"]
     before_text = evaluate(store, args.bench, text_kinds, "dense", {})
-    cfg = TextTrainConfig(run_dir=work / "runs" / "text", epochs=args.epochs, batch_size=32, lr=3e-5,
+    cfg = TextTrainConfig(run_dir=work / "runs" / "text", epochs=args.epochs, batch_size=32, lr=args.lr,
                           seed=args.seed, max_steps=args.text_steps, progress=False)
     text = train_text(triplets, cfg, work / "models" / "text")
     after_text = evaluate(store, args.bench, text_kinds, "dense", retrieval_overrides(text.output))
@@ -100,7 +101,7 @@ def main() -> None:
     pairs = twin_pairs(store, args.seed, leak_filter=leak)
     twin_kinds = ["implicit", "explicit"]
     before_twin = evaluate(store, args.bench, twin_kinds, "compositional", {})
-    tcfg = TwinTrainConfig(run_dir=work / "runs" / "twin", epochs=args.twin_epochs, batch_size=32, lr=3e-5,
+    tcfg = TwinTrainConfig(run_dir=work / "runs" / "twin", epochs=args.twin_epochs, batch_size=32, lr=args.lr,
                            seed=args.seed, curriculum=True, max_steps=args.twin_steps,
                            progress=False)
     caps = [t for t in triplets if t.kind != "composed"][:400]

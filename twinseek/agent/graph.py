@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
@@ -32,7 +32,7 @@ from twinseek.twins.model import Twin
 
 logger = logging.getLogger(__name__)
 
-REASON_MAX_TOKENS = 320
+REASON_MAX_TOKENS = 160
 PLAN_MAX_TOKENS = 200
 
 
@@ -41,8 +41,9 @@ class Verdict(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="Verdict")
 
-    reasoning: str = Field(max_length=600)
-    missing: list[str] = Field(max_length=3)
+    # Bounded strings: llama.cpp turns maxLength into its grammar, so the small model stops early (latency).
+    reasoning: str = Field(max_length=240)
+    missing: list[Annotated[str, Field(max_length=60)]] = Field(max_length=3)
     objects: list[int] = Field(max_length=8)
     relevance: float = Field(ge=0, le=1)
 
