@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import statistics
 import time
 from pathlib import Path
@@ -63,7 +65,10 @@ def main() -> None:
     settings = load_settings(store=args.store)
     with TwinStore(args.store) as store:
         Ingestor(store, settings).ingest_many(sorted(bench.videos.values()))
-    with Agent.open(args.store) as agent:
+    # refinement writes what it learns into the store: work on a copy so the cached store stays as ingested
+    work = Path(tempfile.mkdtemp(prefix="twinseek-agent-bench-")) / "store"
+    shutil.copytree(args.store, work)
+    with Agent.open(work) as agent:
         agent.search("warm-up: a person walking", k=args.k)  # starts the LLM server, loads the encoders
         print("retrieval only (LR and JiT off)")
         retrieval = run(agent, queries, args.k, lr=False, jit=False)
