@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import tempfile
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
