@@ -250,3 +250,10 @@ def test_embedded_server_that_dies_reports_its_output(tmp_path: Path) -> None:
         server.start()
     assert "output ends with" in str(info.value)
     assert not server.alive()
+
+
+def test_per_call_retries_override(stub: StubLLMServer) -> None:
+    stub.script = [completion("not json"), completion('{"names": ["a"], "score": 1}')]
+    with pytest.raises(LLMOutputError):
+        stub.client(max_retries=2).chat_json("q", Pair, retries=0)
+    assert len(stub.requests) == 1  # no second attempt

@@ -243,8 +243,9 @@ def _to_refine(state: AgentState, ctx: AgentContext) -> list[str]:
 def _plan(res: Resources, state: AgentState, ctx: AgentContext, cand: Candidate, twin: Twin) -> Plan:
     missing = state["judgements"][cand["video_id"]]["missing"]
     view = compact_twin(twin, _evidence_tracks(cand), ctx.max_tracks, ctx.max_frames)
+    # a plan is optional: an invalid one is not worth re-generating (each retry costs seconds on a small LLM)
     return res.llm.chat_json(prompts.plan_messages(catalogue(res), state["query"], missing, view), Plan,
-                             max_tokens=PLAN_MAX_TOKENS)
+                             max_tokens=PLAN_MAX_TOKENS, retries=0)
 
 
 def refine(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:

@@ -472,18 +472,18 @@ class LLMClient:
 
     def chat_json(
         self, messages: Messages, schema: type[T], *, max_tokens: int = 512, timeout_s: float | None = None,
-        fallback: Callable[[], T] | None = None,
+        fallback: Callable[[], T] | None = None, retries: int | None = None,
     ) -> T:
         """A reply constrained to ``schema`` (``response_format`` json_schema) and validated into it.
 
         An invalid reply (bad JSON, schema violation, cut at ``max_tokens``) is shown back to the model with the
-        error, up to ``settings.max_retries`` times; then ``fallback()`` is returned (logged), or
+        error, up to ``retries`` (default ``settings.max_retries``) times; then ``fallback()`` is returned (logged), or
         :class:`LLMOutputError` raised without one. Transport failures raise :class:`LLMError` right away.
         """
         base = _as_messages(messages)
         msgs = base
         rf = response_format(schema)
-        attempts = self.settings.max_retries + 1
+        attempts = (self.settings.max_retries if retries is None else retries) + 1
         error = ""
         for attempt in range(1, attempts + 1):
             resp = self._create(msgs, max_tokens=max_tokens, timeout_s=timeout_s, response_format=rf)
