@@ -76,6 +76,7 @@ from twinseek.evals.metrics import (
     rank_videos,
     retrieval_record,
 )
+from twinseek.evals.scorers import RetrieverScorer
 
 if TYPE_CHECKING:
     from rich.progress import Progress as _Bar
@@ -278,35 +279,20 @@ class BaselineScorer:
         return info
 
 
-class ToolScorer:
-    """One retrieval tool (dense or compositional) alone, over the whole store, mapped to bench ids.
-
-    Videos the tool does not return score 1 below the lowest returned one (so they rank last, by id).
-    Decompositions are cached per text (``cache`` may be shared between tools of one run).
-    """
+class ToolScorer(RetrieverScorer):
+    """One retrieval tool (dense or compositional) alone, over the whole store, mapped to bench ids, recording
+    timings, models and decomposition fallbacks per query."""
 
     def __init__(self, retriever: Any, tool: Literal["dense", "compositional"], ids: Mapping[str, str],
                  use_llm: bool = True, cache: dict[str, Any] | None = None) -> None:
-        self.retriever, self.tool, self.ids, self.use_llm = retriever, tool, dict(ids), use_llm
-        self.cache = cache if cache is not None else {}
+        super().__init__(retriever, tool, rerank_top=0, use_llm=use_llm, cache=cache, ids=ids)
         self._info = QueryInfo()
 
-    def _decomposition(self, text: str) -> Any:
-        if text not in self.cache:
-            self.cache[text] = self.retriever.decompose(text, use_llm=self.use_llm)
-        return self.cache[text]
-
-    def score_videos(self, query_text: str) -> dict[str, float]:
-        dec = self._decomposition(query_text)
-        result = self.retriever.search(query_text, k=max(1, len(self.ids)), tool=self.tool, rerank_top=0,
-                                       decomposition=dec)
+    def record(self, result: Any, decomposition: Any) -> None:
         self._info.add_timings(result.timings)
         self._info.models.update(result.models)
-        if self.use_llm and dec.source == "fallback":
+        if self.use_llm and decomposition.source == "fallback":
             self._info.fallbacks.append("decompose: the LLM failed; rule-based split used")
-        scores = {h.video_id: h.score for h in result.hits}
-        floor = min(scores.values(), default=0.0) - 1.0
-        return {bench_id: scores.get(store_id, floor) for bench_id, store_id in self.ids.items()}
 
     def take_info(self) -> QueryInfo:
         info, self._info = self._info, QueryInfo()

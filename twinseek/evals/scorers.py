@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from twinseek.tools.decompose import Decomposition
-from twinseek.tools.retrieval import Retriever, Tool
+if TYPE_CHECKING:
+    from twinseek.tools.decompose import Decomposition
+    from twinseek.tools.retrieval import RetrievalResult, Retriever, Tool
 
 logger = logging.getLogger(__name__)
 
 
 class RetrieverScorer:
-    """Scores every video of the store for a text with one retrieval tool (optionally reranked).
+    """Scores every gallery video for a text with one retrieval tool (optionally reranked).
 
-    Videos the tool does not return score below every returned one. Decompositions are cached per text, so
-    the tools compared in one run see the same sub-queries. ``use_llm=False`` decomposes by rules only.
+    The gallery is ``ids`` (bench id -> store video id), or every video of the store. Videos the tool does not
+    return score 1 below the lowest returned one (so they rank last). Decompositions are cached per text (the
+    ``cache`` may be shared), so the tools compared in one run see the same sub-queries. ``use_llm=False``
+    decomposes by rules only.
     """
 
     def __init__(self, retriever: Retriever, tool: Tool = "fused", rerank_top: int = 0, use_llm: bool = True,
-                 cache: dict[str, Decomposition] | None = None) -> None:
+                 cache: dict[str, Decomposition] | None = None, ids: Mapping[str, str] | None = None) -> None:
         self.retriever = retriever
         self.tool = tool
         self.rerank_top = rerank_top
         self.use_llm = use_llm
         self.cache = cache if cache is not None else {}
+        self.ids = dict(ids) if ids is not None else None
         self.timings: list[dict[str, float]] = []
 
     def decomposition(self, text: str) -> Decomposition:
@@ -32,10 +38,15 @@ class RetrieverScorer:
         return self.cache[text]
 
     def score_videos(self, query_text: str) -> dict[str, float]:
-        gallery = self.retriever.store.video_ids()
-        result = self.retriever.search(query_text, k=len(gallery), tool=self.tool, rerank_top=self.rerank_top,
-                                       decomposition=self.decomposition(query_text))
-        self.timings.append(result.timings)
+        ids = self.ids if self.ids is not None else {v: v for v in self.retriever.store.video_ids()}
+        decomposition = self.decomposition(query_text)
+        result = self.retriever.search(query_text, k=max(1, len(ids)), tool=self.tool, rerank_top=self.rerank_top,
+                                       decomposition=decomposition)
+        self.record(result, decomposition)
         scores = {h.video_id: h.score for h in result.hits}
         floor = min(scores.values(), default=0.0) - 1.0
-        return {vid: scores.get(vid, floor) for vid in gallery}
+        return {bench_id: scores.get(store_id, floor) for bench_id, store_id in ids.items()}
+
+    def record(self, result: RetrievalResult, decomposition: Any) -> None:
+        """Keeps what one search reported (subclasses record more)."""
+        self.timings.append(result.timings)
