@@ -28,6 +28,7 @@ from twinseek.agent.state import AgentState, Candidate, Fallback, InputState, Ju
 from twinseek.agent.tools import Plan, catalogue, compact_twin, run_call
 from twinseek.errors import TwinseekError
 from twinseek.tools.decompose import Decomposition, SubQuery
+from twinseek.tools.fusion import minmax
 from twinseek.twins.model import Twin
 
 logger = logging.getLogger(__name__)
@@ -166,9 +167,7 @@ def _evidence_tracks(candidate: Candidate) -> list[int]:
 
 def _retrieval_relevance(candidates: list[Candidate]) -> dict[str, float]:
     """Retrieval scores min-max scaled to [0, 1] over the candidates (all equal: all 1)."""
-    scores = {c["video_id"]: c["score"] for c in candidates}
-    lo, hi = min(scores.values(), default=0.0), max(scores.values(), default=0.0)
-    return {v: 1.0 if hi - lo < 1e-12 else (s - lo) / (hi - lo) for v, s in scores.items()}
+    return dict(zip((c["video_id"] for c in candidates), minmax([c["score"] for c in candidates])))
 
 
 def _judge(res: Resources, ctx: AgentContext, state: AgentState, cand: Candidate, twin: Twin,

@@ -10,6 +10,14 @@ Ranked = Sequence[tuple[str, float]]
 FusionMethod = Literal["rrf", "weighted"]
 
 
+def minmax(values: Sequence[float]) -> list[float]:
+    """Scale to [0, 1]; all-equal values (one candidate, ties) all become 1."""
+    if not values:
+        return []
+    lo, hi = min(values), max(values)
+    return [1.0] * len(values) if hi - lo < 1e-12 else [(v - lo) / (hi - lo) for v in values]
+
+
 def reciprocal_rank_fusion(
     rankings: Mapping[str, Ranked], k: int = 60, weights: Mapping[str, float] | None = None
 ) -> list[tuple[str, float]]:
@@ -29,10 +37,8 @@ def weighted_fusion(rankings: Mapping[str, Ranked], weights: Mapping[str, float]
         if not ranked:
             continue
         w = 1.0 if weights is None else weights.get(name, 0.0)
-        values = [s for _, s in ranked]
-        lo, hi = min(values), max(values)
-        for doc, s in ranked:
-            scores[doc] += w * (1.0 if hi - lo < 1e-12 else (s - lo) / (hi - lo))
+        for (doc, _), scaled in zip(ranked, minmax([s for _, s in ranked])):
+            scores[doc] += w * scaled
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 

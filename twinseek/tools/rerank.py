@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from twinseek.prompts import ecr as ecr_prompts
 from twinseek.prompts import rerank as prompts
+from twinseek.tools.fusion import minmax
 from twinseek.weights import WeightsSpec, load_pretrained, resolve_device, resolve_source
 
 logger = logging.getLogger(__name__)
@@ -178,13 +179,8 @@ def rerank(
     if not head:
         return []
     new = reranker.score(query, [documents.get(vid, "") for vid, _ in head])
-    old = _minmax([s for _, s in head])
+    old = minmax([s for _, s in head])
     mixed = [(vid, weight * n + (1 - weight) * o) for (vid, _), n, o in zip(head, new, old)]
     mixed.sort(key=lambda x: -x[1])
     floor = min(s for _, s in mixed)
     return mixed + [(vid, min(s, floor - 1e-6)) for vid, s in tail]
-
-
-def _minmax(values: Sequence[float]) -> list[float]:
-    lo, hi = min(values), max(values)
-    return [1.0] * len(values) if hi - lo < 1e-12 else [(v - lo) / (hi - lo) for v in values]
