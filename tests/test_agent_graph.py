@@ -275,12 +275,51 @@ def test_each_ablation_switch_changes_the_path(agent: Agent, stub: Any, switch: 
         assert [s.text for s in ablated.decomposition.subqueries] == [QUERY]
         assert ablated.models["decompose"] == "off"
     if switch == "lr":  # all K back, ranked by retrieval score, objects from the evidence
-        assert asked == ["_Reply"] and len(ablated.hits) == 3 and ablated.hits[0].video_id == "shapes"
+        assert asked == [] and len(ablated.hits) == 3  # the decomposition comes from the first search's cache and ablated.hits[0].video_id == "shapes"
         assert ablated.hits[0].relevance == 1.0 and ablated.hits[0].judged_by == "retrieval score (lr off)"
         evidence = {t for e in ablated.hits[0].evidence for t in e.track_ids}
         assert 1 in {o.track_id for o in ablated.hits[0].objects} <= evidence
     if switch == "jit":
         assert "Plan" not in asked and ablated.path.count("reason") == 1
+
+
+def test_a_decomposition_is_asked_once_per_query_but_a_fallback_is_not_kept(agent: Agent, stub: Any) -> None:
+    down = {"on": True}
+
+    def respond(schema: str, video: str, user: str) -> Any:
+        if schema in ("Decomposition", "_Reply") and down["on"]:
+            return ("status", 500)
+        return responder(lambda _: verdict(0.9, [1]))(schema, video, user)
+
+    route(stub, respond)
+    assert agent.search(QUERY, k=3, lr=False).decomposition.source == "fallback"
+    down["on"] = False
+    first = agent.search(QUERY, k=3, lr=False)  # the server is back: asked again, not the cached fallback
+    assert first.decomposition.source == "llm" and first.models["decompose"] == "paper:stub"
+    stub.requests.clear()
+    again = agent.search(QUERY, k=3, lr=False)
+    assert not stub.requests and again.decomposition == first.decomposition
+    assert [s.text for s in again.decomposition.subqueries] == ["a square", "red"]
+
+
+def test_a_search_within_given_videos_judges_only_those(agent: Agent, stub: Any) -> None:
+    route(stub, responder(lambda _: verdict(0.9, [1]), others=0.3))
+    gallery = agent.search(QUERY, k=3, lr=False)
+    last = gallery.hits[-1].video_id
+    stub.requests.clear()
+    within = agent.search(QUERY, k=3, videos=[last])
+    assert [h.video_id for h in within.hits + within.dropped] == [last]
+    verdicts = [r for r in stub.requests if r["response_format"]["json_schema"]["name"] == "Verdict"]
+    assert len(verdicts) == 1 and f'"video":"{last}"' in verdicts[0]["messages"][-1]["content"]
+    assert within.options["videos"] == [last]
+    # reasoning off: the score is the retrieval score scaled over the whole gallery, not over one candidate
+    alone = agent.search(QUERY, k=3, lr=False, videos=[last])
+    assert alone.hits[0].relevance == pytest.approx(0.0) and gallery.hits[0].relevance == pytest.approx(1.0)
+    best = agent.search(QUERY, k=3, lr=False, videos=[gallery.hits[0].video_id])
+    assert best.hits[0].relevance == pytest.approx(1.0)
+    assert agent.search(QUERY, k=3, lr=False, videos=["not-a-video"]).hits == []
+    with pytest.raises(ValueError, match="list of video ids"):
+        agent.search(QUERY, videos="shapes")
 
 
 def test_compositional_alignment_off_uses_dense_retrieval_only(agent: Agent, stub: Any) -> None:

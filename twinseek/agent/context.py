@@ -34,6 +34,9 @@ class AgentContext:
     # relevance = llm_weight * LLM judgement + (1 - llm_weight) * retrieval score scaled over the candidates;
     # 1.0 is the paper (the LLM decides); lower values keep a weak LLM from overturning good retrieval.
     llm_weight: float = 1.0
+    # Restrict the search to these video ids ("how well does this video match?"): the whole gallery is still
+    # ranked for the retrieval scores, then only these become candidates.
+    videos: tuple[str, ...] | None = None
     # Heavy resources (store, retriever, LLM, specialists); None: a process-wide set opened from the settings.
     resources: Resources | None = field(default=None, repr=False, compare=False)
 
@@ -44,6 +47,10 @@ class AgentContext:
             raise ValueError(f"tau must be in [0, 1], got {self.tau}")
         if self.max_refine_rounds < 0 or self.refine_top < 0:
             raise ValueError("max_refine_rounds and refine_top must be >= 0")
+        if self.videos is not None:
+            if isinstance(self.videos, str):
+                raise ValueError("videos must be a list of video ids, not one string")
+            self.videos = tuple(self.videos)
         if self.tool not in ("compositional", "dense", "fused"):
             raise ValueError(f"unknown retrieval tool {self.tool!r}")
 
@@ -56,4 +63,5 @@ class AgentContext:
         """The options as plain values (for the result's record)."""
         return {"k": self.k, "tau": self.tau, "max_refine_rounds": self.max_refine_rounds, "qd": self.qd,
                 "ca": self.ca, "lr": self.lr, "jit": self.jit, "tool": self.retrieval_tool,
-                "refine_top": self.refine_top, "llm_weight": self.llm_weight}
+                "refine_top": self.refine_top, "llm_weight": self.llm_weight,
+                "videos": list(self.videos) if self.videos is not None else None}

@@ -82,7 +82,7 @@ def decompose(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, An
     out: dict[str, Any] = {}
     with _timed(out, "decompose"):
         res = _resources(runtime)
-        dec = res.retriever.decompose(state["query"], use_llm=True)
+        dec = res.decompose(state["query"])
         out["decomposition"] = dec.model_dump()
         out["models"] = {"decompose": _llm_name(res) if dec.source == "llm" else "rules"}
         if dec.source == "fallback":
@@ -114,10 +114,13 @@ def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
             out["decomposition"] = dec.model_dump()
             out["models"] = {"decompose": "off"}
         # rerank_top=0: reranking is the next node's job
-        result = res.retriever.search(query, k=ctx.k, tool=ctx.retrieval_tool, rerank_top=0, decomposition=dec)
+        result = res.retriever.search(query, k=ctx.k, tool=ctx.retrieval_tool, rerank_top=0, decomposition=dec,
+                                      within=ctx.videos)
         candidates: list[Candidate] = [
             {"video_id": h.video_id, "path": h.path, "score": h.score, "scores": h.scores,
-             "evidence": [e.model_dump() for e in h.evidence]} for h in result.hits]
+             "evidence": [e.model_dump() for e in h.evidence], "prior": 0.0} for h in result.hits]
+        # a restricted search scales over the whole gallery: one candidate alone would always scale to 1
+        _set_priors(candidates, result.score_range if ctx.videos is not None else None)
         out.update(candidates=candidates, to_reason=[c["video_id"] for c in candidates], refine_round=0)
         out["models"] = {**out.get("models", {}),
                          **{k: v for k, v in result.models.items() if k in ("compositional", "dense")}}
@@ -152,6 +155,7 @@ def rerank(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         by_id = {c["video_id"]: c for c in candidates}
         reranked: list[Candidate] = [
             {**by_id[vid], "score": score, "scores": {**by_id[vid]["scores"], "rerank": score}} for vid, score in new]
+        _set_priors(reranked, None)
         out.update(candidates=reranked, to_reason=[c["video_id"] for c in reranked])
         out["models"] = {"rerank": f"{reranker.tier}:{reranker.model}"}
         out["trace"] = [f"rerank: {reranker.model} over the top {min(len(ranked), r.rerank_top_k)}"]
@@ -165,9 +169,21 @@ def _evidence_tracks(candidate: Candidate) -> list[int]:
             for t in e.get("track_ids", [])]
 
 
+def _set_priors(candidates: list[Candidate], score_range: tuple[float, float] | None) -> None:
+    """Each candidate's retrieval score scaled to [0, 1]: over ``score_range`` when given, else min-max over the
+    candidates (all equal: all 1)."""
+    if score_range is None:
+        priors = minmax([c["score"] for c in candidates])
+    else:
+        low, high = score_range
+        priors = [(c["score"] - low) / (high - low) if high > low else 1.0 for c in candidates]
+    for c, prior in zip(candidates, priors):
+        c["prior"] = round(min(1.0, max(0.0, float(prior))), 6)
+
+
 def _retrieval_relevance(candidates: list[Candidate]) -> dict[str, float]:
-    """Retrieval scores min-max scaled to [0, 1] over the candidates (all equal: all 1)."""
-    return dict(zip((c["video_id"] for c in candidates), minmax([c["score"] for c in candidates])))
+    """The candidates' scaled retrieval scores (see :func:`_set_priors`)."""
+    return {c["video_id"]: c["prior"] for c in candidates}
 
 
 def _judge(res: Resources, ctx: AgentContext, state: AgentState, cand: Candidate, twin: Twin,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ import sqlite_utils
 from twinseek.config import Settings, load_settings
 
 if TYPE_CHECKING:
+    from twinseek.tools.decompose import Decomposition
     from twinseek.tools.encoders import ComponentEncoders
     from twinseek.tools.llm import LLMClient
     from twinseek.tools.retrieval import Retriever
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
     from twinseek.twins.store import TwinStore
 
 logger = logging.getLogger(__name__)
+
+DECOMPOSITION_CACHE = 1024  # query texts whose decomposition is kept
 
 
 class Resources:
@@ -35,6 +39,8 @@ class Resources:
         self._llm = llm
         self._specialists = specialists
         self._lock = threading.Lock()
+        # LLM decompositions by query text: a repeated query (chat follow-ups, ablation runs) is not re-asked
+        self.decompositions: OrderedDict[str, Decomposition] = OrderedDict()
         self.stale = False  # refinement changed a twin: the indexes need a sync before the next search
 
     @classmethod
@@ -90,6 +96,22 @@ class Resources:
     def parallel(self) -> int:
         """Requests the LLM decodes at once (the embedded server's slots)."""
         return max(1, self.llm.settings.n_parallel)
+
+    def decompose(self, query: str) -> Decomposition:
+        """The LLM's decomposition of ``query``, cached (a rule-based fallback is not cached: the LLM may be back
+        next time)."""
+        with self._lock:
+            cached = self.decompositions.get(query)
+            if cached is not None:
+                self.decompositions.move_to_end(query)
+                return cached.model_copy(deep=True)
+        dec = self.retriever.decompose(query, use_llm=True)
+        if dec.source == "llm":
+            with self._lock:
+                self.decompositions[query] = dec.model_copy(deep=True)
+                while len(self.decompositions) > DECOMPOSITION_CACHE:
+                    self.decompositions.popitem(last=False)
+        return dec
 
     def sync(self) -> None:
         self.retriever.sync()

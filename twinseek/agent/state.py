@@ -29,6 +29,7 @@ class Candidate(TypedDict):
     score: float
     scores: dict[str, float]
     evidence: list[dict[str, Any]]  # ComponentMatch dumps
+    prior: float  # retrieval score scaled to [0, 1] (over the candidates, or the gallery for a restricted search)
 
 
 class Judgement(TypedDict):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Literal
 
@@ -52,6 +52,8 @@ class RetrievalResult(BaseModel):
     hits: list[RetrievalHit]
     timings: dict[str, float] = Field(default_factory=dict)
     models: dict[str, str] = Field(default_factory=dict, description="Which model (and tier) did each part.")
+    score_range: tuple[float, float] | None = Field(
+        None, description="Lowest and highest final score over the whole ranked pool, before ``within`` and ``k``.")
 
 
 class Retriever:
@@ -118,14 +120,21 @@ class Retriever:
     def search(
         self, query: str, k: int = 10, tool: Tool = "fused", rerank_top: int | None = None,
         decomposition: Decomposition | None = None, rewrite: bool | None = None,
+        within: Collection[str] | None = None,
     ) -> RetrievalResult:
         """Rank videos for ``query``. ``rerank_top`` (default from settings) candidates are reranked when a
-        reranker is configured; ``rewrite`` turns on query-aware ECR rewriting before reranking."""
+        reranker is configured; ``rewrite`` turns on query-aware ECR rewriting before reranking.
+
+        ``within`` restricts the hits to those video ids ("how well do these videos match?"). The whole gallery
+        is still ranked, exactly, so that fusion and ``score_range`` see every video; unknown ids are ignored.
+        """
         timings: dict[str, float] = {}
         r = self.settings.retrieval
         with _timed(timings, "decompose"):
             decomposition = decomposition or self.decompose(query)
         pool = max(k, r.top_k, rerank_top or r.rerank_top_k)
+        if within is not None:
+            pool = max(pool, len(self.store))
         rankings: dict[str, list[tuple[str, float]]] = {}
         evidence: dict[str, list[ComponentMatch]] = {}
         if tool in ("compositional", "fused"):
@@ -147,9 +156,14 @@ class Retriever:
             with _timed(timings, "rerank"):
                 ranked = self._rerank(query, ranked, reranker, top, r.rewrite if rewrite is None else rewrite)
             stage_scores["rerank"] = dict(ranked[:top])
+        scores = [score for _, score in ranked]
+        score_range = (min(scores), max(scores)) if scores else None
+        if within is not None:
+            wanted = set(within)
+            ranked = [(vid, score) for vid, score in ranked if vid in wanted]
         hits = self._hits(ranked[:k], stage_scores, evidence)
         return RetrievalResult(query=query, decomposition=decomposition, hits=hits, timings=timings,
-                               models=self._models(tool))
+                               models=self._models(tool), score_range=score_range)
 
     def _rerank(self, query: str, ranked: list[tuple[str, float]], reranker: Reranker, top: int,
                 rewrite: bool) -> list[tuple[str, float]]:
