@@ -184,6 +184,8 @@ class FakeAgent:
             rel = {"yellow": 0.8, "green": 0.2}
         if query.startswith("no "):
             rel = {v: r / 4 for v, r in rel.items()}
+        if overrides.get("videos") is not None:  # a search within these videos judges each of them
+            rel = {v: rel.get(v, 0.05) for v in overrides["videos"]}
         hits = [SimpleNamespace(video_id=v, relevance=r, judged_by="embedded:stub", objects=self._objects(v))
                 for v, r in sorted(rel.items(), key=lambda x: -x[1]) if r >= overrides["tau"]]
         dropped = [SimpleNamespace(video_id=v, relevance=r) for v, r in rel.items() if r < overrides["tau"]]
@@ -216,7 +218,7 @@ def test_agent_scorer_rankings_rejection_choices_and_grounding(env: dict[str, Pa
     order = {"red": ["green", "red", "yellow"]}  # retrieval order used below the hits
 
     scorer = AgentScorer(fake, {v: v for v in bench.videos}, k=5, tau=0.5, switches={"jit": False},
-                         order=lambda text, result: order.get("red", []))
+                         order=lambda text, result: order.get("red", []), restrict=False)
     scores = scorer.score_videos("a red square")
     assert scores["red"] == 0.9 and scores["green"] > scores["yellow"] and max(scores["green"], scores["yellow"]) < 0.5
     assert fake.calls[0][1] == {"tau": 0.5, "jit": False}
@@ -241,8 +243,20 @@ def test_agent_scorer_rankings_rejection_choices_and_grounding(env: dict[str, Pa
     assert records["e1"].timings["reason"] == pytest.approx(0.5) and records["e1"].models == {"reason": "embedded:stub"}
 
 
+def test_agent_scorer_judges_choices_within_the_given_video(fake: FakeAgent) -> None:
+    scorer = AgentScorer(fake, {"red": "red", "yellow": "yellow", "green": "green"}, tau=0.5, switches={"lr": True})
+    # green is no candidate of a gallery search for this text; searched within, it is judged (0.05)
+    assert scorer.video_score("a red square", "green") == pytest.approx(0.05)
+    assert scorer.video_score("a red square", "yellow") == pytest.approx(0.3)  # dropped below tau: still its score
+    assert fake.calls[0] == ("a red square", {"tau": 0.5, "videos": ("green",), "lr": True})
+    assert scorer.video_score("a red square", "green") == pytest.approx(0.05) and len(fake.calls) == 2  # cached
+    assert scorer.video_score("a red square", "purple") == -1.0  # not in the store: nothing to judge
+    assert scorer.take_info().timings["reason"] == pytest.approx(1.0) and len(fake.calls) == 2  # two searches
+
+
 def test_agent_scorer_without_a_retriever_orders_the_rest_by_id(fake: FakeAgent) -> None:
-    scorer = AgentScorer(fake, {"red": "red", "yellow": "yellow", "green": "green", "blue": "blue"}, tau=0.5)
+    scorer = AgentScorer(fake, {"red": "red", "yellow": "yellow", "green": "green", "blue": "blue"}, tau=0.5,
+                         restrict=False)
     scores = scorer.score_videos("a red square")
     ranked = sorted(scores, key=lambda v: -scores[v])
     assert ranked == ["red", "blue", "green", "yellow"]

@@ -21,9 +21,13 @@ How the agent is scored (:class:`AgentScorer`):
   top and the retrieval ranking below it.
 * **Absent queries** are rejected when the agent returns no hit (every score is then below tau); the record's
   ``max_score`` is the highest relevance the agent gave any candidate (hit or dropped), not a synthetic score.
-* **MCQ / counterfactual.** Each text is searched; the given video's score is the agent's relevance for it when
-  it was a candidate (a hit or dropped), else ``-1 + 0.5 * (1 - position / gallery)`` from its position in the
-  retrieval order, so a judged video always beats an unjudged one and two unjudged ones compare by retrieval.
+* **MCQ / counterfactual.** Each text is searched *within the given video* (``Agent.search(text,
+  videos=[video])``), so the agent judges that video whatever its rank in the gallery, and its relevance is the
+  score (hit or dropped). With LR off that relevance is the video's retrieval score scaled over the whole
+  gallery. (``AgentScorer(restrict=False)`` instead reuses one gallery search per text: a candidate keeps its
+  relevance, any other video scores ``-1 + 0.5 * (1 - position / gallery)`` by its retrieval position.)
+* **Stores.** Just-in-time refinement writes into the twins, so every system with JiT on runs on its own copy of
+  the ingested store (``<out>/stores/<system>``); all agent systems share one cache of LLM decompositions.
 * **Grounding.** For implicit queries with ground-truth masks, the predicted mask of a frame is the union of the
   masks of the objects the agent chose in the positive video's hit, resized (nearest) to the ground truth's
   resolution; no hit for that video means no masks (J = F = 0).
@@ -40,6 +44,7 @@ import os
 import platform
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
@@ -317,12 +322,15 @@ class AgentScorer:
     """
 
     def __init__(self, agent: AgentLike, ids: Mapping[str, str], k: int = 10, tau: float = DEFAULT_TAU,
-                 switches: Mapping[str, bool] | None = None, order: OrderFn | None = None) -> None:
+                 switches: Mapping[str, bool] | None = None, order: OrderFn | None = None,
+                 restrict: bool = True) -> None:
         self.agent, self.ids, self.k, self.tau = agent, dict(ids), k, tau
         self.to_bench = {s: b for b, s in self.ids.items()}
         self.switches = dict(switches or {})
         self.order = order or self._retrieval_order
+        self.restrict = restrict
         self.cache: dict[str, Any] = {}
+        self._judged: dict[tuple[str, str], Any] = {}
         self._orders: dict[str, list[str]] = {}
         self._info = QueryInfo()
 
@@ -333,6 +341,14 @@ class AgentScorer:
             self.cache[text] = result
             self._record(result)
         return self.cache[text]
+
+    def _search_within(self, text: str, store_id: str) -> Any:
+        key = (text, store_id)
+        if key not in self._judged:
+            result = self.agent.search(text, k=1, tau=self.tau, videos=(store_id,), **self.switches)
+            self._judged[key] = result
+            self._record(result)
+        return self._judged[key]
 
     def _record(self, result: Any) -> None:
         self._info.add_timings(getattr(result, "timings", {}) or {})
@@ -386,9 +402,18 @@ class AgentScorer:
         self._info.hits = [_hit_info(h, self.to_bench) for h in result.hits[:TOP_N]]
 
     def video_score(self, text: str, video_id: str) -> float:
-        """The agent's relevance for ``video_id`` (a candidate), else a retrieval-position score below -0.5."""
-        result = self.search(text)
+        """The agent's relevance for ``video_id``.
+
+        With ``restrict`` (the default) the agent searches within that one video, so it judges it whatever its
+        rank; a video that is not in the store scores -1. Without, one search over the gallery serves every
+        video: a candidate keeps its relevance, any other scores by retrieval position (below -0.5).
+        """
         store_id = self.ids.get(video_id, video_id)
+        if store_id not in self.to_bench:  # never ingested: nothing to judge
+            return -1.0
+        if self.restrict:
+            return self.relevances(self._search_within(text, store_id)).get(store_id, -1.0)
+        result = self.search(text)
         judged = self.relevances(result)
         if store_id in judged:
             return judged[store_id]
@@ -656,6 +681,8 @@ class _RunContext:
         self.bench, self.ids, self.settings, self.seed, self.k, self.tau = bench, ids, settings, seed, k, tau
         self.llm_decomposition, self.out, self.bar = llm_decomposition, out, bar
         self.decompositions: dict[str, Any] = {}  # shared by the retrieval tools of one run
+        # shared by the agent systems: the same text gets the same decomposition, asked of the LLM once
+        self.agent_decompositions: OrderedDict[str, Any] = OrderedDict()
 
 
 def _run_system(ctx: _RunContext, spec: SystemSpec, skip_unavailable: bool) -> SystemResult:
@@ -730,8 +757,25 @@ def _agent_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> Agent
 
     overrides = ctx.settings.model_dump(include={"sampling", "specialists", "paper", "llm", "retrieval",
                                                  "torch_threads", "cache_dir"})
-    agent = stack.enter_context(Agent.open(ctx.settings.store, profile=ctx.settings.profile, **overrides))
+    store = ctx.settings.store
+    if spec.switches()["jit"]:
+        store = _store_copy(store, ctx.out / "stores" / spec.name)
+    agent = stack.enter_context(Agent.open(store, profile=ctx.settings.profile, **overrides))
+    agent.resources.decompositions = ctx.agent_decompositions
     return AgentScorer(agent, ctx.ids, k=ctx.k, tau=ctx.tau, switches=spec.switches())
+
+
+def _store_copy(store: Path, dest: Path) -> Path:
+    """A fresh copy of ``store`` at ``dest``: just-in-time refinement writes what it learns into the twins, so
+    each JiT system starts from the ingested store and the cached store stays as ingested. The copy stays in
+    the run folder (the recorded mask paths point into it)."""
+    import shutil
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(store, dest, ignore=shutil.ignore_patterns("*.lock", "chat.sqlite*"))
+    return dest
 
 
 # ---------------------------------------------------------------- overlay examples
