@@ -294,3 +294,64 @@ def test_missing_agent_is_skipped_with_all_but_fails_when_asked(env: dict[str, P
     with pytest.raises(ImportError):
         run(env["bench"], store=env["store"], out=tmp_path, systems=["full"], limit=1, report=False)
     assert math.isfinite(result.systems["random"].metrics["implicit_r@1"])
+
+
+# ---------------------------------------------------------------- the real agent through run(), LLM scripted
+class _BySchema(list):  # type: ignore[type-arg]
+    """A ``stub.script`` answering each request by the reply schema it asks for."""
+
+    def __init__(self, stub: Any) -> None:
+        super().__init__([None])  # never empty: the stub pops from it
+        self.stub = stub
+
+    def pop(self, index: Any = -1) -> Any:
+        from llm_stub import completion
+
+        body = self.stub.requests[-1]
+        schema = (body.get("response_format") or {}).get("json_schema", {}).get("name", "")
+        query = body["messages"][-1]["content"].split("\n")[0].removeprefix("Query: ")
+        replies = {
+            "_Reply": {"rewritten": query, "subqueries": [{"text": query, "type": "object", "negated": False}]},
+            "Verdict": {"reasoning": "checked", "missing": ["colour of object 1"], "objects": [1], "relevance": 0.7},
+            "Plan": {"calls": [{"action": "motion_relation", "args": {"track_a": 1, "track_b": 2}}]},
+        }
+        return completion(json.dumps(replies.get(schema, {})))
+
+
+def _twin_dumps(store_dir: Path) -> dict[str, str]:
+    from twinseek.twins.store import TwinStore
+
+    with TwinStore(store_dir, create=False) as store:
+        return {v: store.get_twin(v).model_dump_json() for v in store.video_ids()}
+
+
+def test_agent_systems_judge_choices_within_the_video_on_their_own_store_copy(env: dict[str, Path], stub: Any,
+                                                                             tmp_path: Path) -> None:
+    from twinseek.twins.store import TwinStore
+
+    stub.script = _BySchema(stub)
+    before = _twin_dumps(env["store"])
+    llm = {"base_url": stub.base_url, "api_key": "test", "model": "stub", "http_retries": 0, "max_retries": 0}
+    result = run(env["bench"], store=env["store"], out=tmp_path, systems=["full", "full-jit"], k=2, report=False,
+                 settings_overrides={**FAST, "llm": llm})
+
+    assert (tmp_path / "stores" / "full" / "twins.db").is_file()  # JiT on: a copy of its own
+    assert not (tmp_path / "stores" / "full-jit").exists()
+    assert _twin_dumps(tmp_path / "stores" / "full") != before  # refinement wrote into the copy...
+    assert _twin_dumps(env["store"]) == before  # ...and never touched the cached store
+    schemas = [r["response_format"]["json_schema"]["name"] for r in stub.requests]
+    assert "Plan" in schemas  # the full system did refine
+    texts = {q["text"] for q in QUERIES if "text" in q} | {o for q in QUERIES for o in q.get("options", [])} | {
+        q["counterfactual"] for q in QUERIES if "counterfactual" in q}
+    assert schemas.count("_Reply") == len(texts)  # one decomposition per text, shared by both systems
+
+    with TwinStore(env["store"], create=False) as store:
+        yellow = store.find_by_path(str(env["bench"] / "videos" / "yellow.mp4"))
+    assert yellow is not None
+    asked = [r["messages"][-1]["content"] for r in stub.requests
+             if r["response_format"]["json_schema"]["name"] == "Verdict" and "Query: no yellow disc" in
+             r["messages"][-1]["content"]]
+    assert asked and all(f'"video":"{yellow.video_id}"' in a for a in asked)  # judged within the given video
+    for name in ("full", "full-jit"):
+        m1 = next(r for r in result.systems[name].records if r.id == "m1")
+        assert m1.choice_scores == [0.7, 0.7] and m1.correct is False  # both options judged 0.7: a tie is wrong
