@@ -332,7 +332,7 @@ def test_agent_systems_judge_choices_within_the_video_on_their_own_store_copy(en
     stub.script = _BySchema(stub)
     before = _twin_dumps(env["store"])
     llm = {"base_url": stub.base_url, "api_key": "test", "model": "stub", "http_retries": 0, "max_retries": 0}
-    result = run(env["bench"], store=env["store"], out=tmp_path, systems=["full", "full-jit"], k=2, report=False,
+    result = run(env["bench"], store=env["store"], out=tmp_path, systems=["full", "full-jit", "dense"], k=2, report=False,
                  settings_overrides={**FAST, "llm": llm})
 
     assert (tmp_path / "stores" / "full" / "twins.db").is_file()  # JiT on: a copy of its own
@@ -343,7 +343,7 @@ def test_agent_systems_judge_choices_within_the_video_on_their_own_store_copy(en
     assert "Plan" in schemas  # the full system did refine
     texts = {q["text"] for q in QUERIES if "text" in q} | {o for q in QUERIES for o in q.get("options", [])} | {
         q["counterfactual"] for q in QUERIES if "counterfactual" in q}
-    assert schemas.count("_Reply") == len(texts)  # one decomposition per text, shared by both systems
+    assert schemas.count("_Reply") == len(texts)  # one decomposition per text, shared by all three systems
 
     with TwinStore(env["store"], create=False) as store:
         yellow = store.find_by_path(str(env["bench"] / "videos" / "yellow.mp4"))

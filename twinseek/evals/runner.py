@@ -27,7 +27,8 @@ How the agent is scored (:class:`AgentScorer`):
   gallery. (``AgentScorer(restrict=False)`` instead reuses one gallery search per text: a candidate keeps its
   relevance, any other video scores ``-1 + 0.5 * (1 - position / gallery)`` by its retrieval position.)
 * **Stores.** Just-in-time refinement writes into the twins, so every system with JiT on runs on its own copy of
-  the ingested store (``<out>/stores/<system>``); all agent systems share one cache of LLM decompositions.
+  the ingested store (``<out>/stores/<system>``). All systems share one cache of LLM decompositions, so each text
+  is decomposed once and every system sees the same sub-queries.
 * **Grounding.** For implicit queries with ground-truth masks, the predicted mask of a frame is the union of the
   masks of the objects the agent chose in the positive video's hit, resized (nearest) to the ground truth's
   resolution; no hit for that video means no masks (J = F = 0).
@@ -680,9 +681,10 @@ class _RunContext:
                  llm_decomposition: bool, out: Path, bar: _Bar) -> None:
         self.bench, self.ids, self.settings, self.seed, self.k, self.tau = bench, ids, settings, seed, k, tau
         self.llm_decomposition, self.out, self.bar = llm_decomposition, out, bar
-        self.decompositions: dict[str, Any] = {}  # shared by the retrieval tools of one run
-        # shared by the agent systems: the same text gets the same decomposition, asked of the LLM once
-        self.agent_decompositions: OrderedDict[str, Any] = OrderedDict()
+        # LLM decompositions by text, shared by the agent systems and the retrieval tools: the same text gets the
+        # same sub-queries everywhere, asked of the LLM once (rule-based ones, llm_decomposition off, apart)
+        self.decompositions: OrderedDict[str, Any] = OrderedDict()
+        self.rule_decompositions: dict[str, Any] = {}
 
 
 def _run_system(ctx: _RunContext, spec: SystemSpec, skip_unavailable: bool) -> SystemResult:
@@ -737,8 +739,9 @@ def _build_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> EvalS
         naive.index(ctx.bench.videos)
         return BaselineScorer(naive)
     if spec.kind in ("dense", "compositional"):
+        cache = ctx.decompositions if ctx.llm_decomposition else ctx.rule_decompositions
         return ToolScorer(_retriever(ctx, stack), spec.kind, ctx.ids, ctx.llm_decomposition,  # type: ignore[arg-type]
-                          ctx.decompositions)
+                          cache)
     return _agent_scorer(ctx, spec, stack)
 
 
@@ -761,7 +764,7 @@ def _agent_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> Agent
     if spec.switches()["jit"]:
         store = _store_copy(store, ctx.out / "stores" / spec.name)
     agent = stack.enter_context(Agent.open(store, profile=ctx.settings.profile, **overrides))
-    agent.resources.decompositions = ctx.agent_decompositions
+    agent.resources.decompositions = ctx.decompositions
     return AgentScorer(agent, ctx.ids, k=ctx.k, tau=ctx.tau, switches=spec.switches())
 
 

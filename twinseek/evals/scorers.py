@@ -33,9 +33,13 @@ class RetrieverScorer:
         self.timings: list[dict[str, float]] = []
 
     def decomposition(self, text: str) -> Decomposition:
-        if text not in self.cache:
-            self.cache[text] = self.retriever.decompose(text, use_llm=self.use_llm)
-        return self.cache[text]
+        cached = self.cache.get(text)
+        if cached is not None and (cached.source == "llm" or not self.use_llm):
+            return cached
+        dec = self.retriever.decompose(text, use_llm=self.use_llm)
+        if dec.source == "llm" or not self.use_llm:  # an LLM failure is not kept: the next ask may succeed
+            self.cache[text] = dec
+        return dec
 
     def score_videos(self, query_text: str) -> dict[str, float]:
         ids = self.ids if self.ids is not None else {v: v for v in self.retriever.store.video_ids()}
