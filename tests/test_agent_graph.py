@@ -205,6 +205,18 @@ def test_llm_weight_blends_the_judgement_with_retrieval(agent: Agent, stub: Any)
     assert result.options["llm_weight"] == 0.5
 
 
+def test_llm_weight_defaults_by_the_llm_tier(agent: Agent, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    res = agent.resources
+    assert agent.context().llm_weight == 1.0  # the stub is a user's (paper-tier) endpoint: the LLM decides
+    embedded = Resources(res.store, load_settings(store=res.store.root), res.retriever)  # no endpoint configured
+    assert embedded.llm_weight == 0.5 and embedded._llm is None  # decided without starting the embedded server
+    chosen = Resources(res.store, load_settings(store=res.store.root, agent={"llm_weight": 0.8}), res.retriever)
+    assert Agent(chosen).context().llm_weight == 0.8 and Agent(chosen).context(llm_weight=0.2).llm_weight == 0.2
+    with pytest.raises(ValueError, match="llm_weight"):
+        agent.context(llm_weight=1.5)
+
+
 def test_refine_describes_the_object_updates_the_store_and_lifts_relevance(agent: Agent, stub: Any) -> None:
     def shapes(user: str) -> dict[str, Any]:
         if "bright red" in user:  # the second look, after refinement, sees the colour

@@ -154,6 +154,18 @@ class RetrievalSettings(BaseModel):
     rewrite: bool = Field(False, description="Query-aware ECR rewriting before reranking (one LLM call each).")
 
 
+EMBEDDED_LLM_WEIGHT = 0.5
+
+
+class AgentSettings(BaseModel):
+    """Defaults of the agent's searches (each search may override them, see ``AgentContext``)."""
+
+    llm_weight: float | None = Field(
+        None, ge=0, le=1, description="Share of the LLM's judgement in a candidate's relevance; the rest is its "
+        "scaled retrieval score. None = 1.0 (the paper: the LLM decides) with a user's (paper-tier) endpoint, "
+        f"{EMBEDDED_LLM_WEIGHT} with the embedded 0.5B LLM, whose judgements are weak and often identical.")
+
+
 class Settings(BaseSettings):
     """Process-wide settings. Build with :func:`load_settings` or directly with keyword overrides."""
 
@@ -166,6 +178,7 @@ class Settings(BaseSettings):
     paper: PaperModelSettings = Field(default_factory=PaperModelSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
     torch_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads; None = 1 for the embedded profile (its models are "
         "small, and two threads on a busy 2-core machine ran MobileNetV2 7x slower), torch's default otherwise.")

@@ -33,7 +33,8 @@ class AgentContext:
     max_frames: int = 4  # frames per track shown to the LLM
     # relevance = llm_weight * LLM judgement + (1 - llm_weight) * retrieval score scaled over the candidates;
     # 1.0 is the paper (the LLM decides); lower values keep a weak LLM from overturning good retrieval.
-    llm_weight: float = 1.0
+    # None: the settings' ``agent.llm_weight`` (1.0 with a user's endpoint, 0.5 with the embedded LLM).
+    llm_weight: float | None = None
     # Restrict the search to these video ids ("how well does this video match?"): the whole gallery is still
     # ranked for the retrieval scores, then only these become candidates.
     videos: tuple[str, ...] | None = None
@@ -47,6 +48,10 @@ class AgentContext:
             raise ValueError(f"tau must be in [0, 1], got {self.tau}")
         if self.max_refine_rounds < 0 or self.refine_top < 0:
             raise ValueError("max_refine_rounds and refine_top must be >= 0")
+        if self.llm_weight is None and self.resources is not None:
+            self.llm_weight = self.resources.llm_weight
+        if self.llm_weight is not None and not 0.0 <= self.llm_weight <= 1.0:
+            raise ValueError(f"llm_weight must be in [0, 1], got {self.llm_weight}")
         if self.videos is not None:
             if isinstance(self.videos, str):
                 raise ValueError("videos must be a list of video ids, not one string")

@@ -206,9 +206,10 @@ def _judge(res: Resources, ctx: AgentContext, state: AgentState, cand: Candidate
     objects = [o for o in dict.fromkeys(verdict.objects) if o in known]
     missing = [m.strip()[:120] for m in verdict.missing if m.strip()]
     relevance = verdict.relevance
-    if ctx.llm_weight < 1.0:  # a small LLM's judgement is noisy: keep part of the retrieval evidence
+    weight = ctx.llm_weight if ctx.llm_weight is not None else res.llm_weight
+    if weight < 1.0:  # a small LLM's judgement is noisy: keep part of the retrieval evidence
         scaled = _retrieval_relevance(state["candidates"])[cand["video_id"]]
-        relevance = ctx.llm_weight * relevance + (1 - ctx.llm_weight) * scaled
+        relevance = weight * relevance + (1 - weight) * scaled
     return {"relevance": round(relevance, 4), "reasoning": verdict.reasoning.strip(), "objects": objects,
             "missing": missing, "source": "llm", "round": round_}, None
 
@@ -273,10 +274,15 @@ def refine(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         round_ = state.get("refine_round", 0) + 1
         by_id = {c["video_id"]: c for c in state.get("candidates", [])}
         records, fallbacks, changed = [], [], []
-        for vid in _to_refine(state, ctx):
-            twin = res.store.get_twin(vid)
+        todo = _to_refine(state, ctx)
+        twins = {vid: res.store.get_twin(vid) for vid in todo}  # read here: one DB thread
+        # plans are independent LLM calls: ask for them at once (the server's slots), then act one at a time
+        with ThreadPoolExecutor(max_workers=min(res.parallel, max(1, len(todo)))) as pool:
+            planned = {vid: pool.submit(_plan, res, state, ctx, by_id[vid], twins[vid]) for vid in todo}
+        for vid in todo:
+            twin = twins[vid]
             try:
-                plan = _plan(res, state, ctx, by_id[vid], twin)
+                plan = planned[vid].result()
             except LLMError as exc:
                 fallbacks.append(_fallback("refine", vid, f"no plan: the LLM failed ({exc}); judgement kept"))
                 continue

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
-from twinseek.config import Settings, load_settings
+from twinseek.config import EMBEDDED_LLM_WEIGHT, Settings, load_settings
 
 if TYPE_CHECKING:
     from twinseek.tools.decompose import Decomposition
@@ -91,6 +91,16 @@ class Resources:
         if self._specialists is not None:
             return self._specialists.depth is not None
         return self.settings.specialists.depth not in (None, "none")
+
+    @property
+    def llm_weight(self) -> float:
+        """The settings' ``agent.llm_weight``, or by the LLM's tier: 1.0 for a user's endpoint, less for the
+        embedded model (decided without starting its server)."""
+        weight = self.settings.agent.llm_weight
+        if weight is not None:
+            return weight
+        tier = self._llm.tier if self._llm is not None else ("paper" if self.settings.llm.base_url else "embedded")
+        return 1.0 if tier == "paper" else EMBEDDED_LLM_WEIGHT
 
     @property
     def parallel(self) -> int:
