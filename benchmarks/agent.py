@@ -72,9 +72,9 @@ def main() -> None:
         agent.search("warm-up: a person walking", k=args.k)  # starts the LLM server, loads the encoders
         print("retrieval only (LR and JiT off)")
         retrieval = run(agent, queries, args.k, lr=False, jit=False)
-        print("full agent")
-        full = run(agent, queries, args.k)
-        print("full agent, relevance blended with retrieval (llm_weight 0.5)")
+        print("full agent, the LLM decides (llm_weight 1.0, the paper)")
+        full = run(agent, queries, args.k, llm_weight=1.0)
+        print("full agent, relevance blended with retrieval (llm_weight 0.5, the embedded default)")
         blended = run(agent, queries, args.k, llm_weight=0.5)
     summary = {"queries": len(queries), "k": args.k, "llm": settings.llm.embedded_model,
                "llm_threads": settings.llm.threads, "full_agent": full, "full_agent_blend_0.5": blended,
