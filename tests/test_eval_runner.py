@@ -20,7 +20,7 @@ from twinseek.cli import app
 from twinseek.evals import RunResult, run
 from twinseek.evals.bench import BenchError, load_bench
 from twinseek.evals.metrics import aggregate
-from twinseek.evals.report import draw_overlays, write_report
+from twinseek.evals.report import draw_overlays, summary_table, write_report
 from twinseek.evals.runner import AgentScorer, SystemSpec, evaluate_query, load_results, parse_systems
 
 SQUARE = Scene()  # red square moving right, blue disc moving left
@@ -107,6 +107,14 @@ def test_report_and_plots_exist(env: dict[str, Path], first: RunResult) -> None:
     md = (out / "report.md").read_text()
     assert "| implicit (n=2) | random | dense | compositional |" in md and "r@1" in md and "plots/latency.png" in md
     assert {p.name for p in first.report_files} >= {"report.md", "report.html", "latency.png"}
+    summary = summary_table(first)
+    assert summary is not None
+    header, rows = summary
+    assert header[:3] == ["system", "implicit R@1", "R@5"] and header[-1] == "median s/query"
+    assert [r[0] for r in rows] == ["random", "dense", "compositional"]
+    assert rows[1][1] == f"{first.systems['dense'].metrics['implicit_r@1']:.3f}"
+    assert rows[1][header.index("MCQ acc")] == f"{first.systems['dense'].metrics['mcq_accuracy']:.3f}"
+    assert md.index("## Summary") < md.index("## Metrics per kind") and "| dense | " in md
 
 
 def test_same_seed_same_results_and_another_seed_differs(env: dict[str, Path], first: RunResult, tmp_path: Path) -> None:

@@ -100,6 +100,29 @@ def _run_rows(result: RunResult) -> list[list[str]]:
 
 RUN_HEADER = ["system", "seconds", "median s/query", "queries with fallbacks", "models"]
 
+# (column, metric key, format) of the summary: one row per system, the headline numbers of every kind
+SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
+    ("implicit R@1", "implicit_r@1", "mean"), ("R@5", "implicit_r@5", "mean"), ("MnR", "implicit_mnr", "mnr"),
+    ("J", "implicit_j", "mean"), ("explicit R@1", "explicit_r@1", "mean"), ("negation R@1", "negation_r@1", "mean"),
+    ("absent rejected", "absent_rejection@tau", "mean"), ("MCQ acc", "mcq_accuracy", "mean"),
+    ("counterfactual acc", "counterfactual_accuracy", "mean"),
+]
+
+
+def summary_table(result: RunResult) -> Table | None:
+    """One row per system that ran: the headline metric of each kind and the median seconds per query."""
+    systems = _ran(result)
+    columns = [c for c in SUMMARY_COLUMNS if any(c[1] in s.metrics for s in systems.values())]
+    if not systems or not columns:
+        return None
+    header = ["system", *(name for name, _, _ in columns), "median s/query"]
+    rows = []
+    for s in systems.values():
+        seconds = [r.seconds for r in s.records]
+        rows.append([s.label, *(_fmt(kind, s.metrics.get(key)) for _, key, kind in columns),
+                     f"{np.median(seconds):.2f}" if seconds else "–"])
+    return header, rows
+
 
 # ---------------------------------------------------------------- plots
 def _pyplot() -> Any:
@@ -270,8 +293,11 @@ def render_markdown(result: RunResult, plots: Sequence[Path], out_dir: Path) -> 
              f"profile {c.profile}; store `{c.store or '-'}`; decomposition of the retrieval-only systems: "
              f"{'LLM' if c.llm_decomposition else 'rules'}; started {c.started}.", "",
              "Ranked kinds: R@K, MdR/MnR (unranked = gallery + 1), mAP, recall@tau, grounding J/F. Absent: share of "
-             "queries with no video scored >= tau. MCQ / counterfactual: accuracy (ties count as wrong).", "",
-             "## Metrics per kind", ""]
+             "queries with no video scored >= tau. MCQ / counterfactual: accuracy (ties count as wrong).", ""]
+    summary = summary_table(result)
+    if summary is not None:
+        lines += ["## Summary", "", _markdown_table(*summary), ""]
+    lines += ["## Metrics per kind", ""]
     for header, rows in metric_tables(result).values():
         lines += [_markdown_table(header, rows), ""]
     lines += ["## Runs", "", _markdown_table(RUN_HEADER, _run_rows(result)), ""]
@@ -284,7 +310,11 @@ def render_markdown(result: RunResult, plots: Sequence[Path], out_dir: Path) -> 
 
 
 def render_html(result: RunResult, plots: Sequence[Path], out_dir: Path) -> str:
-    parts = [f"<h1>Eval report: {html.escape(Path(result.config.bench).name)}</h1>", "<h2>Metrics per kind</h2>"]
+    parts = [f"<h1>Eval report: {html.escape(Path(result.config.bench).name)}</h1>"]
+    summary = summary_table(result)
+    if summary is not None:
+        parts += ["<h2>Summary</h2>", _html_table(*summary)]
+    parts += ["<h2>Metrics per kind</h2>"]
     parts += [_html_table(header, rows) for header, rows in metric_tables(result).values()]
     parts += ["<h2>Runs</h2>", _html_table(RUN_HEADER, _run_rows(result))]
     parts += ["<h2>Plots</h2>"] + [f'<img src="{html.escape(str(p.relative_to(out_dir)))}">' for p in plots]
