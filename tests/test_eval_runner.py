@@ -340,18 +340,19 @@ def test_agent_systems_judge_choices_within_the_video_on_their_own_store_copy(en
     stub.script = _BySchema(stub)
     before = _twin_dumps(env["store"])
     llm = {"base_url": stub.base_url, "api_key": "test", "model": "stub", "http_retries": 0, "max_retries": 0}
-    result = run(env["bench"], store=env["store"], out=tmp_path, systems=["full", "full-jit", "dense"], k=2, report=False,
+    result = run(env["bench"], store=env["store"], out=tmp_path, systems=["full", "full-jit", "full-lr", "dense"], k=2,
+                 report=False,
                  settings_overrides={**FAST, "llm": llm})
 
     assert (tmp_path / "stores" / "full" / "twins.db").is_file()  # JiT on: a copy of its own
-    assert not (tmp_path / "stores" / "full-jit").exists()
+    assert not (tmp_path / "stores" / "full-jit").exists() and not (tmp_path / "stores" / "full-lr").exists()
     assert _twin_dumps(tmp_path / "stores" / "full") != before  # refinement wrote into the copy...
     assert _twin_dumps(env["store"]) == before  # ...and never touched the cached store
     schemas = [r["response_format"]["json_schema"]["name"] for r in stub.requests]
     assert "Plan" in schemas  # the full system did refine
     texts = {q["text"] for q in QUERIES if "text" in q} | {o for q in QUERIES for o in q.get("options", [])} | {
         q["counterfactual"] for q in QUERIES if "counterfactual" in q}
-    assert schemas.count("_Reply") == len(texts)  # one decomposition per text, shared by all three systems
+    assert schemas.count("_Reply") == len(texts)  # one decomposition per text, shared by all systems
 
     with TwinStore(env["store"], create=False) as store:
         yellow = store.find_by_path(str(env["bench"] / "videos" / "yellow.mp4"))

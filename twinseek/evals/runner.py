@@ -26,7 +26,7 @@ How the agent is scored (:class:`AgentScorer`):
   score (hit or dropped). With LR off that relevance is the video's retrieval score scaled over the whole
   gallery. (``AgentScorer(restrict=False)`` instead reuses one gallery search per text: a candidate keeps its
   relevance, any other video scores ``-1 + 0.5 * (1 - position / gallery)`` by its retrieval position.)
-* **Stores.** Just-in-time refinement writes into the twins, so every system with JiT on runs on its own copy of
+* **Stores.** Just-in-time refinement writes into the twins, so every system with LR and JiT on runs on its own copy of
   the ingested store (``<out>/stores/<system>``). All systems share one cache of LLM decompositions, so each text
   is decomposed once and every system sees the same sub-queries.
 * **Grounding.** For implicit queries with ground-truth masks, the predicted mask of a frame is the union of the
@@ -761,7 +761,8 @@ def _agent_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> Agent
     overrides = ctx.settings.model_dump(include={"sampling", "specialists", "paper", "llm", "retrieval",
                                                  "torch_threads", "cache_dir"})
     store = ctx.settings.store
-    if spec.switches()["jit"]:
+    switches = spec.switches()
+    if switches["jit"] and switches["lr"]:  # refinement runs only after reasoning
         store = _store_copy(store, ctx.out / "stores" / spec.name)
     agent = stack.enter_context(Agent.open(store, profile=ctx.settings.profile, **overrides))
     agent.resources.decompositions = ctx.decompositions
