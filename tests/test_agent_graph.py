@@ -173,6 +173,12 @@ def agent(tmp_path: Path, clip: Path, stub: Any) -> Iterator[Agent]:
         yield a
 
 
+def similarity(scores: dict[str, float]) -> float:
+    """The agent's absolute retrieval similarity, computed independently: mean raw tool score, clipped."""
+    raw = [scores[s] for s in ("compositional", "dense") if s in scores]
+    return min(1.0, max(0.0, sum(raw) / len(raw)))
+
+
 def route(stub: Any, respond: Responder) -> None:
     stub.script = Routed(stub, respond)
 
@@ -196,12 +202,10 @@ def test_tau_drops_weak_candidates_and_ranks_by_relevance(agent: Agent, stub: An
 def test_llm_weight_blends_the_judgement_with_retrieval(agent: Agent, stub: Any) -> None:
     route(stub, responder(lambda _: verdict(0.9, [1]), others=0.3))
     result = agent.search(QUERY, k=3, llm_weight=0.5, tau=0.0)
-    retrieval = {h.video_id: h.retrieval_score for h in result.hits}
-    lo, hi = min(retrieval.values()), max(retrieval.values())
-    for hit in result.hits:
+    for hit in result.hits:  # the LLM's judgement half-and-half with the absolute retrieval similarity
         judged = 0.9 if hit.video_id == "shapes" else 0.3
-        scaled = (retrieval[hit.video_id] - lo) / (hi - lo)
-        assert hit.relevance == pytest.approx(0.5 * judged + 0.5 * scaled, abs=1e-4)
+        assert hit.video_id != "shapes" or 0 < similarity(hit.scores) < 1  # the retrieval half is not void
+        assert hit.relevance == pytest.approx(0.5 * judged + 0.5 * similarity(hit.scores), abs=1e-4)
     assert result.options["llm_weight"] == 0.5
 
 
@@ -324,11 +328,12 @@ def test_a_search_within_given_videos_judges_only_those(agent: Agent, stub: Any)
     verdicts = [r for r in stub.requests if r["response_format"]["json_schema"]["name"] == "Verdict"]
     assert len(verdicts) == 1 and f'"video":"{last}"' in verdicts[0]["messages"][-1]["content"]
     assert within.options["videos"] == [last]
-    # reasoning off: the score is the retrieval score scaled over the whole gallery, not over one candidate
+    # reasoning off: the score is the absolute similarity (one candidate alone would always min-max scale to 1)
     alone = agent.search(QUERY, k=3, lr=False, videos=[last])
-    assert alone.hits[0].relevance == pytest.approx(0.0) and gallery.hits[0].relevance == pytest.approx(1.0)
+    assert alone.hits[0].relevance == pytest.approx(similarity(gallery.hits[-1].scores), abs=1e-4)
     best = agent.search(QUERY, k=3, lr=False, videos=[gallery.hits[0].video_id])
-    assert best.hits[0].relevance == pytest.approx(1.0)
+    assert best.hits[0].relevance == pytest.approx(similarity(gallery.hits[0].scores), abs=1e-4)
+    assert best.hits[0].relevance > alone.hits[0].relevance and gallery.hits[0].relevance == 1.0
     assert agent.search(QUERY, k=3, lr=False, videos=["not-a-video"]).hits == []
     with pytest.raises(ValueError, match="list of video ids"):
         agent.search(QUERY, videos="shapes")

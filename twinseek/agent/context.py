@@ -31,7 +31,7 @@ class AgentContext:
     refine_top: int = 3  # candidates refined per round (the best-ranked ones that report missing facts)
     max_tracks: int = 6  # tracks shown to the LLM per candidate: evidence first, then the largest
     max_frames: int = 4  # frames per track shown to the LLM
-    # relevance = llm_weight * LLM judgement + (1 - llm_weight) * retrieval score scaled over the candidates;
+    # relevance = llm_weight * LLM judgement + (1 - llm_weight) * the candidate's absolute retrieval similarity;
     # 1.0 is the paper (the LLM decides); lower values keep a weak LLM from overturning good retrieval.
     # None: the settings' ``agent.llm_weight`` (1.0 with a user's endpoint, 0.5 with the embedded LLM).
     llm_weight: float | None = None

@@ -118,9 +118,8 @@ def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
                                       within=ctx.videos)
         candidates: list[Candidate] = [
             {"video_id": h.video_id, "path": h.path, "score": h.score, "scores": h.scores,
-             "evidence": [e.model_dump() for e in h.evidence], "prior": 0.0} for h in result.hits]
-        # a restricted search scales over the whole gallery: one candidate alone would always scale to 1
-        _set_priors(candidates, result.score_range if ctx.videos is not None else None)
+             "evidence": [e.model_dump() for e in h.evidence], "similarity": _similarity(h.scores)}
+            for h in result.hits]
         out.update(candidates=candidates, to_reason=[c["video_id"] for c in candidates], refine_round=0)
         out["models"] = {**out.get("models", {}),
                          **{k: v for k, v in result.models.items() if k in ("compositional", "dense")}}
@@ -155,7 +154,6 @@ def rerank(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         by_id = {c["video_id"]: c for c in candidates}
         reranked: list[Candidate] = [
             {**by_id[vid], "score": score, "scores": {**by_id[vid]["scores"], "rerank": score}} for vid, score in new]
-        _set_priors(reranked, None)
         out.update(candidates=reranked, to_reason=[c["video_id"] for c in reranked])
         out["models"] = {"rerank": f"{reranker.tier}:{reranker.model}"}
         out["trace"] = [f"rerank: {reranker.model} over the top {min(len(ranked), r.rerank_top_k)}"]
@@ -169,21 +167,23 @@ def _evidence_tracks(candidate: Candidate) -> list[int]:
             for t in e.get("track_ids", [])]
 
 
-def _set_priors(candidates: list[Candidate], score_range: tuple[float, float] | None) -> None:
-    """Each candidate's retrieval score scaled to [0, 1]: over ``score_range`` when given, else min-max over the
-    candidates (all equal: all 1)."""
-    if score_range is None:
-        priors = minmax([c["score"] for c in candidates])
-    else:
-        low, high = score_range
-        priors = [(c["score"] - low) / (high - low) if high > low else 1.0 for c in candidates]
-    for c, prior in zip(candidates, priors):
-        c["prior"] = round(min(1.0, max(0.0, float(prior))), 6)
+SIMILARITY_STAGES = ("compositional", "dense")
 
 
-def _retrieval_relevance(candidates: list[Candidate]) -> dict[str, float]:
-    """The candidates' scaled retrieval scores (see :func:`_set_priors`)."""
-    return {c["video_id"]: c["prior"] for c in candidates}
+def _similarity(scores: dict[str, float]) -> float:
+    """A candidate's absolute similarity to the query: the mean of the tools' raw scores (cosine-like), clipped
+    to [0, 1]. Unlike the fused (rank-based) score, it compares across queries, so ``tau`` means something."""
+    raw = [scores[s] for s in SIMILARITY_STAGES if s in scores]
+    return round(min(1.0, max(0.0, sum(raw) / len(raw))), 6) if raw else 0.0
+
+
+def _retrieval_relevance(candidates: list[Candidate], ctx: AgentContext) -> dict[str, float]:
+    """Relevance from retrieval alone (reasoning off, or the LLM failed): the retrieval score min-max scaled over
+    the candidates (all equal: all 1); in a search within given videos, their absolute similarity (a candidate
+    alone would always scale to 1)."""
+    if ctx.videos is not None:
+        return {c["video_id"]: c["similarity"] for c in candidates}
+    return dict(zip((c["video_id"] for c in candidates), minmax([c["score"] for c in candidates])))
 
 
 def _judge(res: Resources, ctx: AgentContext, state: AgentState, cand: Candidate, twin: Twin,
@@ -198,7 +198,7 @@ def _judge(res: Resources, ctx: AgentContext, state: AgentState, cand: Candidate
     try:
         verdict = res.llm.chat_json(messages, Verdict, max_tokens=REASON_MAX_TOKENS)
     except LLMError as exc:
-        rel = _retrieval_relevance(state["candidates"])[cand["video_id"]]
+        rel = _retrieval_relevance(state["candidates"], ctx)[cand["video_id"]]
         judgement: Judgement = {"relevance": round(rel, 4), "reasoning": "", "objects": sorted(set(evidence)),
                                 "missing": [], "source": "fallback", "round": round_}
         return judgement, _fallback("reason", cand["video_id"], f"LLM failed ({exc}); relevance from retrieval")
@@ -207,9 +207,8 @@ def _judge(res: Resources, ctx: AgentContext, state: AgentState, cand: Candidate
     missing = [m.strip()[:120] for m in verdict.missing if m.strip()]
     relevance = verdict.relevance
     weight = ctx.llm_weight if ctx.llm_weight is not None else res.llm_weight
-    if weight < 1.0:  # a small LLM's judgement is noisy: keep part of the retrieval evidence
-        scaled = _retrieval_relevance(state["candidates"])[cand["video_id"]]
-        relevance = weight * relevance + (1 - weight) * scaled
+    if weight < 1.0:  # a small LLM's judgement is noisy: keep part of the (absolute) retrieval evidence
+        relevance = weight * relevance + (1 - weight) * cand["similarity"]
     return {"relevance": round(relevance, 4), "reasoning": verdict.reasoning.strip(), "objects": objects,
             "missing": missing, "source": "llm", "round": round_}, None
 
@@ -354,7 +353,7 @@ def finalize(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
 def _judgements_or_scores(state: AgentState, ctx: AgentContext) -> dict[str, Judgement]:
     """The LLM's judgements; with reasoning off (or a candidate never judged), the scaled retrieval score."""
     candidates = state.get("candidates", [])
-    scaled = _retrieval_relevance(candidates)
+    scaled = _retrieval_relevance(candidates, ctx)
     judged = dict(state.get("judgements", {})) if ctx.lr else {}
     for c in candidates:
         if c["video_id"] not in judged:

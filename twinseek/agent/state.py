@@ -29,7 +29,7 @@ class Candidate(TypedDict):
     score: float
     scores: dict[str, float]
     evidence: list[dict[str, Any]]  # ComponentMatch dumps
-    prior: float  # retrieval score scaled to [0, 1] (over the candidates, or the gallery for a restricted search)
+    similarity: float  # absolute similarity to the query in [0, 1] (mean of the tools' raw scores)
 
 
 class Judgement(TypedDict):

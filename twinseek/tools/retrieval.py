@@ -52,8 +52,6 @@ class RetrievalResult(BaseModel):
     hits: list[RetrievalHit]
     timings: dict[str, float] = Field(default_factory=dict)
     models: dict[str, str] = Field(default_factory=dict, description="Which model (and tier) did each part.")
-    score_range: tuple[float, float] | None = Field(
-        None, description="Lowest and highest final score over the whole ranked pool, before ``within`` and ``k``.")
 
 
 class Retriever:
@@ -126,7 +124,7 @@ class Retriever:
         reranker is configured; ``rewrite`` turns on query-aware ECR rewriting before reranking.
 
         ``within`` restricts the hits to those video ids ("how well do these videos match?"). The whole gallery
-        is still ranked, exactly, so that fusion and ``score_range`` see every video; unknown ids are ignored.
+        is still ranked, exactly (fusion sees every video); unknown ids are ignored.
         """
         timings: dict[str, float] = {}
         r = self.settings.retrieval
@@ -156,14 +154,12 @@ class Retriever:
             with _timed(timings, "rerank"):
                 ranked = self._rerank(query, ranked, reranker, top, r.rewrite if rewrite is None else rewrite)
             stage_scores["rerank"] = dict(ranked[:top])
-        scores = [score for _, score in ranked]
-        score_range = (min(scores), max(scores)) if scores else None
         if within is not None:
             wanted = set(within)
             ranked = [(vid, score) for vid, score in ranked if vid in wanted]
         hits = self._hits(ranked[:k], stage_scores, evidence)
         return RetrievalResult(query=query, decomposition=decomposition, hits=hits, timings=timings,
-                               models=self._models(tool), score_range=score_range)
+                               models=self._models(tool, decomposition))
 
     def _rerank(self, query: str, ranked: list[tuple[str, float]], reranker: Reranker, top: int,
                 rewrite: bool) -> list[tuple[str, float]]:
@@ -183,8 +179,9 @@ class Retriever:
                 evidence=evidence.get(vid, []), ecr=video.ecr_text))
         return hits
 
-    def _models(self, tool: Tool) -> dict[str, str]:
-        models = {"decompose": f"{self.llm.tier}:{self.llm.model}" if self._llm is not None else "rules"}
+    def _models(self, tool: Tool, decomposition: Decomposition) -> dict[str, str]:
+        # the LLM client is built without a request (no server start); a cached decomposition still names it
+        models = {"decompose": f"{self.llm.tier}:{self.llm.model}" if decomposition.source == "llm" else "rules"}
         if tool != "dense":
             models["compositional"] = f"embedded:{self.components.encoders.fingerprint}"
         if tool != "compositional":
