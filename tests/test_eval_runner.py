@@ -97,6 +97,13 @@ def test_results_json_holds_every_query_of_every_system(env: dict[str, Path], fi
     assert again == pytest.approx(first.systems["dense"].metrics, nan_ok=True)
 
 
+def test_load_results_reads_a_gzipped_copy(env: dict[str, Path], first: RunResult, tmp_path: Path) -> None:
+    import gzip
+
+    (tmp_path / "results.json.gz").write_bytes(gzip.compress((env["out"] / "results.json").read_bytes()))
+    assert _stable(load_results(tmp_path)) == _stable(first) == _stable(load_results(tmp_path / "results.json.gz"))
+
+
 def test_report_and_plots_exist(env: dict[str, Path], first: RunResult) -> None:
     out = env["out"]
     for name in ("report.md", "report.html", "plots/metrics_per_kind.png", "plots/rank_histogram.png",

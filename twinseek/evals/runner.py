@@ -633,10 +633,15 @@ def write_results(result: RunResult, path: Path) -> Path:
 
 
 def load_results(path: str | Path) -> RunResult:
-    """Read a ``results.json`` (or the run folder holding one)."""
+    """Read a ``results.json`` or a gzipped ``results.json.gz`` (or the run folder holding one)."""
+    import gzip
+
     path = Path(path)
     if path.is_dir():
-        path = path / "results.json"
+        path = path / "results.json" if (path / "results.json").exists() else path / "results.json.gz"
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            return RunResult.model_validate_json(handle.read())
     return RunResult.model_validate_json(path.read_text(encoding="utf-8"))
 
 
