@@ -162,7 +162,7 @@ class AgentSettings(BaseModel):
 
     llm_weight: float | None = Field(
         None, ge=0, le=1, description="Share of the LLM's judgement in a candidate's relevance; the rest is its "
-        "scaled retrieval score. None = 1.0 (the paper: the LLM decides) with a user's (paper-tier) endpoint, "
+        "absolute retrieval similarity. None = 1.0 (the paper: the LLM decides) with a user's (paper-tier) endpoint, "
         f"{EMBEDDED_LLM_WEIGHT} with the embedded 0.5B LLM, whose judgements are weak and often identical.")
 
 

@@ -23,8 +23,8 @@ How the agent is scored (:class:`AgentScorer`):
   ``max_score`` is the highest relevance the agent gave any candidate (hit or dropped), not a synthetic score.
 * **MCQ / counterfactual.** Each text is searched *within the given video* (``Agent.search(text,
   videos=[video])``), so the agent judges that video whatever its rank in the gallery, and its relevance is the
-  score (hit or dropped). With LR off that relevance is the video's retrieval score scaled over the whole
-  gallery. (``AgentScorer(restrict=False)`` instead reuses one gallery search per text: a candidate keeps its
+  score (hit or dropped). With LR off that relevance is the video's absolute retrieval similarity (mean raw
+  tool score, clipped to [0, 1]). (``AgentScorer(restrict=False)`` instead reuses one gallery search per text: a candidate keeps its
   relevance, any other video scores ``-1 + 0.5 * (1 - position / gallery)`` by its retrieval position.)
 * **Stores.** Just-in-time refinement writes into the twins, so every system with LR and JiT on runs on its own copy of
   the ingested store (``<out>/stores/<system>``). All systems share one cache of LLM decompositions, so each text
@@ -771,7 +771,7 @@ def _agent_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> Agent
         store = _store_copy(store, ctx.out / "stores" / spec.name)
     agent = stack.enter_context(Agent.open(store, profile=ctx.settings.profile, **overrides))
     agent.resources.decompositions = ctx.decompositions
-    return AgentScorer(agent, ctx.ids, k=ctx.k, tau=ctx.tau, switches=spec.switches())
+    return AgentScorer(agent, ctx.ids, k=ctx.k, tau=ctx.tau, switches=switches)
 
 
 def _store_copy(store: Path, dest: Path) -> Path:
