@@ -7,7 +7,10 @@ arrays whose longest side is at most ``max_side``. Anything that cannot be decod
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,19 +59,54 @@ def is_supported(path: Path) -> bool:
     return path.suffix.lower() in SUPPORTED_SUFFIXES
 
 
-def _check_file(path: Path, sampling: SamplingSettings) -> None:
-    if not path.exists():
-        raise VideoError(path, "file not found")
-    if not path.is_file():
-        raise VideoError(path, "not a regular file")
+def check_file(path: str | Path, sampling: SamplingSettings | None = None) -> int:
+    """Cheap checks before anything reads the file: what it is, its suffix and its size (from ``stat``).
+
+    Returns the size in bytes; raises a ``VideoError`` naming what is wrong: missing, a dangling symlink, a
+    symlink loop, a directory, a fifo, a socket, a device, an unsupported suffix, empty, or too large.
+    """
+    path = Path(path)
+    sampling = sampling or SamplingSettings()
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise VideoError(path, _unreachable(path, exc)) from exc
+    kind = _not_regular(st.st_mode)
+    if kind:
+        raise VideoError(path, f"not a regular file: {kind}")
     if not is_supported(path):
         raise UnsupportedFormatError(path, f"suffix {path.suffix or '(none)'}; supported: "
                                      + ", ".join(sorted(SUPPORTED_SUFFIXES)))
-    size = path.stat().st_size
-    if size == 0:
+    if st.st_size == 0:
         raise EmptyVideoError(path, "file is empty")
-    if size > sampling.max_file_mb * 1024 * 1024:
-        raise VideoTooLargeError(path, f"{size / 2**20:.0f} MiB > max_file_mb={sampling.max_file_mb:g}")
+    if st.st_size > sampling.max_file_mb * 1024 * 1024:
+        raise VideoTooLargeError(path, f"{st.st_size / 2**20:.0f} MiB > max_file_mb={sampling.max_file_mb:g}")
+    return st.st_size
+
+
+def _unreachable(path: Path, exc: OSError) -> str:
+    """Why ``stat`` failed, in words: a broken symlink says so rather than "file not found"."""
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if exc.errno == errno.EACCES:
+        return "permission denied"
+    if path.is_symlink():
+        try:
+            return f"dangling symlink to {os.readlink(path)}"
+        except OSError:
+            return "dangling symlink"
+    if exc.errno == errno.ENOTDIR:
+        return "a parent of it is not a folder"
+    return "file not found"
+
+
+def _not_regular(mode: int) -> str | None:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (fifo)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return None if stat.S_ISREG(mode) else "an unknown kind of file"
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -96,7 +134,7 @@ def probe(path: str | Path, sampling: SamplingSettings | None = None) -> VideoIn
     """Read a video's metadata without decoding frames; raises a ``VideoError`` for bad files."""
     path = Path(path)
     sampling = sampling or SamplingSettings()
-    _check_file(path, sampling)
+    check_file(path, sampling)
     with _open(path) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
@@ -173,14 +211,17 @@ def iter_frames(path: str | Path, max_side: int = 640, wanted: set[int] | None =
             raise CorruptVideoError(path, f"decoding failed after frame {index}: {exc}") from exc
 
 
-def decode_video(path: str | Path, sampling: SamplingSettings | None = None) -> DecodedVideo:
+def decode_video(
+    path: str | Path, sampling: SamplingSettings | None = None, info: VideoInfo | None = None
+) -> DecodedVideo:
     """Probe, sample and decode a video. Raises a ``VideoError`` naming the file on any failure.
 
-    A stream whose real length differs from its header (truncated or mislabelled files) is re-sampled over
-    the frames that actually decode, with a warning.
+    ``info``: the file's :func:`probe` result when the caller already has it. A stream whose real length differs
+    from its header (truncated or mislabelled files) is re-sampled over the frames that actually decode, with a
+    warning.
     """
     sampling = sampling or SamplingSettings()
-    info = probe(path, sampling)
+    info = info or probe(path, sampling)
     targets = sample_indices(info.frame_count, info.fps, sampling)
     decoded, last_good, error = _decode_targets(info.path, targets, sampling.max_side)
     if len(decoded) < len(targets):

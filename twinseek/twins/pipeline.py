@@ -16,9 +16,9 @@ from typing import Literal
 import numpy as np
 
 from twinseek.config import Settings
-from twinseek.errors import TwinseekError, VideoError
+from twinseek.errors import TwinseekError
 from twinseek.twins.adapters.base import Category, Detection, TrackedObject, box_from_mask, crop
-from twinseek.twins.decode import DecodedVideo, decode_video, is_supported
+from twinseek.twins.decode import DecodedVideo, check_file, decode_video, is_supported, probe
 from twinseek.twins.masks import mask_geometry
 from twinseek.twins.model import Instance, Track, Twin, Video
 from twinseek.twins.relations import compute_relations, track_motion
@@ -48,6 +48,7 @@ class IngestResult:
     tracks: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    repaired: bool = False  # the video was stored already but some of its mask files were missing
 
 
 class Timer:
@@ -93,7 +94,9 @@ def collect_videos(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found.extend(sorted(f for f in p.rglob("*") if f.is_file() and is_supported(f)))
+            # anything with a video suffix that is not a folder: a fifo or a broken link named clip.mp4 is
+            # reported by ingest as what it is rather than silently left out
+            found.extend(sorted(f for f in p.rglob("*") if is_supported(f) and not f.is_dir()))
         else:
             found.append(p)
     return found
@@ -115,19 +118,31 @@ class Ingestor:
         return self._specialists
 
     def ingest(self, path: str | Path, force: bool = False) -> IngestResult:
-        """Ingest one file. Raises ``VideoError`` for bad input; nothing is written in that case."""
+        """Ingest one file. Raises ``VideoError`` for bad input; nothing is written in that case.
+
+        The file's kind, suffix, size and container header are checked before its content is read (hashed). A
+        video already stored (same content) is skipped unless ``force``, or unless some of its mask files are
+        missing: then it is ingested again, which repairs it.
+        """
         path = Path(path)
         start = time.perf_counter()
         timer = Timer()
-        if not path.is_file():
-            raise VideoError(path, "file not found")
+        with timer.step("decode"):
+            check_file(path, self.settings.sampling)
+            info = probe(path, self.settings.sampling)
         with timer.step("hash"):
             content_hash = file_hash(path)
         existing = self.store.find_by_hash(content_hash)
+        repaired = False
         if existing and not force:
-            return IngestResult(str(path), "skipped", existing)
+            missing = self.store.missing_masks(existing)
+            if not missing:
+                return IngestResult(str(path), "skipped", existing)
+            logger.warning("%s: %d mask files of the stored twin %s are missing (e.g. %s); ingesting it again",
+                           path, len(missing), existing, missing[0])
+            repaired = True
         with timer.step("decode"):
-            decoded = decode_video(path, self.settings.sampling)
+            decoded = decode_video(path, self.settings.sampling, info=info)
         video_id = existing or self._assign_id(path)
         twin, masks = build_twin(video_id, decoded, content_hash, self.specialists, self.settings, timer)
         with timer.step("write"):
@@ -141,12 +156,13 @@ class Ingestor:
                 self.store.discard_mask_dir(mask_dir)
                 raise
         return IngestResult(str(path), "ingested", video_id, frames=len(decoded.frames), tracks=len(twin.tracks),
-                            seconds=time.perf_counter() - start, timings=dict(timer.seconds))
+                            seconds=time.perf_counter() - start, timings=dict(timer.seconds), repaired=repaired)
 
     def ingest_many(
         self, paths: Sequence[str | Path], force: bool = False, on_done: Callable[[IngestResult], None] | None = None
     ) -> list[IngestResult]:
-        """Ingest files and folders; a bad file is reported and skipped, the rest go on."""
+        """Ingest files and folders; a file that fails (bad input, or any unexpected error, logged with its
+        traceback) is reported as ``failed`` and the rest go on. ``KeyboardInterrupt`` still stops."""
         results = []
         for path in collect_videos(paths):
             try:
@@ -154,6 +170,9 @@ class Ingestor:
             except TwinseekError as exc:
                 logger.warning("skipping %s", exc)
                 result = IngestResult(str(path), "failed", error=str(exc))
+            except Exception as exc:  # a bug or a crashed model on one file must not end a folder ingest
+                logger.exception("unexpected error ingesting %s; going on with the next file", path)
+                result = IngestResult(str(path), "failed", error=f"{path}: {type(exc).__name__}: {exc}")
             results.append(result)
             if on_done:
                 on_done(result)

@@ -5,26 +5,40 @@ Layout of a store folder::
     twins.db                         SQLite (tables videos, tracks, instances, relations)
     masks/<video_id>/<ingest>/t<track>_f<frame>.png
 
+    .leases/<ingest>.lock            one per ingest still writing its mask folder (flock held by its process)
+
 Writes of one video are atomic: its mask files go to a fresh ``<ingest>`` folder, then every row is written
 in one transaction, and only then is the previous folder removed. A crash at any point leaves either the old
-twin or the new one; mask folders no row points to are swept the next time a writer opens the store.
+twin or the new one; mask folders no row points to are swept the next time the store is opened.
+
+The sweep must never take a folder an ingest is still writing (its rows are not committed yet): each ingest
+folder has a lease, a lock file the ingesting process holds an ``flock`` on from before the folder exists until
+its rows are committed or the folder is discarded. The kernel drops the lock when that process dies (even by
+``kill -9``), so a folder whose lease can be locked by someone else is an orphan; one whose lease is held is
+live and left alone. A folder with no lease file at all (written by an older twinseek) is swept only once it
+is older than ``ORPHAN_GRACE_S``. :meth:`TwinStore.check` reports rows whose mask files are missing.
+
 One writer at a time (an advisory file lock); any number of readers (WAL mode).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
+import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import sqlite_utils
+from pydantic import BaseModel, Field
 from sqlite_utils.migrations import Migrations
 
 from twinseek.errors import StoreError, VideoNotFoundError
@@ -35,11 +49,50 @@ logger = logging.getLogger(__name__)
 
 DB_NAME = "twins.db"
 MASK_DIR = "masks"
+LEASE_DIR = ".leases"
+# A mask folder with no lease file (written by a twinseek without leases) is only swept once this old: an
+# ingest of such a version may still be writing it.
+ORPHAN_GRACE_S = 3600.0
 AUGMENTABLE_TRACK_FIELDS = frozenset({
     "category", "category_score", "category_source", "category_group", "category_candidates", "attributes"})
 AUGMENTABLE_INSTANCE_FIELDS = frozenset({"category", "category_score", "attributes", "depth"})
 
 migrations = Migrations("twinseek")
+
+FindingKind = Literal["sqlite", "foreign_key", "missing_masks", "missing_mask_dir", "unreadable_masks",
+                      "orphan_mask_dir", "ingest_in_progress"]
+# Findings that mean stored data is lost or unusable (the others are housekeeping the next open does).
+DAMAGE: frozenset[str] = frozenset({"sqlite", "foreign_key", "missing_masks", "missing_mask_dir", "unreadable_masks"})
+
+
+class StoreFinding(BaseModel):
+    """One problem :meth:`TwinStore.check` found."""
+
+    kind: FindingKind
+    video_id: str | None = None
+    count: int = Field(1, description="How many rows or files it concerns.")
+    detail: str = ""
+
+    @property
+    def damage(self) -> bool:
+        return self.kind in DAMAGE
+
+
+class StoreCheck(BaseModel):
+    """What :meth:`TwinStore.check` found: ``ok`` unless some stored data is lost or unusable."""
+
+    store: str
+    videos: int
+    instances: int
+    findings: list[StoreFinding] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.damage for f in self.findings)
+
+    @property
+    def damaged_videos(self) -> list[str]:
+        return sorted({f.video_id for f in self.findings if f.damage and f.video_id})
 
 
 @migrations()
@@ -93,6 +146,7 @@ class TwinStore:
         if not db_path.exists() and not create:
             raise StoreError(f"no twin store at {self.root} (expected {db_path})")
         self.root.mkdir(parents=True, exist_ok=True)
+        self._leases: dict[str, int] = {}  # mask folder -> fd of its lease file (flock held)
         self.db = sqlite_utils.Database(db_path)
         self.db.enable_wal()
         self.db.execute("PRAGMA foreign_keys = ON")
@@ -102,6 +156,8 @@ class TwinStore:
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def close(self) -> None:
+        for mask_dir in list(self._leases):  # ingests that never committed: their folders hold nothing live
+            self.discard_mask_dir(mask_dir)
         self.db.close()
 
     def __enter__(self) -> TwinStore:
@@ -181,11 +237,69 @@ class TwinStore:
             "top_categories": {r["category"]: r["tracks"] for r in categories},
         }
 
+    def missing_masks(self, video_id: str) -> list[str]:
+        """Mask paths of ``video_id``'s instances whose files are missing (empty when the twin is whole)."""
+        rows = self.db.query(
+            "select mask_path from instances where video_id = ? order by track_id, frame_index", [video_id])
+        return [r["mask_path"] for r in rows if not (self.root / r["mask_path"]).is_file()]
+
+    def check(self, deep: bool = False) -> StoreCheck:
+        """Check the store: SQLite's own integrity and foreign keys, every instance's mask file (``deep``: also
+        decode it), video rows whose mask folder is gone, and uncommitted mask folders (orphans are removed by
+        the next open; folders of a running ingest are reported as such)."""
+        findings: list[StoreFinding] = []
+        problems = [r[0] for r in self.db.execute("PRAGMA quick_check").fetchall() if r[0] != "ok"]
+        if problems:
+            findings.append(StoreFinding(kind="sqlite", count=len(problems), detail="; ".join(problems[:5])))
+        dangling: dict[tuple[str, str], int] = {}
+        for table, _rowid, parent, _fk in self.db.execute("PRAGMA foreign_key_check").fetchall():
+            dangling[(table, parent)] = dangling.get((table, parent), 0) + 1
+        for (table, parent), n in dangling.items():
+            findings.append(StoreFinding(kind="foreign_key", count=n, detail=f"{table} rows without their {parent} row"))
+        live: set[str] = set()
+        for video in self.db.query("select video_id, mask_dir from videos order by video_id"):
+            video_id, mask_dir = video["video_id"], video["mask_dir"]
+            live.add(mask_dir)
+            paths = [r["mask_path"] for r in self.db.query(
+                "select mask_path from instances where video_id = ? order by track_id, frame_index", [video_id])]
+            missing = [p for p in paths if not (self.root / p).is_file()]
+            if paths and mask_dir and not (self.root / mask_dir).is_dir():
+                findings.append(StoreFinding(kind="missing_mask_dir", video_id=video_id, count=len(paths),
+                                             detail=f"{mask_dir} is gone"))
+            elif missing:
+                findings.append(StoreFinding(kind="missing_masks", video_id=video_id, count=len(missing),
+                                             detail=f"{len(missing)} of {len(paths)} mask files missing, e.g. {missing[0]}"))
+            if deep:
+                unreadable = [p for p in paths if p not in set(missing) and not _readable_mask(self.root / p)]
+                if unreadable:
+                    findings.append(StoreFinding(kind="unreadable_masks", video_id=video_id, count=len(unreadable),
+                                                 detail=f"e.g. {unreadable[0]}"))
+        base = self.root / MASK_DIR
+        for ingest_dir in sorted(base.glob("*/*")) if base.is_dir() else []:
+            rel = f"{MASK_DIR}/{ingest_dir.parent.name}/{ingest_dir.name}"
+            if rel in live or not ingest_dir.is_dir():
+                continue
+            state = self._folder_state(ingest_dir)
+            kind: FindingKind = "orphan_mask_dir" if state == "orphan" else "ingest_in_progress"
+            findings.append(StoreFinding(kind=kind, video_id=ingest_dir.parent.name,
+                                         count=sum(1 for _ in ingest_dir.glob("*.png")), detail=rel))
+        return StoreCheck(store=str(self.root), videos=len(self), instances=self.db.table("instances").count,
+                          findings=findings)
+
     # -- writes ------------------------------------------------------------------------------------------
     def new_mask_dir(self, video_id: str) -> str:
-        """A fresh, unique mask folder (relative to the store) for one ingest of ``video_id``."""
-        rel = f"{MASK_DIR}/{video_id}/{uuid.uuid4().hex[:12]}"
-        (self.root / rel).mkdir(parents=True)
+        """A fresh, unique mask folder (relative to the store) for one ingest of ``video_id``, leased to this
+        store object until :meth:`put_twin` commits it or :meth:`discard_mask_dir` drops it (``close`` drops
+        any left): while leased no open of the store, in any process, sweeps it."""
+        token = uuid.uuid4().hex[:12]
+        rel = f"{MASK_DIR}/{video_id}/{token}"
+        # the lease is locked before the folder exists, so a sweep never sees the folder without its lease
+        self._leases[rel] = _take_lease(self.root / LEASE_DIR / f"{token}.lock", rel)
+        try:
+            (self.root / rel).mkdir(parents=True)
+        except BaseException:
+            self._release_lease(rel)
+            raise
         return rel
 
     def write_mask(self, mask_dir: str, track_id: int, frame_index: int, mask: np.ndarray) -> str:
@@ -204,6 +318,7 @@ class TwinStore:
                 self._insert_tracks(twin.tracks)
                 self._insert_instances(twin.instances)
                 self._insert_relations(twin.relations)
+            self._release_lease(mask_dir)  # committed: the row keeps the folder now
             if old_dir and old_dir != mask_dir:
                 shutil.rmtree(self.root / old_dir, ignore_errors=True)
 
@@ -242,16 +357,21 @@ class TwinStore:
             self.db.table("videos").update(video_id, {"ecr_text": text, "ecr_source": source})
 
     def delete(self, video_id: str) -> None:
-        """Remove a video's rows and its mask files."""
+        """Remove a video's rows and its mask files (a folder an ingest of it is still writing stays)."""
         with self.writer():
             if video_id not in self:
                 raise VideoNotFoundError(video_id)
+            mask_dir = self._mask_dir_of(video_id)
             with self.db.atomic():
                 self._delete_rows(video_id)
-            shutil.rmtree(self.root / MASK_DIR / video_id, ignore_errors=True)
+            if mask_dir:
+                shutil.rmtree(self.root / mask_dir, ignore_errors=True)
+            self._sweep_video_dir(self.root / MASK_DIR / video_id, set())
 
     def discard_mask_dir(self, mask_dir: str) -> None:
+        """Remove an uncommitted mask folder and drop its lease."""
         shutil.rmtree(self.root / mask_dir, ignore_errors=True)
+        self._release_lease(mask_dir)
 
     # -- internals ---------------------------------------------------------------------------------------
     def _mask_dir_of(self, video_id: str) -> str | None:
@@ -279,20 +399,102 @@ class TwinStore:
     def _insert_relations(self, relations: list[Relation]) -> None:
         self.db.table("relations").insert_all((r.model_dump() for r in relations), batch_size=500)
 
+    def _release_lease(self, mask_dir: str) -> None:
+        fd = self._leases.pop(mask_dir, None)
+        if fd is not None:
+            (self.root / LEASE_DIR / f"{Path(mask_dir).name}.lock").unlink(missing_ok=True)
+            os.close(fd)  # closing drops the flock
+
+    def _folder_state(self, ingest_dir: Path) -> Literal["leased", "orphan", "young"]:
+        """Whether an uncommitted mask folder belongs to a live ingest (``leased``), is an orphan, or has no
+        lease and is too young to judge (``young``)."""
+        if f"{MASK_DIR}/{ingest_dir.parent.name}/{ingest_dir.name}" in self._leases:
+            return "leased"
+        lease = self.root / LEASE_DIR / f"{ingest_dir.name}.lock"
+        held = _lease_held(lease)
+        if held is None:  # no lease file: an older twinseek wrote it; judge by age
+            return "orphan" if _age_s(ingest_dir) > ORPHAN_GRACE_S else "young"
+        return "leased" if held else "orphan"
+
     def _sweep_orphan_masks(self) -> None:
-        """Remove mask folders that no video row points to (left by an interrupted ingest)."""
+        """Remove mask folders that no video row points to and no live ingest holds (left by an interrupted
+        ingest), and stale lease files. Runs under the writer lock: no commit can happen meanwhile."""
         base = self.root / MASK_DIR
-        if not base.exists():
-            return
         live = {r["mask_dir"] for r in self.db.query("select mask_dir from videos")}
-        for video_dir in base.iterdir():
-            for ingest_dir in video_dir.iterdir() if video_dir.is_dir() else []:
-                rel = f"{MASK_DIR}/{video_dir.name}/{ingest_dir.name}"
-                if rel not in live:
-                    logger.info("removing orphan mask folder %s", rel)
-                    shutil.rmtree(ingest_dir, ignore_errors=True)
-            if video_dir.is_dir() and not any(video_dir.iterdir()):
-                video_dir.rmdir()
+        if base.exists():
+            for video_dir in base.iterdir():
+                if video_dir.is_dir():
+                    self._sweep_video_dir(video_dir, live)
+        leases = self.root / LEASE_DIR
+        if leases.is_dir():
+            for lease in leases.glob("*.lock"):
+                # a lease with no folder: its ingest died before mkdir or after discarding; the age guard
+                # spares one whose ingest is between creating the lease and locking it
+                if not any(base.glob(f"*/{lease.stem}")) and _age_s(lease) > 60 and _lease_held(lease) is False:
+                    lease.unlink(missing_ok=True)
+
+    def _sweep_video_dir(self, video_dir: Path, live: set[str]) -> None:
+        if not video_dir.is_dir():
+            return
+        for ingest_dir in video_dir.iterdir():
+            rel = f"{MASK_DIR}/{video_dir.name}/{ingest_dir.name}"
+            if rel in live or not ingest_dir.is_dir():
+                continue
+            state = self._folder_state(ingest_dir)
+            if state == "orphan":
+                logger.info("removing orphan mask folder %s", rel)
+                shutil.rmtree(ingest_dir, ignore_errors=True)
+                (self.root / LEASE_DIR / f"{ingest_dir.name}.lock").unlink(missing_ok=True)
+            else:
+                logger.debug("keeping uncommitted mask folder %s (%s)", rel, state)
+        with contextlib.suppress(OSError):  # not empty: still in use
+            video_dir.rmdir()
+
+
+def _take_lease(path: Path, mask_dir: str) -> int:
+    """Create ``path`` and hold an exclusive flock on it; returns the open fd (closing it drops the lock)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, json.dumps({"pid": os.getpid(), "mask_dir": mask_dir}).encode())
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    return fd
+
+
+def _lease_held(path: Path) -> bool | None:
+    """Whether a live process holds the lease at ``path`` (``None``: there is no lease file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    finally:
+        os.close(fd)  # also drops the lock we may just have taken
+    return False
+
+
+def _readable_mask(path: Path) -> bool:
+    try:
+        load_mask(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _video_from_row(row: dict[str, Any]) -> Video:
