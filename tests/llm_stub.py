@@ -31,7 +31,9 @@ def top_logprobs(pairs: list[tuple[str, float]]) -> dict[str, Any]:
 
 
 class StubLLMServer:
-    """Replies from a script: dicts are JSON bodies, ("sleep", s) delays, ("status", code) fails."""
+    """Replies from a script: dicts are JSON bodies, ("sleep", s) delays, ("status", code) fails (a third item:
+    extra headers), ("raw", status, content_type, bytes) sends that body as is, ("drip", s) sends a valid
+    reply's headers then its body one byte every ``s`` seconds (a server that never trips a read timeout)."""
 
     def __init__(self) -> None:
         self.script: list[Any] = []
@@ -46,14 +48,31 @@ class StubLLMServer:
                 if isinstance(reply, tuple) and reply[0] == "sleep":
                     time.sleep(reply[1])
                     reply = completion("late")
-                status = reply[1] if isinstance(reply, tuple) else 200
-                payload = json.dumps({"error": {"message": "stub failure"}} if status != 200 else reply).encode()
+                headers: dict[str, str] = {}
+                content_type, delay = "application/json", 0.0
+                if isinstance(reply, tuple) and reply[0] == "raw":
+                    status, content_type, payload = reply[1], reply[2], reply[3]
+                elif isinstance(reply, tuple) and reply[0] == "drip":
+                    status, delay = 200, reply[1]
+                    payload = json.dumps(completion("slow")).encode()
+                else:
+                    status = reply[1] if isinstance(reply, tuple) else 200
+                    headers = reply[2] if isinstance(reply, tuple) and len(reply) > 2 else {}
+                    payload = json.dumps({"error": {"message": "stub failure"}} if status != 200 else reply).encode()
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", content_type)
                     self.send_header("Content-Length", str(len(payload)))
+                    for key, value in headers.items():
+                        self.send_header(key, value)
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if delay:
+                        for byte in payload:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(delay)
+                    else:
+                        self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
                     pass
 

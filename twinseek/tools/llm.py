@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import functools
 import hashlib
 import importlib.metadata
 import logging
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from twinseek.config import LLMSettings, Settings
 from twinseek.errors import ModelUnavailableError, TwinseekError
@@ -47,6 +48,7 @@ __all__ = [
     "LLMOutputError",
     "LLMSettings",
     "Messages",
+    "Reply",
     "assemble_model",
     "embedded_model_path",
     "open_llm",
@@ -61,7 +63,7 @@ LLMTier = Literal["embedded", "paper"]
 
 
 class LLMError(TwinseekError):
-    """The LLM server is down, unreachable, refused the request or timed out."""
+    """The LLM server is down, unreachable, refused the request, timed out, or sent a malformed reply."""
 
 
 class LLMOutputError(LLMError):
@@ -396,8 +398,69 @@ def _as_messages(messages: Messages) -> list[dict[str, str]]:
     return [dict(m) for m in messages]
 
 
+# Status codes worth asking again (the SDK's own list): request timeout, lock timeout, rate limit, server errors.
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+MAX_BACKOFF_S = 8.0
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The first choice of a chat completion, checked: what every public method reads."""
+
+    text: str
+    finish_reason: str | None
+    top_logprobs: list[tuple[str, float]] | None  # the first token's alternatives; None: the endpoint sent none
+
+
+class _WireTop(BaseModel):
+    token: str
+    logprob: float
+
+
+class _WireToken(_WireTop):
+    top_logprobs: list[_WireTop] | None = None
+
+
+class _WireLogprobs(BaseModel):
+    content: list[_WireToken] | None = None
+
+
+class _WireMessage(BaseModel):
+    content: str | None = None
+
+
+class _WireChoice(BaseModel):
+    message: _WireMessage
+    finish_reason: str | None = None
+    logprobs: _WireLogprobs | None = None
+
+
+class _WireCompletion(BaseModel):
+    """What we need of a ``chat.completion`` body; the SDK builds its objects without validating them."""
+
+    choices: list[_WireChoice] = Field(min_length=1)
+
+
+class _Deadline:
+    """The wall-clock budget of one public call (all its requests, re-asks and retries)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+
 class LLMClient:
-    """A thread-safe client for one endpoint. Build with :func:`open_llm`."""
+    """A thread-safe client for one endpoint. Build with :func:`open_llm`.
+
+    Every failure (the server down, refusing, timing out, or answering with something that is not a chat
+    completion) raises :class:`LLMError`, so callers take their recorded fallback. ``timeout_s`` of a public
+    method bounds that whole call, re-asks and retries included (default ``settings.timeout_s``): pass a search's
+    remaining time to keep a deadline. Timeouts are never retried; connection errors, 408/409/429 and 5xx from a
+    user's endpoint are retried up to ``settings.http_retries`` times within that bound.
+    """
 
     def __init__(
         self, settings: LLMSettings, *, tier: LLMTier, base_url: str | None = None,
@@ -427,8 +490,8 @@ class LLMClient:
                     base_url=self._base_url,
                     api_key=self.settings.api_key or "none",  # local servers need a dummy key
                     timeout=self.settings.timeout_s,
-                    # Retrying a dead local server only delays the error.
-                    max_retries=0 if self.tier == "embedded" else self.settings.http_retries,
+                    # Retries are ours (_complete): the SDK's would retry timeouts and multiply the wait.
+                    max_retries=0,
                 )
             return self._sdk
 
@@ -437,25 +500,71 @@ class LLMClient:
         self._client()
         return self
 
-    def _create(self, messages: list[dict[str, str]], *, max_tokens: int, timeout_s: float | None,
-                **extra: Any) -> Any:
+    def _deadline(self, timeout_s: float | None) -> _Deadline:
+        seconds = self.settings.timeout_s if timeout_s is None else timeout_s
+        if seconds <= 0:
+            raise LLMError(f"no time left for the LLM at {self._base_url} (timeout_s={seconds:g})")
+        return _Deadline(seconds)
+
+    def _complete(self, messages: list[dict[str, str]], *, max_tokens: int, deadline: _Deadline,
+                  **extra: Any) -> Reply:
+        """One completion within ``deadline``, retried on transient failures; always :class:`LLMError` on failure."""
         import openai
 
-        client = self._client()
-        timeout = timeout_s or self.settings.timeout_s
         params: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens, **extra}
         if self.settings.temperature is not None:
             params["temperature"] = self.settings.temperature
         if self.settings.seed is not None:
             params["seed"] = self.settings.seed
+        retries = 0 if self.tier == "embedded" else self.settings.http_retries  # a dead local server stays dead
+        client = self._client()  # here, not on the worker thread: starting the embedded server has its own timeout
+        for attempt in range(retries + 1):
+            left = deadline.left()
+            if left <= 0:
+                raise self._timed_out(deadline)
+            try:
+                resp = _within(left, functools.partial(client.chat.completions.create, timeout=left, **params))
+            except (openai.APITimeoutError, TimeoutError) as e:
+                raise self._timed_out(deadline) from e
+            except openai.APIConnectionError as e:
+                error: LLMError = LLMError(self._unreachable(e))
+                wait = _backoff(attempt, None)
+            except openai.APIStatusError as e:
+                error = LLMError(f"the LLM at {self._base_url} refused the request ({e.status_code}): {e.message}")
+                if e.status_code not in RETRY_STATUSES:
+                    raise error from e
+                wait = _backoff(attempt, e.response.headers.get("retry-after"))
+            except LLMError:
+                raise
+            except Exception as e:  # anything else the SDK raises (e.g. a body that is not JSON) is a bad reply
+                raise LLMError(f"the LLM at {self._base_url} sent a malformed reply ({type(e).__name__}: {e})") from e
+            else:
+                return self._checked(resp)
+            if attempt == retries or wait >= deadline.left():
+                raise error
+            logger.info("%s; retrying in %.1fs (%d/%d)", error, wait, attempt + 1, retries)
+            time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _checked(self, resp: Any) -> Reply:
+        """The reply's first choice, or :class:`LLMError` when the body is not a chat completion (HTML from a
+        proxy, no choices, no message, wrong types)."""
+        if not isinstance(resp, BaseModel):
+            raise LLMError(f"the LLM at {self._base_url} sent a malformed reply (not a chat completion: "
+                           f"{type(resp).__name__} {str(resp)[:120]!r})")
         try:
-            return client.chat.completions.create(timeout=timeout, **params)
-        except openai.APITimeoutError as e:
-            raise LLMError(f"the LLM at {self._base_url} did not answer within {timeout:.0f}s") from e
-        except openai.APIConnectionError as e:
-            raise LLMError(self._unreachable(e)) from e
-        except openai.APIStatusError as e:
-            raise LLMError(f"the LLM at {self._base_url} refused the request ({e.status_code}): {e.message}") from e
+            body = _WireCompletion.model_validate(resp.model_dump(warnings=False))
+        except ValidationError as e:
+            raise LLMError(f"the LLM at {self._base_url} sent a malformed reply ({_short_error(e, None)})") from e
+        choice = body.choices[0]
+        top = None
+        if choice.logprobs is not None and choice.logprobs.content:
+            first = choice.logprobs.content[0]
+            top = [(t.token, t.logprob) for t in first.top_logprobs or []] or [(first.token, first.logprob)]
+        return Reply(choice.message.content or "", choice.finish_reason, top)
+
+    def _timed_out(self, deadline: _Deadline) -> LLMError:
+        return LLMError(f"the LLM at {self._base_url} did not answer within {deadline.seconds:.0f}s")
 
     def _unreachable(self, e: Exception) -> str:
         msg = f"cannot reach the LLM at {self._base_url}: {e}"
@@ -465,10 +574,15 @@ class LLMClient:
 
     # -- public API -----------------------------------------------------------------------------------------------
 
+    def complete(self, messages: Messages, *, max_tokens: int = 256, timeout_s: float | None = None,
+                 **extra: Any) -> Reply:
+        """One checked completion (``extra``: further request fields, e.g. ``logprobs``)."""
+        return self._complete(_as_messages(messages), max_tokens=max_tokens, deadline=self._deadline(timeout_s),
+                              **extra)
+
     def chat_text(self, messages: Messages, *, max_tokens: int = 256, timeout_s: float | None = None) -> str:
         """Plain completion: the assistant's reply text."""
-        resp = self._create(_as_messages(messages), max_tokens=max_tokens, timeout_s=timeout_s)
-        return str(resp.choices[0].message.content or "")
+        return self.complete(messages, max_tokens=max_tokens, timeout_s=timeout_s).text
 
     def chat_json(
         self, messages: Messages, schema: type[T], *, max_tokens: int = 512, timeout_s: float | None = None,
@@ -477,24 +591,28 @@ class LLMClient:
         """A reply constrained to ``schema`` (``response_format`` json_schema) and validated into it.
 
         An invalid reply (bad JSON, schema violation, cut at ``max_tokens``) is shown back to the model with the
-        error, up to ``retries`` (default ``settings.max_retries``) times; then ``fallback()`` is returned (logged), or
-        :class:`LLMOutputError` raised without one. Transport failures raise :class:`LLMError` right away.
+        error, up to ``retries`` (default ``settings.max_retries``) times while ``timeout_s`` lasts; then
+        ``fallback()`` is returned (logged), or :class:`LLMOutputError` raised without one. Transport failures and
+        replies that are not chat completions raise :class:`LLMError` right away.
         """
+        deadline = self._deadline(timeout_s)
         base = _as_messages(messages)
         msgs = base
         rf = response_format(schema)
         attempts = (self.settings.max_retries if retries is None else retries) + 1
         error = ""
         for attempt in range(1, attempts + 1):
-            resp = self._create(msgs, max_tokens=max_tokens, timeout_s=timeout_s, response_format=rf)
-            choice = resp.choices[0]
-            text = str(choice.message.content or "")
+            reply = self._complete(msgs, max_tokens=max_tokens, deadline=deadline, response_format=rf)
             try:
-                return schema.model_validate_json(text)
+                return schema.model_validate_json(reply.text)
             except ValidationError as e:
-                error = _short_error(e, choice.finish_reason)
+                error = _short_error(e, reply.finish_reason)
             logger.info("invalid %s reply (attempt %d/%d): %s", schema.__name__, attempt, attempts, error)
-            msgs = [*base, {"role": "assistant", "content": text[:2000]},
+            if attempt < attempts and deadline.left() <= 0:
+                logger.info("no time left to ask again for %s", schema.__name__)
+                attempts = attempt
+                break
+            msgs = [*base, {"role": "assistant", "content": reply.text[:2000]},
                     {"role": "user", "content": f"That reply is invalid: {error}. Reply again with JSON that "
                      "matches the schema exactly."}]
         if fallback is not None:
@@ -507,16 +625,13 @@ class LLMClient:
         """P(yes) for a yes/no question: ``p_yes / (p_yes + p_no)`` over the first token's top logprobs.
 
         Case and surrounding space are ignored ("Yes", " yes"). When only one answer is among the top tokens,
-        the other gets the smallest listed probability (an upper bound on it); when neither is, 0.5.
+        the other gets the smallest listed probability (an upper bound on it); when neither is, 0.5. An endpoint
+        that sends no logprobs is read from the answer's text.
         """
-        resp = self._create(_as_messages(messages), max_tokens=1, timeout_s=timeout_s,
-                            logprobs=True, top_logprobs=top_logprobs)
-        choice = resp.choices[0]
-        content = choice.logprobs.content if choice.logprobs is not None else None
-        if not content:
-            return _from_text(str(choice.message.content or ""))
-        top = [(t.token, t.logprob) for t in content[0].top_logprobs or []]
-        return yes_share(top or [(content[0].token, content[0].logprob)])
+        reply = self.complete(messages, max_tokens=1, timeout_s=timeout_s, logprobs=True, top_logprobs=top_logprobs)
+        if not reply.top_logprobs:
+            return _from_text(reply.text)
+        return yes_share(reply.top_logprobs)
 
     def close(self) -> None:
         """Close the HTTP connections (the shared embedded server keeps running until exit)."""
@@ -524,6 +639,42 @@ class LLMClient:
             if self._sdk is not None:
                 self._sdk.close()
                 self._sdk = None
+
+
+def _backoff(attempt: int, retry_after: str | None) -> float:
+    """Seconds before retry ``attempt + 1``: the server's ``Retry-After`` when it gives seconds, else 0.5 * 2^n."""
+    try:
+        if retry_after is not None:
+            return min(max(float(retry_after), 0.0), MAX_BACKOFF_S)
+    except ValueError:
+        pass  # an HTTP date: use our own backoff
+    return min(0.5 * 2**attempt, MAX_BACKOFF_S)
+
+
+def _within(seconds: float, call: Callable[[], Any]) -> Any:
+    """``call()`` on a worker thread, given up after ``seconds`` (:class:`TimeoutError`).
+
+    httpx's timeout applies to each network operation, so a server that trickles its reply byte by byte never
+    trips it; this bounds the wall time. An abandoned request ends by itself at its own (per-operation) timeout.
+    """
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as e:  # handed to the caller below
+            box["error"] = e
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="twinseek-llm-request", daemon=True).start()
+    # a little grace so that the request's own timeout, with its clearer error, usually fires first
+    if not done.wait(seconds + 0.25):
+        raise TimeoutError(f"no reply within {seconds:.1f}s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def yes_share(top: Sequence[tuple[str, float]]) -> float:

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import numpy as np
 import sqlite_utils
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 from sqlite_utils.migrations import Migrations
 
 from twinseek.errors import StoreError, VideoNotFoundError
@@ -73,6 +73,7 @@ class StoreFinding(BaseModel):
     count: int = Field(1, description="How many rows or files it concerns.")
     detail: str = ""
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def damage(self) -> bool:
         return self.kind in DAMAGE
@@ -86,10 +87,12 @@ class StoreCheck(BaseModel):
     instances: int
     findings: list[StoreFinding] = Field(default_factory=list)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
         return not any(f.damage for f in self.findings)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def damaged_videos(self) -> list[str]:
         return sorted({f.video_id for f in self.findings if f.damage and f.video_id})
