@@ -77,6 +77,7 @@ def test_large_and_unsupported_files_are_refused_before_hashing(ingestor: Ingest
     doc.write_text("hello")
     with pytest.raises(UnsupportedFormatError):
         ingestor.ingest(doc)
+    monkeypatch.setattr(pipeline, "PROBE_BEFORE_HASH_BYTES", 1024)  # a big file: its header is probed first
     fake = tmp_path / "fake.mp4"  # right suffix, not a container: refused by the header probe, unread
     fake.write_bytes(b"\x00" * 4096)
     with pytest.raises(VideoError, match="corrupt"):

@@ -36,6 +36,9 @@ GROUP_OVERRIDE_MIN = 0.35  # ... unless the categoriser's candidates put this mu
 # Groups an object carrying a person seed may plausibly be classified as (a person's crop is often
 # "jersey" or "unicycle" for a closed-set classifier): these never override the seed.
 SEED_COMPATIBLE_GROUPS = frozenset({"person", "clothing", "sports"})
+# Files larger than this have their container header probed before their content is hashed (hashing them costs
+# more than the probe); smaller ones are hashed first, so that a re-run skips them without a probe.
+PROBE_BEFORE_HASH_BYTES = 32 * 2**20
 
 
 @dataclass
@@ -120,16 +123,18 @@ class Ingestor:
     def ingest(self, path: str | Path, force: bool = False) -> IngestResult:
         """Ingest one file. Raises ``VideoError`` for bad input; nothing is written in that case.
 
-        The file's kind, suffix, size and container header are checked before its content is read (hashed). A
-        video already stored (same content) is skipped unless ``force``, or unless some of its mask files are
-        missing: then it is ingested again, which repairs it.
+        The file's kind, suffix and size are checked before its content is read (hashed), and so is the container
+        header of a file larger than ``PROBE_BEFORE_HASH_BYTES``. A video already stored (same content) is skipped
+        unless ``force``, or unless some of its mask files are missing: then it is ingested again, which repairs it.
         """
         path = Path(path)
         start = time.perf_counter()
         timer = Timer()
         with timer.step("decode"):
-            check_file(path, self.settings.sampling)
-            info = probe(path, self.settings.sampling)
+            size = check_file(path, self.settings.sampling)
+            # a big file's container is checked before it is read whole; a small one is cheaper to hash first
+            # (a probe costs ~20 ms, and a re-run skips most files without needing one)
+            info = probe(path, self.settings.sampling) if size > PROBE_BEFORE_HASH_BYTES else None
         with timer.step("hash"):
             content_hash = file_hash(path)
         existing = self.store.find_by_hash(content_hash)
@@ -142,7 +147,7 @@ class Ingestor:
                            path, len(missing), existing, missing[0])
             repaired = True
         with timer.step("decode"):
-            decoded = decode_video(path, self.settings.sampling, info=info)
+            decoded = decode_video(path, self.settings.sampling, info=info or probe(path, self.settings.sampling))
         video_id = existing or self._assign_id(path)
         twin, masks = build_twin(video_id, decoded, content_hash, self.specialists, self.settings, timer)
         with timer.step("write"):
