@@ -7,7 +7,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +126,8 @@ def test_session_names_must_be_plain(tmp_path: Path, name: str) -> None:
     assert not (tmp_path / "store").exists() and not (tmp_path / "escape").exists()
     with pytest.raises(ValueError, match="plain session name"):
         ChatSession(None, tmp_path, session=name)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 1"):
+        ChatSession(None, tmp_path, session="ok", k=0)  # type: ignore[arg-type]
 
 
 def test_chat_history_file_is_private(tmp_path: Path) -> None:
@@ -176,3 +182,39 @@ def test_store_check_command_reports_damage_and_exits_nonzero(tmp_path: Path, cl
     assert report["findings"][0]["kind"] == "missing_masks" and report["findings"][0]["count"] == 2
     absent = runner.invoke(app, ["store", "check", "--store", str(tmp_path / "none")])
     assert absent.exit_code == 1 and "no twin store" in absent.output
+
+
+def test_real_sigint_during_a_hanging_llm_call_returns_to_the_prompt(tmp_path: Path, clip: Path,
+                                                                    stub: StubLLMServer) -> None:
+    """A real Ctrl-C (SIGINT to the process) while the search waits on a hanging LLM: the turn is cancelled at
+    once, not after the timeout, and the next line is answered."""
+    root = build_store(tmp_path / "store", clip)
+    answered = responder(lambda _: verdict(0.9, [1], why="red"), others=0.1)
+    hung: list[bool] = []
+
+    def respond(schema: str, video: str, user: str) -> Any:
+        if not hung:  # the first request (the first turn's decomposition) hangs
+            hung.append(True)
+            return ("sleep", 20)
+        return answered(schema, video, user)
+
+    route(stub, respond)
+    env = {**os.environ, "TWINSEEK_LLM__BASE_URL": stub.base_url, "TWINSEEK_LLM__API_KEY": "t",
+           "TWINSEEK_LLM__MODEL": "stub", "TWINSEEK_LLM__HTTP_RETRIES": "0", "TWINSEEK_LLM__TIMEOUT_S": "30"}
+    proc = subprocess.Popen([sys.executable, "-m", "twinseek.cli", "chat", "--store", str(root), "--session", "i"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    assert proc.stdin is not None
+    proc.stdin.write("a slow query\n")
+    proc.stdin.flush()
+    deadline = time.monotonic() + 120
+    while not stub.requests and time.monotonic() < deadline:  # the search is waiting on the LLM now
+        time.sleep(0.1)
+    assert stub.requests, "the chat never asked the LLM"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate("a red square\n:history\n", timeout=120)
+    assert proc.returncode == 0, out
+    flat = _flat(out)
+    assert "cancelled" in flat and "1. a red square -> a red square" in flat and "a slow query ->" not in flat
+    assert time.monotonic() - t0 < 20  # not the hanging request's 20 s, nor the 30 s timeout
