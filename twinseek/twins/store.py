@@ -4,7 +4,6 @@ Layout of a store folder::
 
     twins.db                         SQLite (tables videos, tracks, instances, relations)
     masks/<video_id>/<ingest>/t<track>_f<frame>.png
-
     .leases/<ingest>.lock            one per ingest still writing its mask folder (flock held by its process)
 
 Writes of one video are atomic: its mask files go to a fresh ``<ingest>`` folder, then every row is written
