@@ -119,7 +119,7 @@ def test_chat_why_and_history_of_a_resumed_session_print_as_text(tmp_path: Path,
     assert "1. a red [/i] square -> a red [/i] square [shapes" in flat
 
 
-@pytest.mark.parametrize("name", ["../../escape", "..", "a/b", ".hidden", "x" * 65, "bad\nname", "a..b", ""])
+@pytest.mark.parametrize("name", ["../../escape", "..", "a/b", ".hidden", "x" * 65, "bad\nname", "a..b", "", "[/b]"])
 def test_session_names_must_be_plain(tmp_path: Path, name: str) -> None:
     result = runner.invoke(app, ["chat", "--store", str(tmp_path / "store"), "--session", name])
     assert result.exit_code == 2 and "plain session name" in _flat(result.output)

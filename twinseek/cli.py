@@ -388,7 +388,7 @@ def _print_eval_summary(result) -> None:  # type: ignore[no-untyped-def]
     short = {"r@1": "R@1", "rejection@tau": "reject", "accuracy": "acc"}
     for key in keys:
         kind, metric = key.split("_", 1)
-        table.add_column(f"{kind[:8]} {short.get(metric, metric)}", justify="right")
+        table.add_column(safe(f"{kind[:8]} {short.get(metric, metric)}"), justify="right")
     for s in result.systems.values():
         if s.skipped:
             table.add_row(safe(s.label), f"[yellow]skipped[/yellow] {safe(s.skipped[:60])}")
