@@ -170,7 +170,7 @@ class UploadLimit:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = f"upload larger than the limit of {self.max_bytes / 2**20:g} MB (twinseek serve --max-upload-mb)"
+        detail = f"upload larger than the limit of {self.max_bytes / 2**20:.4g} MB (twinseek serve --max-upload-mb)"
         await JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})(scope, receive, send)
 
 
@@ -266,10 +266,12 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        if any(e.get("loc", ("",))[0] == "path" for e in errors):  # e.g. a video id no video can have
+            return page_or_json(request, 404, "not found")
         if is_api(request):
-            return JSONResponse({"detail": json.loads(json.dumps(exc.errors(), default=str))}, status_code=422)
-        return page_or_json(request, 404 if request.url.path.startswith("/videos/") else 422,
-                            "; ".join(str(e.get("msg")) for e in exc.errors()))
+            return JSONResponse({"detail": json.loads(json.dumps(errors, default=str))}, status_code=422)
+        return page_or_json(request, 422, "; ".join(str(e.get("msg")) for e in errors))
 
 
 # -- serving ----------------------------------------------------------------------------------------------------

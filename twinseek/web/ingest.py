@@ -124,7 +124,7 @@ def save_uploads(files: Sequence[tuple[str | None, IO[bytes]]], folder: Path, ma
                 while block := handle.read(COPY_CHUNK):
                     total += len(block)
                     if total > max_bytes:
-                        raise UploadRejected(413, f"upload larger than the limit of {max_bytes / 2**20:g} MB")
+                        raise UploadRejected(413, f"upload larger than the limit of {max_bytes / 2**20:.4g} MB")
                     out.write(block)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
