@@ -86,11 +86,13 @@ def store_refinements(store: Any, video_id: str) -> list[dict[str, Any]] | None:
 
 # -- search -----------------------------------------------------------------------------------------------------
 @router.get("/search", response_model=SearchResult, summary="Search the store (what Agent.search returns)")
-async def search(params: Annotated[SearchParams, Query()], web: Web) -> SearchResult:
+async def search(params: Annotated[SearchParams, Query()], web: Web) -> Response:
     try:
-        return await web.searches.asearch(params)
+        result = await web.searches.asearch(params)
     except TwinseekError as exc:
         raise HTTPException(400, str(exc)) from exc
+    # serialised once by the model itself (FastAPI would validate it again against response_model first)
+    return Response(result.model_dump_json(), media_type="application/json")
 
 
 @router.get("/search/stream", summary="The same search as server-sent events",
