@@ -20,12 +20,9 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import tempfile
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +34,7 @@ from twinseek.data import sample_clips
 from twinseek.tools.llm import stop_embedded_servers
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore
-from twinseek.web import WebSettings, create_app
+from twinseek.web import WebSettings, background_server, create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 QUERIES = ["a black swan swimming", "a car driving around a roundabout", "a horse jumping over a fence",
@@ -46,26 +43,6 @@ MODES: dict[str, dict[str, Any]] = {
     "retrieval": {"lr": False, "jit": False, "qd": False},
     "reasoning": {"lr": True, "jit": False, "qd": True},
 }
-
-
-@contextmanager
-def serve(app: Any) -> Any:
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the app did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
@@ -125,7 +102,7 @@ def main() -> None:
         modes = ["retrieval"] if args.no_llm else ["retrieval", "reasoning"]
         results: dict[str, Any] = {}
         try:
-            with Agent.open(store) as agent, serve(create_app(WebSettings(store=store, warm_llm=False), agent=agent)) \
+            with Agent.open(store) as agent, background_server(create_app(WebSettings(store=store, warm_llm=False), agent=agent)) \
                     as url, httpx.Client(base_url=url, timeout=600) as http:
                 for mode in modes:
                     results[mode] = measure(agent, http, mode, args.k, args.repeats)

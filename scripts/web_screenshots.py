@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import tempfile
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -25,7 +23,7 @@ from twinseek.data import sample_clips
 from twinseek.tools.llm import stop_embedded_servers
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore
-from twinseek.web import WebSettings, create_app
+from twinseek.web import WebSettings, background_server, create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -34,7 +32,6 @@ DEV_CLIP = ROOT.parent / "shared" / "data" / "dev-bench" / "videos" / "camel.mp4
 
 
 def main() -> None:
-    import uvicorn
     from playwright.sync_api import sync_playwright
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,40 +55,30 @@ def main() -> None:
         clip = shutil.copy(args.clip, uploads / args.clip.name) if args.clip else None
         broken = uploads / "broken-recording.mp4"
         broken.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 4096)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
         try:
-            with Agent.open(store) as agent:
-                app = create_app(WebSettings(store=store, runs=ROOT / "benchmarks" / "results"), agent=agent)
-                server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-                thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-                thread.start()
-                while not server.started:
-                    time.sleep(0.1)
-                url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-                with sync_playwright() as p:
-                    browser = p.chromium.launch(executable_path=args.chromium, args=ARGS)
-                    page = browser.new_page(viewport={"width": 1360, "height": 900})
-                    page.set_default_timeout(600_000)
-                    page.goto(f"{url}/?{urlencode({'q': DEMO_QUERY, 'k': 3})}")
-                    page.wait_for_selector("body[data-search-done]")
-                    page.wait_for_function("[...document.querySelectorAll('img.overlay-img')]"
-                                           ".every(i => i.complete && i.naturalWidth > 0)")
-                    page.screenshot(path=str(args.out / "web-search.png"), full_page=True)
-                    page.goto(f"{url}/videos/blackswan")
-                    page.wait_for_function("document.getElementById('video').readyState >= 2")
-                    page.click('.frame-strip button[data-frame="26"]')
-                    page.wait_for_function("document.getElementById('mask-layer').complete")
-                    time.sleep(1)
-                    page.screenshot(path=str(args.out / "web-video.png"), full_page=True)
-                    page.goto(f"{url}/ingest")
-                    page.set_input_files("#files", [str(f) for f in (clip, broken) if f])
-                    page.click("#upload-form button[type=submit]")
-                    page.wait_for_selector('.job[data-status="done"]')
-                    page.screenshot(path=str(args.out / "web-ingest.png"), full_page=True)
-                    browser.close()
-                server.should_exit = True
-                thread.join(30)
+            with Agent.open(store) as agent, background_server(create_app(
+                    WebSettings(store=store, runs=ROOT / "benchmarks" / "results"), agent=agent)) as url, \
+                    sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=args.chromium, args=ARGS)
+                page = browser.new_page(viewport={"width": 1360, "height": 900})
+                page.set_default_timeout(600_000)
+                page.goto(f"{url}/?{urlencode({'q': DEMO_QUERY, 'k': 3})}")
+                page.wait_for_selector("body[data-search-done]")
+                page.wait_for_function("[...document.querySelectorAll('img.overlay-img')]"
+                                       ".every(i => i.complete && i.naturalWidth > 0)")
+                page.screenshot(path=str(args.out / "web-search.png"), full_page=True)
+                page.goto(f"{url}/videos/blackswan")
+                page.wait_for_function("document.getElementById('video').readyState >= 2")
+                page.click('.frame-strip button[data-frame="26"]')
+                page.wait_for_function("document.getElementById('mask-layer').complete")
+                time.sleep(1)
+                page.screenshot(path=str(args.out / "web-video.png"), full_page=True)
+                page.goto(f"{url}/ingest")
+                page.set_input_files("#files", [str(f) for f in (clip, broken) if f])
+                page.click("#upload-form button[type=submit]")
+                page.wait_for_selector('.job[data-status="done"]')
+                page.screenshot(path=str(args.out / "web-ingest.png"), full_page=True)
+                browser.close()
         finally:
             stop_embedded_servers()
     print(f"screenshots in {args.out}")

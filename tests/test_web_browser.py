@@ -18,10 +18,10 @@ from urllib.parse import urlencode
 import pytest
 from llm_stub import StubLLMServer
 from synthetic import Scene, write_video
-from web_support import QUERY, VERDICTS, live_server, scripted_agent
+from web_support import QUERY, VERDICTS, scripted_agent
 
 from twinseek.agent import Agent
-from twinseek.web import WebSettings, create_app
+from twinseek.web import WebSettings, background_server, create_app
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -63,7 +63,7 @@ def server(sample_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     try:
         with scripted_agent(store_dir, stub) as agent:
             app = create_app(WebSettings(store=store_dir, runs=store_dir.parent / "runs"), agent=agent)
-            with live_server(app) as url:
+            with background_server(app) as url:
                 yield url, agent
     finally:
         stub.close()

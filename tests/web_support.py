@@ -1,15 +1,11 @@
 """Shared pieces of the web app tests: a scripted LLM that answers by request, an agent over a real store with
-that LLM, and the app served by a real uvicorn on a free port."""
+that LLM, and polling an ingest job."""
 
 from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,31 +58,6 @@ def scripted_agent(store_dir: Path, stub: StubLLMServer) -> Agent:
     stub.script = ScriptedLLM(stub)
     llm = stub.client(n_parallel=2, max_retries=0)
     return Agent(Resources.open(store_dir, load_settings(store=store_dir), llm=llm))
-
-
-@contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields the base URL."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the web app did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
 
 
 def wait_for_job(get_job: Any, job_id: str, timeout: float = 180.0) -> dict[str, Any]:

@@ -10,7 +10,7 @@ app = create_app(WebSettings(store="my-store"))  # any ASGI server; or `twinseek
 
 from __future__ import annotations
 
-from twinseek.web.app import create_app, serve
+from twinseek.web.app import background_server, create_app, serve
 from twinseek.web.settings import WebSettings, check_bind
 
-__all__ = ["WebSettings", "check_bind", "create_app", "serve"]
+__all__ = ["WebSettings", "background_server", "check_bind", "create_app", "serve"]
