@@ -376,6 +376,8 @@ def test_a_token_guards_the_api_the_pages_and_the_docs(store_dir: Path, agent: A
         login = c.get("/videos", headers={"accept": "text/html"})
         assert login.status_code == 401 and 'name="token"' in login.text and "blackswan" not in login.text
         assert c.get("/docs").status_code == 401
+        form = c.get("/", params={"q": "a swan"}, headers={"accept": "text/html"}).text
+        assert '<input type="hidden" name="q" value="a swan">' in form  # the search survives the login
         assert c.get("/static/app.css").status_code == 200  # the stylesheet of the login page
         opened = c.get("/videos", params={"token": "s3cret", "page": 1}, follow_redirects=False)
         assert opened.status_code == 303 and opened.headers["location"] == "/videos?page=1"

@@ -236,8 +236,9 @@ def _error_handlers(app: FastAPI) -> None:
             return JSONResponse({"detail": "a valid bearer token is required"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
         web = request.app.state.web
-        return web.templates.TemplateResponse(request, "login.html", {"path": request.url.path}, status_code=401,
-                                              headers={"WWW-Authenticate": "Bearer"})
+        keep = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+        return web.templates.TemplateResponse(request, "login.html", {"path": request.url.path, "keep": keep},
+                                              status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(TokenAccepted)
     async def token_accepted(request: Request, exc: TokenAccepted) -> Response:

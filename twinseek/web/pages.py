@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from pydantic import ValidationError
 
 from twinseek.twins.model import Twin
-from twinseek.web.api import VIDEO_TYPES, store_refinements, summary
+from twinseek.web.api import store_refinements, summary
 from twinseek.web.deps import Store, TwinDep, Web
 from twinseek.web.media import OutsideRootError, css_colour, file_inside
 from twinseek.web.reports import list_runs, render_markdown, run_folder, run_info
@@ -21,6 +21,7 @@ from twinseek.web.search import SearchParams
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
+PLAYABLE = frozenset({".mp4", ".m4v", ".mov", ".webm"})  # what browsers play in <video>; others get the overlay
 REPORT_CSP = ("default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'none'; "
               "frame-ancestors 'self'")
 REPORT_TYPES = {".html": "text/html", ".md": "text/markdown", ".json": "application/json", ".gz": "application/gzip",
@@ -64,7 +65,7 @@ def video_page(request: Request, twin: TwinDep, store: Store, web: Web) -> Respo
         "twin": twin, "video": v, "colours": {t.track_id: css_colour(k) for k, t in enumerate(twin.tracks)},
         "track_rows": _track_rows(twin), "relation_rows": _relation_rows(twin), "frames": _span(twin),
         "refinements": store_refinements(store, v.video_id), "player": _player_data(twin),
-        "playable": Path(v.path).suffix.lower() in VIDEO_TYPES and Path(v.path).is_file()})
+        "playable": Path(v.path).suffix.lower() in PLAYABLE and Path(v.path).is_file()})
 
 
 def _span(twin: Twin) -> int:

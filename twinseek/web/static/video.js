@@ -67,6 +67,17 @@
   }
 
   if (video) {
+    // a file the browser cannot decode: the animated overlay of the key frames instead
+    video.addEventListener("error", function () {
+      const still = document.createElement("img");
+      still.className = "still";
+      still.alt = "mask overlay of " + data.video_id;
+      still.src = base + "/api/videos/" + encodeURIComponent(data.video_id) + "/overlay.gif";
+      video.replaceWith(still);
+      toggle.checked = false;
+      toggle.disabled = true;
+      layer.hidden = true;
+    });
     if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) {
       const onFrame = function (now, meta) {
         show(Math.round(meta.mediaTime * data.fps));
