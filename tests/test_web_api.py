@@ -478,3 +478,20 @@ def test_a_stream_left_by_its_client_stops_the_search() -> None:
     assert [e.node for e in got] == ["step0", "step1"]
     assert SlowAgent.closed.wait(5) and len(SlowAgent.steps) < 10
     service.close()
+
+
+def test_the_inspector_lists_refinements_when_the_store_records_them(client: TestClient, agent: Agent,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the store offers ``refinements(video_id)`` (the refinements overlay), the video page and the API list
+    them with their provenance, the expected columns first."""
+    rows = [{"id": 7, "video_id": "blackswan", "provenance": {"query": "q1"}, "model": "embedded:describer",
+             "action": "describe_object", "field": "attributes", "value": "<b>black</b>", "track_id": 1,
+             "confidence": None, "frames": [4, 7]}]
+    store = agent.resources.store
+    monkeypatch.setattr(store, "refinements", lambda video_id: [r for r in rows if r["video_id"] == video_id],
+                        raising=False)
+    listed = client.get("/api/videos/blackswan").json()["refinements"]
+    assert list(listed[0]) == ["track_id", "field", "value", "confidence", "action", "model", "frames", "provenance"]
+    page = client.get("/videos/blackswan").text
+    assert 'id="refinements"' in page and "describe_object" in page and "&lt;b&gt;black&lt;/b&gt;" in page
+    assert 'id="refinements-none"' in client.get("/videos/car-roundabout").text

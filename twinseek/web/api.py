@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")
 
 TRACKS = Query(pattern=r"^\d{1,6}(,\d{1,6}){0,63}$", description="Comma-separated track ids (default: all).")
+REFINEMENT_COLUMNS = ("track_id", "field", "value", "confidence", "action", "model", "frames", "provenance")
 VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
                ".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".gif": "image/gif"}
 
@@ -80,8 +81,12 @@ def store_refinements(store: Any, video_id: str) -> list[dict[str, Any]] | None:
     lister = getattr(store, "refinements", None)
     if not callable(lister):
         return None
-    rows = lister(video_id)
-    return [r.model_dump(mode="json") if isinstance(r, BaseModel) else dict(r) for r in rows]
+    rows = [r.model_dump(mode="json") if isinstance(r, BaseModel) else dict(r) for r in lister(video_id)]
+    # the columns a reader wants first (those the overlay is expected to have), then whatever else there is
+    first = [k for k in REFINEMENT_COLUMNS if any(k in r for r in rows)]
+    rest = [k for r in rows for k in r if k not in first and k not in ("id", "video_id")]
+    keys = first + list(dict.fromkeys(rest))
+    return [{k: r.get(k) for k in keys} for r in rows]
 
 
 # -- search -----------------------------------------------------------------------------------------------------
