@@ -38,7 +38,7 @@ class WebState:
     overlays: OverlayCache
     templates: Jinja2Templates
     owns_agent: bool = True
-    llm_status: str = "not started"
+    llm_status: str = "starts with the first search that needs it"
     llm_thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
