@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
+import httpx
+
 from twinseek.agent.api import Agent
 from twinseek.cli import DEMO_QUERY
 from twinseek.config import load_settings
@@ -28,7 +30,9 @@ from twinseek.web import WebSettings, background_server, create_app
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-DEV_CLIP = ROOT.parent / "shared" / "data" / "dev-bench" / "videos" / "camel.mp4"
+# a dev-bench clip to upload (LOVEU, CC), from the shared folder beside the checkout when there is one
+DEV_CLIP = next((p for p in (ROOT.parent / "shared", ROOT.parent.parent / "shared")
+                 if (p / "data" / "dev-bench" / "videos" / "camel.mp4").exists()), None)
 
 
 def main() -> None:
@@ -36,7 +40,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", type=Path, default=None)
-    parser.add_argument("--clip", type=Path, default=DEV_CLIP if DEV_CLIP.exists() else None,
+    parser.add_argument("--clip", type=Path,
+                        default=DEV_CLIP / "data" / "dev-bench" / "videos" / "camel.mp4" if DEV_CLIP else None,
                         help="a video to upload on the ingest page")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
@@ -56,21 +61,24 @@ def main() -> None:
         broken = uploads / "broken-recording.mp4"
         broken.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 4096)
         try:
-            with Agent.open(store) as agent, background_server(create_app(
+            # a generous LLM timeout: on a busy 2-core machine the 0.5B model can take a minute per candidate
+            with Agent.open(store, llm={"timeout_s": 300}) as agent, background_server(create_app(
                     WebSettings(store=store, runs=ROOT / "benchmarks" / "results"), agent=agent)) as url, \
                     sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=args.chromium, args=ARGS)
                 page = browser.new_page(viewport={"width": 1360, "height": 900})
                 page.set_default_timeout(600_000)
-                page.goto(f"{url}/?{urlencode({'q': DEMO_QUERY, 'k': 3})}")
+                while not httpx.get(f"{url}/api/health").json()["llm"].startswith("ready"):
+                    time.sleep(1)  # the embedded server starts with the app
+                page.goto(f"{url}/?{urlencode({'q': DEMO_QUERY, 'k': 3, 'jit': 'false'})}")
                 page.wait_for_selector("body[data-search-done]")
-                page.wait_for_function("[...document.querySelectorAll('img.overlay-img')]"
+                page.wait_for_function("() => [...document.querySelectorAll('img.overlay-img')]"
                                        ".every(i => i.complete && i.naturalWidth > 0)")
                 page.screenshot(path=str(args.out / "web-search.png"), full_page=True)
                 page.goto(f"{url}/videos/blackswan")
-                page.wait_for_function("document.getElementById('video').readyState >= 2")
+                page.wait_for_function("() => document.getElementById('video').readyState >= 2")
                 page.click('.frame-strip button[data-frame="26"]')
-                page.wait_for_function("document.getElementById('mask-layer').complete")
+                page.wait_for_function("() => document.getElementById('mask-layer').complete")
                 time.sleep(1)
                 page.screenshot(path=str(args.out / "web-video.png"), full_page=True)
                 page.goto(f"{url}/ingest")

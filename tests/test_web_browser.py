@@ -122,11 +122,11 @@ def test_video_page_plays_the_video_under_its_masks_and_lists_the_objects(page: 
     assert rows.count() == len(twin.tracks) > 0
     assert rows.locator(".category b").all_inner_texts() == [t.category for t in twin.tracks]
     assert loaded(page, "#mask-layer") > 0 and page.is_visible("#mask-layer")
-    page.wait_for_function("document.getElementById('video').readyState >= 1")  # the browser can play the file
+    page.wait_for_function("() => document.getElementById('video').readyState >= 1")  # the browser can play the file
     assert page.evaluate("document.getElementById('video').duration") == pytest.approx(twin.video.duration_s, abs=0.2)
     frame = twin.video.sampled_frames[len(twin.video.sampled_frames) // 2]
     page.click(f'.frame-strip button[data-frame="{frame}"]')
-    page.wait_for_function(f"document.getElementById('mask-layer').dataset.frame === '{frame}'")
+    page.wait_for_function(f"() => document.getElementById('mask-layer').dataset.frame === '{frame}'")
     assert loaded(page, "#mask-layer") > 0
     page.uncheck("#show-masks")
     assert not page.is_visible("#mask-layer")

@@ -242,8 +242,10 @@ class IngestWorker:
             with self._lock:
                 f.status, f.started = "running", time.time()
             result = self._ingest_one(ingestor, Path(f.path))
+            # the file as the user named it, not where the server keeps it
+            error = result.error.replace(f.path, f.name) if result.error else None
             with self._lock:
-                f.status, f.video_id, f.error = result.status, result.video_id, result.error
+                f.status, f.video_id, f.error = result.status, result.video_id, error
                 f.frames, f.tracks, f.seconds = result.frames, result.tracks, round(result.seconds, 2)
             if result.status != "ingested":
                 self._discard(job.id, Path(f.path))
