@@ -78,7 +78,6 @@ def page(browser: Any) -> Iterator[Any]:
     dialogs: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.errors, page.dialogs = errors, dialogs
     yield page
     context.close()
     assert not errors, f"script errors on the page: {errors}"
