@@ -496,3 +496,33 @@ def test_the_inspector_lists_refinements_when_the_store_records_them(client: Tes
     page = client.get("/videos/blackswan").text
     assert 'id="refinements"' in page and "describe_object" in page and "&lt;b&gt;black&lt;/b&gt;" in page
     assert 'id="refinements-none"' in client.get("/videos/car-roundabout").text
+
+
+def test_the_index_lock_lets_searches_run_together_and_a_sync_alone() -> None:
+    from twinseek.web.search import ReadWriteLock
+
+    lock = ReadWriteLock()
+    order: list[str] = []
+    first_in, release_first, sync_done = threading.Event(), threading.Event(), threading.Event()
+
+    def long_search() -> None:
+        with lock.read():
+            first_in.set()
+            assert release_first.wait(10)
+            order.append("long search done")
+
+    def sync() -> None:
+        with lock.write():
+            order.append("sync")
+        sync_done.set()
+
+    threads = [threading.Thread(target=long_search), threading.Thread(target=sync)]
+    threads[0].start()
+    assert first_in.wait(10)
+    threads[1].start()
+    with lock.read():  # a search that starts while the sync waits is not held back
+        order.append("second search")
+    release_first.set()
+    for t in threads:
+        t.join(10)
+    assert sync_done.is_set() and order == ["second search", "long search done", "sync"]

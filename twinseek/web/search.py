@@ -1,7 +1,9 @@
 """Searches for the web app: off the event loop, streamed node by node, and kept apart from index syncs.
 
-Searches run on a small thread pool. A readers-writer lock lets any number of searches run together while an
-index sync (after a background ingest) waits for them and holds new ones back until it is done.
+Searches run on a small thread pool. A readers-writer lock lets any number of searches run together; an index
+sync (after a background ingest) waits until no search is running and then runs alone, for about a second.
+Searches are never held back by a sync that is only waiting: a long LLM search delays when a new video becomes
+searchable, never the searches that start meanwhile.
 """
 
 from __future__ import annotations
@@ -49,18 +51,18 @@ def sync_indexes(agent: Agent) -> None:
 
 
 class ReadWriteLock:
-    """Many readers or one writer; a waiting writer holds back new readers (so a sync is not starved)."""
+    """Many readers or one writer. Readers go first: a writer waits for a moment with no reader (the ingest worker
+    can wait; a person searching should not)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._readers = 0
         self._writing = False
-        self._waiting_writers = 0
 
     @contextlib.contextmanager
     def read(self) -> Iterator[None]:
         with self._cond:
-            self._cond.wait_for(lambda: not self._writing and not self._waiting_writers)
+            self._cond.wait_for(lambda: not self._writing)
             self._readers += 1
         try:
             yield
@@ -72,9 +74,7 @@ class ReadWriteLock:
     @contextlib.contextmanager
     def write(self) -> Iterator[None]:
         with self._cond:
-            self._waiting_writers += 1
             self._cond.wait_for(lambda: not self._writing and not self._readers)
-            self._waiting_writers -= 1
             self._writing = True
         try:
             yield
@@ -105,7 +105,7 @@ class SearchService:
         return await asyncio.get_running_loop().run_in_executor(self.executor, self.search, params)
 
     def sync(self) -> None:
-        """Sync the indexes once no search is running (new searches wait for it)."""
+        """Sync the indexes as soon as no search is running (searches starting during the sync wait for it)."""
         with self.lock.write():
             sync_indexes(self.agent)
 
