@@ -567,14 +567,14 @@ def serve(
         from twinseek.web import WebSettings
         from twinseek.web import serve as run_server
     except ImportError as exc:
-        err_console.print(f"[red]error:[/red] the web app needs the web extra: pip install 'twinseek[web]' ({exc})")
+        err_console.print(f"[red]error:[/red] the web app needs the web extra: pip install 'twinseek[web]' ({safe(exc)})")
         raise typer.Exit(1) from exc
     settings = _settings(store, profile)
     web = WebSettings(store=settings.store, host=host, port=port, token=token, insecure=insecure,
                       profile=settings.profile, runs=runs, max_upload_mb=max_upload_mb,
                       ingest_roots=ingest_root or [Path.cwd()])
     with _errors_exit():
-        run_server(web, on_ready=lambda url: console.print(f"twinseek on {escape(url)} (store {escape(str(web.store))})"))
+        run_server(web, on_ready=lambda url: console.print(f"twinseek on {safe(url)} (store {safe_name(web.store)})"))
 
 
 if __name__ == "__main__":  # pragma: no cover
