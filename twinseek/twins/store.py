@@ -2,7 +2,8 @@
 
 Layout of a store folder::
 
-    twins.db                         SQLite (tables videos, tracks, instances, relations)
+    twins.db                         SQLite (tables videos, tracks, instances, relations; decompositions, the
+                                     agent's cache of LLM query decompositions)
     masks/<video_id>/<ingest>/t<track>_f<frame>.png
 
 Writes of one video are atomic: its mask files go to a fresh ``<ingest>`` folder, then every row is written
@@ -18,6 +19,7 @@ import fcntl
 import json
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -27,7 +29,7 @@ import numpy as np
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from twinseek.errors import StoreError, VideoNotFoundError
+from twinseek.errors import StoreBusyError, StoreError, VideoNotFoundError
 from twinseek.twins.masks import load_mask, save_mask
 from twinseek.twins.model import Instance, Provenance, Relation, Track, Twin, Video
 
@@ -84,6 +86,16 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.table("relations").create_index(["video_id", "predicate"], if_not_exists=True)
 
 
+@migrations()
+def m002_decompositions(db: sqlite_utils.Database) -> None:
+    # LLM decompositions of query texts (twinseek.tools.decompose.Decomposer): a query asked again, after a
+    # restart or in another eval run, is not sent to the LLM again. Not twin data: searches write it.
+    db.table("decompositions").create(
+        {"query": str, "model": str, "prompt_version": str, "decomposition": str, "created_at": str},
+        pk=("query", "model", "prompt_version"), if_not_exists=True,
+    )
+
+
 class TwinStore:
     """A folder holding the twin database and mask files. Use as a context manager or call ``close``."""
 
@@ -111,10 +123,11 @@ class TwinStore:
         self.close()
 
     @contextlib.contextmanager
-    def writer(self) -> Iterator[None]:
-        """Hold the store's writer lock (blocks while another process writes)."""
+    def writer(self, timeout_s: float | None = None) -> Iterator[None]:
+        """Hold the store's writer lock: blocks while another process (or thread) writes; with ``timeout_s``,
+        raises :class:`StoreBusyError` when the lock is not free within that many seconds."""
         with open(self.root / ".writer.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            _lock(handle, timeout_s)
             try:
                 yield
             finally:
@@ -293,6 +306,21 @@ class TwinStore:
                     shutil.rmtree(ingest_dir, ignore_errors=True)
             if video_dir.is_dir() and not any(video_dir.iterdir()):
                 video_dir.rmdir()
+
+
+def _lock(handle: Any, timeout_s: float | None) -> None:
+    if timeout_s is None:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        return
+    give_up = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= give_up:
+                raise StoreBusyError(f"another writer holds {handle.name} (waited {timeout_s:.1f}s)") from None
+            time.sleep(0.02)
 
 
 def _video_from_row(row: dict[str, Any]) -> Video:
