@@ -23,6 +23,7 @@ from twinseek.agent.tools import ACTIONS
 from twinseek.config import load_settings
 from twinseek.tools.dense import EcrTextEmbedder
 from twinseek.tools.encoders import ComponentEncoders
+from twinseek.tools.fusion import minmax
 from twinseek.twins.adapters.base import Category, SpecialistBase
 from twinseek.twins.masks import mask_geometry
 from twinseek.twins.model import Instance, Track, Twin, Video
@@ -558,3 +559,49 @@ def test_rerank_options_per_search(agent: Agent, stub: Any) -> None:
     assert [h.video_id for h in top1.hits] == [h.video_id for h in plain.hits]
     with pytest.raises(ValueError, match="unknown reranker"):
         agent.context(reranker="magic")
+
+
+def _reference_search(indexes: Any, query: str, decomposition: Any, k: int, tool: str) -> list[tuple[str, float]]:
+    """The coarse stage as ``Retriever.search`` computed it before the graph owned the pipeline (no reranker):
+    each tool ranks a pool of max(k, top_k, rerank_top_k) videos; ``fused`` is reciprocal-rank fusion (k = 60,
+    ties by id); the top ``k`` are returned with their scores."""
+    pool = max(k, indexes.settings.top_k, indexes.settings.rerank_top_k)
+    lists = {}
+    if tool != "dense":
+        lists["compositional"] = [(h.video_id, h.score) for h in indexes.compositional.search(decomposition.subqueries,
+                                                                                              k=pool)]
+    if tool != "compositional":
+        text = f"{query} {decomposition.rewritten}"
+        lists["dense"] = [(h.video_id, h.score) for h in indexes.dense.search_text(text, k=pool)]
+    if tool != "fused":
+        return lists[tool][:k]
+    rrf: dict[str, float] = {}
+    for ranked in lists.values():
+        for rank, (vid, _) in enumerate(ranked, start=1):
+            rrf[vid] = rrf.get(vid, 0.0) + 1.0 / (60 + rank)
+    return sorted(rrf.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+
+def test_search_is_the_graph_with_reasoning_off_and_ranks_as_the_retriever_did(tmp_path: Path, clip: Path,
+                                                                                stub: Any) -> None:
+    """Real MiniLM encoders on a store of nine twins: ``lr`` off gives exactly the old coarse ranking and scores."""
+    root = build_store(tmp_path / "store", clip)
+    with TwinStore(root) as store:
+        for vid, category in (("birds", "bird"), ("horses", "horse"), ("cars", "car"), ("swans", "black swan"),
+                              ("balls", "ball"), ("bikes", "bicycle")):
+            put_twin(store, *animal_twin(vid, category))
+    llm = {"base_url": stub.base_url, "api_key": "test", "model": "stub", "http_retries": 0, "max_retries": 0}
+    with Agent.open(root, llm=llm) as agent:
+        indexes = agent.resources.indexes
+        for query in ("a red square moving right", "a brown dog, not a cat", "a black swan on water", "a vehicle"):
+            decomposition = agent.resources.decomposer.decompose(query, None).decomposition
+            for tool in ("fused", "dense", "compositional"):
+                for k in (3, 9):
+                    result = agent.search(query, k=k, tool=tool, lr=False, jit=False, decomposer="rules")
+                    expected = _reference_search(indexes, query, decomposition, k, tool)
+                    assert result.path == ["decompose", "retrieve", "rerank", "finalize"]
+                    assert [h.video_id for h in result.hits] == [v for v, _ in expected], (query, tool, k)
+                    assert [h.retrieval_score for h in result.hits] == pytest.approx([s for _, s in expected])
+                    assert [h.relevance for h in result.hits] == pytest.approx(
+                        minmax([s for _, s in expected]), abs=1e-4)  # lr off: scaled retrieval scores
+    assert not stub.requests  # rules decomposition, no reasoning: the LLM was never asked

@@ -13,8 +13,8 @@ import pytest
 from llm_stub import StubLLMServer, completion
 
 from twinseek.config import load_settings
-from twinseek.prompts import decompose as prompt
 from twinseek.errors import StoreBusyError
+from twinseek.prompts import decompose as prompt
 from twinseek.tools.decompose import (
     Decomposer,
     Decomposition,

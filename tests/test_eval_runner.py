@@ -90,7 +90,7 @@ def test_results_json_holds_every_query_of_every_system(env: dict[str, Path], fi
         assert all(len(r.choice_scores or []) == 2 for r in system.records if r.kind in ("mcq", "counterfactual"))
         assert all(r.seconds >= 0 for r in system.records)
     dense = first.systems["dense"].records[0]
-    assert "dense" in dense.timings and any("dense" in k for k in dense.models)
+    assert "retrieve.dense" in dense.timings and any("dense" in k for k in dense.models)
     assert first.systems["compositional"].records[0].models.get("compositional", "").startswith("embedded:")
     # metrics recomputed from the stored records agree with the stored metrics
     again = aggregate(first.systems["dense"].records, tau=first.config.tau)
