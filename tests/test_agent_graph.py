@@ -401,6 +401,10 @@ def test_the_graph_state_is_typed_models_end_to_end(agent: Agent, stub: Any) -> 
     assert all(isinstance(j, Judgement) and j.source == "llm" for j in state["judgements"].values())
     assert all(isinstance(h, Hit) for h in state["hits"]) and all(isinstance(d, DroppedCandidate) for d in state["dropped"])
     assert state["started_at"] > 0  # the first node records when the search began
+    # LangGraph Studio builds forms from the graph's JSON schemas: input, output (typed) and context
+    assert set(agent.graph.get_input_jsonschema()["properties"]) == {"query", "started_at"}
+    assert {"hits", "candidates", "judgements"} <= set(agent.graph.get_output_jsonschema()["properties"])
+    assert {"k", "tau", "deadline_s", "reranker", "prompts"} <= set(agent.graph.get_context_jsonschema()["properties"])
     # the context carries run options only; the graph was bound to the store when it was built
     assert {f.name for f in __import__("dataclasses").fields(AgentContext)} >= {"k", "tau", "deadline_s", "reranker"}
     assert not any(isinstance(v, (Resources, TwinStore)) for v in vars(agent.context()).values())

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import operator
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict  # pydantic (LangGraph Studio's schemas) needs it before Python 3.12
 
 from twinseek.tools.compositional import ComponentMatch
 from twinseek.tools.decompose import Decomposition
