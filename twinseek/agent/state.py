@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from typing_extensions import TypedDict  # pydantic (LangGraph Studio's schemas) needs it before Python 3.12
+from typing_extensions import Required, TypedDict  # pydantic (Studio's schemas) needs these before Python 3.12
 
 from twinseek.tools.compositional import ComponentMatch
 from twinseek.tools.decompose import Decomposition
@@ -111,7 +111,7 @@ class DroppedCandidate(BaseModel):
 
 
 class InputState(TypedDict, total=False):
-    query: str  # required: the search fails without it
+    query: Required[str]
     started_at: float  # time.time() when the search began; the deadline counts from here (default: first node)
 
 
