@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from langchain_core.runnables import RunnableConfig
@@ -346,25 +347,25 @@ class Nodes:
         return out
 
     # -- finalize
-    def _objects(self, twin: Twin, track_ids: list[int]) -> list[HitObject]:
+    def _objects(self, twin: Twin, track_ids: list[int], root: Path) -> list[HitObject]:
         tracks = {t.track_id: t for t in twin.tracks}
         instances = sorted(twin.instances, key=lambda i: i.frame_index)
         objects = []
         for tid in track_ids:
             if tid not in tracks:
                 continue
-            masks = [FrameMask(frame=i.frame_index, path=str(self.res.store.mask_file(i).resolve()))
+            masks = [FrameMask(frame=i.frame_index, path=str(root / i.mask_path))
                      for i in instances if i.track_id == tid and i.mask_path]
             t = tracks[tid]
             objects.append(HitObject(track_id=tid, category=t.category, attributes=t.attributes, masks=masks))
         return objects
 
-    def _hit(self, cand: Candidate, j: Judgement, rank: int, judged_by: str) -> Hit:
+    def _hit(self, cand: Candidate, j: Judgement, rank: int, judged_by: str, root: Path) -> Hit:
         twin = self.res.store.get_twin(cand.video_id)
         objects = j.objects or sorted(set(_evidence_tracks(cand)))  # no chosen object: point at the evidence
         return Hit(rank=rank, video_id=cand.video_id, path=cand.path, relevance=j.relevance,
                    retrieval_score=cand.score, scores=cand.scores, reasoning=j.reasoning, missing=j.missing,
-                   judged_by=judged_by, refined=j.round > 0, objects=self._objects(twin, objects),
+                   judged_by=judged_by, refined=j.round > 0, objects=self._objects(twin, objects, root),
                    evidence=cand.evidence)
 
     def finalize(self, state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -377,7 +378,8 @@ class Nodes:
             kept = [c for c in candidates if not ctx.lr or judged[c.video_id].relevance >= ctx.tau]
             kept.sort(key=lambda c: (-judged[c.video_id].relevance, order[c.video_id]))
             names = {**JUDGED_BY, "llm": self.res.llm_name if ctx.lr else ""}
-            out["hits"] = [self._hit(c, judged[c.video_id], rank, names[judged[c.video_id].source])
+            root = self.res.store.root.resolve()  # mask paths are relative to the store: absolute for callers
+            out["hits"] = [self._hit(c, judged[c.video_id], rank, names[judged[c.video_id].source], root)
                            for rank, c in enumerate(kept[: ctx.k], start=1)]
             kept_ids = {c.video_id for c in kept}
             out["dropped"] = [DroppedCandidate(video_id=c.video_id, relevance=judged[c.video_id].relevance)

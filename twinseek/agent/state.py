@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from typing_extensions import Required, TypedDict  # pydantic (Studio's schemas) needs these before Python 3.12
+from typing_extensions import Required, TypedDict  # pydantic needs these (Studio's schemas) before 3.12
 
 from twinseek.tools.compositional import ComponentMatch
 from twinseek.tools.decompose import Decomposition
