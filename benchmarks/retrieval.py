@@ -15,12 +15,12 @@ import statistics
 import time
 from pathlib import Path
 
+from twinseek.agent import Agent
 from twinseek.config import load_settings
 from twinseek.evals.baselines import NaiveLabelBaseline
 from twinseek.evals.bench import load_bench
 from twinseek.evals.metrics import RetrievalEvaluator
-from twinseek.evals.scorers import RetrieverScorer
-from twinseek.tools.retrieval import Retriever
+from twinseek.evals.scorers import RetrievalScorer
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore
 
@@ -45,17 +45,13 @@ def main() -> None:
     settings = load_settings(store=args.store, retrieval={"ecr": args.ecr, "reranker": args.reranker})
     with TwinStore(args.store) as store:
         Ingestor(store, settings).ingest_many(sorted(bench.videos.values()))
-        retriever = Retriever(store, settings)
-        retriever.sync()
-        cache: dict = {}
-        systems = {
-            "compositional": RetrieverScorer(retriever, "compositional", use_llm=not args.no_llm, cache=cache),
-            "dense": RetrieverScorer(retriever, "dense", use_llm=not args.no_llm, cache=cache),
-            "fused": RetrieverScorer(retriever, "fused", use_llm=not args.no_llm, cache=cache),
-        }
+    # decompositions are cached in the store: each query is asked of the LLM once, whatever the system
+    with Agent.open(args.store, retrieval={"ecr": args.ecr, "reranker": args.reranker}) as agent:
+        use_llm = not args.no_llm
+        systems = {tool: RetrievalScorer(agent, tool, use_llm=use_llm) for tool in ("compositional", "dense", "fused")}
         if args.reranker != "none":
-            systems[f"fused+{args.reranker}@{args.rerank_top}"] = RetrieverScorer(
-                retriever, "fused", rerank_top=args.rerank_top, use_llm=not args.no_llm, cache=cache)
+            systems[f"fused+{args.reranker}@{args.rerank_top}"] = RetrievalScorer(
+                agent, "fused", use_llm=use_llm, reranker=args.reranker, rerank_top=args.rerank_top)
         baseline = NaiveLabelBaseline()
         baseline.index(bench.videos)
         results: dict[str, dict] = {}
@@ -64,7 +60,7 @@ def main() -> None:
         for name, scorer in systems.items():
             t0 = time.perf_counter()
             metrics = RetrievalEvaluator(bench)(scorer)
-            per_query = [sum(t.values()) for t in scorer.timings]
+            per_query = [t["total"] for t in scorer.timings]
             results[name] = {"metrics": metrics, "seconds": round(time.perf_counter() - t0, 1),
                              "p50_query_s": round(statistics.median(per_query), 3) if per_query else None}
             print(name, {k: round(v, 3) for k, v in metrics.items() if k in HEADLINE}, flush=True)

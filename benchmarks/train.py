@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from twinseek.agent import Agent
 from twinseek.config import load_settings
 from twinseek.embedders.data import LeakFilter, build_triplets, grammar_sentences, store_sentences, twin_pairs
 from twinseek.embedders.trainer import (
@@ -34,8 +35,7 @@ from twinseek.embedders.trainer import (
 )
 from twinseek.evals.bench import load_bench
 from twinseek.evals.metrics import RetrievalEvaluator
-from twinseek.evals.scorers import RetrieverScorer
-from twinseek.tools.retrieval import Retriever
+from twinseek.evals.scorers import RetrievalScorer
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore
 
@@ -49,12 +49,9 @@ def evaluate(store_root: Path, bench_root: Path, kinds: list[str], tool: str, re
     bench = load_bench(bench_root, kinds=kinds)
     work = Path(tempfile.mkdtemp(prefix="twinseek-eval-"))
     shutil.copytree(store_root, work / "store")
-    settings = load_settings(store=work / "store", retrieval={"ecr": "template", "reranker": "none", **retrieval})
     try:
-        with TwinStore(work / "store") as store:
-            retriever = Retriever(store, settings)
-            retriever.sync()
-            return RetrievalEvaluator(bench)(RetrieverScorer(retriever, tool, use_llm=False))  # type: ignore[arg-type]
+        with Agent.open(work / "store", retrieval={"ecr": "template", "reranker": "none", **retrieval}) as agent:
+            return RetrievalEvaluator(bench)(RetrievalScorer(agent, tool, use_llm=False))  # type: ignore[arg-type]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -118,3 +118,30 @@ def test_agent_open_with_real_settings_and_a_stub_endpoint(tmp_path: Path, clip:
     assert result.models["compositional"].startswith("embedded:") and not result.fallbacks
     with pytest.raises(twinseek.errors.StoreError):
         Agent.open(tmp_path / "nowhere", llm=llm)
+
+
+def test_make_graph_is_the_langgraph_json_factory(tmp_path: Path, clip: Path, stub: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``langgraph.json`` names a factory: resources opened from the settings (or the config's store) per use."""
+    import json
+
+    from twinseek.agent.graph import make_graph
+
+    root = build_store(tmp_path / "store", clip)
+    spec = json.loads((Path(__file__).resolve().parents[1] / "langgraph.json").read_text())
+    assert spec["graphs"]["agent"] == "./twinseek/agent/graph.py:make_graph"
+    for key, value in {"BASE_URL": stub.base_url, "API_KEY": "test", "MODEL": "stub", "MAX_RETRIES": "0"}.items():
+        monkeypatch.setenv(f"TWINSEEK_LLM__{key}", value)
+    monkeypatch.setenv("TWINSEEK_STORE", str(tmp_path / "elsewhere"))
+    route(stub, responder(lambda _: verdict(0.9, [1]), others=0.1))
+
+    async def run() -> dict[str, Any]:
+        async with make_graph({"configurable": {"store": str(root)}}) as graph:
+            from twinseek.agent.context import AgentContext
+
+            return await graph.ainvoke({"query": QUERY}, context=AgentContext(k=3))
+
+    state = asyncio.run(run())
+    assert [h.video_id for h in state["hits"]] == ["shapes"] and state["path"][-1] == "finalize"
+    with pytest.raises(twinseek.errors.StoreError):  # TWINSEEK_STORE when the config names none
+        asyncio.run(make_graph().__aenter__())

@@ -23,6 +23,7 @@ from twinseek.agent.tools import ACTIONS
 from twinseek.config import load_settings
 from twinseek.tools.dense import EcrTextEmbedder
 from twinseek.tools.encoders import ComponentEncoders
+from twinseek.tools.fusion import minmax
 from twinseek.twins.adapters.base import Category, SpecialistBase
 from twinseek.twins.masks import mask_geometry
 from twinseek.twins.model import Instance, Track, Twin, Video
@@ -213,9 +214,9 @@ def test_llm_weight_defaults_by_the_llm_tier(agent: Agent, monkeypatch: pytest.M
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     res = agent.resources
     assert agent.context().llm_weight == 1.0  # the stub is a user's (paper-tier) endpoint: the LLM decides
-    embedded = Resources(res.store, load_settings(store=res.store.root), res.retriever)  # no endpoint configured
+    embedded = Resources(res.store, load_settings(store=res.store.root), res.indexes)  # no endpoint configured
     assert embedded.llm_weight == 0.5 and embedded._llm is None  # decided without starting the embedded server
-    chosen = Resources(res.store, load_settings(store=res.store.root, agent={"llm_weight": 0.8}), res.retriever)
+    chosen = Resources(res.store, load_settings(store=res.store.root, agent={"llm_weight": 0.8}), res.indexes)
     assert Agent(chosen).context().llm_weight == 0.8 and Agent(chosen).context(llm_weight=0.2).llm_weight == 0.2
     with pytest.raises(ValueError, match="llm_weight"):
         agent.context(llm_weight=1.5)
@@ -385,3 +386,226 @@ def test_llm_reranker_reorders_and_its_failure_is_a_fallback(agent: Agent, stub:
     route(stub, lambda schema, *_: ("status", 500) if not schema else reply(DECOMPOSITION))
     failed = agent.search(QUERY, k=3, lr=False)
     assert [f.node for f in failed.fallbacks] == ["rerank"] and failed.hits[0].video_id == "shapes"
+
+
+# -- the pipeline's shape: typed state, bound resources, one decomposer, the deadline ---------------------------
+def test_the_graph_state_is_typed_models_end_to_end(agent: Agent, stub: Any) -> None:
+    from twinseek.agent.context import AgentContext
+    from twinseek.agent.state import Candidate, DroppedCandidate, Fallback, Hit, Judgement
+    from twinseek.tools.decompose import Decomposition
+
+    route(stub, responder(lambda _: verdict(0.9, [1]), others=0.3))
+    state = agent.graph.invoke({"query": QUERY}, context=agent.context(3))
+    assert isinstance(state["decomposition"], Decomposition)
+    assert all(isinstance(c, Candidate) for c in state["candidates"]) and len(state["candidates"]) == 3
+    assert all(isinstance(j, Judgement) and j.source == "llm" for j in state["judgements"].values())
+    assert all(isinstance(h, Hit) for h in state["hits"]) and all(isinstance(d, DroppedCandidate) for d in state["dropped"])
+    assert state["started_at"] > 0  # the first node records when the search began
+    # LangGraph Studio builds forms from the graph's JSON schemas: input, output (typed) and context
+    assert set(agent.graph.get_input_jsonschema()["properties"]) == {"query", "started_at"}
+    assert {"hits", "candidates", "judgements"} <= set(agent.graph.get_output_jsonschema()["properties"])
+    assert {"k", "tau", "deadline_s", "reranker", "prompts"} <= set(agent.graph.get_context_jsonschema()["properties"])
+    # the context carries run options only; the graph was bound to the store when it was built
+    assert {f.name for f in __import__("dataclasses").fields(AgentContext)} >= {"k", "tau", "deadline_s", "reranker"}
+    assert not any(isinstance(v, (Resources, TwinStore)) for v in vars(agent.context()).values())
+    route(stub, lambda *_: ("status", 500))
+    failed = agent.graph.invoke({"query": QUERY}, context=agent.context(3))
+    assert all(isinstance(f, Fallback) for f in failed["fallbacks"]) and failed["fallbacks"]
+
+
+def test_the_same_search_twice_gives_the_same_answer(agent: Agent, stub: Any) -> None:
+    route(stub, responder(lambda _: verdict(0.8, [1]), others=0.6))
+    first, second = agent.search(QUERY, k=3), agent.search(QUERY, k=3)
+    assert [(h.video_id, h.relevance) for h in first.hits] == [(h.video_id, h.relevance) for h in second.hits]
+    assert first.decomposition == second.decomposition and first.hits == second.hits
+
+
+def test_no_process_global_resources(tmp_path: Path, clip: Path, stub: Any) -> None:
+    """Two agents on two stores in one process: their own indexes, caches and answers."""
+    import twinseek.agent.graph as graph_module
+    import twinseek.agent.resources as resources_module
+
+    assert not hasattr(resources_module, "default_resources") and not hasattr(graph_module, "graph")
+    root_b = tmp_path / "b"
+    with TwinStore(root_b) as store:  # store B holds only the dogs
+        put_twin(store, *animal_twin("dogs", "dog"))
+    route(stub, responder(lambda _: verdict(0.9, [1]), others=0.7))
+    with open_agent(tmp_path / "a", clip, stub) as a, Agent(Resources.open(
+            root_b, load_settings(store=root_b), llm=stub.client(n_parallel=2, max_retries=0),
+            specialists=fake_specialists(), encoders=ComponentEncoders(KeywordEncoder(KEYWORDS)),
+            dense_embedder=EcrTextEmbedder(KeywordEncoder(KEYWORDS)))) as b:
+        assert a.resources is not b.resources and a.graph is not b.graph
+        assert a.resources.indexes is not b.resources.indexes and a.resources.decomposer is not b.resources.decomposer
+        assert {h.video_id for h in a.search(QUERY, k=3, tau=0.0).hits} == {"shapes", "dogs", "cats"}
+        stub.requests.clear()
+        found = b.search(QUERY, k=3, tau=0.0)
+        assert [h.video_id for h in found.hits] == ["dogs"]
+        asked = [r["response_format"]["json_schema"]["name"] for r in stub.requests]
+        assert asked.count("_Reply") == 1  # A's cached decomposition lives in A's store, not in B's
+        assert len(a.resources.decomposer.cache) == len(b.resources.decomposer.cache) == 1  # type: ignore[arg-type]
+
+
+def test_a_decomposition_persists_across_reopening_the_store(tmp_path: Path, clip: Path, stub: Any) -> None:
+    route(stub, responder(lambda _: verdict(0.9, [1])))
+    with open_agent(tmp_path / "s", clip, stub) as first:
+        asked = first.search(QUERY, k=3, lr=False)
+    assert asked.models["decompose"] == "paper:stub" and any("(llm)" in line for line in asked.trace)
+    stub.requests.clear()
+    with Agent(Resources.open(tmp_path / "s", load_settings(store=tmp_path / "s"), llm=stub.client(max_retries=0),
+                              encoders=ComponentEncoders(KeywordEncoder(KEYWORDS)),
+                              dense_embedder=EcrTextEmbedder(KeywordEncoder(KEYWORDS)))) as reopened:
+        again = reopened.search(QUERY, k=3, lr=False)
+        assert not stub.requests and again.decomposition == asked.decomposition
+        assert any("(llm, cached)" in line for line in again.trace)
+        # another LLM model is another key: asked again
+        reopened.resources._llm = stub.client(model="other", max_retries=0)
+        other = reopened.search(QUERY, k=3, lr=False)
+    assert other.models["decompose"] == "paper:other" and len(stub.requests) == 1
+
+
+def test_the_deadline_cuts_slow_llm_calls_and_the_search_still_answers(agent: Agent, stub: Any) -> None:
+    import time
+
+    def respond(schema: str, video: str, user: str) -> Any:
+        if schema == "Verdict":
+            return ("sleep", 4.0)  # a judgement that would take 4 s
+        return responder(lambda _: verdict(0.9, [1]))(schema, video, user)
+
+    route(stub, respond)
+    start = time.monotonic()
+    result = agent.search(QUERY, k=3, deadline_s=1.0)
+    took = time.monotonic() - start
+    assert took < 3.0, took  # the LLM's own timeout is 5 s: each call was cut to the time left
+    assert result.decomposition.source == "llm" and result.options["deadline_s"] == 1.0
+    assert [h.video_id for h in result.hits][0] == "shapes"  # answered from retrieval, ranked as retrieved
+    assert {h.judged_by for h in result.hits} == {"retrieval score (deadline)"}
+    reason = [f for f in result.fallbacks if f.node == "reason"]
+    assert len(reason) == 1 and reason[0].reason.startswith("deadline") and reason[0].video_id is None
+    assert "refine" not in result.path  # nothing judged by the LLM: nothing to refine
+
+
+def test_past_the_deadline_no_llm_work_is_started(agent: Agent, stub: Any) -> None:
+    route(stub, responder(lambda _: verdict(0.3, [1], missing=["colour"]), plan_reply=plan(
+        ("describe_object", {"track_id": 1}))))
+    cached = agent.search(QUERY, k=3, jit=False)  # caches the decomposition
+    stub.requests.clear()
+    late = agent.search(QUERY, k=3, deadline_s=1e-6)
+    assert not stub.requests  # not one LLM request
+    assert late.decomposition == cached.decomposition  # a cached decomposition is no LLM work: still used
+    assert {f.node for f in late.fallbacks} == {"reason"} and late.hits
+    fresh = agent.search("a blue disc", k=3, deadline_s=1e-6)
+    assert not stub.requests and fresh.decomposition.source == "fallback"
+    assert [f.reason for f in fresh.fallbacks if f.node == "decompose"] == ["deadline; rule-based split used"]
+    # with the agent's default (settings) deadline nothing is cut; deadline_s=None switches it off
+    assert agent.context().deadline_s == agent.resources.settings.agent.deadline_s == 120.0
+    assert agent.context(deadline_s=None).deadline_s is None
+    with pytest.raises(ValueError, match="deadline_s"):
+        agent.context(deadline_s=0)
+
+
+def test_the_deadline_stops_refinement(agent: Agent, stub: Any) -> None:
+    import time
+
+    from langgraph.runtime import Runtime
+
+    from twinseek.agent.context import AgentContext
+    from twinseek.agent.graph import Nodes
+
+    def respond(schema: str, video: str, user: str) -> Any:
+        if schema == "Plan":
+            return ("sleep", 5.0)  # planning would take longer than the search may
+        return responder(lambda _: verdict(0.3, [1], missing=["colour of object 1"]))(schema, video, user)
+
+    route(stub, respond)
+    start = time.monotonic()
+    result = agent.search(QUERY, k=3, deadline_s=1.5, tau=0.0)
+    assert time.monotonic() - start < 4.0
+    refine = [f for f in result.fallbacks if f.node == "refine"]
+    assert refine and all(f.reason.startswith("no plan: deadline") for f in refine) and not result.actions
+    assert result.path == ["decompose", "retrieve", "rerank", "reason", "refine", "finalize"]
+    assert result.hits[0].judged_by == "paper:stub"  # the judgements made in time stand
+    assert agent.resources.store.get_twin("shapes").tracks[0].attributes == ""  # nothing ran
+    # a refine step that starts past the deadline plans nothing and runs nothing
+    route(stub, responder(lambda _: verdict(0.3, [1], missing=["colour of object 1"])))
+    state = agent.graph.invoke({"query": QUERY}, context=agent.context(3, jit=False, deadline_s=None))
+    stub.requests.clear()
+    late = {**state, "started_at": time.time() - 10}
+    update = Nodes(agent.resources).refine(late, Runtime(context=AgentContext(k=3, deadline_s=1.0)))  # type: ignore[arg-type]
+    assert not stub.requests and update["to_reason"] == [] and update["refine_round"] == 1
+    assert update["fallbacks"][0].node == "refine" and update["fallbacks"][0].reason.startswith("deadline")
+
+
+def test_prompt_overrides_reach_the_llm(agent: Agent, stub: Any) -> None:
+    route(stub, responder(lambda _: verdict(0.3, [1], missing=["colour"]), plan_reply=plan()))
+    agent.search(QUERY, k=1, prompts={"reason": "Judge strictly.", "plan": "Tools:\n{catalogue}\nPlan."})
+    systems = {r["response_format"]["json_schema"]["name"]: r["messages"][0]["content"] for r in stub.requests}
+    assert systems["Verdict"] == "Judge strictly."
+    assert systems["Plan"].startswith("Tools:\n- describe_object(") and systems["Plan"].endswith("\nPlan.")
+    with pytest.raises(ValueError, match="unknown prompt"):
+        agent.context(prompts={"judge": "x"})
+
+
+def test_rerank_options_per_search(agent: Agent, stub: Any) -> None:
+    def respond(schema: str, video: str, user: str) -> Any:
+        if not schema:  # a yes/no rerank question about one ECR text
+            p = 0.9 if "dog" in user else 0.1
+            return completion("yes", logprobs=top_logprobs([("yes", p), ("no", 1 - p)]))
+        return responder(lambda _: verdict(0.9, [1]))(schema, video, user)
+
+    route(stub, respond)
+    assert agent.resources.settings.retrieval.reranker == "none"
+    plain = agent.search(QUERY, k=3, lr=False)
+    assert "rerank" not in plain.models and plain.hits[0].video_id == "shapes"
+    reranked = agent.search(QUERY, k=3, lr=False, reranker="llm")
+    assert reranked.hits[0].video_id == "dogs" and reranked.models["rerank"] == "paper:stub"
+    assert reranked.options["reranker"] == "llm"
+    top1 = agent.search(QUERY, k=3, lr=False, reranker="llm", rerank_top=1)  # only the best is rescored
+    assert [h.video_id for h in top1.hits] == [h.video_id for h in plain.hits]
+    with pytest.raises(ValueError, match="unknown reranker"):
+        agent.context(reranker="magic")
+
+
+def _reference_search(indexes: Any, query: str, decomposition: Any, k: int, tool: str) -> list[tuple[str, float]]:
+    """The coarse stage as ``Retriever.search`` computed it before the graph owned the pipeline (no reranker):
+    each tool ranks a pool of max(k, top_k, rerank_top_k) videos; ``fused`` is reciprocal-rank fusion (k = 60,
+    ties by id); the top ``k`` are returned with their scores."""
+    pool = max(k, indexes.settings.top_k, indexes.settings.rerank_top_k)
+    lists = {}
+    if tool != "dense":
+        lists["compositional"] = [(h.video_id, h.score) for h in indexes.compositional.search(decomposition.subqueries,
+                                                                                              k=pool)]
+    if tool != "compositional":
+        text = f"{query} {decomposition.rewritten}"
+        lists["dense"] = [(h.video_id, h.score) for h in indexes.dense.search_text(text, k=pool)]
+    if tool != "fused":
+        return lists[tool][:k]
+    rrf: dict[str, float] = {}
+    for ranked in lists.values():
+        for rank, (vid, _) in enumerate(ranked, start=1):
+            rrf[vid] = rrf.get(vid, 0.0) + 1.0 / (60 + rank)
+    return sorted(rrf.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+
+def test_search_is_the_graph_with_reasoning_off_and_ranks_as_the_retriever_did(tmp_path: Path, clip: Path,
+                                                                                stub: Any) -> None:
+    """Real MiniLM encoders on a store of nine twins: ``lr`` off gives exactly the old coarse ranking and scores."""
+    root = build_store(tmp_path / "store", clip)
+    with TwinStore(root) as store:
+        for vid, category in (("birds", "bird"), ("horses", "horse"), ("cars", "car"), ("swans", "black swan"),
+                              ("balls", "ball"), ("bikes", "bicycle")):
+            put_twin(store, *animal_twin(vid, category))
+    llm = {"base_url": stub.base_url, "api_key": "test", "model": "stub", "http_retries": 0, "max_retries": 0}
+    with Agent.open(root, llm=llm) as agent:
+        indexes = agent.resources.indexes
+        for query in ("a red square moving right", "a brown dog, not a cat", "a black swan on water", "a vehicle"):
+            decomposition = agent.resources.decomposer.decompose(query, None).decomposition
+            for tool in ("fused", "dense", "compositional"):
+                for k in (3, 9):
+                    result = agent.search(query, k=k, tool=tool, lr=False, jit=False, decomposer="rules")
+                    expected = _reference_search(indexes, query, decomposition, k, tool)
+                    assert result.path == ["decompose", "retrieve", "rerank", "finalize"]
+                    assert [h.video_id for h in result.hits] == [v for v, _ in expected], (query, tool, k)
+                    assert [h.retrieval_score for h in result.hits] == pytest.approx([s for _, s in expected])
+                    assert [h.relevance for h in result.hits] == pytest.approx(
+                        minmax([s for _, s in expected]), abs=1e-4)  # lr off: scaled retrieval scores
+    assert not stub.requests  # rules decomposition, no reasoning: the LLM was never asked

@@ -75,8 +75,72 @@ def test_search_ranks_the_store(tmp_path: Path) -> None:
     assert found["decomposition"]["source"] == "fallback"
     assert sorted(h["video_id"] for h in found["hits"]) == ["first", "second"]
     assert [h["rank"] for h in found["hits"]] == [1, 2]
-    assert {"compositional", "dense"} <= set(found["timings"])
+    assert {"retrieve.compositional", "retrieve.dense", "retrieve", "total"} <= set(found["timings"])
+    assert found["models"]["decompose"] == "rules" and found["options"]["decomposer"] == "rules"
     table = runner.invoke(app, ["search", "a red square", "--store", str(store), "--no-llm", "--tool", "dense"])
     assert table.exit_code == 0 and "first" in table.output
     bad = runner.invoke(app, ["search", "x", "--store", str(store), "--tool", "magic"])
     assert bad.exit_code != 0
+
+
+# ---------------------------------------------------------------- search and ask: the agent's graph
+def _stub_env(monkeypatch, stub) -> None:  # type: ignore[no-untyped-def]
+    for key, value in {"BASE_URL": stub.base_url, "API_KEY": "test", "MODEL": "stub", "HTTP_RETRIES": "0",
+                       "MAX_RETRIES": "0"}.items():
+        monkeypatch.setenv(f"TWINSEEK_LLM__{key}", value)
+
+
+def test_search_and_ask_run_the_graph_with_the_same_switches(tmp_path: Path, monkeypatch, stub) -> None:  # type: ignore[no-untyped-def]
+    from test_agent_graph import QUERY, build_store, plan, responder, route, verdict
+
+    store = build_store(tmp_path / "store", write_video(tmp_path / "shapes.mp4", Scene()))
+    _stub_env(monkeypatch, stub)
+
+    def shapes(user: str) -> dict:  # type: ignore[type-arg]
+        if "bright red" in user:
+            return verdict(0.85, [1], why="object 1 is a [bold]bright red[/bold] square")
+        return verdict(0.3, [1], missing=["colour of object 1"])
+
+    route(stub, responder(shapes, plan_reply=plan(("describe_object", {"track_id": 1})), others=0.2))
+    searched = runner.invoke(app, ["search", QUERY, "--store", str(store), "--json", "-k", "3"])
+    assert searched.exit_code == 0, searched.output
+    found = json.loads(searched.stdout)
+    assert found["path"] == ["decompose", "retrieve", "rerank", "finalize"]  # reasoning and refinement off
+    assert found["options"]["lr"] is False and found["options"]["jit"] is False and len(found["hits"]) == 3
+    assert found["hits"][0]["video_id"] == "shapes" and found["hits"][0]["relevance"] == 1.0
+    asked_schemas = [r.get("response_format", {}).get("json_schema", {}).get("name") for r in stub.requests]
+    assert asked_schemas == ["_Reply"]  # only the decomposition
+    table = runner.invoke(app, ["search", QUERY, "--store", str(store), "--no-qd", "--no-ca"])
+    assert table.exit_code == 0 and "relevance" in table.stdout and "shapes" in table.stdout
+
+    # ask: the agent with reasoning; node-by-node progress on stderr, the answer on stdout
+    asked = runner.invoke(app, ["ask", QUERY, "--store", str(store), "-k", "3", "--tau", "0.25", "--no-jit"])
+    assert asked.exit_code == 0, asked.output
+    assert "decompose" in asked.stderr and "reason[0] shapes" in asked.stderr and "judged shapes" in asked.stderr
+    assert "shapes" in asked.stdout and "0.30" in asked.stdout and "reason[0]" not in asked.stdout
+    as_json = runner.invoke(app, ["ask", QUERY, "--store", str(store), "-k", "3", "--tau", "0.25", "--no-jit",
+                                  "--json", "--video", "dogs", "--llm-weight", "1", "--deadline", "30"])
+    result = json.loads(as_json.stdout)
+    assert [h["video_id"] for h in result["hits"] + result["dropped"]] == ["dogs"]
+    assert result["options"]["videos"] == ["dogs"] and result["options"]["deadline_s"] == 30.0
+    assert result["options"]["jit"] is False and result["options"]["tau"] == 0.25
+    bad = runner.invoke(app, ["ask", QUERY, "--store", str(store), "--k", "0"])
+    assert bad.exit_code != 0
+    worse = runner.invoke(app, ["ask", QUERY, "--store", str(store), "--rerank", "magic"])
+    assert worse.exit_code != 0 and "unknown reranker" in worse.output
+
+
+def test_ask_escapes_untrusted_text(tmp_path: Path, monkeypatch, stub) -> None:  # type: ignore[no-untyped-def]
+    from test_agent_graph import build_store, reply, responder, route, verdict
+
+    store = build_store(tmp_path / "store", write_video(tmp_path / "shapes.mp4", Scene()))
+    _stub_env(monkeypatch, stub)
+    query = "a red square [bold red]now[/bold red]"
+    decomposition = reply({"rewritten": "[link=http://x]click[/link]", "subqueries": [
+        {"text": "a [red]square[/red]", "type": "object", "negated": False}]})
+    route(stub, responder(lambda _: verdict(0.9, [1], why="see [blink]this[/blink]"), decomposition=decomposition))
+    asked = runner.invoke(app, ["ask", query, "--store", str(store), "-k", "1", "--no-jit"])
+    assert asked.exit_code == 0, asked.output
+    out = " ".join(asked.stdout.split())
+    for text in ("[bold red]now[/bold red]", "[link=http://x]click[/link]", "a [red]square[/red]", "[blink]this"):
+        assert text in out, text

@@ -90,7 +90,7 @@ def test_results_json_holds_every_query_of_every_system(env: dict[str, Path], fi
         assert all(len(r.choice_scores or []) == 2 for r in system.records if r.kind in ("mcq", "counterfactual"))
         assert all(r.seconds >= 0 for r in system.records)
     dense = first.systems["dense"].records[0]
-    assert "dense" in dense.timings and any("dense" in k for k in dense.models)
+    assert "retrieve.dense" in dense.timings and any("dense" in k for k in dense.models)
     assert first.systems["compositional"].records[0].models.get("compositional", "").startswith("embedded:")
     # metrics recomputed from the stored records agree with the stored metrics
     again = aggregate(first.systems["dense"].records, tau=first.config.tau)
@@ -371,3 +371,7 @@ def test_agent_systems_judge_choices_within_the_video_on_their_own_store_copy(en
     for name in ("full", "full-jit"):
         m1 = next(r for r in result.systems[name].records if r.id == "m1")
         assert m1.choice_scores == [0.7, 0.7] and m1.correct is False  # both options judged 0.7: a tie is wrong
+    stub.requests.clear()  # another run over the store: every decomposition comes from the store's cache
+    run(env["bench"], store=env["store"], out=tmp_path / "again", systems=["full-lr", "compositional"], k=2,
+        report=False, settings_overrides={**FAST, "llm": llm})
+    assert not stub.requests

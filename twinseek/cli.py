@@ -10,7 +10,7 @@ import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -292,30 +292,51 @@ def store_delete(video_id: str, store: StoreOpt = None) -> None:
     console.print(f"deleted {safe(video_id)}")
 
 
+TauOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Relevance threshold of the hits.")]
+KOpt = Annotated[int, typer.Option("--k", "-k", min=1, help="How many videos.")]
+ToolOpt = Annotated[str, typer.Option(help="Retrieval tool: compositional, dense or fused.")]
+RerankOpt = Annotated[str | None, typer.Option(help="ECR reranker: none, llm, listwise, cross-encoder or qwen3 "
+                                                    "[default: the settings' retrieval.reranker].")]
+NoLLMOpt = Annotated[bool, typer.Option("--no-llm", help="Decompose the query by rules, not with the LLM.")]
+NoQDOpt = Annotated[bool, typer.Option("--no-qd", help="No query decomposition: the query is one sub-query.")]
+NoCAOpt = Annotated[bool, typer.Option("--no-ca", help="No compositional alignment: dense retrieval only.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="The full SearchResult as JSON.")]
+
+
+def _search_context(k: int, **options: Any) -> dict[str, Any]:
+    """The Agent.search options of a command, checked before the store is opened."""
+    from twinseek.agent.context import AgentContext
+
+    options = {name: value for name, value in options.items() if value is not None}
+    try:
+        AgentContext(k=k, **options)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    return options
+
+
 @app.command()
 def search(
     query: QueryArg,
     store: StoreOpt = None,
-    k: Annotated[int, typer.Option("--k", "-k", min=1, help="How many videos.")] = 10,
-    tool: Annotated[str, typer.Option(help="compositional, dense or fused.")] = "fused",
-    rerank: Annotated[str | None, typer.Option(help="none, llm, listwise, cross-encoder or qwen3.")] = None,
-    no_llm: Annotated[bool, typer.Option("--no-llm", help="Rule-based query decomposition.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="The full result as JSON.")] = False,
+    profile: ProfileOpt = None,
+    k: KOpt = 10,
+    tool: ToolOpt = "fused",
+    rerank: RerankOpt = None,
+    no_llm: NoLLMOpt = False,
+    no_qd: NoQDOpt = False,
+    no_ca: NoCAOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Rank the videos of a store for a query (coarse retrieval stage: no twin reasoning)."""
-    from twinseek.tools.retrieval import Retriever
-    from twinseek.twins.store import TwinStore
+    """Rank the videos of a store for a query: the agent with reasoning and refinement off (decomposition,
+    retrieval and reranking; no twin reasoning)."""
+    from twinseek.agent.api import Agent
 
-    if tool not in ("compositional", "dense", "fused"):
-        raise typer.BadParameter("--tool must be compositional, dense or fused")
-    settings = _settings(store)
-    if rerank is not None:
-        settings.retrieval.reranker = rerank  # type: ignore[assignment]
-    with _errors_exit(), TwinStore(settings.store, create=False) as twin_store:
-        retriever = Retriever(twin_store, settings)
-        retriever.sync()
-        decomposition = retriever.decompose(query, use_llm=not no_llm)
-        result = retriever.search(query, k=k, tool=tool, decomposition=decomposition)  # type: ignore[arg-type]
+    options = _search_context(k, tool=tool, reranker=rerank, decomposer="rules" if no_llm else "llm", qd=not no_qd,
+                              ca=not no_ca, lr=False, jit=False)
+    settings = _settings(store, profile)
+    with _errors_exit(), Agent.open(settings.store, profile=settings.profile) as agent:
+        result = agent.search(query, k=k, **options)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return
@@ -323,21 +344,96 @@ def search(
 
 
 def print_retrieval(result) -> None:  # type: ignore[no-untyped-def]
-    d = result.decomposition
-    console.print(f"[bold]{safe(result.query)}[/bold]  ->  {safe(d.rewritten)}  [dim]({d.source})[/dim]")
-    console.print("  sub-queries: " + safe("; ".join(
-        f"{'NOT ' if q.negated else ''}{q.text} [{q.type}, {q.weight:.1f}]" for q in d.subqueries)))
+    _print_decomposition(result)
     table = Table(show_edge=False)
-    for col in ("#", "video", "score", "stages", "best evidence"):
+    for col in ("#", "video", "relevance", "score", "stages", "best evidence"):
         table.add_column(col)
     for hit in result.hits:
         stages = " ".join(f"{name[:4]}={v:.2f}" for name, v in hit.scores.items())
         best = max(hit.evidence, key=lambda m: m.similarity, default=None)
         evidence = f"{best.text} ({best.similarity:.2f})" if best is not None and best.text else ""
-        table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.score:.3f}", safe(stages), safe(evidence))
+        table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", f"{hit.retrieval_score:.3f}",
+                      stages, safe(evidence))
     console.print(table)
+    _print_footer(result)
+
+
+def _print_decomposition(result) -> None:  # type: ignore[no-untyped-def]
+    d = result.decomposition
+    console.print(f"[bold]{safe(result.query)}[/bold]  ->  {safe(d.rewritten)}  [dim]({d.source})[/dim]")
+    console.print("  sub-queries: " + "; ".join(
+        safe(f"{'NOT ' if q.negated else ''}{q.text} [{q.type}, {q.weight:.1f}]") for q in d.subqueries))
+
+
+def _print_footer(result) -> None:  # type: ignore[no-untyped-def]
+    for f in result.fallbacks:
+        where = f" ({safe(f.video_id)})" if f.video_id else ""
+        console.print(f"[yellow]fallback[/yellow] {safe(f.node)}{where}: {safe(f.reason)}")
     console.print("  [dim]" + safe(", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
-                                   + " | " + ", ".join(f"{k}={v}" for k, v in result.models.items())) + "[/dim]")
+                                     + " | " + ", ".join(f"{k}={v}" for k, v in result.models.items())) + "[/dim]")
+
+
+@app.command()
+def ask(
+    query: QueryArg,
+    store: StoreOpt = None,
+    profile: ProfileOpt = None,
+    k: KOpt = 10,
+    tau: TauOpt = 0.5,
+    tool: ToolOpt = "fused",
+    rerank: RerankOpt = None,
+    no_llm: NoLLMOpt = False,
+    no_qd: NoQDOpt = False,
+    no_ca: NoCAOpt = False,
+    no_lr: Annotated[bool, typer.Option("--no-lr", help="No LLM reasoning: rank by retrieval score.")] = False,
+    no_jit: Annotated[bool, typer.Option("--no-jit", help="No just-in-time refinement of the twins.")] = False,
+    video: Annotated[list[str] | None, typer.Option("--video", help="Search only these video ids (repeatable).")] = None,
+    llm_weight: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Share of the LLM's judgement in the "
+                                                     "relevance [default: the settings' agent.llm_weight].")] = None,
+    deadline: Annotated[float | None, typer.Option(help="Seconds the search may take, > 0 [default: the settings' "
+                                                   "agent.deadline_s].")] = None,
+    no_deadline: Annotated[bool, typer.Option("--no-deadline", help="Let the search take as long as it needs.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask the reasoning agent once: decompose, retrieve, rerank, reason over each candidate's twin and refine it
+    just in time. Node-by-node progress goes to stderr; the answer (or --json) to stdout."""
+    from twinseek.agent.api import Agent
+
+    options = _search_context(k, tau=tau, tool=tool, reranker=rerank, decomposer="rules" if no_llm else "llm",
+                              qd=not no_qd, ca=not no_ca, lr=not no_lr, jit=not no_jit,
+                              videos=tuple(video) if video else None, llm_weight=llm_weight, deadline_s=deadline)
+    if no_deadline:
+        options["deadline_s"] = None
+    settings = _settings(store, profile)
+    result = None
+    with _errors_exit(), Agent.open(settings.store, profile=settings.profile) as agent:
+        for event in agent.stream(query, k=k, **options):
+            if event.kind == "result":
+                result = event.result
+            else:
+                _print_progress(event)
+    assert result is not None  # the stream always ends with the result
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    print_search_result(result)
+
+
+def _print_progress(event) -> None:  # type: ignore[no-untyped-def]
+    """One stderr line per finished node (its trace), and per judged or refined candidate."""
+    data = event.data
+    if event.kind == "node":
+        secs = data.get("timings", {}).get(event.node, 0.0)
+        lines = data.get("trace", []) or [event.node or ""]
+        err_console.print(f"[dim]{secs:6.1f}s[/dim] " + safe(lines[0]))
+        for line in lines[1:]:
+            err_console.print("        " + safe(line))
+    elif event.node == "reason" and "video_id" in data:
+        err_console.print(f"[dim]        judged {safe(str(data['video_id']))}: {data['relevance']:.2f} "
+                          f"({safe(str(data['source']))})[/dim]")
+    elif event.node == "refine" and "action" in data:
+        err_console.print(f"[dim]        refine {safe(str(data['video_id']))}: {safe(str(data['action']))} "
+                          f"{safe(str(data['status']))}[/dim]")
 
 
 @app.command("eval")
@@ -525,18 +621,16 @@ def demo(
 
 
 def print_search_result(result) -> None:  # type: ignore[no-untyped-def]
-    d = result.decomposition
-    console.print("sub-queries: " + safe("; ".join(f"{'NOT ' if q.negated else ''}{q.text}" for q in d.subqueries)))
+    _print_decomposition(result)
     table = Table(show_edge=False)
     for col in ("#", "video", "relevance", "objects (masks)", "reasoning"):
         table.add_column(col)
     for hit in result.hits:
         objects = ", ".join(f"#{o.track_id} {o.category} ({len(o.masks)})" for o in hit.objects)
-        table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", safe(objects), safe(hit.reasoning))
+        table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", safe(objects),
+                      safe(hit.reasoning or hit.judged_by))
     console.print(table if result.hits else "no video above the relevance threshold")
-    for f in result.fallbacks:
-        console.print(f"[yellow]fallback[/yellow] {safe(f.node)}: {safe(f.reason)}")
-    console.print("[dim]" + safe(", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())) + "[/dim]")
+    _print_footer(result)
 
 
 def _embedded_limits_note(settings: Settings) -> str:

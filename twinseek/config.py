@@ -155,6 +155,7 @@ class RetrievalSettings(BaseModel):
 
 
 EMBEDDED_LLM_WEIGHT = 0.5
+DEFAULT_DEADLINE_S = 120.0
 
 
 class AgentSettings(BaseModel):
@@ -164,6 +165,10 @@ class AgentSettings(BaseModel):
         None, ge=0, le=1, description="Share of the LLM's judgement in a candidate's relevance; the rest is its "
         "absolute retrieval similarity. None = 1.0 (the paper: the LLM decides) with a user's (paper-tier) endpoint, "
         f"{EMBEDDED_LLM_WEIGHT} with the embedded 0.5B LLM, whose judgements are weak and often identical.")
+    deadline_s: float | None = Field(
+        DEFAULT_DEADLINE_S, gt=0, description="Overall time of one search: past it, the search skips the LLM work "
+        "left (each LLM call is also cut to the time remaining), answers with what it has and records the fallback. "
+        "None: no deadline. The default leaves the embedded LLM room for a full search on a slow CPU.")
 
 
 class Settings(BaseSettings):

@@ -51,6 +51,10 @@ class StoreError(TwinseekError):
     """The twin store is missing, locked by another writer, or inconsistent."""
 
 
+class StoreBusyError(StoreError):
+    """Another writer held the store's writer lock longer than the caller was willing to wait."""
+
+
 class VideoNotFoundError(StoreError):
     def __init__(self, video_id: str) -> None:
         self.video_id = video_id

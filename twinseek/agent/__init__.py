@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from twinseek.agent.api import Agent, Hit, HitObject, ProgressEvent, SearchResult
 from twinseek.agent.context import AgentContext
+from twinseek.agent.graph import build_graph
 from twinseek.agent.resources import Resources
 
-__all__ = ["Agent", "AgentContext", "Hit", "HitObject", "ProgressEvent", "Resources", "SearchResult"]
+__all__ = ["Agent", "AgentContext", "Hit", "HitObject", "ProgressEvent", "Resources", "SearchResult", "build_graph"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,12 +25,23 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from twinseek.agent.context import AgentContext
+from twinseek.agent.graph import build_graph
 from twinseek.agent.resources import Resources
+from twinseek.agent.state import (
+    ActionRecord,
+    AgentState,
+    DroppedCandidate,
+    Fallback,
+    FrameMask,
+    Hit,
+    HitObject,
+)
 from twinseek.config import ProfileName, load_settings
 from twinseek.errors import TwinseekError
-from twinseek.tools.compositional import ComponentMatch
 from twinseek.tools.decompose import Decomposition
-from twinseek.twins.masks import load_mask
+
+__all__ = ["ActionInfo", "Agent", "DroppedCandidate", "FallbackInfo", "FrameMask", "Hit", "HitObject",
+           "ProgressEvent", "SearchResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,57 +49,9 @@ OVERLAY_FRAMES = 8  # key frames drawn per hit
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230)]
 
-
-class FrameMask(BaseModel):
-    frame: int = Field(description="Frame index in the source video.")
-    path: str = Field(description="Absolute path of the mask PNG (white = object).")
-
-    def load(self) -> np.ndarray:
-        """The mask as a bool array (read from disk now, not before)."""
-        return load_mask(Path(self.path))
-
-
-class HitObject(BaseModel):
-    track_id: int
-    category: str
-    attributes: str = ""
-    masks: list[FrameMask] = Field(default_factory=list)
-
-
-class Hit(BaseModel):
-    rank: int
-    video_id: str
-    path: str
-    relevance: float = Field(ge=0, le=1)
-    retrieval_score: float
-    scores: dict[str, float] = Field(default_factory=dict, description="Score per retrieval stage.")
-    reasoning: str = ""
-    missing: list[str] = Field(default_factory=list)
-    judged_by: str = Field("", description="tier:model of the LLM, or which fallback gave the relevance.")
-    refined: bool = Field(False, description="Judged again after just-in-time refinement.")
-    objects: list[HitObject] = Field(default_factory=list)
-    evidence: list[ComponentMatch] = Field(default_factory=list)
-
-
-class FallbackInfo(BaseModel):
-    node: str
-    video_id: str | None = None
-    reason: str
-
-
-class ActionInfo(BaseModel):
-    video_id: str
-    round: int
-    action: str
-    args: dict[str, Any] = Field(default_factory=dict)
-    status: Literal["ran", "rejected", "unavailable", "failed"]
-    detail: str = ""
-    model: str | None = None
-
-
-class DroppedCandidate(BaseModel):
-    video_id: str
-    relevance: float
+# The records' names in the result (the graph state's models, under the names this API has always used).
+FallbackInfo = Fallback
+ActionInfo = ActionRecord
 
 
 class SearchResult(BaseModel):
@@ -101,10 +64,19 @@ class SearchResult(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     path: list[str] = Field(default_factory=list, description="Graph nodes in the order they ran.")
     trace: list[str] = Field(default_factory=list)
-    actions: list[ActionInfo] = Field(default_factory=list)
-    fallbacks: list[FallbackInfo] = Field(default_factory=list)
+    actions: list[ActionRecord] = Field(default_factory=list)
+    fallbacks: list[Fallback] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per node (and total).")
     models: dict[str, str] = Field(default_factory=dict, description="tier:model behind each part.")
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], options: Mapping[str, Any], seconds: float) -> SearchResult:
+        """The result of a finished graph run (its state holds the typed parts already)."""
+        return cls(query=state["query"], decomposition=state["decomposition"], hits=state.get("hits", []),
+                   dropped=state.get("dropped", []), options=dict(options), path=state.get("path", []),
+                   trace=state.get("trace", []), actions=state.get("actions", []),
+                   fallbacks=state.get("fallbacks", []),
+                   timings={**state.get("timings", {}), "total": round(seconds, 4)}, models=state.get("models", {}))
 
     def save_overlays(self, out_dir: str | Path, max_frames: int = OVERLAY_FRAMES) -> list[Path]:
         """Draw each hit's object masks on its key frames: ``<rank>_<video>/f<frame>.png`` and an animated
@@ -126,14 +98,19 @@ class ProgressEvent(BaseModel):
 
 
 class Agent:
-    """Search a twin store with the reasoning agent. A context manager; :meth:`close` releases the store."""
+    """Search a twin store with the reasoning agent. A context manager; :meth:`close` releases the store.
+
+    The agent's graph is built once, bound to the store's :class:`Resources`; each search passes its run options
+    as the graph's context.
+    """
 
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
+        self.graph = build_graph(resources)
 
     @classmethod
     def open(cls, store_dir: str | Path, profile: ProfileName = "embedded", **settings_overrides: Any) -> Agent:
-        """Open the store, build the resources and sync the retriever's indexes and ECR texts.
+        """Open the store, build the resources and sync the indexes and ECR texts.
 
         ``settings_overrides`` are :class:`~twinseek.config.Settings` fields (nested ones as dicts, e.g.
         ``retrieval={"reranker": "llm"}``); they win over ``TWINSEEK_*`` variables.
@@ -143,38 +120,40 @@ class Agent:
 
     # -- searching ----------------------------------------------------------------------------------------------
     def context(self, k: int = 10, **overrides: Any) -> AgentContext:
-        """The run options of a search (see :class:`AgentContext` for the fields)."""
-        return AgentContext(k=k, resources=self.resources, **overrides)
+        """The run options of a search (see :class:`AgentContext` for the fields). Unset options take the
+        settings' defaults: ``llm_weight`` (``agent.llm_weight``, by the LLM's tier) and ``deadline_s``
+        (``agent.deadline_s``; pass ``deadline_s=None`` for no deadline)."""
+        if overrides.get("llm_weight") is None:
+            overrides["llm_weight"] = self.resources.llm_weight
+        overrides.setdefault("deadline_s", self.resources.settings.agent.deadline_s)
+        return AgentContext(k=k, **overrides)
+
+    def _input(self, query: str) -> AgentState:
+        return {"query": _clean(query), "started_at": time.time()}
 
     def search(self, query: str, k: int = 10, **context_overrides: Any) -> SearchResult:
         """Rank the store's videos for ``query``; ``context_overrides`` are :class:`AgentContext` fields
-        (``tau``, ``max_refine_rounds``, ``qd``, ``ca``, ``lr``, ``jit``, ``tool``, ...)."""
-        from twinseek.agent.graph import graph
-
+        (``tau``, ``max_refine_rounds``, ``qd``, ``ca``, ``lr``, ``jit``, ``tool``, ``videos``, ``deadline_s``, ...)."""
         ctx = self.context(k, **context_overrides)
         start = time.perf_counter()
-        state = graph.invoke({"query": _clean(query)}, context=ctx)
-        return _result(state, ctx, time.perf_counter() - start)
+        state = self.graph.invoke(self._input(query), context=ctx)
+        return SearchResult.from_state(state, ctx.options(), time.perf_counter() - start)
 
     async def asearch(self, query: str, k: int = 10, **context_overrides: Any) -> SearchResult:
         """:meth:`search` for asyncio code (the nodes run on worker threads)."""
-        from twinseek.agent.graph import graph
-
         ctx = self.context(k, **context_overrides)
         start = time.perf_counter()
-        state = await graph.ainvoke({"query": _clean(query)}, context=ctx)
-        return _result(state, ctx, time.perf_counter() - start)
+        state = await self.graph.ainvoke(self._input(query), context=ctx)
+        return SearchResult.from_state(state, ctx.options(), time.perf_counter() - start)
 
     def stream(self, query: str, k: int = 10, **context_overrides: Any) -> Iterator[ProgressEvent]:
         """Node-by-node progress: a ``node`` event when a node finishes, ``progress`` events from inside nodes
         (per candidate), and a last ``result`` event carrying the :class:`SearchResult`."""
-        from twinseek.agent.graph import graph
-
         ctx = self.context(k, **context_overrides)
         start = time.perf_counter()
         state: dict[str, Any] = {}
         modes: list[StreamMode] = ["updates", "custom", "values"]
-        parts: Iterator[Any] = graph.stream({"query": _clean(query)}, context=ctx, stream_mode=modes)
+        parts: Iterator[Any] = self.graph.stream(self._input(query), context=ctx, stream_mode=modes)
         for mode, chunk in parts:
             if mode == "values":
                 state = chunk
@@ -183,7 +162,8 @@ class Agent:
             else:
                 for node, update in chunk.items():
                     yield ProgressEvent(kind="node", node=node, data=_summary(update or {}))
-        yield ProgressEvent(kind="result", result=_result(state, ctx, time.perf_counter() - start))
+        yield ProgressEvent(kind="result", result=SearchResult.from_state(state, ctx.options(),
+                                                                          time.perf_counter() - start))
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -206,19 +186,6 @@ def _clean(query: str) -> str:
 def _summary(update: dict[str, Any]) -> dict[str, Any]:
     """What a node event carries: its trace lines and timing (the state itself stays in the graph)."""
     return {"trace": update.get("trace", []), "timings": update.get("timings", {})}
-
-
-def _result(state: dict[str, Any], ctx: AgentContext, seconds: float) -> SearchResult:
-    timings = {**state.get("timings", {}), "total": round(seconds, 4)}
-    return SearchResult(
-        query=state["query"], decomposition=Decomposition.model_validate(state["decomposition"]),
-        hits=[Hit.model_validate(h) for h in state.get("hits", [])],
-        dropped=[DroppedCandidate.model_validate(d) for d in state.get("dropped", [])],
-        options=ctx.options(), path=state.get("path", []), trace=state.get("trace", []),
-        actions=[ActionInfo.model_validate(a) for a in state.get("actions", [])],
-        fallbacks=[FallbackInfo.model_validate(f) for f in state.get("fallbacks", [])],
-        timings=timings, models=state.get("models", {}),
-    )
 
 
 # -- overlays ---------------------------------------------------------------------------------------------------

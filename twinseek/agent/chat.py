@@ -45,25 +45,26 @@ class ChatState(TypedDict):
 
 @dataclass
 class ChatContext:
-    agent: Agent
+    """Run options of one turn (the agent itself is bound when the chat graph is built)."""
+
     k: int = 5
 
 
-def _search(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Runs the agent on the query of the newest (pending) turn."""
-    turn = Turn.model_validate(state["turns"][-1])
-    result = runtime.context.agent.search(turn.query, k=runtime.context.k)
-    done = turn.model_copy(update={
-        "hits": [{"rank": h.rank, "video_id": h.video_id, "relevance": h.relevance, "reasoning": h.reasoning}
-                 for h in result.hits],
-        "result_json": result.model_dump_json(),
-    })
-    return {"turns": [done.model_dump()]}
+def build_chat_graph(checkpointer: SqliteSaver, agent: Agent):  # type: ignore[no-untyped-def]
+    """The conversation graph over ``agent``: one node that runs the agent on the newest (pending) turn."""
 
+    def search(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+        turn = Turn.model_validate(state["turns"][-1])
+        result = agent.search(turn.query, k=runtime.context.k)
+        done = turn.model_copy(update={
+            "hits": [{"rank": h.rank, "video_id": h.video_id, "relevance": h.relevance, "reasoning": h.reasoning}
+                     for h in result.hits],
+            "result_json": result.model_dump_json(),
+        })
+        return {"turns": [done.model_dump()]}
 
-def build_chat_graph(checkpointer: SqliteSaver):  # type: ignore[no-untyped-def]
     builder = StateGraph(ChatState, context_schema=ChatContext)
-    builder.add_node("search", _search)
+    builder.add_node("search", search)
     builder.add_edge(START, "search")
     builder.add_edge("search", END)
     return builder.compile(checkpointer=checkpointer, name="twinseek-chat")
@@ -94,7 +95,7 @@ class ChatSession:
         self.agent, self.k, self.session = agent, k, check_session_name(session)
         self.overlay_dir = Path(overlay_dir or Path(store_dir) / "overlays" / session)
         self._conn = sqlite3.connect(str(Path(store_dir) / "chat.sqlite"), check_same_thread=False)
-        self.graph = build_chat_graph(SqliteSaver(self._conn))
+        self.graph = build_chat_graph(SqliteSaver(self._conn), agent)
         self.config = {"configurable": {"thread_id": session}}
 
     def close(self) -> None:
@@ -120,7 +121,7 @@ class ChatSession:
             return self._why(n)
         query = self.resolve_query(line)
         self.graph.invoke({"turns": [Turn(said=line, query=query).model_dump()]}, self.config,
-                          context=ChatContext(agent=self.agent, k=self.k))
+                          context=ChatContext(k=self.k))
         return ChatReply(kind="results", text=query, result=self.last_result())
 
     def resolve_query(self, line: str) -> str:

@@ -1,13 +1,22 @@
-"""Run options of one agent search, passed to the graph with ``context=`` (``context_schema=AgentContext``)."""
+"""Run options of one agent search, passed to the graph with ``context=`` (``context_schema=AgentContext``).
+
+Only serialisable values: the store, indexes, models and LLM client are bound when the graph is built for a
+store (:func:`twinseek.agent.graph.build_graph`), never carried here.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from twinseek.agent.resources import Resources
+from twinseek.tools.rerank import RERANKERS, RerankerName
+from twinseek.tools.retrieval import TOOLS, Tool
 
-Tool = Literal["compositional", "dense", "fused"]
+__all__ = ["PROMPTS", "AgentContext", "DecomposerName", "RerankerName", "Tool"]
+
+DecomposerName = Literal["llm", "rules"]
+PROMPTS = ("decompose", "reason", "plan")  # system prompts a search may replace
 
 
 @dataclass(kw_only=True)
@@ -38,8 +47,18 @@ class AgentContext:
     # Restrict the search to these video ids ("how well does this video match?"): the whole gallery is still
     # ranked for the retrieval scores, then only these become candidates.
     videos: tuple[str, ...] | None = None
-    # Heavy resources (store, retriever, LLM, specialists); None: a process-wide set opened from the settings.
-    resources: Resources | None = field(default=None, repr=False, compare=False)
+    # Who decomposes the query when ``qd`` is on: the LLM (cached, rule-based fallback) or the rules alone.
+    decomposer: DecomposerName = "llm"
+    # ECR reranker of the candidates and how many it rescores; None: the settings' ``retrieval.reranker`` /
+    # ``retrieval.rerank_top_k``.
+    reranker: RerankerName | None = None
+    rerank_top: int | None = None
+    # Overall seconds of the search: past them the LLM work left is skipped (recorded as a fallback) and the
+    # search answers with what it has. None: no deadline (``Agent.search`` fills in ``agent.deadline_s``).
+    deadline_s: float | None = None
+    # Replacement system prompts by name (``decompose``, ``reason``, ``plan``); a replaced decomposition prompt
+    # gets its own entries in the decomposition cache.
+    prompts: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -48,25 +67,42 @@ class AgentContext:
             raise ValueError(f"tau must be in [0, 1], got {self.tau}")
         if self.max_refine_rounds < 0 or self.refine_top < 0:
             raise ValueError("max_refine_rounds and refine_top must be >= 0")
-        if self.llm_weight is None and self.resources is not None:
-            self.llm_weight = self.resources.llm_weight
         if self.llm_weight is not None and not 0.0 <= self.llm_weight <= 1.0:
             raise ValueError(f"llm_weight must be in [0, 1], got {self.llm_weight}")
         if self.videos is not None:
             if isinstance(self.videos, str):
                 raise ValueError("videos must be a list of video ids, not one string")
             self.videos = tuple(self.videos)
-        if self.tool not in ("compositional", "dense", "fused"):
+        if self.tool not in TOOLS:
             raise ValueError(f"unknown retrieval tool {self.tool!r}")
+        if self.decomposer not in ("llm", "rules"):
+            raise ValueError(f"decomposer must be 'llm' or 'rules', got {self.decomposer!r}")
+        if self.reranker is not None and self.reranker not in RERANKERS:
+            raise ValueError(f"unknown reranker {self.reranker!r}; known: {', '.join(RERANKERS)}")
+        if self.rerank_top is not None and self.rerank_top < 0:
+            raise ValueError(f"rerank_top must be >= 0, got {self.rerank_top}")
+        if self.deadline_s is not None and not self.deadline_s > 0:
+            raise ValueError(f"deadline_s must be > 0 (or None: no deadline), got {self.deadline_s}")
+        if self.prompts is not None:
+            unknown = set(self.prompts) - set(PROMPTS)
+            if unknown:
+                raise ValueError(f"unknown prompt(s) {sorted(unknown)}; known: {', '.join(PROMPTS)}")
+            self.prompts = dict(self.prompts)
 
     @property
     def retrieval_tool(self) -> Tool:
         """The retrieval tool actually used: compositional alignment off means dense only."""
         return self.tool if self.ca else "dense"
 
-    def options(self) -> dict[str, object]:
+    def prompt(self, name: str) -> str | None:
+        """The replacement system prompt called ``name``, or None for the built-in one."""
+        return (self.prompts or {}).get(name)
+
+    def options(self) -> dict[str, Any]:
         """The options as plain values (for the result's record)."""
         return {"k": self.k, "tau": self.tau, "max_refine_rounds": self.max_refine_rounds, "qd": self.qd,
                 "ca": self.ca, "lr": self.lr, "jit": self.jit, "tool": self.retrieval_tool,
                 "refine_top": self.refine_top, "llm_weight": self.llm_weight,
-                "videos": list(self.videos) if self.videos is not None else None}
+                "videos": list(self.videos) if self.videos is not None else None, "decomposer": self.decomposer,
+                "reranker": self.reranker, "rerank_top": self.rerank_top, "deadline_s": self.deadline_s,
+                "prompts": sorted(self.prompts) if self.prompts else None}

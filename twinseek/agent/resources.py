@@ -1,66 +1,72 @@
-"""Heavy resources of the agent: the twin store, the retriever (indexes, encoders, reranker), the LLM client and
-the specialist models. Graph nodes reach them through ``runtime.context.resources``; nothing here enters the
-graph state."""
+"""The heavy objects of one store: the twin store, its retrieval indexes, the decomposer (with its cache in the
+store), the LLM client, the rerankers and the specialist models.
+
+They are bound when the graph is built for a store (:func:`twinseek.agent.graph.build_graph`); nothing here
+enters the graph state or the run context, and nothing is shared between two :class:`Resources` (two stores
+in one process share no index, cache or client; only the embedded LLM server process is shared, see
+:func:`twinseek.tools.llm.open_llm`).
+"""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
 import threading
-from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 
 from twinseek.config import EMBEDDED_LLM_WEIGHT, Settings, load_settings
+from twinseek.tools.decompose import Decomposer, DecompositionCache
+from twinseek.tools.rerank import LLM_RERANKERS, Reranker, RerankerName, make_reranker
 
 if TYPE_CHECKING:
-    from twinseek.tools.decompose import Decomposition
+    from twinseek.tools.deadline import ChatModel
+    from twinseek.tools.dense import VideoEmbedder
+    from twinseek.tools.ecr import EcrGenerator
     from twinseek.tools.encoders import ComponentEncoders
     from twinseek.tools.llm import LLMClient
-    from twinseek.tools.retrieval import Retriever
+    from twinseek.tools.retrieval import RetrievalIndexes
     from twinseek.twins.specialists import Specialists
     from twinseek.twins.store import TwinStore
 
 logger = logging.getLogger(__name__)
 
-DECOMPOSITION_CACHE = 1024  # query texts whose decomposition is kept
-
 
 class Resources:
-    """What the nodes need. Build with :meth:`open`; the LLM and the specialists load on first use."""
+    """What the graph's nodes need for one store. Build with :meth:`open`; the LLM client, the specialists and
+    the model-based rerankers load on first use."""
 
-    def __init__(self, store: TwinStore, settings: Settings, retriever: Retriever, *,
+    def __init__(self, store: TwinStore, settings: Settings, indexes: RetrievalIndexes, *,
                  llm: LLMClient | None = None, specialists: Specialists | None = None) -> None:
         self.store = store
         self.settings = settings
-        self.retriever = retriever
+        self.indexes = indexes
+        self.decomposer = Decomposer(DecompositionCache(store))
         self._llm = llm
         self._specialists = specialists
+        self._rerankers: dict[str, Reranker] = {}
         self._lock = threading.Lock()
-        # LLM decompositions by query text: a repeated query (chat follow-ups, ablation runs) is not re-asked
-        self.decompositions: OrderedDict[str, Decomposition] = OrderedDict()
         self.stale = False  # refinement changed a twin: the indexes need a sync before the next search
 
     @classmethod
     def open(cls, store_dir: str | Path | None = None, settings: Settings | None = None, *,
              llm: LLMClient | None = None, specialists: Specialists | None = None,
-             encoders: ComponentEncoders | None = None, dense_embedder: Any = None, sync: bool = True) -> Resources:
+             encoders: ComponentEncoders | None = None, dense_embedder: VideoEmbedder | None = None,
+             sync: bool = True) -> Resources:
         """Open the store at ``store_dir`` (default ``settings.store``) and bring its indexes up to date.
 
         ``encoders`` / ``dense_embedder`` replace the configured component encoders and dense embedder (tests,
         experiments); ``llm`` and ``specialists`` replace the configured ones.
         """
-        from twinseek.tools.retrieval import Retriever
+        from twinseek.tools.retrieval import RetrievalIndexes
 
         settings = settings or load_settings()
         store = open_shared_store(store_dir or settings.store)
         try:
-            retriever = Retriever(store, settings, llm=llm)
-            if encoders is not None or dense_embedder is not None:
-                _replace_encoders(retriever, encoders, dense_embedder)
-            resources = cls(store, settings, retriever, llm=llm, specialists=specialists)
+            indexes = RetrievalIndexes(store, settings.retrieval, encoders=encoders, dense_embedder=dense_embedder)
+            resources = cls(store, settings, indexes, llm=llm, specialists=specialists)
             if sync:
                 resources.sync()
         except BaseException:
@@ -70,11 +76,17 @@ class Resources:
 
     @property
     def llm(self) -> LLMClient:
-        """The LLM client (shared with the retriever; the embedded server starts on first use)."""
+        """The LLM client (built without a request: the embedded server starts on the first call)."""
         with self._lock:
             if self._llm is None:
-                self._llm = self.retriever.llm
+                from twinseek.tools.llm import open_llm
+
+                self._llm = open_llm(self.settings)
             return self._llm
+
+    @property
+    def llm_name(self) -> str:
+        return f"{self.llm.tier}:{self.llm.model}"
 
     @property
     def specialists(self) -> Specialists:
@@ -107,24 +119,29 @@ class Resources:
         """Requests the LLM decodes at once (the embedded server's slots)."""
         return max(1, self.llm.settings.n_parallel)
 
-    def decompose(self, query: str) -> Decomposition:
-        """The LLM's decomposition of ``query``, cached (a rule-based fallback is not cached: the LLM may be back
-        next time)."""
+    def ecr_generator(self) -> EcrGenerator:
+        """Who writes each video's ECR text (``retrieval.ecr``)."""
+        from twinseek.tools.ecr import LLMEcr, TemplateEcr, VlmEcr
+
+        r = self.settings.retrieval
+        if r.ecr == "llm":
+            return LLMEcr(self.llm)
+        if r.ecr == "vlm":
+            return VlmEcr(r.ecr_vlm, device=r.device)
+        return TemplateEcr()
+
+    def reranker(self, name: RerankerName, llm: ChatModel | None = None) -> Reranker | None:
+        """The reranker ``name``: LLM-based ones wrap ``llm`` (default: the client) per call; model-based ones
+        load once and are kept."""
+        if name in LLM_RERANKERS:
+            return make_reranker(name, self.settings.retrieval, llm or self.llm, parallel=self.parallel)
         with self._lock:
-            cached = self.decompositions.get(query)
-            if cached is not None:
-                self.decompositions.move_to_end(query)
-                return cached.model_copy(deep=True)
-        dec = self.retriever.decompose(query, use_llm=True)
-        if dec.source == "llm":
-            with self._lock:
-                self.decompositions[query] = dec.model_copy(deep=True)
-                while len(self.decompositions) > DECOMPOSITION_CACHE:
-                    self.decompositions.popitem(last=False)
-        return dec
+            if name not in self._rerankers and (made := make_reranker(name, self.settings.retrieval)) is not None:
+                self._rerankers[name] = made
+            return self._rerankers.get(name)
 
     def sync(self) -> None:
-        self.retriever.sync()
+        self.indexes.sync(self.ecr_generator())
         self.stale = False
 
     def close(self) -> None:
@@ -149,30 +166,3 @@ def open_shared_store(root: str | Path) -> TwinStore:
     else:  # pragma: no cover - distributions build SQLite serialised
         logger.warning("SQLite is not built thread-safe: run one search at a time, from one thread")
     return store
-
-
-def _replace_encoders(retriever: Retriever, encoders: ComponentEncoders | None, dense_embedder: Any) -> None:
-    from twinseek.tools.compositional import CompositionalSearch
-    from twinseek.tools.dense import DenseIndex
-    from twinseek.tools.index import ComponentIndex
-
-    r = retriever.settings.retrieval
-    if encoders is not None:
-        retriever.components = ComponentIndex(retriever.store, encoders, r)
-        retriever.compositional = CompositionalSearch(retriever.components, settings=r)
-    if dense_embedder is not None:
-        retriever.dense = DenseIndex(retriever.store, dense_embedder, r)
-
-
-_DEFAULT: Resources | None = None
-_DEFAULT_LOCK = threading.Lock()
-
-
-def default_resources() -> Resources:
-    """A process-wide set opened from the settings (``TWINSEEK_*``): used when a run's context carries none,
-    e.g. under ``langgraph dev``."""
-    global _DEFAULT
-    with _DEFAULT_LOCK:
-        if _DEFAULT is None:
-            _DEFAULT = Resources.open()
-        return _DEFAULT

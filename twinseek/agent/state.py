@@ -1,13 +1,31 @@
-"""Graph state: ids, scores and short texts only (the twins, masks and models stay in :class:`Resources`).
+"""Graph state: typed ids, scores and short texts (the twins, masks and models stay in the bound resources).
 
-``InputState`` is what a caller gives (the query); ``AgentState`` adds what the nodes write. Lists that several
-nodes append to, and per-candidate maps that later rounds overwrite, use reducers.
+``InputState`` is what a caller gives (the query, and when the search started); ``AgentState`` adds what the
+nodes write. Every item is a pydantic model, built once by the node that writes it and never re-validated.
+Lists that several nodes append to, and per-candidate maps that later rounds overwrite, use reducers.
+The models of the answer (:class:`Hit` and its parts) are the ones :class:`~twinseek.agent.api.SearchResult`
+carries.
 """
 
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, TypedDict
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import Required, TypedDict  # pydantic needs these (Studio's schemas) before 3.12
+
+from twinseek.tools.compositional import ComponentMatch
+from twinseek.tools.decompose import Decomposition
+from twinseek.tools.retrieval import Candidate
+from twinseek.twins.masks import load_mask
+
+__all__ = ["ActionRecord", "AgentState", "Candidate", "DroppedCandidate", "Fallback", "FrameMask", "Hit",
+           "HitObject", "InputState", "Judgement"]
+
+JudgementSource = Literal["llm", "fallback", "deadline", "retrieval"]
 
 
 def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
@@ -23,46 +41,82 @@ def add_times(left: dict[str, float] | None, right: dict[str, float] | None) -> 
     return out
 
 
-class Candidate(TypedDict):
-    video_id: str
-    path: str
-    score: float
-    scores: dict[str, float]
-    evidence: list[dict[str, Any]]  # ComponentMatch dumps
-    similarity: float  # absolute similarity to the query in [0, 1] (mean of the tools' raw scores)
+class Judgement(BaseModel):
+    """A candidate's relevance and why: from the LLM, or from retrieval (reasoning off, LLM failed, deadline)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    relevance: float = Field(ge=0, le=1)
+    reasoning: str = ""
+    objects: list[int] = Field(default_factory=list, description="Track ids that satisfy the query.")
+    missing: list[str] = Field(default_factory=list, description="Facts the twin lacks (refinement asks for them).")
+    source: JudgementSource
+    round: int = Field(0, ge=0, description="Refinement round it was made in (0: before any refinement).")
 
 
-class Judgement(TypedDict):
-    relevance: float
-    reasoning: str
-    objects: list[int]
-    missing: list[str]
-    source: Literal["llm", "fallback", "retrieval"]
-    round: int
+class Fallback(BaseModel):
+    """A step that could not do its job and what stood in for it."""
 
-
-class Fallback(TypedDict):
     node: str
-    video_id: str | None
+    video_id: str | None = None
     reason: str
 
 
-class ActionRecord(TypedDict):
+class ActionRecord(BaseModel):
+    """One planned refinement call and what became of it."""
+
     video_id: str
     round: int
     action: str
-    args: dict[str, Any]
+    args: dict[str, Any] = Field(default_factory=dict)
     status: Literal["ran", "rejected", "unavailable", "failed"]
-    detail: str
-    model: str | None
+    detail: str = ""
+    model: str | None = None
 
 
-class InputState(TypedDict):
-    query: str
+class FrameMask(BaseModel):
+    frame: int = Field(description="Frame index in the source video.")
+    path: str = Field(description="Absolute path of the mask PNG (white = object).")
+
+    def load(self) -> np.ndarray:
+        """The mask as a bool array (read from disk now, not before)."""
+        return load_mask(Path(self.path))
+
+
+class HitObject(BaseModel):
+    track_id: int
+    category: str
+    attributes: str = ""
+    masks: list[FrameMask] = Field(default_factory=list)
+
+
+class Hit(BaseModel):
+    rank: int
+    video_id: str
+    path: str
+    relevance: float = Field(ge=0, le=1)
+    retrieval_score: float
+    scores: dict[str, float] = Field(default_factory=dict, description="Score per retrieval stage.")
+    reasoning: str = ""
+    missing: list[str] = Field(default_factory=list)
+    judged_by: str = Field("", description="tier:model of the LLM, or which fallback gave the relevance.")
+    refined: bool = Field(False, description="Judged again after just-in-time refinement.")
+    objects: list[HitObject] = Field(default_factory=list)
+    evidence: list[ComponentMatch] = Field(default_factory=list)
+
+
+class DroppedCandidate(BaseModel):
+    video_id: str
+    relevance: float
+
+
+class InputState(TypedDict, total=False):
+    query: Required[str]
+    started_at: float  # time.time() when the search began; the deadline counts from here (default: first node)
 
 
 class AgentState(InputState, total=False):
-    decomposition: dict[str, Any]  # Decomposition dump (sub-queries, rewrite, source)
+    decomposition: Decomposition
     candidates: list[Candidate]  # ranked, best first
     judgements: Annotated[dict[str, Judgement], merge]
     to_reason: list[str]  # candidates the next reason step looks at
@@ -73,5 +127,5 @@ class AgentState(InputState, total=False):
     path: Annotated[list[str], operator.add]  # nodes in the order they ran
     timings: Annotated[dict[str, float], add_times]
     models: Annotated[dict[str, str], merge]
-    hits: list[dict[str, Any]]  # finalize: Hit dumps
-    dropped: list[dict[str, Any]]  # finalize: candidates below tau
+    hits: list[Hit]  # finalize: the answer, best first
+    dropped: list[DroppedCandidate]  # finalize: candidates below tau

@@ -1,4 +1,4 @@
-"""What the agent's nodes call besides the retriever: the compact twin view given to the LLM, and the registry of
+"""What the agent's nodes call besides the retrieval stages: the compact twin view given to the LLM, and the registry of
 specialist actions that just-in-time refinement may run on a candidate's twin.
 
 Every action has a pydantic argument model (closed, bounded). A planned call runs only when its action is
@@ -296,28 +296,24 @@ def catalogue(resources: Resources) -> list[str]:
 
 def run_call(resources: Resources, twin: Twin, call: PlannedCall, round_: int) -> tuple[ActionRecord, bool]:
     """Validate and run one planned call; returns its record and whether the twin changed."""
-    record: ActionRecord = {"video_id": twin.video.video_id, "round": round_, "action": call.action[:40],
-                            "args": dict(call.args), "status": "rejected", "detail": "", "model": None}
+    record = ActionRecord(video_id=twin.video.video_id, round=round_, action=call.action[:40], args=dict(call.args),
+                          status="rejected")
     action = ACTIONS.get(call.action)
     if action is None:
-        record["detail"] = f"unknown action {call.action!r}; registered: {', '.join(ACTIONS)}"
-        return record, False
+        return record.model_copy(update={"detail": f"unknown action {call.action!r}; registered: "
+                                                   f"{', '.join(ACTIONS)}"}), False
     if (why := action.unavailable(resources)) is not None:
-        record["status"], record["detail"] = "unavailable", why
-        return record, False
+        return record.model_copy(update={"status": "unavailable", "detail": why}), False
     try:
         args = action.args_model.model_validate(call.args)
         outcome = action.run(resources, twin, args)
     except ValidationError as exc:
         first = exc.errors()[0]
-        record["detail"] = f"invalid args: {'.'.join(map(str, first['loc']))}: {first['msg']}"
-        return record, False
+        return record.model_copy(update={"detail": f"invalid args: {'.'.join(map(str, first['loc']))}: "
+                                                   f"{first['msg']}"}), False
     except Rejected as exc:
-        record["detail"] = str(exc)
-        return record, False
+        return record.model_copy(update={"detail": str(exc)}), False
     except Exception as exc:  # a specialist crashed: the search goes on with the twin as it was
         logger.exception("action %s failed on %s", call.action, twin.video.video_id)
-        record["status"], record["detail"] = "failed", f"{type(exc).__name__}: {exc}"[:200]
-        return record, False
-    record["status"], record["detail"], record["model"] = "ran", outcome.detail, outcome.model
-    return record, outcome.changed
+        return record.model_copy(update={"status": "failed", "detail": f"{type(exc).__name__}: {exc}"[:200]}), False
+    return record.model_copy(update={"status": "ran", "detail": outcome.detail, "model": outcome.model}), outcome.changed

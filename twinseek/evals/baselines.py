@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 LabelStyle = Literal["frames", "labels"]
 
 
-class Retriever(VideoScorer, Protocol):
+class IndexedScorer(VideoScorer, Protocol):
     """``index`` a gallery once, then ``score_videos`` per query (higher = more relevant)."""
 
     def index(self, videos: Mapping[str, Path]) -> None: ...

@@ -27,8 +27,10 @@ How the agent is scored (:class:`AgentScorer`):
   tool score, clipped to [0, 1]). (``AgentScorer(restrict=False)`` instead reuses one gallery search per text: a candidate keeps its
   relevance, any other video scores ``-1 + 0.5 * (1 - position / gallery)`` by its retrieval position.)
 * **Stores.** Just-in-time refinement writes into the twins, so every system with LR and JiT on runs on its own copy of
-  the ingested store (``<out>/stores/<system>``). All systems share one cache of LLM decompositions, so each text
-  is decomposed once and every system sees the same sub-queries.
+  the ingested store (``<out>/stores/<system>``), after the systems that read the store itself. Decompositions
+  come from the agent's one decomposer, whose cache lives in the store (and is copied with it): each text is asked
+  of the LLM once, and every system sees the same sub-queries.
+* **No deadline.** Agent systems run without ``agent.deadline_s``: an eval's numbers must not depend on load.
 * **Grounding.** For implicit queries with ground-truth masks, the predicted mask of a frame is the union of the
   masks of the objects the agent chose in the positive video's hit, resized (nearest) to the ground truth's
   resolution; no hit for that video means no masks (J = F = 0).
@@ -45,7 +47,6 @@ import os
 import platform
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
@@ -82,7 +83,7 @@ from twinseek.evals.metrics import (
     rank_videos,
     retrieval_record,
 )
-from twinseek.evals.scorers import RetrieverScorer
+from twinseek.evals.scorers import RetrievalScorer
 
 if TYPE_CHECKING:
     from rich.progress import Progress as _Bar
@@ -285,20 +286,19 @@ class BaselineScorer:
         return info
 
 
-class ToolScorer(RetrieverScorer):
+class ToolScorer(RetrievalScorer):
     """One retrieval tool (dense or compositional) alone, over the whole store, mapped to bench ids, recording
-    timings, models and decomposition fallbacks per query."""
+    timings, models and fallbacks (e.g. of the decomposition) per query."""
 
-    def __init__(self, retriever: Any, tool: Literal["dense", "compositional"], ids: Mapping[str, str],
-                 use_llm: bool = True, cache: dict[str, Any] | None = None) -> None:
-        super().__init__(retriever, tool, rerank_top=0, use_llm=use_llm, cache=cache, ids=ids)
+    def __init__(self, agent: Any, tool: Literal["dense", "compositional"], ids: Mapping[str, str],
+                 use_llm: bool = True) -> None:
+        super().__init__(agent, tool, use_llm=use_llm, ids=ids)
         self._info = QueryInfo()
 
-    def record(self, result: Any, decomposition: Any) -> None:
+    def record(self, result: Any) -> None:
         self._info.add_timings(result.timings)
         self._info.models.update(result.models)
-        if self.use_llm and decomposition.source == "fallback":
-            self._info.fallbacks.append("decompose: the LLM failed; rule-based split used")
+        self._info.fallbacks.extend(_fallback_lines(result))
 
     def take_info(self) -> QueryInfo:
         info, self._info = self._info, QueryInfo()
@@ -354,16 +354,17 @@ class AgentScorer:
     def _record(self, result: Any) -> None:
         self._info.add_timings(getattr(result, "timings", {}) or {})
         self._info.models.update(getattr(result, "models", {}) or {})
-        self._info.fallbacks.extend(
-            f"{f.node}{f' ({f.video_id})' if f.video_id else ''}: {f.reason}" for f in getattr(result, "fallbacks", []))
+        self._info.fallbacks.extend(_fallback_lines(result))
 
     def _retrieval_order(self, text: str, result: Any) -> list[str]:
-        retriever = getattr(getattr(self.agent, "resources", None), "retriever", None)
-        if retriever is None:
+        """The whole gallery in the order of the search's retrieval: the same graph with reasoning, refinement
+        and reranking off, the same tool and decomposition (cached), k = the gallery."""
+        if getattr(self.agent, "resources", None) is None:  # not a twinseek Agent: no retrieval to ask
             return []
-        tool = (getattr(result, "options", {}) or {}).get("tool", "fused")
-        found = retriever.search(text, k=max(1, len(self.ids)), tool=tool, rerank_top=0,
-                                 decomposition=result.decomposition)
+        options = getattr(result, "options", {}) or {}
+        found = self.agent.search(text, k=max(1, len(self.ids)), lr=False, jit=False,
+                                  qd=self.switches.get("qd", True), tool=options.get("tool", "fused"),
+                                  reranker="none")
         return [h.video_id for h in found.hits]
 
     def _order_of(self, text: str, result: Any) -> list[str]:
@@ -442,6 +443,10 @@ class AgentScorer:
             return _union_masks(hit, shape)
 
         return ground
+
+
+def _fallback_lines(result: Any) -> list[str]:
+    return [f"{f.node}{f' ({f.video_id})' if f.video_id else ''}: {f.reason}" for f in getattr(result, "fallbacks", [])]
 
 
 def _hit_info(hit: Any, to_bench: Mapping[str, str]) -> HitInfo:
@@ -593,7 +598,9 @@ def run(
         ids = _prepare_store(bench, store_dir, settings, bar) if needs_store else {v: v for v in bench.videos}
         ctx = _RunContext(bench, ids, settings.model_copy(update={"store": store_dir}), seed, k, tau,
                           llm_decomposition, out_dir, bar)
-        results = {s.name: _run_system(ctx, s, skip_unavailable) for s in specs}
+        # systems on a store copy last: the copy then carries every decomposition cached so far
+        ran = {s.name: _run_system(ctx, s, skip_unavailable) for s in sorted(specs, key=_needs_copy)}
+        results = {s.name: ran[s.name] for s in specs}
     result = RunResult(config=config, systems=results, out=out_dir)
     result.results_path = write_results(result, out_dir / "results.json")
     if report:
@@ -686,10 +693,6 @@ class _RunContext:
                  llm_decomposition: bool, out: Path, bar: _Bar) -> None:
         self.bench, self.ids, self.settings, self.seed, self.k, self.tau = bench, ids, settings, seed, k, tau
         self.llm_decomposition, self.out, self.bar = llm_decomposition, out, bar
-        # LLM decompositions by text, shared by the agent systems and the retrieval tools: the same text gets the
-        # same sub-queries everywhere, asked of the LLM once (rule-based ones, llm_decomposition off, apart)
-        self.decompositions: OrderedDict[str, Any] = OrderedDict()
-        self.rule_decompositions: dict[str, Any] = {}
 
 
 def _run_system(ctx: _RunContext, spec: SystemSpec, skip_unavailable: bool) -> SystemResult:
@@ -744,34 +747,31 @@ def _build_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> EvalS
         naive.index(ctx.bench.videos)
         return BaselineScorer(naive)
     if spec.kind in ("dense", "compositional"):
-        cache = ctx.decompositions if ctx.llm_decomposition else ctx.rule_decompositions
-        return ToolScorer(_retriever(ctx, stack), spec.kind, ctx.ids, ctx.llm_decomposition,  # type: ignore[arg-type]
-                          cache)
+        return ToolScorer(_open_agent(ctx, ctx.settings.store, stack), spec.kind, ctx.ids,  # type: ignore[arg-type]
+                          ctx.llm_decomposition)
     return _agent_scorer(ctx, spec, stack)
 
 
-def _retriever(ctx: _RunContext, stack: ExitStack) -> Any:
-    from twinseek.tools.retrieval import Retriever
-    from twinseek.twins.store import TwinStore
-
-    store = stack.enter_context(TwinStore(ctx.settings.store, create=False))
-    retriever = Retriever(store, ctx.settings)
-    retriever.sync()
-    return retriever
-
-
-def _agent_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> AgentScorer:
+def _open_agent(ctx: _RunContext, store: Path, stack: ExitStack) -> Any:
+    """The agent (the one search pipeline) over ``store`` with the run's settings and no search deadline."""
     from twinseek.agent import Agent  # ImportError without the agent extra
 
     overrides = ctx.settings.model_dump(include={"sampling", "specialists", "paper", "llm", "retrieval",
                                                  "torch_threads", "cache_dir"})
-    store = ctx.settings.store
+    overrides["agent"] = {**ctx.settings.agent.model_dump(), "deadline_s": None}
+    return stack.enter_context(Agent.open(store, profile=ctx.settings.profile, **overrides))
+
+
+def _needs_copy(spec: SystemSpec) -> bool:
+    """Systems that refine twins (JiT on, and LR: refinement runs only after reasoning) get a store copy."""
     switches = spec.switches()
-    if switches["jit"] and switches["lr"]:  # refinement runs only after reasoning
-        store = _store_copy(store, ctx.out / "stores" / spec.name)
-    agent = stack.enter_context(Agent.open(store, profile=ctx.settings.profile, **overrides))
-    agent.resources.decompositions = ctx.decompositions
-    return AgentScorer(agent, ctx.ids, k=ctx.k, tau=ctx.tau, switches=switches)
+    return spec.kind == "agent" and switches["jit"] and switches["lr"]
+
+
+def _agent_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> AgentScorer:
+    store = _store_copy(ctx.settings.store, ctx.out / "stores" / spec.name) if _needs_copy(spec) else ctx.settings.store
+    agent = _open_agent(ctx, store, stack)
+    return AgentScorer(agent, ctx.ids, k=ctx.k, tau=ctx.tau, switches=spec.switches())
 
 
 def _store_copy(store: Path, dest: Path) -> Path:

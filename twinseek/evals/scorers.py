@@ -1,4 +1,4 @@
-"""Adapters that turn twinseek's retrieval stages into :class:`~twinseek.evals.metrics.VideoScorer`s."""
+"""Adapters that turn twinseek's search into :class:`~twinseek.evals.metrics.VideoScorer`s."""
 
 from __future__ import annotations
 
@@ -7,50 +7,47 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from twinseek.tools.decompose import Decomposition
-    from twinseek.tools.retrieval import RetrievalResult, Retriever, Tool
+    from twinseek.agent.api import Agent, SearchResult
+    from twinseek.agent.context import RerankerName, Tool
 
 logger = logging.getLogger(__name__)
 
 
-class RetrieverScorer:
-    """Scores every gallery video for a text with one retrieval tool (optionally reranked).
+class RetrievalScorer:
+    """Scores every gallery video for a text with one retrieval tool: the agent's graph with reasoning and
+    refinement off, over the whole gallery (so decomposition, retrieval and reranking are exactly those of a
+    search), read as each hit's retrieval score.
 
     The gallery is ``ids`` (bench id -> store video id), or every video of the store. Videos the tool does not
-    return score 1 below the lowest returned one (so they rank last). Decompositions are cached per text (the
-    ``cache`` may be shared), so the tools compared in one run see the same sub-queries. ``use_llm=False``
-    decomposes by rules only.
+    return score 1 below the lowest returned one (so they rank last). Decompositions come from the agent's
+    decomposer, whose cache lives in the store: every system and run over the store sees the same sub-queries,
+    asked of the LLM once. ``use_llm=False`` decomposes by rules only. ``reranker`` (default none) rescores the
+    top ``rerank_top`` (default: the settings') by their ECR texts. No deadline: an eval must not depend on load.
     """
 
-    def __init__(self, retriever: Retriever, tool: Tool = "fused", rerank_top: int = 0, use_llm: bool = True,
-                 cache: dict[str, Decomposition] | None = None, ids: Mapping[str, str] | None = None) -> None:
-        self.retriever = retriever
+    def __init__(self, agent: Agent, tool: Tool = "fused", *, use_llm: bool = True, reranker: RerankerName = "none",
+                 rerank_top: int | None = None, ids: Mapping[str, str] | None = None) -> None:
+        self.agent = agent
         self.tool = tool
-        self.rerank_top = rerank_top
         self.use_llm = use_llm
-        self.cache = cache if cache is not None else {}
+        self.reranker = reranker
+        self.rerank_top = rerank_top
         self.ids = dict(ids) if ids is not None else None
         self.timings: list[dict[str, float]] = []
 
-    def decomposition(self, text: str) -> Decomposition:
-        cached = self.cache.get(text)
-        if cached is not None and (cached.source == "llm" or not self.use_llm):
-            return cached
-        dec = self.retriever.decompose(text, use_llm=self.use_llm)
-        if dec.source == "llm" or not self.use_llm:  # an LLM failure is not kept: the next ask may succeed
-            self.cache[text] = dec
-        return dec
+    def search(self, query_text: str, k: int) -> SearchResult:
+        return self.agent.search(query_text, k=max(1, k), tool=self.tool, lr=False, jit=False,
+                                 decomposer="llm" if self.use_llm else "rules", reranker=self.reranker,
+                                 rerank_top=self.rerank_top, deadline_s=None)
 
     def score_videos(self, query_text: str) -> dict[str, float]:
-        ids = self.ids if self.ids is not None else {v: v for v in self.retriever.store.video_ids()}
-        decomposition = self.decomposition(query_text)
-        result = self.retriever.search(query_text, k=max(1, len(ids)), tool=self.tool, rerank_top=self.rerank_top,
-                                       decomposition=decomposition)
-        self.record(result, decomposition)
-        scores = {h.video_id: h.score for h in result.hits}
+        ids = self.ids if self.ids is not None else {v: v for v in self.agent.resources.store.video_ids()}
+        result = self.search(query_text, len(ids))
+        self.record(result)
+        scores = {h.video_id: h.retrieval_score for h in result.hits}
         floor = min(scores.values(), default=0.0) - 1.0
         return {bench_id: scores.get(store_id, floor) for bench_id, store_id in ids.items()}
 
-    def record(self, result: RetrievalResult, decomposition: Any) -> None:
+    def record(self, result: Any) -> None:
         """Keeps what one search reported (subclasses record more)."""
         self.timings.append(result.timings)

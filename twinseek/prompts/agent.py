@@ -55,10 +55,12 @@ def subquery_line(subqueries: Sequence[tuple[str, bool]]) -> str:
     return "; ".join(f"NOT {text}" if negated else text for text, negated in subqueries)
 
 
-def reason_messages(query: str, subqueries: Sequence[tuple[str, bool]], twin_json: str) -> list[dict[str, str]]:
-    """Messages asking for the relevance of one candidate (``subqueries`` as ``(text, negated)``)."""
+def reason_messages(query: str, subqueries: Sequence[tuple[str, bool]], twin_json: str,
+                    system: str | None = None) -> list[dict[str, str]]:
+    """Messages asking for the relevance of one candidate (``subqueries`` as ``(text, negated)``; ``system``
+    replaces :data:`REASON_SYSTEM`)."""
     return [
-        {"role": "system", "content": REASON_SYSTEM},
+        {"role": "system", "content": REASON_SYSTEM if system is None else system},
         *({"role": role, "content": text} for user, reply in EXAMPLES
           for role, text in (("user", user), ("assistant", json.dumps(reply)))),
         {"role": "user", "content": f"Query: {query}\nSub-queries: {subquery_line(subqueries)}\nTwin: {twin_json}"},
@@ -72,9 +74,12 @@ tool calls that would add the missing facts to the twin. Use only these tools, w
 Reply with calls: a list of {{{{"action": tool name, "args": {{{{argument: value}}}}}}}}; an empty list when no tool helps."""
 
 
-def plan_messages(catalogue: Sequence[str], query: str, missing: Sequence[str], twin_json: str) -> list[dict[str, str]]:
-    """Messages asking for a refinement plan; ``catalogue`` has one line per available action."""
-    system = PLAN_SYSTEM.format(catalogue="\n".join(f"- {line}" for line in catalogue))
+def plan_messages(catalogue: Sequence[str], query: str, missing: Sequence[str], twin_json: str,
+                  system: str | None = None) -> list[dict[str, str]]:
+    """Messages asking for a refinement plan; ``catalogue`` has one line per available action. ``system``
+    replaces :data:`PLAN_SYSTEM` (a literal ``{catalogue}`` in it becomes the action lines)."""
+    lines = "\n".join(f"- {line}" for line in catalogue)
+    system = PLAN_SYSTEM.format(catalogue=lines) if system is None else system.replace("{catalogue}", lines)
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": f"Query: {query}\nMissing: {'; '.join(missing)}\nTwin: {twin_json}"},

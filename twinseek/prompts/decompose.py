@@ -53,9 +53,9 @@ EXAMPLES: list[tuple[str, dict[str, object]]] = [
 ]
 
 
-def messages(query: str) -> list[dict[str, str]]:
-    """Chat messages asking for the decomposition of ``query``."""
-    msgs = [{"role": "system", "content": SYSTEM}]
+def messages(query: str, system: str | None = None) -> list[dict[str, str]]:
+    """Chat messages asking for the decomposition of ``query`` (``system`` replaces :data:`SYSTEM`)."""
+    msgs = [{"role": "system", "content": SYSTEM if system is None else system}]
     for example_query, reply in EXAMPLES:
         msgs.append({"role": "user", "content": example_query})
         msgs.append({"role": "assistant", "content": json.dumps(reply)})

@@ -1,23 +1,33 @@
 """Query decomposition: an implicit query -> atomic visual sub-queries and an explicit rewrite.
 
-The LLM answers under a JSON schema (:mod:`twinseek.prompts.decompose`); without an LLM, or when it fails, a
-deterministic rule-based split is used instead (and logged), so retrieval never depends on the LLM being up.
+:class:`Decomposer` is the one decomposer of the package: it asks the LLM (under the JSON schema of
+:mod:`twinseek.prompts.decompose`), keeps each answer in the store's SQLite (:class:`DecompositionCache`, keyed by
+query text, LLM model and prompt version, so a restart or another eval run does not ask again), and when the LLM
+fails uses the deterministic rule-based split instead, recorded in :attr:`Decomposed.fallback` and never cached
+(the LLM may be back next time). Retrieval never depends on the LLM being up.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from twinseek.errors import StoreError
 from twinseek.prompts import decompose as prompt
 
 if TYPE_CHECKING:
-    from twinseek.tools.llm import LLMClient
+    from twinseek.tools.deadline import ChatModel
+    from twinseek.twins.store import TwinStore
 
-__all__ = ["Decomposition", "SubQuery", "SubQueryType", "decompose", "fallback_decompose"]
+__all__ = ["Decomposed", "Decomposer", "Decomposition", "DecompositionCache", "SubQuery", "SubQueryType",
+           "fallback_decompose", "llm_decompose", "prompt_version"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,21 +87,16 @@ def _weight(type_: str, index: int, negated: bool) -> float:
     return 0.6 if negated else _TYPE_WEIGHT[type_]
 
 
-def decompose(query: str, llm: LLMClient | None = None, *, max_tokens: int = 200) -> Decomposition:
-    """Decompose ``query`` with the LLM, or with :func:`fallback_decompose` when it is absent or fails."""
+def llm_decompose(query: str, llm: ChatModel, *, system: str | None = None, max_tokens: int = 200) -> Decomposition:
+    """The LLM's decomposition of ``query`` (``system`` replaces the prompt's system text).
+
+    Raises:
+        LLMError: the LLM failed (down, timed out, no valid reply); :class:`Decomposer` falls back on it.
+    """
     query = query.strip()
     if not query:
         raise ValueError("cannot decompose an empty query")
-    if llm is None:
-        logger.info("no LLM: rule-based decomposition of %r", query)
-        return fallback_decompose(query)
-    from twinseek.tools.llm import LLMError
-
-    try:
-        reply = llm.chat_json(prompt.messages(query), _Reply, max_tokens=max_tokens)
-    except LLMError as e:
-        logger.warning("LLM decomposition failed (%s); using the rule-based split", e)
-        return fallback_decompose(query)
+    reply = llm.chat_json(prompt.messages(query, system), _Reply, max_tokens=max_tokens)
     subqueries = [
         SubQuery(text=s.text, type=s.type, weight=_weight(s.type, i, s.negated), negated=s.negated)
         for i, s in enumerate(reply.subqueries)
@@ -218,3 +223,103 @@ def fallback_decompose(query: str) -> Decomposition:
         raise ValueError("cannot decompose an empty query")
     subqueries = [_subquery(c, i) for i, c in enumerate(_clauses(query))]
     return Decomposition(subqueries=subqueries, rewritten=query, source="fallback")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The one decomposer, and its cache.
+
+def prompt_version(system: str | None = None) -> str:
+    """The prompt's ``VERSION``; a replaced system text gets its own version (a hash of the text)."""
+    if system is None or system == prompt.SYSTEM:
+        return prompt.VERSION
+    return f"{prompt.VERSION}+{hashlib.sha256(system.encode()).hexdigest()[:12]}"
+
+
+class DecompositionCache:
+    """LLM decompositions persisted in a twin store's SQLite (table ``decompositions``, migration
+    ``m002_decompositions``), keyed by (query text, ``tier:model`` of the LLM, prompt version).
+
+    A write takes the store's writer lock for at most ``write_timeout_s``: when another process holds it (an
+    ingest, an index sync), the decomposition is simply not cached this time rather than stalling the search.
+    A store that cannot be written (read-only files) serves what it holds and caches nothing.
+    """
+
+    def __init__(self, store: TwinStore, write_timeout_s: float = 0.5) -> None:
+        self.store = store
+        self.write_timeout_s = write_timeout_s
+
+    def get(self, query: str, model: str, version: str) -> Decomposition | None:
+        try:
+            rows = self.store.db.execute(
+                "select decomposition from decompositions where query = ? and model = ? and prompt_version = ?",
+                [query, model, version]).fetchall()
+        except sqlite3.Error as exc:
+            logger.warning("cannot read cached decompositions (%s)", exc)
+            return None
+        if not rows:
+            return None
+        try:
+            return Decomposition.model_validate_json(rows[0][0])
+        except ValidationError:  # written by an incompatible version: ask again (and overwrite)
+            return None
+
+    def put(self, query: str, model: str, version: str, decomposition: Decomposition) -> bool:
+        """Store one decomposition; False (logged) when the store is busy or read-only."""
+        row = {"query": query, "model": model, "prompt_version": version,
+               "decomposition": decomposition.model_dump_json(),
+               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        try:
+            with self.store.writer(timeout_s=self.write_timeout_s), self.store.db.atomic():
+                self.store.db.table("decompositions").insert(row, replace=True)
+        except StoreError as exc:
+            logger.info("decomposition of %r not cached: %s", query, exc)
+            return False
+        except (sqlite3.Error, OSError) as exc:
+            logger.warning("decomposition of %r not cached: %s", query, exc)
+            return False
+        return True
+
+    def __len__(self) -> int:
+        return int(self.store.db.execute("select count(*) from decompositions").fetchone()[0])
+
+
+@dataclass(frozen=True)
+class Decomposed:
+    """A decomposition and how it was obtained."""
+
+    decomposition: Decomposition
+    model: str  # tier:model of the LLM that wrote it, or "rules"
+    cached: bool = False
+    fallback: str | None = None  # why the rule-based split stands in for the LLM's (None: it does not)
+
+
+class Decomposer:
+    """Decomposes queries: the LLM's answer from ``cache`` or the LLM, else the recorded rule-based fallback.
+
+    ``cache`` is optional (``None``: every call asks the LLM). The LLM is passed per call, so a search can bound
+    it by its deadline (:class:`~twinseek.tools.deadline.BoundedLLM`); ``llm=None`` decomposes by rules.
+    """
+
+    def __init__(self, cache: DecompositionCache | None = None, *, max_tokens: int = 200) -> None:
+        self.cache = cache
+        self.max_tokens = max_tokens
+
+    def decompose(self, query: str, llm: ChatModel | None, *, system: str | None = None) -> Decomposed:
+        from twinseek.tools.llm import LLMError
+
+        query = query.strip()
+        if not query:
+            raise ValueError("cannot decompose an empty query")
+        if llm is None:
+            return Decomposed(fallback_decompose(query), "rules")
+        model, version = f"{llm.tier}:{llm.model}", prompt_version(system)
+        if self.cache is not None and (cached := self.cache.get(query, model, version)) is not None:
+            return Decomposed(cached, model, cached=True)
+        try:
+            decomposition = llm_decompose(query, llm, system=system, max_tokens=self.max_tokens)
+        except LLMError as exc:
+            logger.warning("LLM decomposition of %r failed (%s); using the rule-based split", query, exc)
+            return Decomposed(fallback_decompose(query), "rules", fallback=f"the LLM failed ({exc})")
+        if self.cache is not None:
+            self.cache.put(query, model, version, decomposition)
+        return Decomposed(decomposition, model)

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, Field
 
+from twinseek.config import RetrievalSettings
 from twinseek.prompts import ecr as ecr_prompts
 from twinseek.prompts import rerank as prompts
 from twinseek.tools.fusion import minmax
@@ -25,6 +26,9 @@ from twinseek.weights import WeightsSpec, load_pretrained, model_dtype, resolve_
 logger = logging.getLogger(__name__)
 
 RerankTier = Literal["embedded", "paper"]
+RerankerName = Literal["none", "llm", "listwise", "cross-encoder", "qwen3"]
+RERANKERS: tuple[RerankerName, ...] = ("none", "llm", "listwise", "cross-encoder", "qwen3")
+LLM_RERANKERS = frozenset({"llm", "listwise"})  # cheap wrappers around the LLM client
 
 
 class Reranker(Protocol):
@@ -186,3 +190,18 @@ def rerank(
     mixed.sort(key=lambda x: -x[1])
     floor = min(s for _, s in mixed)
     return mixed + [(vid, min(s, floor - 1e-6)) for vid, s in tail]
+
+
+def make_reranker(name: RerankerName, settings: RetrievalSettings, llm=None, parallel: int = 2) -> Reranker | None:  # type: ignore[no-untyped-def]
+    """The reranker called ``name`` (``None`` for "none"); ``llm`` serves the LLM-based ones."""
+    if name == "llm":
+        return LLMYesNoReranker(llm, parallel=parallel)
+    if name == "listwise":
+        return ListwiseReranker(llm)
+    if name == "cross-encoder":
+        return CrossEncoderReranker(settings.reranker_model, device=settings.device)
+    if name == "qwen3":
+        return Qwen3Reranker(settings.reranker_model, device=settings.device)
+    if name != "none":
+        raise ValueError(f"unknown reranker {name!r}; known: {', '.join(RERANKERS)}")
+    return None

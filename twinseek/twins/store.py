@@ -2,7 +2,8 @@
 
 Layout of a store folder::
 
-    twins.db                         SQLite (tables videos, tracks, instances, relations)
+    twins.db                         SQLite (tables videos, tracks, instances, relations; decompositions, the
+                                     agent's cache of LLM query decompositions)
     masks/<video_id>/<ingest>/t<track>_f<frame>.png
     .leases/<ingest>.lock            one per ingest still writing its mask folder (flock held by its process)
 
@@ -40,7 +41,7 @@ import sqlite_utils
 from pydantic import BaseModel, Field, computed_field
 from sqlite_utils.migrations import Migrations
 
-from twinseek.errors import StoreError, VideoNotFoundError
+from twinseek.errors import StoreBusyError, StoreError, VideoNotFoundError
 from twinseek.twins.masks import load_mask, save_mask
 from twinseek.twins.model import Instance, Provenance, Relation, Track, Twin, Video
 
@@ -139,6 +140,16 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.table("relations").create_index(["video_id", "predicate"], if_not_exists=True)
 
 
+@migrations()
+def m002_decompositions(db: sqlite_utils.Database) -> None:
+    # LLM decompositions of query texts (twinseek.tools.decompose.Decomposer): a query asked again, after a
+    # restart or in another eval run, is not sent to the LLM again. Not twin data: searches write it.
+    db.table("decompositions").create(
+        {"query": str, "model": str, "prompt_version": str, "decomposition": str, "created_at": str},
+        pk=("query", "model", "prompt_version"), if_not_exists=True,
+    )
+
+
 class TwinStore:
     """A folder holding the twin database and mask files. Use as a context manager or call ``close``."""
 
@@ -169,10 +180,11 @@ class TwinStore:
         self.close()
 
     @contextlib.contextmanager
-    def writer(self) -> Iterator[None]:
-        """Hold the store's writer lock (blocks while another process writes)."""
+    def writer(self, timeout_s: float | None = None) -> Iterator[None]:
+        """Hold the store's writer lock: blocks while another process (or thread) writes; with ``timeout_s``,
+        raises :class:`StoreBusyError` when the lock is not free within that many seconds."""
         with open(self.root / ".writer.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            _lock(handle, timeout_s)
             try:
                 yield
             finally:
@@ -497,6 +509,21 @@ def _age_s(path: Path) -> float:
         return time.time() - path.stat().st_mtime
     except FileNotFoundError:
         return 0.0
+
+
+def _lock(handle: Any, timeout_s: float | None) -> None:
+    if timeout_s is None:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        return
+    give_up = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= give_up:
+                raise StoreBusyError(f"another writer holds {handle.name} (waited {timeout_s:.1f}s)") from None
+            time.sleep(0.02)
 
 
 def _video_from_row(row: dict[str, Any]) -> Video:
