@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twinseek.agent.resources import Resources
 from twinseek.agent.state import ActionRecord
+from twinseek.media import resize_mask, spread
 from twinseek.twins.adapters.base import box_from_mask, crop
 from twinseek.twins.decode import iter_frames
 from twinseek.twins.model import Instance, Relation, Track, Twin
@@ -117,11 +117,7 @@ def load_frames(resources: Resources, twin: Twin, frame_indices: set[int]) -> di
 
 def fitted_mask(resources: Resources, inst: Instance, shape: tuple[int, ...]) -> np.ndarray:
     """The instance's mask at the frame's size (a store made with another ``max_side`` still lines up)."""
-    mask = resources.store.load_mask(inst)
-    if mask.shape != tuple(shape[:2]):
-        img = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
-        mask = np.asarray(img) > 127
-    return mask
+    return resize_mask(resources.store.load_mask(inst), shape)
 
 
 def _track(twin: Twin, track_id: int) -> Track:
@@ -197,7 +193,7 @@ def estimate_depth(resources: Resources, twin: Twin, args: DepthArgs) -> Outcome
     if args.frames and not wanted:
         raise Rejected(f"frames {args.frames} are not among the twin's frames")
     if not wanted:  # spread four over the video
-        wanted = sorted({sampled[round(k * (len(sampled) - 1) / 3)] for k in range(4)}) if sampled else []
+        wanted = [sampled[k] for k in spread(len(sampled), 4)]
     estimator = resources.specialists.depth
     assert estimator is not None  # guarded by the action's availability check
     frames = load_frames(resources, twin, set(wanted))

@@ -67,7 +67,6 @@ from twinseek.evals.bench import (
     Query,
     RankedQuery,
     load_bench,
-    load_mask,
     load_reasont2vbench,
 )
 from twinseek.evals.metrics import (
@@ -83,6 +82,7 @@ from twinseek.evals.metrics import (
     retrieval_record,
 )
 from twinseek.evals.scorers import RetrieverScorer
+from twinseek.media import load_mask, resize_mask
 
 if TYPE_CHECKING:
     from rich.progress import Progress as _Bar
@@ -452,15 +452,12 @@ def _hit_info(hit: Any, to_bench: Mapping[str, str]) -> HitInfo:
 
 
 def _union_masks(hit: Any, shape: tuple[int, ...] | None) -> dict[int, np.ndarray]:
-    from PIL import Image
-
     union: dict[int, np.ndarray] = {}
     for obj in hit.objects:
         for m in obj.masks:
             mask = load_mask(m.path)
-            if shape is not None and mask.shape != shape[:2]:
-                img = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
-                mask = np.asarray(img) > 127
+            if shape is not None:
+                mask = resize_mask(mask, shape)
             frame = int(m.frame)
             union[frame] = union[frame] | mask if frame in union else mask
     return union

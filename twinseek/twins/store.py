@@ -28,7 +28,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from twinseek.errors import StoreError, VideoNotFoundError
-from twinseek.twins.masks import load_mask, save_mask
+from twinseek.media import load_mask, save_mask
 from twinseek.twins.model import Instance, Provenance, Relation, Track, Twin, Video
 
 logger = logging.getLogger(__name__)
