@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from twinseek.config import Settings, load_settings
-from twinseek.errors import TwinseekError
+from twinseek.errors import ConfigError, TwinseekError
 
 if TYPE_CHECKING:
     from twinseek.twins.store import TwinStore
@@ -52,6 +52,8 @@ def _settings(store: Path | None = None, profile: str | None = None, **sampling:
     sampling = {k: v for k, v in sampling.items() if v is not None}
     try:
         return load_settings(store=store, profile=profile, sampling=sampling or None)
+    except ConfigError as exc:  # e.g. a misspelt TWINSEEK_* variable
+        _fail(exc)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
 
