@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def best_track_j(store: TwinStore, video_id: str, gt_dir: Path) -> tuple[float, int | None]:
     """Mean J of the best track against the ground truth, over the sampled frames that have ground truth."""
-    twin = store.get_twin(video_id)
+    twin = store.get_twin(video_id, refinements=False)
     frames = [f for f in twin.video.sampled_frames if (gt_dir / f"{f:05d}.png").exists()]
     if not frames:
         return float("nan"), None

@@ -81,6 +81,8 @@ class ActionInfo(BaseModel):
     status: Literal["ran", "rejected", "unavailable", "failed"]
     detail: str = ""
     model: str | None = None
+    refinements: list[int] = Field(default_factory=list, description="Ids of the refinements the action produced "
+                                   "or read from the cache (``twinseek store refinements list``).")
 
 
 class DroppedCandidate(BaseModel):

@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from twinseek.agent import prompts
 from twinseek.agent.context import AgentContext
 from twinseek.agent.resources import Resources, default_resources
-from twinseek.agent.state import AgentState, Candidate, Fallback, InputState, Judgement
-from twinseek.agent.tools import Plan, catalogue, compact_twin, run_call
+from twinseek.agent.state import ActionRecord, AgentState, Candidate, Fallback, InputState, Judgement
+from twinseek.agent.tools import Plan, applied_refinements, catalogue, compact_twin, run_call, search_twin
 from twinseek.errors import TwinseekError
 from twinseek.tools.decompose import Decomposition, SubQuery
 from twinseek.tools.fusion import minmax
@@ -104,8 +104,7 @@ def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     ctx = _ctx(runtime)
     with _timed(out, "retrieve"):
         res = _resources(runtime)
-        if res.stale:  # a refinement of an earlier search changed twins
-            res.sync()
+        # the indexes hold the ingest rows only: a refinement never changes what retrieve returns (no re-sync)
         query = state["query"]
         if "decomposition" in state:
             dec = Decomposition.model_validate(state["decomposition"])
@@ -221,7 +220,8 @@ def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         by_id = {c["video_id"]: c for c in state.get("candidates", [])}
         todo = [by_id[v] for v in state.get("to_reason", []) if v in by_id]
         todo_order = {c["video_id"]: i for i, c in enumerate(todo)}
-        twins = {c["video_id"]: res.store.get_twin(c["video_id"]) for c in todo}  # read here: one DB thread
+        actions = state.get("actions", [])  # the twins as this search's refinements left them
+        twins = {c["video_id"]: search_twin(res, c["video_id"], actions) for c in todo}  # read here: one DB thread
         round_ = state.get("refine_round", 0)
 
         results: list[tuple[str, Judgement, Fallback | None]] = []
@@ -274,7 +274,9 @@ def refine(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         by_id = {c["video_id"]: c for c in state.get("candidates", [])}
         records, fallbacks, changed = [], [], []
         todo = _to_refine(state, ctx)
-        twins = {vid: res.store.get_twin(vid) for vid in todo}  # read here: one DB thread
+        earlier = state.get("actions", [])
+        applied = {vid: set(applied_refinements(earlier, vid)) for vid in todo}
+        twins = {vid: res.store.get_twin(vid, refinements=applied[vid]) for vid in todo}  # read here: one DB thread
         # plans are independent LLM calls: ask for them at once (the server's slots), then act one at a time
         with ThreadPoolExecutor(max_workers=min(res.parallel, max(1, len(todo)))) as pool:
             planned = {vid: pool.submit(_plan, res, state, ctx, by_id[vid], twins[vid]) for vid in todo}
@@ -287,18 +289,17 @@ def refine(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
                 continue
             augmented = False
             for call in plan.calls:
-                record, did = run_call(res, twin, call, round_)
+                record, did = run_call(res, twin, call, round_, query=state["query"], applied=applied[vid])
                 if record["status"] != "ran":
                     logger.warning("refine %s: %s %s (%s)", vid, record["status"], call.action, record["detail"])
                 records.append(record)
                 writer({"node": "refine", "video_id": vid, "action": record["action"], "status": record["status"]})
                 if did:
                     augmented = True
-                    twin = res.store.get_twin(vid)  # the next call sees what this one added
+                    applied[vid].update(record["refinements"])
+                    twin = res.store.get_twin(vid, refinements=applied[vid])  # the next call sees what this one added
             if augmented:
                 changed.append(vid)
-        if changed:
-            res.stale = True
         out.update(refine_round=round_, to_reason=changed, actions=records, fallbacks=fallbacks)
         models = {f"refine.{r['action']}": r["model"] for r in records if r["status"] == "ran" and r["model"]}
         out["models"] = {"refine": _llm_name(res), **models}
@@ -321,8 +322,9 @@ def _objects(res: Resources, twin: Twin, track_ids: list[int]) -> list[dict[str,
     return objects
 
 
-def _hit(res: Resources, cand: Candidate, j: Judgement, rank: int, judged_by: str) -> dict[str, Any]:
-    twin = res.store.get_twin(cand["video_id"])
+def _hit(res: Resources, cand: Candidate, j: Judgement, rank: int, judged_by: str,
+         actions: list[ActionRecord]) -> dict[str, Any]:
+    twin = search_twin(res, cand["video_id"], actions)
     objects = j["objects"] or sorted(set(_evidence_tracks(cand)))  # no chosen object: point at the evidence
     return {"rank": rank, "video_id": cand["video_id"], "path": cand["path"], "relevance": j["relevance"],
             "retrieval_score": cand["score"], "scores": cand["scores"], "reasoning": j["reasoning"],
@@ -342,8 +344,8 @@ def finalize(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
         kept.sort(key=lambda c: (-judged[c["video_id"]]["relevance"], order[c["video_id"]]))
         llm = _llm_name(res) if ctx.lr else ""
         names = {"llm": llm, "fallback": "retrieval score (LLM failed)", "retrieval": "retrieval score (lr off)"}
-        out["hits"] = [_hit(res, c, judged[c["video_id"]], rank, names[judged[c["video_id"]]["source"]])
-                       for rank, c in enumerate(kept[: ctx.k], start=1)]
+        out["hits"] = [_hit(res, c, judged[c["video_id"]], rank, names[judged[c["video_id"]]["source"]],
+                            state.get("actions", [])) for rank, c in enumerate(kept[: ctx.k], start=1)]
         out["dropped"] = [{"video_id": c["video_id"], "relevance": judged[c["video_id"]]["relevance"]}
                           for c in candidates if c not in kept]
         out["trace"] = [f"finalize: {len(out['hits'])} hits, {len(out['dropped'])} below tau={ctx.tau}"]

@@ -41,7 +41,6 @@ class Resources:
         self._lock = threading.Lock()
         # LLM decompositions by query text: a repeated query (chat follow-ups, ablation runs) is not re-asked
         self.decompositions: OrderedDict[str, Decomposition] = OrderedDict()
-        self.stale = False  # refinement changed a twin: the indexes need a sync before the next search
 
     @classmethod
     def open(cls, store_dir: str | Path | None = None, settings: Settings | None = None, *,
@@ -125,7 +124,6 @@ class Resources:
 
     def sync(self) -> None:
         self.retriever.sync()
-        self.stale = False
 
     def close(self) -> None:
         if self._llm is not None:

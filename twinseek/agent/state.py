@@ -55,6 +55,7 @@ class ActionRecord(TypedDict):
     status: Literal["ran", "rejected", "unavailable", "failed"]
     detail: str
     model: str | None
+    refinements: list[int]  # ids of the refinements the call produced or read from the cache (the search's view)
 
 
 class InputState(TypedDict):

@@ -26,9 +26,12 @@ How the agent is scored (:class:`AgentScorer`):
   score (hit or dropped). With LR off that relevance is the video's absolute retrieval similarity (mean raw
   tool score, clipped to [0, 1]). (``AgentScorer(restrict=False)`` instead reuses one gallery search per text: a candidate keeps its
   relevance, any other video scores ``-1 + 0.5 * (1 - position / gallery)`` by its retrieval position.)
-* **Stores.** Just-in-time refinement writes into the twins, so every system with LR and JiT on runs on its own copy of
-  the ingested store (``<out>/stores/<system>``). All systems share one cache of LLM decompositions, so each text
-  is decomposed once and every system sees the same sub-queries.
+* **Stores.** Every system runs on the one ingested store. Just-in-time refinement never rewrites a twin: what it
+  finds is an overlay row (``refinements``), retrieval reads the ingest rows only, and a search sees only the
+  refinements its own calls produced or read. So a system's results do not depend on which systems ran before it;
+  refinements stored by one system are a cache that another system asking the same action reuses (the action
+  does not run twice). All systems share one cache of LLM decompositions, so each text is decomposed once and
+  every system sees the same sub-queries.
 * **Grounding.** For implicit queries with ground-truth masks, the predicted mask of a frame is the union of the
   masks of the objects the agent chose in the positive video's hit, resized (nearest) to the ground truth's
   resolution; no hit for that video means no masks (J = F = 0).
@@ -762,26 +765,10 @@ def _agent_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> Agent
 
     overrides = ctx.settings.model_dump(include={"sampling", "specialists", "paper", "llm", "retrieval",
                                                  "torch_threads", "cache_dir"})
-    store = ctx.settings.store
     switches = spec.switches()
-    if switches["jit"] and switches["lr"]:  # refinement runs only after reasoning
-        store = _store_copy(store, ctx.out / "stores" / spec.name)
-    agent = stack.enter_context(Agent.open(store, profile=ctx.settings.profile, **overrides))
+    agent = stack.enter_context(Agent.open(ctx.settings.store, profile=ctx.settings.profile, **overrides))
     agent.resources.decompositions = ctx.decompositions
     return AgentScorer(agent, ctx.ids, k=ctx.k, tau=ctx.tau, switches=switches)
-
-
-def _store_copy(store: Path, dest: Path) -> Path:
-    """A fresh copy of ``store`` at ``dest``: just-in-time refinement writes what it learns into the twins, so
-    each JiT system starts from the ingested store and the cached store stays as ingested. The copy stays in
-    the run folder (the recorded mask paths point into it)."""
-    import shutil
-
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(store, dest, ignore=shutil.ignore_patterns("*.lock", "chat.sqlite*"))
-    return dest
 
 
 # ---------------------------------------------------------------- overlay examples
