@@ -63,6 +63,9 @@ def test_every_settings_group_forbids_unknown_keys() -> None:
     assert len(groups) >= 6
     assert Settings.model_config["extra"] == "forbid"
     assert all(g.model_config.get("extra") == "forbid" for g in groups)  # type: ignore[union-attr]
+    from twinseek.web.settings import WebSettings
+
+    assert WebSettings.model_config.get("extra") == "forbid"
 
 
 def test_agent_open_with_a_misspelt_group_fails_before_touching_the_store(tmp_path: Path) -> None:
