@@ -71,6 +71,10 @@ def first(env: dict[str, Path]) -> RunResult:
     return load_results(env["out"])
 
 
+def _stable_system(result: RunResult, name: str) -> list[dict[str, Any]]:
+    return [r.model_dump(exclude={"seconds", "timings"}) for r in result.systems[name].records]
+
+
 def _stable(result: RunResult) -> list[dict[str, Any]]:
     """Records without the fields that measure time."""
     return [r.model_dump(exclude={"seconds", "timings"}) for s in result.systems.values() for r in s.records]
@@ -288,6 +292,8 @@ def test_draw_overlays_and_report_examples(env: dict[str, Path], fake: FakeAgent
     square = np.asarray(Image.open(fake.masks[0])) > 0
     assert pixels[square].mean(axis=0)[0] > 150  # the red square under its tint
     assert draw_overlays(None, {0: [fake.masks[0]]}, tmp_path / "black")[0].is_file()  # no video: black frame
+    one = draw_overlays(None, {k: [p] for k, p in fake.masks.items()}, tmp_path / "one", max_frames=1)
+    assert [p.name for p in one] == ["f000000.png"]  # one key frame: no division by max_frames - 1
 
     from twinseek.evals.runner import OverlayExample
 
@@ -333,28 +339,26 @@ class _BySchema(list):  # type: ignore[type-arg]
         return completion(json.dumps(replies.get(schema, {})))
 
 
-def _twin_dumps(store_dir: Path) -> dict[str, str]:
-    from twinseek.twins.store import TwinStore
+def test_agent_systems_share_the_store_and_judge_choices_within_the_video(env: dict[str, Path], stub: Any,
+                                                                         tmp_path: Path) -> None:
+    from test_refinements import table_hashes
 
-    with TwinStore(store_dir, create=False) as store:
-        return {v: store.get_twin(v).model_dump_json() for v in store.video_ids()}
-
-
-def test_agent_systems_judge_choices_within_the_video_on_their_own_store_copy(env: dict[str, Path], stub: Any,
-                                                                             tmp_path: Path) -> None:
     from twinseek.twins.store import TwinStore
 
     stub.script = _BySchema(stub)
-    before = _twin_dumps(env["store"])
+    with TwinStore(env["store"], create=False) as store:
+        store.clear_refinements()  # from an earlier test of this module
+    before = table_hashes(env["store"])
     llm = {"base_url": stub.base_url, "api_key": "test", "model": "stub", "http_retries": 0, "max_retries": 0}
     result = run(env["bench"], store=env["store"], out=tmp_path, systems=["full", "full-jit", "full-lr", "dense"], k=2,
                  report=False,
                  settings_overrides={**FAST, "llm": llm})
 
-    assert (tmp_path / "stores" / "full" / "twins.db").is_file()  # JiT on: a copy of its own
-    assert not (tmp_path / "stores" / "full-jit").exists() and not (tmp_path / "stores" / "full-lr").exists()
-    assert _twin_dumps(tmp_path / "stores" / "full") != before  # refinement wrote into the copy...
-    assert _twin_dumps(env["store"]) == before  # ...and never touched the cached store
+    assert not (tmp_path / "stores").exists()  # no copy: refinement never rewrites the twins
+    assert table_hashes(env["store"]) == before  # the ingest rows are byte-identical after the run
+    with TwinStore(env["store"], create=False) as store:
+        refined = store.refinements()
+    assert refined and {r.action for r in refined} == {"motion_relation"}  # what "full" learned: an overlay
     schemas = [r["response_format"]["json_schema"]["name"] for r in stub.requests]
     assert "Plan" in schemas  # the full system did refine
     texts = {q["text"] for q in QUERIES if "text" in q} | {o for q in QUERIES for o in q.get("options", [])} | {
@@ -375,3 +379,7 @@ def test_agent_systems_judge_choices_within_the_video_on_their_own_store_copy(en
     run(env["bench"], store=env["store"], out=tmp_path / "again", systems=["full-lr", "compositional"], k=2,
         report=False, settings_overrides={**FAST, "llm": llm})
     assert not stub.requests
+    # a system alone, on a store that now holds those refinements, answers exactly as it did among the others
+    again = run(env["bench"], store=env["store"], out=tmp_path / "alone", systems=["full"], k=2, report=False,
+                settings_overrides={**FAST, "llm": llm})
+    assert _stable_system(again, "full") == _stable_system(result, "full")

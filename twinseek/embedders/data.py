@@ -339,7 +339,7 @@ def twin_pairs(store_root: str | Path, seed: int = 0, leak_filter: LeakFilter | 
     out: list[TwinPair] = []
     with TwinStore(store_root, create=False) as store:
         for video_id in store.video_ids():
-            twin = store.get_twin(video_id)
+            twin = store.get_twin(video_id, refinements=False)
             rows = ComponentTexts.rows(twin)
             queries: list[tuple[str, str]] = [(q, "object") for t in twin.tracks for q in _object_queries(t)]
             queries += [(r["text"].lower(), "relation") for r in rows if r["kind"] == "relation"]

@@ -244,7 +244,7 @@ def ecr_pairs_from_store(store_root: str | Path) -> list[tuple[str, str]]:
     out = []
     with TwinStore(store_root, create=False) as store:
         for video_id in store.video_ids():
-            twin = store.get_twin(video_id)
+            twin = store.get_twin(video_id, refinements=False)
             names = list(dict.fromkeys(t.category for t in twin.tracks))[:3]
             scene = [label for label, _ in twin.video.scene][:1]
             ecr = (twin.video.ecr_text or "").strip()

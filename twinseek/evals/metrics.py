@@ -24,7 +24,6 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
@@ -40,15 +39,14 @@ from twinseek.evals.bench import (
     McqQuery,
     Query,
     RankedQuery,
-    load_mask,
 )
+from twinseek.media import MaskLike, as_mask, mask_iou, resize_mask
 
 logger = logging.getLogger(__name__)
 
 KS: tuple[int, ...] = (1, 5, 10, 50, 100)
 DEFAULT_TAU = 0.5
 Ties = Literal["id", "pessimistic"]
-MaskLike = np.ndarray | str | Path
 
 
 # ---------------------------------------------------------------- ranking
@@ -146,20 +144,9 @@ def accuracy(flags: Iterable[bool]) -> float:
 
 
 # ---------------------------------------------------------------- grounding (DAVIS J and F)
-def as_mask(mask: MaskLike) -> np.ndarray:
-    """A bool mask from an array (non-zero = foreground) or a PNG path."""
-    if isinstance(mask, str | Path):
-        return load_mask(mask)
-    arr = np.asarray(mask)
-    return np.asarray(arr.any(axis=2) if arr.ndim == 3 else arr.astype(bool))
-
-
 def mask_j(pred: MaskLike, gt: MaskLike) -> float:
     """Region similarity J (IoU). Both masks empty gives 1.0 (DAVIS ``db_eval_iou``)."""
-    p, g = as_mask(pred), as_mask(gt)
-    _same_shape(p, g)
-    union = np.logical_or(p, g).sum()
-    return 1.0 if union == 0 else float(np.logical_and(p, g).sum() / union)
+    return mask_iou(as_mask(pred), as_mask(gt))
 
 
 def seg2bmap(seg: np.ndarray) -> np.ndarray:
@@ -210,13 +197,6 @@ def _same_shape(a: np.ndarray, b: np.ndarray) -> None:
         raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
 
 
-def _resize_nearest(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    from PIL import Image
-
-    img = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
-    return np.asarray(img) > 127
-
-
 def grounding_scores(
     pred_masks: Mapping[int, MaskLike], gt_masks: Mapping[int, MaskLike], bound_th: float = 0.008
 ) -> dict[str, float]:
@@ -230,9 +210,7 @@ def grounding_scores(
     js, fs = [], []
     for k in frames:
         gt = as_mask(gt_masks[k])
-        pred = as_mask(pred_masks[k])
-        if pred.shape != gt.shape:
-            pred = _resize_nearest(pred, gt.shape)
+        pred = resize_mask(as_mask(pred_masks[k]), gt.shape)
         js.append(mask_j(pred, gt))
         fs.append(boundary_f(pred, gt, bound_th))
     j = float(np.mean(js)) if js else 0.0

@@ -26,10 +26,12 @@ How the agent is scored (:class:`AgentScorer`):
   score (hit or dropped). With LR off that relevance is the video's absolute retrieval similarity (mean raw
   tool score, clipped to [0, 1]). (``AgentScorer(restrict=False)`` instead reuses one gallery search per text: a candidate keeps its
   relevance, any other video scores ``-1 + 0.5 * (1 - position / gallery)`` by its retrieval position.)
-* **Stores.** Just-in-time refinement writes into the twins, so every system with LR and JiT on runs on its own copy of
-  the ingested store (``<out>/stores/<system>``), after the systems that read the store itself. Decompositions
-  come from the agent's one decomposer, whose cache lives in the store (and is copied with it): each text is asked
-  of the LLM once, and every system sees the same sub-queries.
+* **Stores.** Every system runs on the one ingested store. Just-in-time refinement never rewrites a twin: what it
+  finds is an overlay row (``refinements``), retrieval reads the ingest rows only, and a search sees only the
+  refinements its own calls produced or read. So a system's results do not depend on which systems ran before it;
+  refinements stored by one system are a cache that another system asking the same action reuses (the action
+  does not run twice). Decompositions come from the agent's one decomposer, whose cache lives in the store: each
+  text is asked of the LLM once, and every system sees the same sub-queries.
 * **No deadline.** Agent systems run without ``agent.deadline_s``: an eval's numbers must not depend on load.
 * **Grounding.** For implicit queries with ground-truth masks, the predicted mask of a frame is the union of the
   masks of the objects the agent chose in the positive video's hit, resized (nearest) to the ground truth's
@@ -68,7 +70,6 @@ from twinseek.evals.bench import (
     Query,
     RankedQuery,
     load_bench,
-    load_mask,
     load_reasont2vbench,
 )
 from twinseek.evals.metrics import (
@@ -84,6 +85,7 @@ from twinseek.evals.metrics import (
     retrieval_record,
 )
 from twinseek.evals.scorers import RetrievalScorer
+from twinseek.media import load_mask, resize_mask
 
 if TYPE_CHECKING:
     from rich.progress import Progress as _Bar
@@ -457,15 +459,12 @@ def _hit_info(hit: Any, to_bench: Mapping[str, str]) -> HitInfo:
 
 
 def _union_masks(hit: Any, shape: tuple[int, ...] | None) -> dict[int, np.ndarray]:
-    from PIL import Image
-
     union: dict[int, np.ndarray] = {}
     for obj in hit.objects:
         for m in obj.masks:
             mask = load_mask(m.path)
-            if shape is not None and mask.shape != shape[:2]:
-                img = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
-                mask = np.asarray(img) > 127
+            if shape is not None:
+                mask = resize_mask(mask, shape)
             frame = int(m.frame)
             union[frame] = union[frame] | mask if frame in union else mask
     return union
@@ -598,9 +597,7 @@ def run(
         ids = _prepare_store(bench, store_dir, settings, bar) if needs_store else {v: v for v in bench.videos}
         ctx = _RunContext(bench, ids, settings.model_copy(update={"store": store_dir}), seed, k, tau,
                           llm_decomposition, out_dir, bar)
-        # systems on a store copy last: the copy then carries every decomposition cached so far
-        ran = {s.name: _run_system(ctx, s, skip_unavailable) for s in sorted(specs, key=_needs_copy)}
-        results = {s.name: ran[s.name] for s in specs}
+        results = {s.name: _run_system(ctx, s, skip_unavailable) for s in specs}
     result = RunResult(config=config, systems=results, out=out_dir)
     result.results_path = write_results(result, out_dir / "results.json")
     if report:
@@ -762,29 +759,10 @@ def _open_agent(ctx: _RunContext, store: Path, stack: ExitStack) -> Any:
     return stack.enter_context(Agent.open(store, profile=ctx.settings.profile, **overrides))
 
 
-def _needs_copy(spec: SystemSpec) -> bool:
-    """Systems that refine twins (JiT on, and LR: refinement runs only after reasoning) get a store copy."""
-    switches = spec.switches()
-    return spec.kind == "agent" and switches["jit"] and switches["lr"]
-
-
 def _agent_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> AgentScorer:
-    store = _store_copy(ctx.settings.store, ctx.out / "stores" / spec.name) if _needs_copy(spec) else ctx.settings.store
-    agent = _open_agent(ctx, store, stack)
+    # the one ingested store: refinements are an overlay a search reads only where its own calls asked for them
+    agent = _open_agent(ctx, ctx.settings.store, stack)
     return AgentScorer(agent, ctx.ids, k=ctx.k, tau=ctx.tau, switches=spec.switches())
-
-
-def _store_copy(store: Path, dest: Path) -> Path:
-    """A fresh copy of ``store`` at ``dest``: just-in-time refinement writes what it learns into the twins, so
-    each JiT system starts from the ingested store and the cached store stays as ingested. The copy stays in
-    the run folder (the recorded mask paths point into it)."""
-    import shutil
-
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(store, dest, ignore=shutil.ignore_patterns("*.lock", "chat.sqlite*"))
-    return dest
 
 
 # ---------------------------------------------------------------- overlay examples
