@@ -33,7 +33,7 @@ from twinseek.embedders.trainer import (
     train_twin,
 )
 from twinseek.evals.bench import load_bench
-from twinseek.evals.metrics import RetrievalEvaluator
+from twinseek.evals.metrics import evaluate as evaluate_bench
 from twinseek.evals.scorers import RetrieverScorer
 from twinseek.tools.retrieval import Retriever
 from twinseek.twins.pipeline import Ingestor
@@ -54,7 +54,7 @@ def evaluate(store_root: Path, bench_root: Path, kinds: list[str], tool: str, re
         with TwinStore(work / "store") as store:
             retriever = Retriever(store, settings)
             retriever.sync()
-            return RetrievalEvaluator(bench)(RetrieverScorer(retriever, tool, use_llm=False))  # type: ignore[arg-type]
+            return evaluate_bench(RetrieverScorer(retriever, tool, use_llm=False), bench)[1]  # type: ignore[arg-type]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -271,13 +271,20 @@ def eval_(
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="Videos the agent returns.")] = 10,
     tau: Annotated[float, typer.Option(min=0.0, max=1.0, help="Relevance threshold.")] = 0.5,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="Rule-based decomposition for dense/compositional.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out: finished systems and queries "
+                                                          "are kept; the settings must be the same.")] = False,
 ) -> None:
-    """Evaluate the agent, its ablations and baselines on a bench; writes results.json and a report."""
-    from twinseek.evals.runner import ALL_SYSTEMS, SystemSpec, parse_systems, run
+    """Evaluate the agent, its ablations and baselines on a bench; writes results.json (as it goes) and a report."""
+    from twinseek.evals.runner import run
+    from twinseek.evals.schemas import ALL_SYSTEMS, SystemSpec, parse_systems
 
+    if resume and out is None:
+        raise typer.BadParameter("--resume needs --out, the folder of the run to continue")
     try:
         names = list(ALL_SYSTEMS) if all_systems else [*(systems.split(",") if systems else []), *(baseline or [])]
-        specs = parse_systems([*names, *([SystemSpec.agent(ablate.split(","), ablate)] if ablate else [])] or ["full"])
+        wanted: list[str | SystemSpec] = [*names, *([SystemSpec.agent(ablate.split(","), ablate)] if ablate else [])]
+        # --resume alone continues the run's own systems
+        specs = parse_systems(wanted) if wanted else None if resume else parse_systems(["full"])
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     kind_list = [x.strip() for x in kinds.split(",") if x.strip()] if kinds else None
@@ -285,18 +292,20 @@ def eval_(
         try:
             result = run(bench_dir, store=store, out=out, systems=specs, kinds=kind_list, limit=limit, seed=seed,
                          profile=profile or "embedded", k=k, tau=tau,  # type: ignore[arg-type]
-                         llm_decomposition=not no_llm, skip_unavailable=all_systems, progress=True)
+                         llm_decomposition=not no_llm, skip_unavailable=all_systems, progress=True, resume=resume)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
     _print_eval_summary(result)
 
 
 def _print_eval_summary(result) -> None:  # type: ignore[no-untyped-def]
+    from rich.markup import escape
+
     from twinseek.evals.report import HEADLINE
 
     metrics = result.metrics()
     keys = [key for key in HEADLINE.values() if any(key in m for m in metrics.values())]
-    table = Table(title=f"eval on {Path(result.config.bench).name} ({result.config.queries} queries)")
+    table = Table(title=f"eval on {escape(Path(result.config.bench).name)} ({result.config.queries} queries)")
     table.add_column("system")
     short = {"r@1": "R@1", "rejection@tau": "reject", "accuracy": "acc"}
     for key in keys:
@@ -304,13 +313,13 @@ def _print_eval_summary(result) -> None:  # type: ignore[no-untyped-def]
         table.add_column(f"{kind[:8]} {short.get(metric, metric)}", justify="right")
     for s in result.systems.values():
         if s.skipped:
-            table.add_row(s.label, f"[yellow]skipped[/yellow] {s.skipped[:60]}")
+            table.add_row(s.label, f"[yellow]skipped[/yellow] {escape(s.skipped[:60])}")
             continue
         table.add_row(s.label, *(f"{s.metrics[key]:.3f}" if key in s.metrics else "–" for key in keys))
     console.print(table)
-    console.print(f"results: {result.results_path}")
+    console.print(f"results: {escape(str(result.results_path))}")
     if result.report_files:
-        console.print(f"report:  {result.report_files[0]}")
+        console.print(f"report:  {escape(str(result.report_files[0]))}")
 
 
 @app.command()

@@ -13,12 +13,11 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from twinseek.evals.runner import RunResult, SystemResult
+from twinseek.evals.schemas import RunResult, SystemResult
 
 logger = logging.getLogger(__name__)
 
