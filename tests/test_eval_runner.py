@@ -247,6 +247,29 @@ def test_cli_resume(env: dict[str, Path], tmp_path: Path) -> None:
     assert res.exit_code == 2 and "--out" in res.output
 
 
+def test_a_search_loads_no_training_code(env: dict[str, Path], tmp_path: Path) -> None:
+    """Dense and compositional search over a store, in a fresh interpreter: twinseek's training package stays
+    unloaded. (sentence-transformers' own ``__init__`` imports its trainer class, and datasets and peft when they
+    are installed: those come with the library that embeds the texts, not from twinseek.)"""
+    import os
+    import subprocess
+    import sys
+
+    import twinseek
+
+    code = (f"import json, sys\nfrom twinseek.evals import run\n"
+            f"run({str(env['bench'])!r}, store={str(env['store'])!r}, out={str(tmp_path / 'o')!r}, "
+            f"systems=['dense', 'compositional'], llm_decomposition=False, report=False, settings_overrides={FAST!r})\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    root = str(Path(twinseek.__file__).parents[1])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert done.returncode == 0, done.stderr[-2000:]
+    modules = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "twinseek.tools.dense" in modules and "sentence_transformers" in modules  # it did search
+    assert not [m for m in modules if m.startswith("twinseek.embedders")]
+
+
 def test_system_names() -> None:
     specs = parse_systems(["full", "full-QD-jit", "no-ca", "random,dense", "random"])
     assert [s.name for s in specs] == ["full", "full-qd-jit", "full-ca", "random", "dense"]
