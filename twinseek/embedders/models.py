@@ -90,7 +90,8 @@ class TaraTextModule(nn.Module):
         from twinseek.tools.dense import TEXT_PROMPT, last_token_pool
 
         prompts = [self.embedder.prompt(TEXT_PROMPT, t) for t in texts]
-        inputs = self.processor(text=prompts, padding=True, return_tensors="pt")
+        # wherever the trainer put the model (an accelerator), the processor's tensors follow it
+        inputs = self.processor(text=prompts, padding=True, return_tensors="pt").to(next(self.net.parameters()).device)
         hidden = self.net(**inputs, output_hidden_states=True).hidden_states[-1]
         return F.normalize(last_token_pool(hidden, inputs["attention_mask"]).float(), dim=-1)
 
