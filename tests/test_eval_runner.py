@@ -234,13 +234,14 @@ def test_a_killed_run_keeps_what_it_finished_and_resumes(env: dict[str, Path], f
 def test_cli_resume(env: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "cli"
     runner = CliRunner()
-    base = ["eval", str(env["bench"]), "--store", str(env["store"]), "--no-llm", "--kinds", "explicit"]
-    assert runner.invoke(app, [*base, "--out", str(out), "--baseline", "random"]).exit_code == 0
-    res = runner.invoke(app, [*base, "--out", str(out), "--resume", "--systems", "dense"])
+    base = ["eval", str(env["bench"]), "--no-llm", "--kinds", "explicit"]
+    assert runner.invoke(app, [*base, "--store", str(env["store"]), "--out", str(out), "--systems", "dense"]).exit_code == 0
+    res = runner.invoke(app, [*base, "--out", str(out), "--resume", "--systems", "compositional"])  # its store kept
     assert res.exit_code == 0, res.output
     data = json.loads((out / "results.json").read_text())
-    assert list(data["systems"]) == ["random", "dense"] and data["complete"] is True
-    assert "explicit R@1" in res.output and "random" in res.output
+    assert list(data["systems"]) == ["dense", "compositional"] and data["complete"] is True
+    assert data["config"]["store"] == str(env["store"]) and data["systems"]["compositional"]["records"][0]["models"]
+    assert "explicit R@1" in res.output and "compositional" in res.output
     res = runner.invoke(app, [*base, "--out", str(out), "--resume", "--limit", "1"])
     assert res.exit_code == 2 and "cannot resume" in res.output and "limit" in res.output
     res = runner.invoke(app, [*base, "--resume"])

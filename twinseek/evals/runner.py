@@ -367,12 +367,12 @@ def run(
     # temperature 0 and a fixed seed: the same seed gives the same LLM answers (where the server honours it)
     llm = {"temperature": 0.0, "seed": seed, **overrides.pop("llm", {})}
     settings = load_settings(profile=profile, llm=llm, **overrides)
-    store_dir = Path(store) if store is not None else default_store(bench, settings)
     if resume and out is None:
         raise ValueError("resume needs the folder of the run to continue (--out)")
     out_dir = Path(out) if out is not None else Path("runs") / f"eval-{bench.root.resolve().name}-{_stamp()}"
     out_dir.mkdir(parents=True, exist_ok=True)
     folder = RunFolder(out_dir)
+    store_dir = _store_dir(store, folder.previous() if resume else None, bench, settings)
     config = _config(bench, specs, kinds, limit, seed, tau, k, settings, store_dir, llm_decomposition)
     result = folder.resume(config) if resume else folder.start(config)
     specs = parse_systems(result.config.systems)
@@ -396,6 +396,15 @@ def run(
         result.report_files = write_report(result, out_dir)
         folder.save(result)  # now listing the report files
     return result
+
+
+def _store_dir(store: str | Path | None, previous: RunResult | None, bench: Bench, settings: Settings) -> Path:
+    """The given store, else the one of the run being resumed, else the default one of the bench."""
+    if store is not None:
+        return Path(store)
+    if previous is not None and previous.config.store:
+        return Path(previous.config.store)
+    return default_store(bench, settings)
 
 
 def _stamp() -> str:
