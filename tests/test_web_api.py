@@ -422,7 +422,8 @@ def test_serve_command_refuses_a_public_bind_without_a_token(tmp_path: Path) -> 
 # -- eval reports -----------------------------------------------------------------------------------------------
 def test_eval_runs_are_listed_and_viewable(client: TestClient, store_dir: Path) -> None:
     from twinseek.evals.report import write_report
-    from twinseek.evals.runner import RunConfig, RunResult, SystemResult, write_results
+    from twinseek.evals.results import write_results
+    from twinseek.evals.schemas import RunConfig, RunResult, SystemResult
 
     folder = store_dir.parent / "runs" / "eval-demo"
     folder.mkdir(parents=True)

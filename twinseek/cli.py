@@ -508,13 +508,20 @@ def eval_(
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="Videos the agent returns.")] = 10,
     tau: Annotated[float, typer.Option(min=0.0, max=1.0, help="Relevance threshold.")] = 0.5,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="Rule-based decomposition for dense/compositional.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out: finished systems and queries "
+                                                          "are kept; the settings must be the same.")] = False,
 ) -> None:
-    """Evaluate the agent, its ablations and baselines on a bench; writes results.json and a report."""
-    from twinseek.evals.runner import ALL_SYSTEMS, SystemSpec, parse_systems, run
+    """Evaluate the agent, its ablations and baselines on a bench; writes results.json (as it goes) and a report."""
+    from twinseek.evals.runner import run
+    from twinseek.evals.schemas import ALL_SYSTEMS, SystemSpec, parse_systems
 
+    if resume and out is None:
+        raise typer.BadParameter("--resume needs --out, the folder of the run to continue")
     try:
         names = list(ALL_SYSTEMS) if all_systems else [*(systems.split(",") if systems else []), *(baseline or [])]
-        specs = parse_systems([*names, *([SystemSpec.agent(ablate.split(","), ablate)] if ablate else [])] or ["full"])
+        wanted: list[str | SystemSpec] = [*names, *([SystemSpec.agent(ablate.split(","), ablate)] if ablate else [])]
+        # --resume alone continues the run's own systems
+        specs = parse_systems(wanted) if wanted else None if resume else parse_systems(["full"])
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     kind_list = [x.strip() for x in kinds.split(",") if x.strip()] if kinds else None
@@ -522,7 +529,7 @@ def eval_(
         try:
             result = run(bench_dir, store=store, out=out, systems=specs, kinds=kind_list, limit=limit, seed=seed,
                          profile=profile or "embedded", k=k, tau=tau,  # type: ignore[arg-type]
-                         llm_decomposition=not no_llm, skip_unavailable=all_systems, progress=True)
+                         llm_decomposition=not no_llm, skip_unavailable=all_systems, progress=True, resume=resume)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
     _print_eval_summary(result)

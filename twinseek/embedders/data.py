@@ -312,8 +312,13 @@ def content_terms(text: str) -> list[str]:
     return [t for t in _tokens(text) if t not in _STOP]
 
 
+def content_words(text: str) -> list[str]:
+    """Every word of ``text``, lower-cased (what :func:`satisfies` looks the terms up in)."""
+    return _tokens(text)
+
+
 def satisfies(component_text: str, terms: Sequence[str]) -> bool:
-    words = set(_tokens(component_text))
+    words = set(content_words(component_text))
     return bool(terms) and all(t in words for t in terms)
 
 

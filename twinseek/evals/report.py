@@ -13,14 +13,12 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from twinseek.evals.schemas import RunResult, SystemResult
 from twinseek.media import OVERLAY_ALPHA, overlay_frames, write_overlays
-
-if TYPE_CHECKING:
-    from twinseek.evals.runner import RunResult, SystemResult
 
 logger = logging.getLogger(__name__)
 
