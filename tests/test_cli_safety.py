@@ -184,6 +184,12 @@ def test_store_check_command_reports_damage_and_exits_nonzero(tmp_path: Path, cl
     assert absent.exit_code == 1 and "no twin store" in absent.output
 
 
+def _interruptible() -> None:
+    """In the child: Ctrl-C back to its default. A pytest started in the background by a non-interactive shell
+    ignores SIGINT, the child would inherit that and Python would never raise KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_real_sigint_during_a_hanging_llm_call_returns_to_the_prompt(tmp_path: Path, clip: Path,
                                                                     stub: StubLLMServer) -> None:
     """A real Ctrl-C (SIGINT to the process) while the search waits on a hanging LLM: the turn is cancelled at
@@ -203,7 +209,7 @@ def test_real_sigint_during_a_hanging_llm_call_returns_to_the_prompt(tmp_path: P
            "TWINSEEK_LLM__MODEL": "stub", "TWINSEEK_LLM__HTTP_RETRIES": "0", "TWINSEEK_LLM__TIMEOUT_S": "30"}
     proc = subprocess.Popen([sys.executable, "-m", "twinseek.cli", "chat", "--store", str(root), "--session", "i"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
+                            env=env, preexec_fn=_interruptible)
     assert proc.stdin is not None
     proc.stdin.write("a slow query\n")
     proc.stdin.flush()
