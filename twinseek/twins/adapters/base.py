@@ -7,6 +7,7 @@ records which model produced what.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -79,6 +80,24 @@ class SpecialistBase:
 
     def provenance(self) -> Provenance:
         return Provenance(role=self.role, tier=self.tier, model=self.model)
+
+
+class LazyModel:
+    """Pickles without its loaded model: worker processes build their own copy on first use.
+
+    Subclasses list the attributes holding loaded models in ``_lazy`` and guard loading with ``self._lock``."""
+
+    _lazy: tuple[str, ...] = ()
+    _lock: threading.Lock
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(dict.fromkeys(self._lazy), _lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
 
 @runtime_checkable

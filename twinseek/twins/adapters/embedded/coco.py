@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from twinseek.errors import ModelUnavailableError
-from twinseek.twins.adapters.base import Detection, SpecialistBase
+from twinseek.twins.adapters.base import Detection, LazyModel, SpecialistBase
 
 log = logging.getLogger(__name__)
 
@@ -351,10 +351,11 @@ def decode(encodings: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     return torch.stack([xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2], -1)
 
 
-class CocoDetector:
-    """SSD-MobileNet-v2 COCO boxes, loaded lazily (picklable before first use: no model state until then)."""
+class CocoDetector(LazyModel):
+    """SSD-MobileNet-v2 COCO boxes, loaded lazily (pickles without the loaded graph)."""
 
     model = MODEL_NAME
+    _lazy = ("_graph",)
 
     def __init__(self, threshold: float = 0.4, files: tuple[Path, Path] | None = None) -> None:
         self.threshold = threshold
@@ -362,14 +363,6 @@ class CocoDetector:
         self._graph: SsdGraph | None = None
         self._lock = threading.Lock()
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.update(_graph=None, _lock=None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     def _load(self) -> SsdGraph:
         with self._lock:

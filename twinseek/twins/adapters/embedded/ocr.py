@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from twinseek.errors import ModelUnavailableError
-from twinseek.twins.adapters.base import SpecialistBase
+from twinseek.twins.adapters.base import LazyModel, SpecialistBase
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,10 @@ class TextLine:
     box: tuple[float, float, float, float]
 
 
-class EmbeddedTextReader(SpecialistBase):
-    """Reads text in frames; the ONNX sessions load lazily (picklable before first use)."""
+class EmbeddedTextReader(SpecialistBase, LazyModel):
+    """Reads text in frames; the ONNX sessions load lazily (pickles without them)."""
 
+    _lazy = ("_engine",)
     role = "text reader"
     tier = "embedded"
     model = MODEL_NAME
@@ -53,14 +54,6 @@ class EmbeddedTextReader(SpecialistBase):
         self._engine: Any = None
         self._lock = threading.Lock()
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.update(_engine=None, _lock=None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     def _load(self) -> Any:
         with self._lock:
