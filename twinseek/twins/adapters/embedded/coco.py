@@ -421,7 +421,7 @@ class EmbeddedObjectDetector(SpecialistBase):
     tier = "embedded"
     model = MODEL_NAME
 
-    def __init__(self, threshold: float = 0.4, max_per_frame: int = 6) -> None:
+    def __init__(self, threshold: float = 0.5, max_per_frame: int = 6) -> None:
         self.max_per_frame = max_per_frame
         self.coco = CocoDetector(threshold=threshold)
 
