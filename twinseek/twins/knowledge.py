@@ -72,7 +72,7 @@ class WordKnowledge:
         self._definitions: dict[str, str] = {}
         self._by_head: dict[str, str] = {}
         self._by_lemma: dict[str, str] = {}
-        self._imagenet: dict[str, str] = {}
+        self._imagenet: dict[str, list[tuple[str, str | None]]] = {}  # class name -> (wnid, group) per class
 
     @property
     def available(self) -> bool:
@@ -102,10 +102,11 @@ class WordKnowledge:
         if synsets.is_file():
             from twinseek.twins.adapters.embedded.classifier import imagenet_classes
 
-            names, _ = imagenet_classes()
+            names, groups = imagenet_classes()
             wnids = synsets.read_text().split()
             if len(wnids) == len(names):
-                self._imagenet = {name.lower(): wnid for name, wnid in zip(names, wnids)}
+                for name, wnid, group in zip(names, wnids, groups):
+                    self._imagenet.setdefault(name.lower(), []).append((wnid, group))
 
     def lookup(self, label: str, group: str | None = None) -> Gloss | None:
         """The synset of a category name (``group`` disambiguates an ImageNet class from a COCO name)."""
@@ -114,12 +115,14 @@ class WordKnowledge:
         if not key or not self._definitions:
             return None
         wnid: str | None
-        if key in self._imagenet and (key not in COCO_SYNSETS or group not in (None, key)):
-            wnid = self._imagenet[key]
+        classes = self._imagenet.get(key, [])
+        if classes and (key not in COCO_SYNSETS or group not in (None, key)):
+            # two ImageNet classes share a name (crane the bird, crane the machine): the group tells them apart
+            wnid = next((w for w, g in classes if g == group), classes[0][0])
         elif key in COCO_SYNSETS:
             wnid = COCO_SYNSETS[key]
         else:
-            wnid = self._imagenet.get(key) or self._by_head.get(key) or self._by_lemma.get(key)
+            wnid = self._by_head.get(key) or self._by_lemma.get(key)
         if wnid is None or wnid not in self._definitions:
             return None
         return Gloss(wnid, self._lemmas.get(wnid, ()), self._definitions[wnid])
