@@ -286,11 +286,14 @@ def test_glosses_reach_components_and_the_llm_view(knowledge) -> None:  # noqa: 
     video = Video(video_id="v", path="/v.mp4", content_hash="h", width=64, height=48, fps=10, frame_count=10,
                   duration_s=1, sampled_frames=[0, 9], profile="embedded")
     tracks = [Track(video_id="v", track_id=i, category=c, category_score=0.9, category_source="t", first_frame=0,
-                    last_frame=9, frame_count=2, mean_area=0.1) for i, c in ((1, "dog"), (2, "dog"), (3, "zzz"))]
+                    last_frame=9, frame_count=2, mean_area=0.1, category_group=g)
+              for i, c, g in ((1, "English setter", "dog"), (2, "dog", None), (3, "zzz", None))]
     twin = Twin(video=video, tracks=tracks)
     gloss = [r for r in ComponentTexts.rows(twin) if r["kind"] == "gloss"]
-    assert len(gloss) == 1 and gloss[0]["track_id"] == 1 and "wolf" in gloss[0]["text"]
-    assert "wolf" in twin.to_compact()["know"]["dog"]
+    assert [(r["track_id"], r["text"].split(":")[0]) for r in gloss] == [(1, "English setter"),
+                                                                         (1, "dog (domestic dog, Canis familiaris)")]
+    know = twin.to_compact()["know"]
+    assert "wolf" in know["dog"] and "English setter" in know and "zzz" not in know
 
 
 # -- the store ------------------------------------------------------------------------------------------------

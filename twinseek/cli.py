@@ -154,6 +154,7 @@ def twins_show(
 def print_twin(twin) -> None:  # type: ignore[no-untyped-def]
     from rich.markup import escape
 
+    from twinseek.tools.encoders import glossed_words
     from twinseek.twins.knowledge import word_knowledge
     from twinseek.twins.model import screen_lines
 
@@ -174,7 +175,8 @@ def print_twin(twin) -> None:  # type: ignore[no-untyped-def]
         console.print("  on-screen text: " + " / ".join(f'"{escape(line)}"' for line in lines[:12])
                       + (f" … ({len(lines) - 12} more)" if len(lines) > 12 else ""))
     knowledge = word_knowledge()
-    glosses = dict.fromkeys(g for t in twin.tracks if (g := knowledge.gloss(t.category, t.category_group)))
+    glosses = dict.fromkeys(g for t in twin.tracks for word, group in glossed_words(t)
+                            if (g := knowledge.gloss(word, group)))
     for gloss in glosses:
         console.print(f"  [dim]know:[/dim] {escape(gloss)}")
     if twin.relations:

@@ -206,17 +206,20 @@ class ComponentTexts:
 
     @staticmethod
     def gloss_rows(twin: Twin) -> list[dict[str, Any]]:
-        """One row per category with a WordNet gloss (its first track; the text names the category)."""
-        knowledge = word_knowledge()
+        """One row per category and per coarse group with a WordNet gloss (on the first track named so).
+
+        The group's gloss carries what is known of the kind: an English setter's says nothing of wolves, the
+        gloss of its group, dog, does."""
         rows, seen = [], set()
         for t in twin.tracks:
-            if t.category in seen:
-                continue
-            seen.add(t.category)
-            gloss = knowledge.gloss(t.category, t.category_group)
-            if gloss:
-                rows.append({"kind": "gloss", "track_id": t.track_id, "object_track": None, "predicate": None,
-                             "text": gloss, "frame_start": t.first_frame, "frame_end": t.last_frame})
+            for word, group in glossed_words(t):
+                if word in seen:
+                    continue
+                seen.add(word)
+                gloss = word_knowledge().gloss(word, group)
+                if gloss:
+                    rows.append({"kind": "gloss", "track_id": t.track_id, "object_track": None, "predicate": None,
+                                 "text": gloss, "frame_start": t.first_frame, "frame_end": t.last_frame})
         return rows
 
     @staticmethod
@@ -226,6 +229,14 @@ class ComponentTexts:
         if relation.object_track is None:
             return f"{subject} {relation.predicate}"
         return f"{subject} {relation.predicate} {_name(tracks, relation.object_track)}"
+
+
+def glossed_words(track: Track) -> list[tuple[str, str | None]]:
+    """(word, group) pairs whose glosses describe a track: its category, then its coarse group."""
+    words = [(track.category, track.category_group)]
+    if track.category_group and track.category_group != track.category:
+        words.append((track.category_group, None))
+    return words
 
 
 def _name(tracks: dict[int, Track], track_id: int) -> str:

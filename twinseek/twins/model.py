@@ -169,8 +169,9 @@ class Twin(BaseModel):
             compact["text"] = screen_lines(self.video.screen_text, limit=8)
         compact.update(o=objects, r=relations)
         knowledge = word_knowledge()
-        glosses = {t.category: knowledge.gloss(t.category, t.category_group) for t in self.tracks
-                   if track_ids is None or t.track_id in track_ids}
+        words = [(t.category, t.category_group) for t in self.tracks if track_ids is None or t.track_id in track_ids]
+        words += [(group, None) for _, group in words if group]  # the coarse group's gloss: what the kind is
+        glosses = {word: knowledge.gloss(word, group) for word, group in words}
         if any(glosses.values()):
             compact["know"] = {cat: gloss for cat, gloss in glosses.items() if gloss}
         return compact
