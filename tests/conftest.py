@@ -27,6 +27,16 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
     monkeypatch.setenv("TWINSEEK_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+# Where the paper-tier adapter tests run their tiny models: ``cpu`` here and in CI; ``TEST_DEVICE=cuda`` on a GPU
+# machine checks device placement and half-precision dtypes with the same tests.
+TEST_DEVICE = os.environ.get("TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(scope="session")
+def device() -> str:
+    return TEST_DEVICE
+
+
 @pytest.fixture
 def stub():  # type: ignore[no-untyped-def]
     """A scripted LLM server; ``stub.script`` holds the replies, ``stub.client()`` talks to it."""

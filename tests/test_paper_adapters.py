@@ -61,23 +61,23 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def owlv2(models_dir: Path) -> Owlv2Detector:
-    return Owlv2Detector(str(tiny_models.build_tiny_owlv2(models_dir / "owlv2")), device="cpu", threshold=0.0)
+def owlv2(models_dir: Path, device: str) -> Owlv2Detector:
+    return Owlv2Detector(str(tiny_models.build_tiny_owlv2(models_dir / "owlv2")), device=device, threshold=0.0)
 
 
 @pytest.fixture(scope="session")
-def sam2_package(models_dir: Path) -> Sam2PackageSegmenter:
+def sam2_package(models_dir: Path, device: str) -> Sam2PackageSegmenter:
     pytest.importorskip("sam2")
     checkpoint = tiny_models.build_tiny_sam2_checkpoint(models_dir / "sam2")
     return Sam2PackageSegmenter(
-        tiny_models.SAM2_TINY_CONFIG, str(checkpoint), device="cpu", overrides=tiny_models.SAM2_TINY_OVERRIDES
+        tiny_models.SAM2_TINY_CONFIG, str(checkpoint), device=device, overrides=tiny_models.SAM2_TINY_OVERRIDES
     )
 
 
 @pytest.fixture(scope="session")
-def sam2_hf(models_dir: Path) -> Sam2HFSegmenter:
+def sam2_hf(models_dir: Path, device: str) -> Sam2HFSegmenter:
     pytest.importorskip("torchvision")  # transformers' SAM-2 processors need it
-    return Sam2HFSegmenter(str(tiny_models.build_tiny_sam2_hf(models_dir / "sam2-hf")), device="cpu")
+    return Sam2HFSegmenter(str(tiny_models.build_tiny_sam2_hf(models_dir / "sam2-hf")), device=device)
 
 
 @pytest.fixture(scope="session", params=["sam2_package", "sam2_hf"])
@@ -171,6 +171,7 @@ def test_owlv2_detect(owlv2: Owlv2Detector) -> None:
         x1, y1, x2, y2 = det.box
         assert 0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H
         assert 0.0 <= det.score <= 1.0 and det.label in VOCAB
+    tiny_models.assert_placed(owlv2._net, owlv2.device, model_dtype(owlv2.device))
     boxes = np.array([d.box for d in detections])
     for i in range(len(boxes)):  # class-agnostic NMS: no two kept boxes overlap much
         assert (box_iou(boxes[i], np.delete(boxes, i, axis=0)) < owlv2.nms_iou).all()
@@ -189,14 +190,15 @@ def test_owlv2_categorise(owlv2: Owlv2Detector) -> None:
 # ---- Depth Anything ----
 
 
-def test_depth_anything(models_dir: Path) -> None:
+def test_depth_anything(models_dir: Path, device: str) -> None:
     path = tiny_models.build_tiny_depth_anything(models_dir / "depth")
-    estimator = DepthAnythingEstimator(str(path), device="cpu")
+    estimator = DepthAnythingEstimator(str(path), device=device)
     assert isinstance(estimator, DepthEstimator)
     for frame in (random_frames(1)[0], random_frames(1)[0][:, :50]):
         depth = estimator.estimate(frame)
         assert depth.shape == frame.shape[:2] and depth.dtype == np.float32
         assert np.isfinite(depth).all() and depth.min() >= 0.0 and depth.max() <= 1.0
+    tiny_models.assert_placed(estimator._net, device, model_dtype(device))
 
 
 def test_normalise_depth() -> None:
@@ -211,16 +213,17 @@ def test_normalise_depth() -> None:
 # ---- Qwen-VL ----
 
 
-def test_qwen_vl_describer(models_dir: Path) -> None:
+def test_qwen_vl_describer(models_dir: Path, device: str) -> None:
     pytest.importorskip("torchvision")  # Qwen2-VL's video processor needs it
     path = tiny_models.build_tiny_qwen2vl(models_dir / "qwen2vl")
-    describer = QwenVLDescriber(str(path), device="cpu", max_new_tokens=8, max_chars=40)
+    describer = QwenVLDescriber(str(path), device=device, max_new_tokens=8, max_chars=40)
     assert isinstance(describer, AttributeDescriber)
     frame = random_frames(1)[0]
     mask = np.zeros((H, W), bool)
     mask[20:60, 30:50] = True
     text = describer.describe(frame, mask, "dog")
     assert isinstance(text, str) and text and len(text) <= 40 and "\n" not in text
+    tiny_models.assert_placed(describer._net, device, model_dtype(device))
     tiny = np.zeros((H, W), bool)
     tiny[5:8, 5:9] = True  # smaller than a Qwen patch: the crop is upscaled
     assert isinstance(describer.describe(frame, tiny, "dog"), str)
@@ -289,6 +292,10 @@ def test_segmenter_tracks(segmenter: Sam2PackageSegmenter | Sam2HFSegmenter) -> 
         assert track.masks and set(track.masks) <= set(range(len(frames)))
         for mask in track.masks.values():
             assert mask.shape == (H, W) and mask.dtype == bool and mask.any()
+    if isinstance(segmenter, Sam2HFSegmenter):
+        tiny_models.assert_placed(segmenter._net, segmenter.device, model_dtype(segmenter.device))
+    else:  # the sam2 package keeps float32 weights and runs under autocast on CUDA
+        tiny_models.assert_placed(segmenter._predictor, segmenter.device, torch.float32)
 
 
 def test_segmenter_deduplicates_same_box(segmenter: Sam2PackageSegmenter | Sam2HFSegmenter) -> None:

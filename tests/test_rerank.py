@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import build_tiny_cross_encoder, build_tiny_qwen3_reranker
+from tiny_models import assert_placed, build_tiny_cross_encoder, build_tiny_qwen3_reranker
 
 from twinseek.errors import ModelUnavailableError
 from twinseek.tools.fusion import fuse, reciprocal_rank_fusion, weighted_fusion
 from twinseek.tools.rerank import CrossEncoderReranker, Qwen3Reranker, rerank
+from twinseek.weights import model_dtype
 
 
 @pytest.fixture(scope="module")
@@ -18,18 +19,20 @@ def qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_qwen3_reranker(tmp_path_factory.mktemp("qwen3"))
 
 
-def test_cross_encoder_scores_are_probabilities(tmp_path: Path) -> None:
-    reranker = CrossEncoderReranker(str(build_tiny_cross_encoder(tmp_path)), device="cpu")
+def test_cross_encoder_scores_are_probabilities(tmp_path: Path, device: str) -> None:
+    reranker = CrossEncoderReranker(str(build_tiny_cross_encoder(tmp_path)), device=device)
     scores = reranker.score("where is the red car", ["a red car in the park", "a dog", "black swan"])
     assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
+    assert_placed(reranker._ce.model, device)
     assert reranker.score("q", []) == []
 
 
-def test_qwen3_reranker_reads_the_yes_no_logits(qwen3_dir: Path) -> None:
-    reranker = Qwen3Reranker(str(qwen3_dir), device="cpu")
+def test_qwen3_reranker_reads_the_yes_no_logits(qwen3_dir: Path, device: str) -> None:
+    reranker = Qwen3Reranker(str(qwen3_dir), device=device)
     docs = ["a black swan on a lake", "a red car driving in a much longer description than the first one"]
     scores = reranker.score("a black swan", docs)
     assert len(scores) == 2 and all(0.0 < s < 1.0 for s in scores)
+    assert_placed(reranker._lm, device, model_dtype(device))
     # push the yes/no logit gap far from 0: every score must become ~0 or ~1 (the yes/no ids are what is read)
     head = reranker._lm.get_output_embeddings()
     with torch.no_grad():

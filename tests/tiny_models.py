@@ -325,3 +325,14 @@ def build_tiny_qwen3_reranker(directory: Path | str) -> Path:
                       pad_token_id=vocab["<|endoftext|>"], eos_token_id=vocab["<|im_end|>"])
     Qwen3ForCausalLM(cfg).save_pretrained(out)
     return out
+
+
+def assert_placed(module: torch.nn.Module, device: str, dtype: torch.dtype | None = None) -> None:
+    """Every parameter of a loaded model sits on ``device`` (by type: ``cuda`` matches ``cuda:0``); with
+    ``dtype``, every floating-point parameter has it (half precision on accelerators, float32 on the CPU)."""
+    want = torch.device(device).type
+    params = list(module.parameters())
+    assert params, "the model has no parameters"
+    assert {p.device.type for p in params} == {want}
+    if dtype is not None:
+        assert {p.dtype for p in params if p.is_floating_point()} == {dtype}

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from twinseek.prompts import ecr as ecr_prompts
 from twinseek.prompts import rerank as prompts
 from twinseek.tools.fusion import minmax
-from twinseek.weights import WeightsSpec, load_pretrained, resolve_device, resolve_source
+from twinseek.weights import WeightsSpec, load_pretrained, model_dtype, resolve_device, resolve_source
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,9 @@ class Qwen3Reranker:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self._tok = load_pretrained(AutoTokenizer, self.source, self.spec, padding_side="left")
-        self._lm = load_pretrained(AutoModelForCausalLM, self.source, self.spec).to(self.device).eval()
+        # half precision on accelerators (how Qwen3-Reranker is served), float32 on the CPU
+        lm = load_pretrained(AutoModelForCausalLM, self.source, self.spec, dtype=model_dtype(self.device))
+        self._lm = lm.to(self.device).eval()
         self._yes = self._tok.convert_tokens_to_ids("yes")
         self._no = self._tok.convert_tokens_to_ids("no")
 
