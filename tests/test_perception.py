@@ -146,6 +146,13 @@ def test_detector_category_decides_and_classifier_refines_it() -> None:
     # a category COCO lacks: the classifier, surer than the detector, wins (a camel is COCO's "horse")
     camel = [Category("sorrel", 0.02, "mnv2", "horse"), Category("Arabian camel", 0.85, "mnv2", "camel")]
     assert _decide(camel, "horse", label_score=0.7)[0] == "Arabian camel"
+    # ... and an animal COCO lacks wins over a weaker one within COCO's animal even when COCO is sure
+    camel = [Category("sorrel", 0.2, "mnv2", "horse"), Category("Arabian camel", 0.38, "mnv2", "camel"),
+             Category("ox", 0.22, "mnv2", "cattle")]
+    assert _decide(camel, "horse", label_score=0.88)[0] == "Arabian camel"
+    # but context (an oxcart) does not rename a cow COCO is sure of
+    cows = [Category("ox", 0.34, "mnv2", "cow"), Category("oxcart", 0.54, "mnv2", "cart")]
+    assert _decide(cows, "cow", label_score=0.98)[:2] == ("ox", 0.98)
 
 
 # -- detector seeds in the tracker ----------------------------------------------------------------------------

@@ -42,6 +42,13 @@ SCENE_FRAMES = 8  # whole frames the categoriser labels one by one to describe t
 SCENE_LABELS = 6  # labels kept for the scene
 SEED_LABEL_MIN = 0.5  # a seed label at least this confident beats the categoriser (e.g. "person") ...
 CLASSIFIER_UNSURE = 0.15  # a classifier top score below this is a guess: a weak seed label beats it
+COCO_ANIMALS = frozenset({"bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"})
+ANIMAL_GROUPS = frozenset({
+    "dog", "bird", "insect", "fish", "snake", "lizard", "monkey", "spider", "crab", "sea creature", "butterfly",
+    "amphibian", "frog", "turtle", "elephant", "camel", "cat", "wolf", "rodent", "crocodile", "big cat", "fox",
+    "pig", "zebra", "bear", "dinosaur", "animal", "goat", "seal", "rabbit", "horse", "hippopotamus", "cattle",
+    "whale", "hyena", "panda", "antelope", "sheep"})
+OTHER_ANIMAL_MIN = 0.3  # an ImageNet animal outside COCO's category needs this to rename a COCO animal
 CLASSIFIER_SURE = 0.5  # a classifier top score outside the detector's category (and above its score) wins
 REFINE_MIN = 0.1  # a classifier candidate within the detector's category needs this to name it (car -> cab)
 GROUP_OVERRIDE_MIN = 0.35  # ... unless the categoriser's candidates put this much mass on one other group
@@ -391,8 +398,14 @@ def _categorise(
     precisely when one of its candidates within that category is probable enough. Otherwise a confident seed
     label (a person mask) wins over the categoriser unless the categoriser is sure of another group."""
     plain = [c for c in found if c.group != hint] if hint else list(found)
-    if hint is not None and plain and plain[0].score >= max(CLASSIFIER_SURE, obj.label_score):
-        hint = None  # a category COCO lacks: a camel is COCO's "horse", the classifier knows better
+    within_best = max((c.score for c in found if c.group == hint), default=0.0)
+    if hint is not None and plain and (
+        plain[0].score >= max(CLASSIFIER_SURE, obj.label_score)
+        # COCO has ten animals and names any other after the nearest (a camel is its "horse"): an animal the
+        # classifier prefers to every one within COCO's category is the better name
+        or (hint in COCO_ANIMALS and plain[0].group in ANIMAL_GROUPS and plain[0].score >= OTHER_ANIMAL_MIN
+            and plain[0].score > within_best)):
+        hint = None
         found = plain
     if hint is not None:
         within = [c for c in found if c.group == hint]
