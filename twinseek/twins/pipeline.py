@@ -311,7 +311,10 @@ def _add_object_seeds(
     positions = keyframes(len(frames), k)
     for pos, boxes in zip(positions, objects.detect_batch([frames[p] for p in positions])):
         existing = seeds.setdefault(pos, [])
+        people = [s for s in existing if s.mask is not None and s.label == "person"]
         for det in boxes:
+            if det.label == "person" and people:
+                continue  # the person masks of this frame are finer; more person boxes split their tracks
             twin = next((s for s in existing if s.mask is not None and s.label == det.label
                          and _inside(s.mask, det.box) >= PERSON_BOX_COVER), None)
             if twin is not None:

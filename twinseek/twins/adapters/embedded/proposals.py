@@ -44,6 +44,11 @@ class Proposal:
     source: str = "motion"
     label_score: float | None = None  # confidence of ``label`` when it came from another model than the mask
     label_source: str = ""
+    # another model's different label for the same pixels (a COCO "horse" on a person mask of horse and rider):
+    # it may name the track, but never steers the association, which follows ``label``
+    hint: str | None = None
+    hint_score: float = 0.0
+    hint_source: str = ""
 
 
 def work_scale(shape: tuple[int, ...]) -> float:
@@ -286,8 +291,9 @@ def _largest(mask: np.ndarray) -> np.ndarray:
 def attach_boxes(props: list[Proposal], boxes: list[Proposal], covered_at: float = 0.5) -> list[Proposal]:
     """Give detector labels to the proposals they match; boxes overlapping no proposal become proposals.
 
-    A box's mask matching a proposal (IoU >= ``ATTACH_IOU``) lends it its label when the proposal has none, the
-    same one, or a less confident one. A box that overlaps a proposal without matching it (a rider inside the
+    A box's mask matching a proposal (IoU >= ``ATTACH_IOU``) lends it its label when the proposal has none or the
+    same one; a proposal labelled otherwise gets the box's label as a ``hint`` (relabelling it would flip the
+    label the tracker associates by, and split its track). A box that overlaps a proposal without matching it (a rider inside the
     mask of horse and rider; overlap over the smaller mask >= ``covered_at``) adds nothing: a second, competing
     mask of the same pixels would split tracks.
     Mutates ``props``. Returns, per box, the mask to carry to the next frame with the box's label.
@@ -307,8 +313,10 @@ def attach_boxes(props: list[Proposal], boxes: list[Proposal], covered_at: float
                 props.append(box)
             carried.append(box)
             continue
-        if best.label is None or best.label == box.label or (best.label_score or best.score) < score:
-            best.label, best.label_score, best.label_source = box.label, score, source
+        if best.label is None or best.label == box.label:
+            best.label, best.label_score, best.label_source = box.label, max(score, best.label_score or 0.0), source
+        elif score > best.hint_score:
+            best.hint, best.hint_score, best.hint_source = box.label, score, source
         carried.append(Proposal(mask=best.mask, score=box.score, label=box.label, source=box.source,
                                 label_score=score, label_source=source))
     return carried
