@@ -324,3 +324,24 @@ def test_old_store_opens_with_empty_screen_text(tmp_path: Path) -> None:
                       screen_text=[ScreenText(frame_index=0, text="EXIT", score=0.9, bbox=(0.1, 0.1, 0.3, 0.2))])
         store.put_twin(Twin(video=video), store.new_mask_dir("new"))
         assert store.get_video("new").screen_text[0].text == "EXIT"
+
+
+def test_box_labels_a_blob_hints_a_labelled_mask_and_adds_nothing_over_a_covered_one() -> None:
+    from twinseek.twins.adapters.embedded.proposals import Proposal, attach_boxes
+
+    def square(x: int, y: int, side: int) -> np.ndarray:
+        m = np.zeros((100, 100), bool)
+        m[y:y + side, x:x + side] = True
+        return m
+
+    blob = Proposal(mask=square(10, 10, 20), score=0.2)
+    person = Proposal(mask=square(50, 50, 30), score=0.9, label="person")
+    props = [blob, person]
+    boxes = [Proposal(mask=square(11, 11, 20), score=0.8, label="cup", source="coco"),
+             Proposal(mask=square(51, 50, 30), score=0.95, label="horse", source="coco"),
+             Proposal(mask=square(55, 55, 10), score=0.7, label="dog", source="coco"),  # inside the person mask
+             Proposal(mask=square(0, 70, 10), score=0.6, label="bench", source="coco")]  # over empty ground
+    carried = attach_boxes(props, boxes)
+    assert blob.label == "cup" and blob.label_score == 0.8 and blob.label_source == "coco"
+    assert person.label == "person" and (person.hint, person.hint_score) == ("horse", 0.95)
+    assert [p.label for p in props] == ["cup", "person", "bench"] and len(carried) == 4
