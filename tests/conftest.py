@@ -45,3 +45,19 @@ def stub():  # type: ignore[no-untyped-def]
     server = StubLLMServer()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def sample_store(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A store of the three bundled DAVIS clips, ingested once per session with the embedded default. Read-only
+    for the tests that share it: copy it (``shutil.copytree``) before writing."""
+    from twinseek.config import load_settings
+    from twinseek.data import sample_clips
+    from twinseek.twins.pipeline import Ingestor
+    from twinseek.twins.store import TwinStore
+
+    root = tmp_path_factory.mktemp("sample-store") / "store"
+    with TwinStore(root) as store:
+        results = Ingestor(store, load_settings(store=root)).ingest_many(sample_clips())
+    assert [r.status for r in results] == ["ingested"] * 3, results
+    return root

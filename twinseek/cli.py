@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -445,6 +446,36 @@ def _embedded_limits_note(settings: Settings) -> str:
     return ("[dim]embedded default: no depth model ships offline (depth is null); categories are ImageNet classes "
             "(plus 'person' from mediapipe); attributes are colour and size only. Use --profile paper for "
             "SAM-2, OWLv2, Depth Anything and Qwen2.5-VL.[/dim]")
+
+
+@app.command()
+def serve(
+    store: StoreOpt = None,
+    host: Annotated[str, typer.Option(help="Bind address; beyond loopback it needs --token or --insecure.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    token: Annotated[str | None, typer.Option(envvar="TWINSEEK_WEB_TOKEN", help="Require this bearer token on "
+                                              "every page and API route [env TWINSEEK_WEB_TOKEN].")] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Serve beyond loopback without a token.")] = False,
+    profile: ProfileOpt = None,
+    runs: Annotated[Path, typer.Option(help="Folder of `twinseek eval` runs for the reports page.")] = Path("runs"),
+    max_upload_mb: Annotated[float, typer.Option(min=1, help="Largest upload request, in MB.")] = 2048,
+    ingest_root: Annotated[list[Path] | None, typer.Option(help="A server folder the ingest page may name "
+                                                           "(repeatable) [default: the current folder].")] = None,
+) -> None:
+    """The web app: search with live progress and masks over the videos, the twin inspector, ingest, eval
+    reports; the JSON API under /api (OpenAPI at /docs). Needs the web extra."""
+    try:
+        from twinseek.web import WebSettings
+        from twinseek.web import serve as run_server
+    except ImportError as exc:
+        err_console.print(f"[red]error:[/red] the web app needs the web extra: pip install 'twinseek[web]' ({exc})")
+        raise typer.Exit(1) from exc
+    settings = _settings(store, profile)
+    web = WebSettings(store=settings.store, host=host, port=port, token=token, insecure=insecure,
+                      profile=settings.profile, runs=runs, max_upload_mb=max_upload_mb,
+                      ingest_roots=ingest_root or [Path.cwd()])
+    with _errors_exit():
+        run_server(web, on_ready=lambda url: console.print(f"twinseek on {escape(url)} (store {escape(str(web.store))})"))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -247,7 +247,9 @@ def _hit_overlays(hit: Hit, out: Path, max_frames: int) -> list[Path]:
         images.append(img)
         written.append(path)
     gif = out / f"{hit.rank:02d}_{hit.video_id}.gif"
-    images[0].save(gif, save_all=True, append_images=images[1:], duration=400, loop=0)
+    # a fast octree palette per frame: Pillow's default median cut took ~1.5 s a frame (12 s a hit) at 640 px
+    frames_p = [im.quantize(256, method=Image.Quantize.FASTOCTREE) for im in images]
+    frames_p[0].save(gif, save_all=True, append_images=frames_p[1:], duration=400, loop=0)
     return [*written, gif]
 
 

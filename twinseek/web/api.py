@@ -1,0 +1,269 @@
+"""The JSON API (``/api``): search (plain and streamed), twins, media drawn from the store, ingest jobs, eval
+runs. Blocking work (SQLite, decoding, drawing) runs in plain ``def`` routes, which FastAPI puts on its thread
+pool; searches run on the search service's own pool."""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from twinseek.agent.api import SearchResult
+from twinseek.errors import TwinseekError
+from twinseek.twins.model import Twin, Video
+from twinseek.web.deps import Store, TwinDep, Web, WebState, same_origin
+from twinseek.web.ingest import IngestJob, UploadRejected, new_job_id, save_uploads
+from twinseek.web.media import OutsideRootError, file_inside, mask_layer, track_selection
+from twinseek.web.reports import RunInfo, list_runs, load_run, run_folder
+from twinseek.web.search import SearchParams
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api")
+
+TRACKS = Query(pattern=r"^\d{1,6}(,\d{1,6}){0,63}$", description="Comma-separated track ids (default: all).")
+REFINEMENT_COLUMNS = ("track_id", "field", "value", "confidence", "action", "model", "frames", "provenance")
+VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
+               ".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".gif": "image/gif"}
+
+
+class VideoSummary(BaseModel):
+    video: Video
+    tracks: int
+    categories: list[str] = Field(description="Track categories, most frequent first.")
+
+
+class TwinView(BaseModel):
+    twin: Twin
+    refinements: list[dict[str, Any]] | None = Field(
+        None, description="What searches learnt about this twin, with provenance; null while the store does "
+        "not record refinements.")
+
+
+class Health(BaseModel):
+    status: str
+    videos: int
+    llm: str
+    ingesting: bool
+
+
+class FolderRequest(BaseModel):
+    path: str = Field(min_length=1, description="A folder (or file) on the server, below an allowed ingest root.")
+
+
+def parse_tracks(tracks: str | None) -> list[int] | None:
+    return [int(t) for t in tracks.split(",")] if tracks else None
+
+
+def summary(twin: Twin) -> VideoSummary:
+    counts: dict[str, int] = {}
+    for t in twin.tracks:
+        counts[t.category] = counts.get(t.category, 0) + 1
+    return VideoSummary(video=twin.video, tracks=len(twin.tracks),
+                        categories=sorted(counts, key=lambda c: -counts[c]))
+
+
+def store_refinements(store: Any, video_id: str) -> list[dict[str, Any]] | None:
+    """The refinements the store records for a video, with their provenance, or ``None`` when this store has no
+    refinements overlay.
+
+    PLACEHOLDER until the refinements overlay (branch arch-overlay) lands: it adds a way for ``TwinStore`` to
+    list refinements; this looks for a ``refinements(video_id)`` method and shows whatever rows it returns.
+    """
+    lister = getattr(store, "refinements", None)
+    if not callable(lister):
+        return None
+    rows = [r.model_dump(mode="json") if isinstance(r, BaseModel) else dict(r) for r in lister(video_id)]
+    # the columns a reader wants first (those the overlay is expected to have), then whatever else there is
+    first = [k for k in REFINEMENT_COLUMNS if any(k in r for r in rows)]
+    rest = [k for r in rows for k in r if k not in first and k not in ("id", "video_id")]
+    keys = first + list(dict.fromkeys(rest))
+    return [{k: r.get(k) for k in keys} for r in rows]
+
+
+# -- search -----------------------------------------------------------------------------------------------------
+@router.get("/search", response_model=SearchResult, summary="Search the store (what Agent.search returns)")
+async def search(params: Annotated[SearchParams, Query()], web: Web) -> Response:
+    try:
+        result = await web.searches.asearch(params)
+    except TwinseekError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    # serialised once by the model itself (FastAPI would validate it again against response_model first)
+    return Response(result.model_dump_json(), media_type="application/json")
+
+
+@router.get("/search/stream", summary="The same search as server-sent events",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "`node` and `progress` events, then one `result` (its `result` is "
+                                            "the SearchResult, `html` the rendered hits) or `failure`."}})
+async def search_stream(params: Annotated[SearchParams, Query()], request: Request, web: Web) -> StreamingResponse:
+    return StreamingResponse(_events(web, params, request), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+async def _events(web: WebState, params: SearchParams, request: Request) -> AsyncIterator[str]:
+    yield sse("start", {"query": params.q, "options": params.model_dump(exclude_none=True)})
+    async for item in web.searches.stream(params):
+        if item is None:
+            yield ": keep-alive\n\n"
+        elif isinstance(item, BaseException):
+            if not isinstance(item, TwinseekError):
+                logger.error("search %r failed", params.q, exc_info=item)
+            message = str(item) if isinstance(item, TwinseekError) else f"search failed: {type(item).__name__}: {item}"
+            yield sse("failure", {"message": message})
+        elif item.kind == "result" and item.result is not None:
+            html = web.templates.get_template("_hits.html").render(
+                result=item.result, base=request.scope.get("root_path", ""))
+            yield sse("result", {"result": item.result.model_dump(mode="json"), "html": html})
+        else:
+            yield sse(item.kind, {"node": item.node, "data": item.data})
+
+
+# -- twins and media --------------------------------------------------------------------------------------------
+@router.get("/videos", response_model=list[VideoSummary], summary="Videos in the store")
+def videos(store: Store, offset: Annotated[int, Query(ge=0)] = 0,
+           limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[VideoSummary]:
+    return [summary(store.get_twin(v.video_id)) for v in store.videos()[offset:offset + limit]]
+
+
+@router.get("/videos/{video_id}", response_model=TwinView, summary="A video's twin")
+def twin(twin: TwinDep, store: Store) -> TwinView:
+    return TwinView(twin=twin, refinements=store_refinements(store, twin.video.video_id))
+
+
+@router.get("/videos/{video_id}/file", summary="The video file (byte ranges supported)",
+            response_class=FileResponse)
+def video_file(twin: TwinDep) -> FileResponse:
+    # only a video registered in the store, found by its id: the client never names a path
+    path = Path(twin.video.path)
+    if not path.is_file():
+        raise HTTPException(404, f"the file of {twin.video.video_id} is no longer on the server")
+    media_type = VIDEO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media_type, content_disposition_type="inline")
+
+
+@router.get("/videos/{video_id}/overlay.gif", summary="Animated mask overlay of some tracks",
+            response_class=FileResponse)
+def overlay(twin: TwinDep, store: Store, web: Web, tracks: Annotated[str | None, TRACKS] = None) -> FileResponse:
+    chosen = track_selection(twin, parse_tracks(tracks))
+    path = web.overlays.overlay(store, twin, chosen) if chosen else None
+    if path is None:
+        raise HTTPException(404, "no masks for these tracks")
+    return FileResponse(path, media_type="image/gif", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/videos/{video_id}/frames/{frame}/masks.png", summary="Transparent mask layer of one frame",
+            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def masks_of_frame(twin: TwinDep, store: Store, frame: int, tracks: Annotated[str | None, TRACKS] = None) -> Response:
+    png = mask_layer(store, twin, frame, track_selection(twin, parse_tracks(tracks)))
+    if png is None:
+        raise HTTPException(404, f"no mask on frame {frame}")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/files/{path:path}", summary="A mask file of the store", response_class=FileResponse)
+def store_file(path: str, store: Store) -> FileResponse:
+    from twinseek.twins.store import MASK_DIR
+
+    target = file_inside(store.root, path)
+    if not target.is_relative_to((store.root / MASK_DIR).resolve()) or target.suffix.lower() != ".png":
+        raise OutsideRootError(path)
+    return FileResponse(target, media_type="image/png")
+
+
+@router.get("/stats", summary="The store's statistics")
+def stats(store: Store) -> dict[str, Any]:
+    return store.stats()
+
+
+@router.get("/health", response_model=Health)
+def health(web: Web) -> Health:
+    return Health(status="ok", videos=len(web.store), llm=web.llm_status, ingesting=web.ingest.busy())
+
+
+# -- ingest -----------------------------------------------------------------------------------------------------
+@router.post("/ingest", response_model=IngestJob, status_code=202, dependencies=[Depends(same_origin)],
+             summary="Upload video files and ingest them in the background",
+             responses={413: {"description": "Larger than --max-upload-mb"}, 415: {"description": "Not a video"}})
+async def upload(web: Web, files: Annotated[list[UploadFile], File(description="Video files.")]) -> IngestJob:
+    if not files:
+        raise HTTPException(400, "no files in the upload")
+    if len(files) > web.settings.max_upload_files:
+        raise HTTPException(413, f"at most {web.settings.max_upload_files} files per upload")
+    job_id = new_job_id()
+    folder = web.ingest.upload_root / job_id
+    saved = await run_in_threadpool(save_uploads, [(f.filename, f.file) for f in files], folder,
+                                    web.settings.max_upload_bytes)
+    names = [f.filename or p.name for f, p in zip(files, saved)]
+    label = names[0] if len(names) == 1 else f"{len(names)} files"
+    return web.ingest.submit(list(zip(names, saved)), "upload", label, job_id=job_id, upload_folder=folder)
+
+
+@router.post("/ingest/folder", response_model=IngestJob, status_code=202, dependencies=[Depends(same_origin)],
+             summary="Ingest a folder (or file) on the server, below an allowed ingest root")
+def ingest_folder(body: FolderRequest, web: Web) -> IngestJob:
+    from twinseek.twins.pipeline import collect_videos
+
+    target = Path(body.path).expanduser()
+    roots = [r.resolve() for r in web.settings.ingest_roots]
+    if not target.is_absolute():
+        target = roots[0] / target if roots else target
+    target = target.resolve()
+    if not any(target.is_relative_to(r) for r in roots):
+        raise HTTPException(403, f"{body.path} is outside the folders the server may ingest from "
+                                 f"({', '.join(map(str, roots)) or 'none'}; see twinseek serve --ingest-root)")
+    if not target.exists():
+        raise HTTPException(404, f"{body.path}: no such file or folder on the server")
+    files = collect_videos([target])
+    if not files:
+        raise HTTPException(400, f"{body.path}: no video files found")
+    base = target if target.is_dir() else target.parent
+    named = [(str(f.relative_to(base)) if f.is_relative_to(base) else f.name, f) for f in files]
+    return web.ingest.submit(named, "folder", str(target))
+
+
+@router.get("/ingest/jobs", response_model=list[IngestJob], summary="Ingest jobs, newest first")
+def ingest_jobs(web: Web) -> list[IngestJob]:
+    return web.ingest.jobs()
+
+
+@router.get("/ingest/jobs/{job_id}", response_model=IngestJob)
+def ingest_job(job_id: str, web: Web) -> IngestJob:
+    job = web.ingest.job(job_id)
+    if job is None:
+        raise HTTPException(404, f"no ingest job {job_id}")
+    return job
+
+
+# -- eval reports -----------------------------------------------------------------------------------------------
+@router.get("/reports", response_model=list[RunInfo], summary="Eval runs in the runs folder")
+def reports(web: Web) -> list[RunInfo]:
+    return list_runs(web.settings.runs)
+
+
+@router.get("/reports/{name}", summary="One eval run's results.json")
+def report(name: str, web: Web) -> Any:
+    try:
+        folder = run_folder(web.settings.runs, name)
+    except LookupError as exc:
+        raise HTTPException(404, f"no eval run {name}") from exc
+    try:
+        return load_run(folder).model_dump(mode="json")
+    except Exception as exc:
+        raise HTTPException(404, f"{name} has no readable results.json: {exc}") from exc
+
+
+__all__ = ["router", "UploadRejected"]

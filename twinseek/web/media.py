@@ -1,0 +1,147 @@
+"""Media the web app draws from the store: animated mask overlays, per-frame mask layers, and the checks that
+keep every file route inside the folder it serves.
+
+Overlays are drawn by :meth:`SearchResult.save_overlays` (the library's one overlay renderer) and cached in a
+folder of the app; mask layers are transparent PNGs laid over the playing ``<video>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from twinseek.agent.api import PALETTE, FrameMask, Hit, HitObject, SearchResult
+from twinseek.twins.masks import load_mask
+from twinseek.twins.model import Instance, Twin
+from twinseek.twins.store import MASK_DIR, TwinStore
+
+FILL_ALPHA = 110  # of 255: the object stays visible under its colour
+OVERLAY_MAX_FRAMES = 8
+
+
+class OutsideRootError(LookupError):
+    """A path that is not a file inside the folder a route serves (answered with 404)."""
+
+
+def file_inside(root: Path, relative: str | Path) -> Path:
+    """``root / relative`` when it is an existing file inside ``root`` once every ``..`` and symlink is
+    resolved; :class:`OutsideRootError` otherwise (absolute paths, escapes, links pointing out, folders)."""
+    relative = Path(relative)
+    if relative.is_absolute() or relative.drive:
+        raise OutsideRootError(str(relative))
+    base = root.resolve()
+    try:
+        target = (base / relative).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # missing, or a symlink loop
+        raise OutsideRootError(str(relative)) from exc
+    if not target.is_relative_to(base) or not target.is_file():
+        raise OutsideRootError(str(relative))
+    return target
+
+
+def mask_file(store: TwinStore, instance: Instance) -> Path:
+    """The instance's mask PNG, refused unless it lies in the store's mask folder."""
+    path = file_inside(store.root, instance.mask_path)
+    if not path.is_relative_to((store.root / MASK_DIR).resolve()):
+        raise OutsideRootError(instance.mask_path)
+    return path
+
+
+def colour(position: int) -> tuple[int, int, int]:
+    """The colour of the object at ``position`` in a list (the same as the overlays draw)."""
+    return PALETTE[position % len(PALETTE)]
+
+
+def css_colour(position: int) -> str:
+    r, g, b = colour(position)
+    return f"rgb({r},{g},{b})"
+
+
+def track_selection(twin: Twin, tracks: Sequence[int] | None) -> list[int]:
+    """The requested tracks that exist, in the requested order (all tracks when none are named)."""
+    known = [t.track_id for t in twin.tracks]
+    if not tracks:
+        return known
+    return [t for t in dict.fromkeys(tracks) if t in known]
+
+
+def hit_of_twin(store: TwinStore, twin: Twin, tracks: Sequence[int]) -> Hit:
+    """A hit whose objects are ``tracks`` of ``twin`` with every mask: what the search page shows."""
+    by_track = {t.track_id: t for t in twin.tracks}
+    objects = []
+    for tid in tracks:
+        instances = sorted((i for i in twin.instances if i.track_id == tid and i.mask_path),
+                           key=lambda i: i.frame_index)
+        masks = [FrameMask(frame=i.frame_index, path=str(mask_file(store, i))) for i in instances]
+        objects.append(HitObject(track_id=tid, category=by_track[tid].category,
+                                 attributes=by_track[tid].attributes, masks=masks))
+    return Hit(rank=1, video_id=twin.video.video_id, path=twin.video.path, relevance=0.0, retrieval_score=0.0,
+               objects=objects)
+
+
+class OverlayCache:
+    """Animated overlays (GIF) of a video's tracks, drawn once per twin version and track list."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self._tmp = None if folder else tempfile.TemporaryDirectory(prefix="twinseek-web-")
+        self.folder = Path(folder or self._tmp.name)  # type: ignore[union-attr]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def overlay(self, store: TwinStore, twin: Twin, tracks: Sequence[int]) -> Path | None:
+        """The GIF's path, drawn now if needed; ``None`` when the tracks have no masks."""
+        v = twin.video
+        key = hashlib.sha1(f"{v.video_id}|{v.content_hash}|{v.ingested_at}|{list(tracks)}".encode()).hexdigest()
+        path = self.folder / f"{key}.gif"
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if path.exists():
+                return path
+            hit = hit_of_twin(store, twin, tracks)
+            if not any(o.masks for o in hit.objects):
+                return None
+            with tempfile.TemporaryDirectory(dir=self.folder) as tmp:
+                # save_overlays only reads the hits: a result holding just this one needs no query record
+                result = SearchResult.model_construct(hits=[hit])  # type: ignore[call-arg]
+                written = result.save_overlays(tmp, OVERLAY_MAX_FRAMES)
+                gif = next(p for p in written if p.suffix == ".gif")
+                os.replace(gif, path)
+            return path
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def mask_layer(store: TwinStore, twin: Twin, frame: int, tracks: Sequence[int]) -> bytes | None:
+    """A transparent PNG with the masks of ``tracks`` on ``frame`` (each in its track's colour, outlined);
+    ``None`` when none of them has a mask there."""
+    position = {tid: k for k, tid in enumerate(tracks)}
+    found = [(position[i.track_id], i) for i in twin.instances
+             if i.frame_index == frame and i.track_id in position and i.mask_path]
+    if not found:
+        return None
+    layer: np.ndarray | None = None
+    for k, inst in sorted(found, key=lambda p: p[0]):
+        mask = load_mask(mask_file(store, inst))
+        if layer is None:
+            layer = np.zeros((*mask.shape, 4), np.uint8)
+        if mask.shape != layer.shape[:2]:
+            size = (layer.shape[1], layer.shape[0])
+            mask = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
+        edge = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.FIND_EDGES)) > 0
+        layer[mask] = (*colour(k), FILL_ALPHA)
+        layer[edge & mask] = (*colour(k), 255)
+    buf = io.BytesIO()
+    Image.fromarray(layer, "RGBA").save(buf, format="PNG", optimize=True)  # type: ignore[arg-type]
+    return buf.getvalue()
