@@ -158,4 +158,4 @@ def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     TwinStore(tmp_path).close()
     with TwinStore(tmp_path) as store:
         applied = list(store.db.query("select name from _sqlite_migrations where migration_set='twinseek'"))
-        assert [r["name"] for r in applied] == ["m001_initial"]
+        assert [r["name"] for r in applied] == ["m001_initial", "m004_perception"]

@@ -42,7 +42,7 @@ from sqlite_utils.migrations import Migrations
 
 from twinseek.errors import StoreError, VideoNotFoundError
 from twinseek.twins.masks import load_mask, save_mask
-from twinseek.twins.model import Instance, Provenance, Relation, Track, Twin, Video
+from twinseek.twins.model import Instance, Provenance, Relation, ScreenText, Track, Twin, Video
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,13 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.table("instances").create_index(["video_id", "frame_index"], if_not_exists=True)
     db.table("tracks").create_index(["category"], if_not_exists=True)
     db.table("relations").create_index(["video_id", "predicate"], if_not_exists=True)
+
+
+@migrations()
+def m004_perception(db: sqlite_utils.Database) -> None:
+    """On-screen text per video (JSON list of ScreenText; null in stores ingested before it existed)."""
+    if "screen_text" not in db.table("videos").columns_dict:
+        db.table("videos").add_column("screen_text", str)
 
 
 class TwinStore:
@@ -389,6 +396,7 @@ class TwinStore:
         row["sampled_frames"] = json.dumps(video.sampled_frames)
         row["specialists"] = json.dumps([p.model_dump() for p in video.specialists])
         row["scene"] = json.dumps(video.scene)
+        row["screen_text"] = json.dumps([t.model_dump() for t in video.screen_text])
         row["mask_dir"] = mask_dir
         self.db.table("videos").insert(row)
 
@@ -505,6 +513,7 @@ def _video_from_row(row: dict[str, Any]) -> Video:
     row["sampled_frames"] = json.loads(row["sampled_frames"] or "[]")
     row["specialists"] = [Provenance(**p) for p in json.loads(row["specialists"] or "[]")]
     row["scene"] = [tuple(s) for s in json.loads(row.get("scene") or "[]")]
+    row["screen_text"] = [ScreenText(**t) for t in json.loads(row.get("screen_text") or "[]")]
     return Video(**row)
 
 
