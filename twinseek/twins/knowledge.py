@@ -100,7 +100,7 @@ class WordKnowledge:
             self._definitions[wnid] = definition.strip()
         synsets = (folder / "imagenet_synsets.txt")
         if synsets.is_file():
-            from twinseek.twins.adapters.embedded.classifier import imagenet_classes
+            from twinseek.twins.adapters.embedded.imagenet import imagenet_classes
 
             names, groups = imagenet_classes()
             wnids = synsets.read_text().split()

@@ -27,6 +27,7 @@ from torch import nn
 
 from twinseek.errors import ModelUnavailableError
 from twinseek.twins.adapters.base import Category, Detection, SpecialistBase, box_from_mask
+from twinseek.twins.adapters.embedded.imagenet import imagenet_classes
 
 log = logging.getLogger(__name__)
 
@@ -96,20 +97,6 @@ def checkpoint_path() -> Path:
     if not path.is_file():
         raise ModelUnavailableError(f"{WEIGHTS_FILE} missing from the installed {WEIGHTS_PACKAGE} package ({path})")
     return path
-
-
-def _read_lines(name: str) -> list[str]:
-    text = importlib.resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
-    return [line.rstrip("\n") for line in text.splitlines()]
-
-
-def imagenet_classes() -> tuple[list[str], list[str | None]]:
-    """ImageNet-1k names and coarse groups (``None`` where no group is known)."""
-    names = _read_lines("imagenet_classes.txt")
-    groups = [None if g == "-" else g for g in _read_lines("imagenet_groups.txt")]
-    if len(names) != 1000 or len(groups) != 1000:
-        raise ModelUnavailableError("imagenet_classes.txt / imagenet_groups.txt must have 1000 lines each")
-    return names, groups
 
 
 def preprocess(image: np.ndarray) -> torch.Tensor:
