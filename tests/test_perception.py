@@ -13,9 +13,9 @@ import sqlite_utils
 from typer.testing import CliRunner
 
 from twinseek.config import load_settings
+from twinseek.media import mask_iou
 from twinseek.twins.adapters.base import Category, Detection, ObjectDetector, TextReader, TrackedObject
 from twinseek.twins.adapters.embedded.tracker import EmbeddedSegmenter
-from twinseek.media import mask_iou
 from twinseek.twins.model import ScreenText, Track, Twin, Video
 from twinseek.twins.store import TwinStore
 
