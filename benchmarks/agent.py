@@ -1,7 +1,8 @@
 """Agent latency and quality on a bench (default ../shared/data/dev-bench, implicit queries).
 
-Per query: end-to-end latency and the per-node breakdown (p50/p95), and implicit R@1/R@5 of the full agent
-against the same run's retrieval-only agent (LLM reasoning and JiT off).
+Per query: end-to-end latency and the per-node breakdown (p50/p95), and implicit R@1/R@5/MnR of the full agent
+against the same run's retrieval-only agent (LLM reasoning and JiT off), scored by the eval's own evaluator
+(``twinseek.evals.metrics.evaluate_query`` over ``AgentScorer``, as ``twinseek eval`` does).
 
     .venv/bin/python benchmarks/agent.py [--bench DIR] [--store DIR] [--k 5] [--limit N] [--out FILE]
 """
@@ -13,12 +14,13 @@ import json
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from twinseek.agent.api import Agent
 from twinseek.config import load_settings
-from twinseek.evals.bench import load_bench
+from twinseek.evals.bench import Bench, load_bench
+from twinseek.evals.metrics import aggregate, evaluate_query
+from twinseek.evals.runner import AgentScorer
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore
 
@@ -30,24 +32,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run(agent: Agent, queries: list, k: int, **ctx: object) -> dict:  # type: ignore[type-arg]
-    ranks, totals, nodes = [], [], {}
-    for q in queries:
-        start = time.perf_counter()
-        result = agent.search(q.text, k=k, **ctx)
-        totals.append(time.perf_counter() - start)
-        for node, secs in result.timings.items():
+def run(agent: Agent, bench: Bench, ids: dict[str, str], k: int, **ctx: object) -> dict:  # type: ignore[type-arg]
+    """Every query through the eval's own evaluator (``AgentScorer``: the hits, then the retrieval order)."""
+    scorer = AgentScorer(agent, ids, k=k, switches=ctx)  # type: ignore[arg-type]
+    records = []
+    for q in bench.queries:
+        records.append(evaluate_query(scorer, q, bench))
+        r = records[-1]
+        print(f"  {q.id} rank={r.rank} {r.seconds:.1f}s {[x.video for x in r.ranking[:3]]}", flush=True)
+    metrics = aggregate(records, ks=(1, 5))
+    totals = [r.seconds for r in records]
+    nodes: dict[str, list[float]] = {}
+    for r in records:
+        for node, secs in r.timings.items():
             nodes.setdefault(node, []).append(secs)
-        order = [h.video_id for h in result.hits]
-        ranks.append(next((i + 1 for i, v in enumerate(order) if v in q.positives), None))
-        print(f"  {q.id} rank={ranks[-1]} {totals[-1]:.1f}s {order[:3]}", flush=True)
     return {
-        "r@1": sum(r == 1 for r in ranks) / len(ranks),
-        "r@5": sum(r is not None and r <= 5 for r in ranks) / len(ranks),
+        "r@1": metrics["implicit_r@1"], "r@5": metrics["implicit_r@5"], "mnr": metrics["implicit_mnr"],
         "latency_p50_s": round(statistics.median(totals), 2), "latency_p95_s": round(percentile(totals, 0.95), 2),
         "node_p50_s": {n: round(statistics.median(v), 3) for n, v in nodes.items()},
         "node_p95_s": {n: round(percentile(v, 0.95), 3) for n, v in nodes.items()},
-        "ranks": ranks,
+        "ranks": [r.rank for r in records],
     }
 
 
@@ -61,22 +65,24 @@ def main() -> None:
     args = parser.parse_args()
 
     bench = load_bench(args.bench, kinds=["implicit"])
-    queries = bench.queries[: args.limit]
+    bench = bench.model_copy(update={"queries": bench.queries[: args.limit]})
     settings = load_settings(store=args.store)
-    with TwinStore(args.store) as store:
-        Ingestor(store, settings).ingest_many(sorted(bench.videos.values()))
+    with TwinStore(args.store) as store:  # bench id -> store id (an ingested video is skipped, its id kept)
+        ingestor = Ingestor(store, settings)
+        done = {v: ingestor.ingest_many([path])[0] for v, path in sorted(bench.videos.items())}
+    ids = {v: r.video_id for v, r in done.items() if r.video_id is not None and r.status != "failed"}
     # refinement writes what it learns into the store: work on a copy so the cached store stays as ingested
     work = Path(tempfile.mkdtemp(prefix="twinseek-agent-bench-")) / "store"
     shutil.copytree(args.store, work)
     with Agent.open(work) as agent:
         agent.search("warm-up: a person walking", k=args.k)  # starts the LLM server, loads the encoders
         print("retrieval only (LR and JiT off)")
-        retrieval = run(agent, queries, args.k, lr=False, jit=False)
+        retrieval = run(agent, bench, ids, args.k, lr=False, jit=False)
         print("full agent, the LLM decides (llm_weight 1.0, the paper)")
-        full = run(agent, queries, args.k, llm_weight=1.0)
+        full = run(agent, bench, ids, args.k, llm_weight=1.0)
         print("full agent, relevance blended with retrieval (llm_weight 0.5, the embedded default)")
-        blended = run(agent, queries, args.k, llm_weight=0.5)
-    summary = {"queries": len(queries), "k": args.k, "llm": settings.llm.embedded_model,
+        blended = run(agent, bench, ids, args.k, llm_weight=0.5)
+    summary = {"queries": len(bench.queries), "k": args.k, "llm": settings.llm.embedded_model,
                "llm_threads": settings.llm.threads, "full_agent": full, "full_agent_blend_0.5": blended,
                "retrieval_only": retrieval}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ from twinseek.evals.baselines import (  # noqa: E402
     SentenceEncoder,
 )
 from twinseek.evals.bench import Bench, load_bench  # noqa: E402
-from twinseek.evals.metrics import RetrievalEvaluator, VideoScorer  # noqa: E402
+from twinseek.evals.metrics import VideoScorer, evaluate  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
@@ -68,15 +68,15 @@ class CachedEncoder:
         return np.stack([self.cache[t] for t in texts])
 
 
-def evaluate(evaluator: RetrievalEvaluator, scorer: VideoScorer) -> dict[str, float]:
-    return {k: round(v, 4) for k, v in evaluator(scorer).items()}
+def metrics_of(bench: Bench, scorer: VideoScorer) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in evaluate(scorer, bench)[1].items()}
 
 
 def summary(metrics: dict[str, float]) -> dict[str, float]:
     return {k: metrics[k] for k in SUMMARY if k in metrics}
 
 
-def run_naive(bench: Bench, evaluator: RetrievalEvaluator, variants: bool) -> dict[str, object]:
+def run_naive(bench: Bench, variants: bool) -> dict[str, object]:
     start = time.perf_counter()
     labeler = MobileNetFrameLabeler(frames=8, top_k=3)
     labels = {vid: labeler.label_frames(path) for vid, path in bench.videos.items()}
@@ -87,7 +87,7 @@ def run_naive(bench: Bench, evaluator: RetrievalEvaluator, variants: bool) -> di
     for top_k, style in VARIANTS if variants else [DEFAULT]:
         model = NaiveLabelBaseline(encoder=encoder, style=style)
         model.index_labels({v: [f[:top_k] for f in frames] for v, frames in labels.items()})
-        results[f"top{top_k}-{style}"] = evaluate(evaluator, model)
+        results[f"top{top_k}-{style}"] = metrics_of(bench, model)
         if (top_k, style) == DEFAULT:
             texts = dict(model.texts)
     main = results[f"top{DEFAULT[0]}-{DEFAULT[1]}"]
@@ -101,12 +101,12 @@ def run_naive(bench: Bench, evaluator: RetrievalEvaluator, variants: bool) -> di
     }
 
 
-def run_random(bench: Bench, evaluator: RetrievalEvaluator, seed: int) -> dict[str, object]:
+def run_random(bench: Bench, seed: int) -> dict[str, object]:
     runs = []
     for s in range(seed, seed + RANDOM_SEEDS):
         model = RandomBaseline(seed=s)
         model.index(bench.videos)
-        runs.append(evaluate(evaluator, model))
+        runs.append(metrics_of(bench, model))
     mean = {k: round(float(np.mean([r[k] for r in runs])), 4) for k in runs[0]}
     return {"seed": seed, "summary": summary(runs[0]), "metrics": runs[0],
             f"mean_over_{RANDOM_SEEDS}_seeds": summary(mean)}
@@ -134,9 +134,8 @@ def main() -> None:
     torch.set_num_threads(1)
 
     bench = load_bench(args.bench)
-    evaluator = RetrievalEvaluator(bench)
-    naive = run_naive(bench, evaluator, not args.no_variants)
-    random = run_random(bench, evaluator, args.seed)
+    naive = run_naive(bench, not args.no_variants)
+    random = run_random(bench, args.seed)
     result = {
         "bench": str(args.bench),
         "gallery_size": len(bench.videos),

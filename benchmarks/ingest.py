@@ -19,11 +19,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from twinseek.config import load_settings
+from twinseek.media import load_mask, mask_iou, resize_mask
 from twinseek.twins.decode import decode_video
-from twinseek.twins.masks import mask_iou
 from twinseek.twins.pipeline import Ingestor, collect_videos
 from twinseek.twins.store import TwinStore
 
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def best_track_j(store: TwinStore, video_id: str, gt_dir: Path) -> tuple[float, int | None]:
     """Mean J of the best track against the ground truth, over the sampled frames that have ground truth."""
-    twin = store.get_twin(video_id)
+    twin = store.get_twin(video_id, refinements=False)
     frames = [f for f in twin.video.sampled_frames if (gt_dir / f"{f:05d}.png").exists()]
     if not frames:
         return float("nan"), None
@@ -42,10 +41,8 @@ def best_track_j(store: TwinStore, video_id: str, gt_dir: Path) -> tuple[float, 
     size = next(iter(next(iter(by_track.values())).values())).shape if by_track else None
     gts = {}
     for f in frames:
-        img = Image.open(gt_dir / f"{f:05d}.png").convert("L")
-        if size is not None:
-            img = img.resize((size[1], size[0]), Image.NEAREST)
-        gts[f] = np.asarray(img) > 127
+        gt = load_mask(gt_dir / f"{f:05d}.png")
+        gts[f] = resize_mask(gt, size) if size is not None else gt
     best, best_id = 0.0, None
     for track_id, masks in by_track.items():
         j = float(np.mean([mask_iou(masks[f], gts[f]) if f in masks else float(not gts[f].any()) for f in frames]))

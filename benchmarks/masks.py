@@ -26,6 +26,7 @@ import av  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from twinseek.media import load_mask, mask_iou, resize_mask, spread  # noqa: E402
 from twinseek.twins.adapters.base import Detection, TrackedObject  # noqa: E402
 from twinseek.twins.adapters.embedded.classifier import EmbeddedDetector  # noqa: E402
 from twinseek.twins.adapters.embedded.tracker import EmbeddedSegmenter  # noqa: E402
@@ -39,7 +40,7 @@ def decode_sampled(path: Path, n: int) -> tuple[list[int], list[np.ndarray]]:
     """Decode every frame (DAVIS clips are short), keep ``n`` uniformly spaced ones, downscaled to 640 px."""
     with av.open(str(path)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    idx = sorted({round(i) for i in np.linspace(0, len(frames) - 1, n)})
+    idx = spread(len(frames), n)
     out = []
     for i in idx:
         f = frames[i]
@@ -51,16 +52,7 @@ def decode_sampled(path: Path, n: int) -> tuple[list[int], list[np.ndarray]]:
 
 
 def load_gt(mask_dir: Path, idx: Sequence[int], shape: tuple[int, int]) -> list[np.ndarray]:
-    gts = []
-    for k in idx:
-        m = cv2.imread(str(mask_dir / f"{k:05d}.png"), cv2.IMREAD_GRAYSCALE)
-        gts.append(cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 127)
-    return gts
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+    return [resize_mask(load_mask(mask_dir / f"{k:05d}.png"), shape) for k in idx]
 
 
 def track_j(track: TrackedObject, gts: Sequence[np.ndarray]) -> float:
@@ -70,7 +62,7 @@ def track_j(track: TrackedObject, gts: Sequence[np.ndarray]) -> float:
         if mask is None:
             scores.append(0.0 if gt.any() else 1.0)
         else:
-            scores.append(iou(mask, gt))
+            scores.append(mask_iou(mask, gt))
     return float(np.mean(scores))
 
 

@@ -19,7 +19,7 @@ from twinseek.agent import Agent
 from twinseek.config import load_settings
 from twinseek.evals.baselines import NaiveLabelBaseline
 from twinseek.evals.bench import load_bench
-from twinseek.evals.metrics import RetrievalEvaluator
+from twinseek.evals.metrics import evaluate
 from twinseek.evals.scorers import RetrievalScorer
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore
@@ -56,10 +56,10 @@ def main() -> None:
         baseline.index(bench.videos)
         results: dict[str, dict] = {}
         start = time.perf_counter()
-        results["naive-baseline"] = {"metrics": RetrievalEvaluator(bench)(baseline)}
+        results["naive-baseline"] = {"metrics": evaluate(baseline, bench)[1]}
         for name, scorer in systems.items():
             t0 = time.perf_counter()
-            metrics = RetrievalEvaluator(bench)(scorer)
+            _, metrics = evaluate(scorer, bench)
             per_query = [t["total"] for t in scorer.timings]
             results[name] = {"metrics": metrics, "seconds": round(time.perf_counter() - t0, 1),
                              "p50_query_s": round(statistics.median(per_query), 3) if per_query else None}

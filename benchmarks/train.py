@@ -34,7 +34,7 @@ from twinseek.embedders.trainer import (
     train_twin,
 )
 from twinseek.evals.bench import load_bench
-from twinseek.evals.metrics import RetrievalEvaluator
+from twinseek.evals.metrics import evaluate as evaluate_bench
 from twinseek.evals.scorers import RetrievalScorer
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore
@@ -51,7 +51,7 @@ def evaluate(store_root: Path, bench_root: Path, kinds: list[str], tool: str, re
     shutil.copytree(store_root, work / "store")
     try:
         with Agent.open(work / "store", retrieval={"ecr": "template", "reranker": "none", **retrieval}) as agent:
-            return RetrievalEvaluator(bench)(RetrievalScorer(agent, tool, use_llm=False))  # type: ignore[arg-type]
+            return evaluate_bench(RetrievalScorer(agent, tool, use_llm=False), bench)[1]  # type: ignore[arg-type]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

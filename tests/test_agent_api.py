@@ -80,6 +80,9 @@ def test_overlays_are_viewable_images_of_the_right_size(agent: Agent, stub: Any,
     dogs = next(h for h in result.hits if h.video_id == "dogs")
     with Image.open(tmp_path / "overlays" / f"{dogs.rank:02d}_dogs.gif") as img:
         assert img.size == (64, 48) and img.n_frames == 3
+    # one key frame (the drawers used to divide by max_frames - 1)
+    one = result.save_overlays(tmp_path / "one", max_frames=1)
+    assert [p.name for p in one if p.parent.name == "01_shapes"] == ["f000000.png"]
 
 
 def test_stream_yields_node_events_then_the_result(agent: Agent, stub: Any) -> None:

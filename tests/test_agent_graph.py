@@ -222,7 +222,7 @@ def test_llm_weight_defaults_by_the_llm_tier(agent: Agent, monkeypatch: pytest.M
         agent.context(llm_weight=1.5)
 
 
-def test_refine_describes_the_object_updates_the_store_and_lifts_relevance(agent: Agent, stub: Any) -> None:
+def test_refine_describes_the_object_adds_a_refinement_and_lifts_relevance(agent: Agent, stub: Any) -> None:
     def shapes(user: str) -> dict[str, Any]:
         if "bright red" in user:  # the second look, after refinement, sees the colour
             return verdict(0.85, [1], why="object 1 is a bright red square")
@@ -235,14 +235,15 @@ def test_refine_describes_the_object_updates_the_store_and_lifts_relevance(agent
     assert result.hits[0].refined and result.hits[0].relevance == 0.85
     assert [(a.action, a.status) for a in result.actions] == [("describe_object", "ran")]
     assert result.actions[0].model == "embedded:fake-describer"
-    twin = agent.resources.store.get_twin("shapes")
+    twin = agent.resources.store.get_twin("shapes")  # ingest rows + refinements
     assert twin.tracks[0].attributes == "bright red" and twin.tracks[1].attributes == ""
     assert {i.attributes for i in twin.instances if i.track_id == 1} == {"bright red"}
-    assert agent.resources.stale  # the indexes sync before the next search
+    assert agent.resources.store.get_twin("shapes", refinements=False).tracks[0].attributes == ""  # ingest as was
+    assert result.hits[0].objects[0].attributes == "bright red"
     # refinement stays bounded: one round by default, none with max_refine_rounds=0
     route(stub, responder(lambda _: verdict(0.3, [1], missing=["size"]), plan_reply=plan()))
     again = agent.search(QUERY, k=3, max_refine_rounds=0)
-    assert "refine" not in again.path and not agent.resources.stale
+    assert "refine" not in again.path
 
 
 def test_rejected_plan_is_logged_and_the_search_still_answers(agent: Agent, stub: Any,

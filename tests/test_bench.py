@@ -17,9 +17,9 @@ from twinseek.evals.bench import (
     ImplicitQuery,
     McqQuery,
     load_bench,
-    load_mask,
     load_reasont2vbench,
 )
+from twinseek.media import load_mask
 
 DEV_BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev-bench"
 

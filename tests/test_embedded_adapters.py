@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from twinseek.media import mask_iou
 from twinseek.twins.adapters.base import AttributeDescriber, Detection, Detector, SegmenterTracker
 from twinseek.twins.adapters.embedded.describer import EmbeddedDescriber
-from twinseek.twins.adapters.embedded.proposals import Proposal, mask_iou
+from twinseek.twins.adapters.embedded.proposals import Proposal
 from twinseek.twins.adapters.embedded.tracker import EmbeddedSegmenter, MultiObjectTracker
 
 H, W = 240, 320

@@ -19,9 +19,11 @@ from typer.testing import CliRunner
 from twinseek.cli import app
 from twinseek.evals import RunResult, run
 from twinseek.evals.bench import BenchError, load_bench
-from twinseek.evals.metrics import aggregate
+from twinseek.evals.metrics import aggregate, evaluate_query
 from twinseek.evals.report import draw_overlays, summary_table, write_report
-from twinseek.evals.runner import AgentScorer, SystemSpec, evaluate_query, load_results, parse_systems
+from twinseek.evals.results import load_results
+from twinseek.evals.runner import AgentScorer
+from twinseek.evals.schemas import OverlayExample, SystemSpec, parse_systems
 
 SQUARE = Scene()  # red square moving right, blue disc moving left
 YELLOW = Scene(shapes=[Shape("disc", (240, 220, 30), (60, 60), (260, 180), radius=30)], seed=1)
@@ -69,6 +71,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
 @pytest.fixture(scope="module")
 def first(env: dict[str, Path]) -> RunResult:
     return load_results(env["out"])
+
+
+def _stable_system(result: RunResult, name: str) -> list[dict[str, Any]]:
+    return [r.model_dump(exclude={"seconds", "timings"}) for r in result.systems[name].records]
 
 
 def _stable(result: RunResult) -> list[dict[str, Any]]:
@@ -169,6 +175,104 @@ def test_bad_bench_and_bad_options_fail_clearly(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "does not exist" in res.output
     res = runner.invoke(app, ["eval", str(bad), "--systems", "full-xy"])
     assert res.exit_code == 2 and "unknown ablation switch" in res.output
+
+
+class _Killed(BaseException):
+    """Stands in for a kill: nothing of the runner catches it, so no cleanup of ours runs."""
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, kill_at: tuple[str, int] | None = None) -> list[str]:
+    """Count the queries the runner evaluates (as "system:query"); optionally die before ``kill_at``."""
+    import twinseek.evals.runner as runner_module
+
+    calls: list[str] = []
+    real = evaluate_query  # the evaluator itself, never an earlier wrapper
+
+    def wrapped(scorer: Any, query: Any, bench: Any, grounder: Any = None) -> Any:
+        system = getattr(scorer, "tool", None) or type(getattr(scorer, "inner", scorer)).__name__
+        if kill_at is not None and (system, sum(c.startswith(f"{system}:") for c in calls)) == kill_at:
+            raise _Killed
+        calls.append(f"{system}:{query.id}")
+        return real(scorer, query, bench, grounder)
+
+    monkeypatch.setattr(runner_module, "evaluate_query", wrapped)
+    return calls
+
+
+def test_a_killed_run_keeps_what_it_finished_and_resumes(env: dict[str, Path], first: RunResult, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "killed"
+    systems = ["random", "dense", "compositional"]
+    args: dict[str, Any] = {"store": env["store"], "out": out, "llm_decomposition": False, "settings_overrides": FAST}
+    _counting(monkeypatch, kill_at=("dense", 3))
+    with pytest.raises(_Killed):
+        run(env["bench"], systems=systems, **args)
+    killed = load_results(out)  # what a kill leaves: the finished system, the config, checkpoints of the next
+    assert not killed.complete and list(killed.systems) == ["random"] and killed.config.systems == systems
+    assert _stable(killed)[:len(QUERIES)] == _stable(first)[:len(QUERIES)]
+    checkpoint = out / "checkpoints" / "dense.jsonl"
+    assert len(checkpoint.read_text().splitlines()) == 3
+    with checkpoint.open("a") as handle:
+        handle.write('{"id": "n1", "kind": "neg')  # the kill cut this line short: ignored on resume
+
+    with pytest.raises(ValueError, match="unfinished run"):  # a fresh run never overwrites it
+        run(env["bench"], systems=systems, **args)
+    with pytest.raises(ValueError, match="seed: 0 != 1"):  # nor does a resume with other settings
+        run(env["bench"], systems=systems, seed=1, resume=True, **args)
+    with pytest.raises(ValueError, match="limit"):
+        run(env["bench"], systems=systems, limit=1, resume=True, **args)
+
+    calls = _counting(monkeypatch)
+    resumed = run(env["bench"], resume=True, **args)  # no system list: the run's own
+    assert calls == [f"dense:{q['id']}" for q in QUERIES[3:]] + [f"compositional:{q['id']}" for q in QUERIES]
+    assert resumed.complete and list(resumed.systems) == systems and load_results(out).complete
+    assert _stable(resumed) == _stable(first)  # the same numbers as a run that was never killed
+    assert not list((out / "checkpoints").iterdir()) and (out / "report.md").is_file()
+    assert resumed.systems["dense"].metrics == pytest.approx(first.systems["dense"].metrics, nan_ok=True)
+
+    calls = _counting(monkeypatch)
+    more = run(env["bench"], systems=["random", "naive"], resume=True, report=False, **args)  # adds a system
+    assert list(more.systems) == [*systems, "naive"] and calls and all(c.startswith("NaiveLabelBaseline:") for c in calls)
+
+
+def test_cli_resume(env: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    runner = CliRunner()
+    base = ["eval", str(env["bench"]), "--no-llm", "--kinds", "explicit"]
+    assert runner.invoke(app, [*base, "--store", str(env["store"]), "--out", str(out), "--systems", "dense"]).exit_code == 0
+    res = runner.invoke(app, [*base, "--out", str(out), "--resume", "--systems", "compositional"])  # its store kept
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "results.json").read_text())
+    assert list(data["systems"]) == ["dense", "compositional"] and data["complete"] is True
+    assert data["config"]["store"] == str(env["store"]) and data["systems"]["compositional"]["records"][0]["models"]
+    assert "explicit R@1" in res.output and "compositional" in res.output
+    res = runner.invoke(app, [*base, "--out", str(out), "--resume", "--limit", "1"])
+    assert res.exit_code == 2 and "cannot resume" in res.output and "limit" in res.output
+    res = runner.invoke(app, [*base, "--resume"])
+    assert res.exit_code == 2 and "--out" in res.output
+
+
+def test_a_search_loads_no_training_code(env: dict[str, Path], tmp_path: Path) -> None:
+    """Dense and compositional search over a store, in a fresh interpreter: twinseek's training package stays
+    unloaded. (sentence-transformers' own ``__init__`` imports its trainer class, and datasets and peft when they
+    are installed: those come with the library that embeds the texts, not from twinseek.)"""
+    import os
+    import subprocess
+    import sys
+
+    import twinseek
+
+    code = (f"import json, sys\nfrom twinseek.evals import run\n"
+            f"run({str(env['bench'])!r}, store={str(env['store'])!r}, out={str(tmp_path / 'o')!r}, "
+            f"systems=['dense', 'compositional'], llm_decomposition=False, report=False, settings_overrides={FAST!r})\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    root = str(Path(twinseek.__file__).parents[1])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert done.returncode == 0, done.stderr[-2000:]
+    modules = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "twinseek.tools.dense" in modules and "sentence_transformers" in modules  # it did search
+    assert not [m for m in modules if m.startswith("twinseek.embedders")]
 
 
 def test_system_names() -> None:
@@ -288,8 +392,8 @@ def test_draw_overlays_and_report_examples(env: dict[str, Path], fake: FakeAgent
     square = np.asarray(Image.open(fake.masks[0])) > 0
     assert pixels[square].mean(axis=0)[0] > 150  # the red square under its tint
     assert draw_overlays(None, {0: [fake.masks[0]]}, tmp_path / "black")[0].is_file()  # no video: black frame
-
-    from twinseek.evals.runner import OverlayExample
+    one = draw_overlays(None, {k: [p] for k, p in fake.masks.items()}, tmp_path / "one", max_frames=1)
+    assert [p.name for p in one] == ["f000000.png"]  # one key frame: no division by max_frames - 1
 
     first.systems["dense"].examples = [OverlayExample(query_id="i1", text="q", outcome="hit", video="red",
                                                       positives=["red"], files=["ov/f000000.png"])]
@@ -333,28 +437,26 @@ class _BySchema(list):  # type: ignore[type-arg]
         return completion(json.dumps(replies.get(schema, {})))
 
 
-def _twin_dumps(store_dir: Path) -> dict[str, str]:
-    from twinseek.twins.store import TwinStore
+def test_agent_systems_share_the_store_and_judge_choices_within_the_video(env: dict[str, Path], stub: Any,
+                                                                         tmp_path: Path) -> None:
+    from test_refinements import table_hashes
 
-    with TwinStore(store_dir, create=False) as store:
-        return {v: store.get_twin(v).model_dump_json() for v in store.video_ids()}
-
-
-def test_agent_systems_judge_choices_within_the_video_on_their_own_store_copy(env: dict[str, Path], stub: Any,
-                                                                             tmp_path: Path) -> None:
     from twinseek.twins.store import TwinStore
 
     stub.script = _BySchema(stub)
-    before = _twin_dumps(env["store"])
+    with TwinStore(env["store"], create=False) as store:
+        store.clear_refinements()  # from an earlier test of this module
+    before = table_hashes(env["store"])
     llm = {"base_url": stub.base_url, "api_key": "test", "model": "stub", "http_retries": 0, "max_retries": 0}
     result = run(env["bench"], store=env["store"], out=tmp_path, systems=["full", "full-jit", "full-lr", "dense"], k=2,
                  report=False,
                  settings_overrides={**FAST, "llm": llm})
 
-    assert (tmp_path / "stores" / "full" / "twins.db").is_file()  # JiT on: a copy of its own
-    assert not (tmp_path / "stores" / "full-jit").exists() and not (tmp_path / "stores" / "full-lr").exists()
-    assert _twin_dumps(tmp_path / "stores" / "full") != before  # refinement wrote into the copy...
-    assert _twin_dumps(env["store"]) == before  # ...and never touched the cached store
+    assert not (tmp_path / "stores").exists()  # no copy: refinement never rewrites the twins
+    assert table_hashes(env["store"]) == before  # the ingest rows are byte-identical after the run
+    with TwinStore(env["store"], create=False) as store:
+        refined = store.refinements()
+    assert refined and {r.action for r in refined} == {"motion_relation"}  # what "full" learned: an overlay
     schemas = [r["response_format"]["json_schema"]["name"] for r in stub.requests]
     assert "Plan" in schemas  # the full system did refine
     texts = {q["text"] for q in QUERIES if "text" in q} | {o for q in QUERIES for o in q.get("options", [])} | {
@@ -375,3 +477,7 @@ def test_agent_systems_judge_choices_within_the_video_on_their_own_store_copy(en
     run(env["bench"], store=env["store"], out=tmp_path / "again", systems=["full-lr", "compositional"], k=2,
         report=False, settings_overrides={**FAST, "llm": llm})
     assert not stub.requests
+    # a system alone, on a store that now holds those refinements, answers exactly as it did among the others
+    again = run(env["bench"], store=env["store"], out=tmp_path / "alone", systems=["full"], k=2, report=False,
+                settings_overrides={**FAST, "llm": llm})
+    assert _stable_system(again, "full") == _stable_system(result, "full")

@@ -18,13 +18,13 @@ from twinseek.evals.bench import (
     McqQuery,
 )
 from twinseek.evals.metrics import (
-    QueryRecord,
-    RetrievalEvaluator,
     absent_rejected,
     aggregate,
     average_precision_at_k,
     boundary_f,
     counterfactual_correct,
+    evaluate,
+    evaluate_query,
     grounding_scores,
     mask_j,
     mcq_correct,
@@ -37,6 +37,7 @@ from twinseek.evals.metrics import (
     retrieval_record,
     seg2bmap,
 )
+from twinseek.evals.schemas import QueryInfo, QueryRecord
 
 
 # ---------------------------------------------------------------- ranking
@@ -211,7 +212,7 @@ def _bench(tmp_path: Path) -> Bench:
     return Bench(root=tmp_path, videos=videos, queries=queries, mask_dirs={"a": mask_dir})
 
 
-def test_evaluator_prefixes_keys_and_scores_every_task(tmp_path: Path) -> None:
+def test_evaluator_scores_every_task(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     scorer = DictScorer({
         "find a": {"a": 0.9, "b": 0.2, "c": 0.1},
         "find b": {"a": 0.9, "b": 0.2},  # c left out: ranked last, with a warning
@@ -225,14 +226,37 @@ def test_evaluator_prefixes_keys_and_scores_every_task(tmp_path: Path) -> None:
         grounder_calls.append((query.id, video_id))
         return {0: _square(8, 8, 0, 4, 0, 4)}
 
-    evaluator = RetrievalEvaluator(_bench(tmp_path), name="dev", grounder=grounder)
-    out = evaluator(scorer)
-    assert evaluator.primary_metric == "dev_implicit_r@1" and out["dev_implicit_r@1"] == 1.0
-    assert out["dev_explicit_r@1"] == 0.0 and out["dev_explicit_mnr"] == 2.0
-    assert out["dev_absent_rejection@tau"] == 1.0
-    assert out["dev_mcq_accuracy"] == 1.0 and out["dev_counterfactual_accuracy"] == 0.0
-    assert out["dev_implicit_j"] == 1.0 and out["dev_implicit_f"] == 1.0
+    with caplog.at_level("WARNING"):
+        records, out = evaluate(scorer, _bench(tmp_path), grounder=grounder)
+    assert "left 1 of 3 videos unscored" in caplog.text
+    assert out["implicit_r@1"] == 1.0
+    assert out["explicit_r@1"] == 0.0 and out["explicit_mnr"] == 2.0
+    assert out["absent_rejection@tau"] == 1.0
+    assert out["mcq_accuracy"] == 1.0 and out["counterfactual_accuracy"] == 0.0
+    assert out["implicit_j"] == 1.0 and out["implicit_f"] == 1.0
     assert grounder_calls == [("q1", "a")]
-    assert [r.id for r in evaluator.records] == ["q1", "q2", "q3", "q4", "q5"]
-    only = RetrievalEvaluator(_bench(tmp_path), kinds=["mcq"])(scorer)
+    assert [r.id for r in records] == ["q1", "q2", "q3", "q4", "q5"]
+    assert [v.video for v in records[1].ranking] == ["a", "b", "c"] and records[1].ranking[2].score is None
+    assert records[3].choice_scores == [0.7, 0.4] and records[3].text == "right" and records[3].positives == ["a"]
+    only = evaluate(scorer, _bench(tmp_path).select(["mcq"]))[1]
     assert set(only) == {"mcq_n", "mcq_accuracy"}
+
+
+class InfoScorer(DictScorer):
+    """A scorer with the optional extras: its own score of one video, and the info of the last query."""
+
+    def video_score(self, text: str, video_id: str) -> float:
+        return 0.9 if text == "wrong" else 0.1  # disagrees with score_videos: the evaluator must use this
+
+    def take_info(self) -> QueryInfo:
+        return QueryInfo(timings={"reason": 0.5}, models={"reason": "stub"}, fallbacks=["x"], max_relevance=0.42)
+
+
+def test_evaluator_uses_a_scorers_video_score_and_info(tmp_path: Path) -> None:
+    bench = _bench(tmp_path)
+    scorer = InfoScorer({"right": {"a": 0.7}, "wrong": {"a": 0.4}, "nothing": {"a": 0.9}})
+    mcq = evaluate_query(scorer, bench.queries[3], bench)
+    assert mcq.choice_scores == [0.1, 0.9] and mcq.correct is False
+    assert mcq.timings == {"reason": 0.5} and mcq.models == {"reason": "stub"} and mcq.fallbacks == ["x"]
+    absent = evaluate_query(scorer, bench.queries[2], bench)
+    assert absent.max_score == 0.42  # the scorer's own relevance, not the synthetic gallery score

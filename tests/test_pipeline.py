@@ -10,7 +10,7 @@ from synthetic import Scene, write_video
 
 from twinseek.config import load_settings
 from twinseek.errors import VideoError
-from twinseek.twins.masks import mask_iou
+from twinseek.media import mask_iou
 from twinseek.twins.pipeline import Ingestor, slugify
 from twinseek.twins.specialists import Specialists, build_specialists
 from twinseek.twins.store import TwinStore

@@ -85,6 +85,7 @@ def comparable(result: dict[str, Any]) -> dict[str, Any]:
 
 # -- search -----------------------------------------------------------------------------------------------------
 def test_api_search_returns_what_agent_search_returns(client: TestClient, agent: Agent) -> None:
+    agent.search(QUERY, k=3)  # the decomposition is now in the store's cache for both searches below
     response = client.get("/api/search", params={"q": QUERY, "k": 3})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -161,7 +162,7 @@ def test_video_page_is_the_twin_inspector(client: TestClient, agent: Agent) -> N
     assert page.count('class="tl-row relation') == len({(r.subject_track, r.predicate, r.object_track)
                                                          for r in twin.relations})
     assert all(p.model in page for p in twin.video.specialists)
-    assert 'id="refinements-placeholder"' in page  # the store has no refinements overlay yet
+    assert 'id="refinements-none"' in page  # no search has refined it
     assert '<video id="video" src="/api/videos/blackswan/file"' in page
     data = json.loads(page.split('id="player-data">')[1].split("</script>")[0])
     assert data["frames"] == sorted({i.frame_index for i in twin.instances}) and data["fps"] == twin.video.fps
@@ -172,7 +173,7 @@ def test_api_twin_and_videos(client: TestClient) -> None:
     videos = client.get("/api/videos").json()
     assert [v["video"]["video_id"] for v in videos] == ["blackswan", "car-roundabout", "horsejump-high"]
     view = client.get("/api/videos/blackswan").json()
-    assert view["twin"]["video"]["video_id"] == "blackswan" and view["refinements"] is None
+    assert view["twin"]["video"]["video_id"] == "blackswan" and view["refinements"] == []
     assert client.get("/api/videos/nope").status_code == 404
     stats = client.get("/api/stats").json()
     assert stats["videos"] >= 3 and stats["tracks"] >= 3
@@ -421,7 +422,8 @@ def test_serve_command_refuses_a_public_bind_without_a_token(tmp_path: Path) -> 
 # -- eval reports -----------------------------------------------------------------------------------------------
 def test_eval_runs_are_listed_and_viewable(client: TestClient, store_dir: Path) -> None:
     from twinseek.evals.report import write_report
-    from twinseek.evals.runner import RunConfig, RunResult, SystemResult, write_results
+    from twinseek.evals.results import write_results
+    from twinseek.evals.schemas import RunConfig, RunResult, SystemResult
 
     folder = store_dir.parent / "runs" / "eval-demo"
     folder.mkdir(parents=True)
@@ -481,21 +483,25 @@ def test_a_stream_left_by_its_client_stops_the_search() -> None:
     service.close()
 
 
-def test_the_inspector_lists_refinements_when_the_store_records_them(client: TestClient, agent: Agent,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where the store offers ``refinements(video_id)`` (the refinements overlay), the video page and the API list
-    them with their provenance, the expected columns first."""
-    rows = [{"id": 7, "video_id": "blackswan", "provenance": {"query": "q1"}, "model": "embedded:describer",
-             "action": "describe_object", "field": "attributes", "value": "<b>black</b>", "track_id": 1,
-             "confidence": None, "frames": [4, 7]}]
+def test_the_inspector_lists_refinements_when_the_store_records_them(client: TestClient, agent: Agent) -> None:
+    """The refinements overlay of a video: the video page and the API list its rows with their provenance, the
+    expected columns first, untrusted text escaped."""
+    from twinseek.twins.refinements import Refinement
+
     store = agent.resources.store
-    monkeypatch.setattr(store, "refinements", lambda video_id: [r for r in rows if r["video_id"] == video_id],
-                        raising=False)
-    listed = client.get("/api/videos/blackswan").json()["refinements"]
-    assert list(listed[0]) == ["track_id", "field", "value", "confidence", "action", "model", "frames", "provenance"]
-    page = client.get("/videos/blackswan").text
-    assert 'id="refinements"' in page and "describe_object" in page and "&lt;b&gt;black&lt;/b&gt;" in page
-    assert 'id="refinements-none"' in client.get("/videos/car-roundabout").text
+    [row] = store.add_refinements([Refinement(
+        video_id="blackswan", track_id=1, frames=[4, 7], action="describe_object", model="embedded:describer",
+        field="attributes", value="<b>black</b>", provenance={"query_sha256": "q1", "round": 1})])
+    try:
+        listed = client.get("/api/videos/blackswan").json()["refinements"]
+        assert list(listed[0])[:8] == ["track_id", "field", "value", "confidence", "action", "model", "frames",
+                                       "provenance"]
+        assert listed[0]["value"] == "<b>black</b>" and listed[0]["provenance"]["round"] == 1
+        page = client.get("/videos/blackswan").text
+        assert 'id="refinements"' in page and "describe_object" in page and "&lt;b&gt;black&lt;/b&gt;" in page
+        assert 'id="refinements-none"' in client.get("/videos/car-roundabout").text
+    finally:
+        store.clear_refinements("blackswan")
 
 
 def test_the_index_lock_lets_searches_run_together_and_a_sync_alone() -> None:

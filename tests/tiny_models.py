@@ -294,17 +294,43 @@ def build_tiny_qwen2vl(directory: Path | str) -> Path:
     return path
 
 
-@seeded
-def build_tiny_cross_encoder(directory: Path | str) -> Path:
-    """A 2-layer BERT sequence classifier with a word-piece vocabulary (sentence-transformers CrossEncoder)."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+def _tiny_bert_vocab(out: Path) -> int:
+    """A word-piece vocabulary of a few words plus every letter and digit (any text tokenizes), saved to ``out``."""
+    from transformers import BertTokenizer
 
-    out = _dir(directory)
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"the a dog red car park where is swan black".split()]
     words += list("abcdefghijklmnopqrstuvwxyz0123456789") + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
     # vocab= (not vocab_file=, which transformers 5 silently ignores)
     BertTokenizer(vocab={w: i for i, w in enumerate(words)}, model_max_length=64).save_pretrained(out)
-    cfg = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    return len(words)
+
+
+@seeded
+def build_tiny_sentence_transformer(directory: Path | str) -> Path:
+    """A 2-layer BERT with mean pooling, saved as a sentence-transformers folder (a bi-encoder to train)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+    from transformers import BertConfig, BertModel
+
+    out = _dir(directory)
+    bert = _dir(out / "bert")
+    cfg = BertConfig(vocab_size=_tiny_bert_vocab(bert), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(bert)
+    encoder = Transformer(str(bert), max_seq_length=32)
+    model = SentenceTransformer(modules=[encoder, Pooling(encoder.get_embedding_dimension(), "mean")], device="cpu")
+    model.save(str(out / "model"))
+    return out / "model"
+
+
+@seeded
+def build_tiny_cross_encoder(directory: Path | str) -> Path:
+    """A 2-layer BERT sequence classifier with a word-piece vocabulary (sentence-transformers CrossEncoder)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    out = _dir(directory)
+    cfg = BertConfig(vocab_size=_tiny_bert_vocab(out), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=64, num_labels=1)
     BertForSequenceClassification(cfg).save_pretrained(out)
     return out

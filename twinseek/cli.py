@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from twinseek.config import Settings, load_settings
-from twinseek.errors import TwinseekError
+from twinseek.errors import ConfigError, TwinseekError
 
 if TYPE_CHECKING:
     from twinseek.twins.store import StoreCheck, TwinStore
@@ -31,8 +31,11 @@ app = typer.Typer(help="Reasoning text-to-video retrieval over digital twins.", 
                   pretty_exceptions_enable=False)
 twins_app = typer.Typer(help="Inspect digital twins.", no_args_is_help=True)
 store_app = typer.Typer(help="Manage a twin store.", no_args_is_help=True)
+refinements_app = typer.Typer(help="What searches learned about the twins (an overlay on the ingest rows).",
+                              no_args_is_help=True)
 app.add_typer(twins_app, name="twins")
 app.add_typer(store_app, name="store")
+store_app.add_typer(refinements_app, name="refinements")
 
 from twinseek.embedders.cli import train_app  # noqa: E402  (import-light: heavy modules load per command)
 
@@ -103,6 +106,8 @@ def _settings(store: Path | None = None, profile: str | None = None, **sampling:
     sampling = {k: v for k, v in sampling.items() if v is not None}
     try:
         return load_settings(store=store, profile=profile, sampling=sampling or None)
+    except ConfigError as exc:  # e.g. a misspelt TWINSEEK_* variable
+        _fail(exc)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
 
@@ -191,9 +196,10 @@ def twins_show(
     store: StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Full twin as JSON.")] = False,
     compact: Annotated[bool, typer.Option("--compact", help="The compact JSON an LLM reads.")] = False,
+    ingest: Annotated[bool, typer.Option("--ingest", help="The ingest rows only, without refinements.")] = False,
 ) -> None:
-    """Show one video's twin: its tracks and relations."""
-    twin = _with_store(store, lambda s: s.get_twin(video_id))
+    """Show one video's twin: its tracks and relations, with what searches learned laid over them."""
+    twin = _with_store(store, lambda s: s.get_twin(video_id, refinements=not ingest))
     if as_json:
         typer.echo(twin.to_full_json())
         return
@@ -313,6 +319,54 @@ def _search_context(k: int, **options: Any) -> dict[str, Any]:
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     return options
+
+
+@refinements_app.command("list")
+def refinements_list(
+    store: StoreOpt = None,
+    video: Annotated[str | None, typer.Option("--video", help="Only this video's refinements.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per refinement, with provenance.")] = False,
+) -> None:
+    """List the refinements (oldest first): what each action found, its confidence, model and provenance."""
+    from twinseek.agent.tools import describe_refinement
+
+    rows = _with_store(store, lambda s: s.refinements(_known(s, video)))
+    if as_json:
+        typer.echo(json.dumps([r.model_dump() for r in rows], indent=2))
+        return
+    table = Table(title=f"{len(rows)} refinements")
+    for col in ("id", "video", "track", "action", "field", "says", "confidence", "model", "round", "created"):
+        table.add_column(col)
+    for r in rows:
+        p = r.provenance
+        table.add_row(str(r.id), safe(r.video_id), "" if r.track_id is None else str(r.track_id), safe(r.action),
+                      r.field, safe(describe_refinement(r)),
+                      "" if r.confidence is None else f"{r.confidence:.2f}", safe(r.model),
+                      str(p.get("round", "")), safe(p.get("created_at", "")))
+    console.print(table)
+
+
+@refinements_app.command("clear")
+def refinements_clear(
+    store: StoreOpt = None,
+    video: Annotated[str | None, typer.Option("--video", help="Only this video's refinements.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete refinements (the ingest rows stay as they are; searches will run their actions again)."""
+    what = f"the refinements of {video}" if video else "every refinement"
+    if not yes and not typer.confirm(f"Delete {what}?"):
+        raise typer.Exit(1)
+    removed = _with_store(store, lambda s: s.clear_refinements(_known(s, video)))
+    console.print(f"deleted {removed} refinements" + (f" of {safe(video)}" if video else ""))
+
+
+def _known(twin_store: TwinStore, video: str | None) -> str | None:
+    """``video`` when the store holds it (a misspelt id is an error, not an empty list)."""
+    from twinseek.errors import VideoNotFoundError
+
+    if video is not None and video not in twin_store:
+        raise VideoNotFoundError(video)
+    return video
 
 
 @app.command()
@@ -454,13 +508,20 @@ def eval_(
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="Videos the agent returns.")] = 10,
     tau: Annotated[float, typer.Option(min=0.0, max=1.0, help="Relevance threshold.")] = 0.5,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="Rule-based decomposition for dense/compositional.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out: finished systems and queries "
+                                                          "are kept; the settings must be the same.")] = False,
 ) -> None:
-    """Evaluate the agent, its ablations and baselines on a bench; writes results.json and a report."""
-    from twinseek.evals.runner import ALL_SYSTEMS, SystemSpec, parse_systems, run
+    """Evaluate the agent, its ablations and baselines on a bench; writes results.json (as it goes) and a report."""
+    from twinseek.evals.runner import run
+    from twinseek.evals.schemas import ALL_SYSTEMS, SystemSpec, parse_systems
 
+    if resume and out is None:
+        raise typer.BadParameter("--resume needs --out, the folder of the run to continue")
     try:
         names = list(ALL_SYSTEMS) if all_systems else [*(systems.split(",") if systems else []), *(baseline or [])]
-        specs = parse_systems([*names, *([SystemSpec.agent(ablate.split(","), ablate)] if ablate else [])] or ["full"])
+        wanted: list[str | SystemSpec] = [*names, *([SystemSpec.agent(ablate.split(","), ablate)] if ablate else [])]
+        # --resume alone continues the run's own systems
+        specs = parse_systems(wanted) if wanted else None if resume else parse_systems(["full"])
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     kind_list = [x.strip() for x in kinds.split(",") if x.strip()] if kinds else None
@@ -468,7 +529,7 @@ def eval_(
         try:
             result = run(bench_dir, store=store, out=out, systems=specs, kinds=kind_list, limit=limit, seed=seed,
                          profile=profile or "embedded", k=k, tau=tau,  # type: ignore[arg-type]
-                         llm_decomposition=not no_llm, skip_unavailable=all_systems, progress=True)
+                         llm_decomposition=not no_llm, skip_unavailable=all_systems, progress=True, resume=resume)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
     _print_eval_summary(result)

@@ -1,19 +1,37 @@
 """Settings: explicit argument > environment (``TWINSEEK_*``) > profile default > built-in default.
 
 Nested fields use ``__`` in the environment, e.g. ``TWINSEEK_SAMPLING__FRAMES=24`` or
-``TWINSEEK_PAPER__OWLV2=/models/owlv2``. A *profile* chooses which adapter serves each specialist role:
+``TWINSEEK_PAPER__OWLV2=/models/owlv2``. Settings are strict: an unknown key, as a keyword argument
+(``load_settings(retreival=...)``, ``Agent.open(store, retreival=...)``) or as a ``TWINSEEK_*`` variable
+(``TWINSEEK_LLM__TIMEOUT``), raises a :class:`~twinseek.errors.ConfigError` naming the closest valid key. The few
+``TWINSEEK_*`` variables that are not settings are listed in :data:`NON_SETTINGS_VARIABLES`. A *profile* chooses which adapter serves each specialist role:
 ``embedded`` (the default, offline on CPU with weights from registry packages) or ``paper`` (the models the
 papers use, loaded from a local path or the user's hub cache).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from twinseek.errors import ConfigError
+
+ENV_PREFIX = "TWINSEEK_"
+ENV_NESTED = "__"
+# Variables with the prefix that are not settings; every other TWINSEEK_* variable must name a setting.
+NON_SETTINGS_VARIABLES = frozenset({
+    "TWINSEEK_VENV",  # scripts/bootstrap.sh and scripts/test.sh: where the virtual environment lives
+    "TWINSEEK_WEB_TOKEN",  # the web app's bearer token (a CLI option's environment fallback)
+    "TWINSEEK_NO_BROWSER",  # tests/test_web_browser.py and scripts/bootstrap.sh: skip the browser tests
+    "TWINSEEK_CHROMIUM",  # tests/test_web_browser.py: the chromium binary to drive
+    "TWINSEEK_ARTIFACTS",  # tests/test_web_browser.py: where screenshots go
+})
 
 ProfileName = Literal["embedded", "paper"]
 Tier = Literal["embedded", "paper"]
@@ -24,7 +42,13 @@ DepthName = Literal["none", "depth-anything"]
 DescriberName = Literal["embedded", "qwen-vl"]
 
 
-class SamplingSettings(BaseModel):
+class _Section(BaseModel):
+    """A group of settings: a misspelt key is an error, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SamplingSettings(_Section):
     """How frames are sampled from a video and the limits that keep memory bounded."""
 
     frames: int = Field(16, ge=1, description="Uniformly sampled frames per video (ignored when fps is set).")
@@ -35,7 +59,7 @@ class SamplingSettings(BaseModel):
     max_duration_s: float = Field(4 * 3600, gt=0, description="Videos longer than this are refused.")
 
 
-class SpecialistSettings(BaseModel):
+class SpecialistSettings(_Section):
     """Which adapter serves each role; ``None`` means the profile's choice."""
 
     segmenter: SegmenterName | None = None
@@ -58,7 +82,7 @@ DEFAULT_VOCABULARY = (
 )
 
 
-class PaperModelSettings(BaseModel):
+class PaperModelSettings(_Section):
     """Paper-tier weights: a local directory or a hub id already in the user's cache (no downloads)."""
 
     sam2_config: str = "configs/sam2.1/sam2.1_hiera_l.yaml"
@@ -78,7 +102,7 @@ class PaperModelSettings(BaseModel):
 EmbeddedLLMName = Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
 
 
-class LLMSettings(BaseModel):
+class LLMSettings(_Section):
     """The LLM endpoint: a user's OpenAI-compatible server (``paper`` tier) or the embedded llama.cpp server.
 
     ``base_url`` and ``api_key`` fall back to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` when neither an explicit
@@ -113,7 +137,7 @@ AggregationName = Literal["mean", "min", "softmin"]
 DenseEmbedderName = Literal["ecr", "tara"]
 
 
-class RetrievalSettings(BaseModel):
+class RetrievalSettings(_Section):
     """Component encoders, vector indexes and compositional search.
 
     Encoder fields take a local sentence-transformers folder (e.g. one trained by ``twinseek.embedders``);
@@ -159,7 +183,7 @@ JudgeName = Literal["verdict", "yesno", "listwise"]
 DEFAULT_DEADLINE_S = 120.0
 
 
-class AgentSettings(BaseModel):
+class AgentSettings(_Section):
     """Defaults of the agent's searches (each search may override them, see ``AgentContext``)."""
 
     llm_weight: float | None = Field(
@@ -182,7 +206,7 @@ class AgentSettings(BaseModel):
 class Settings(BaseSettings):
     """Process-wide settings. Build with :func:`load_settings` or directly with keyword overrides."""
 
-    model_config = SettingsConfigDict(env_prefix="TWINSEEK_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid")
 
     profile: ProfileName = "embedded"
     store: Path = Path("twinseek-store")
@@ -199,6 +223,17 @@ class Settings(BaseSettings):
         default_factory=lambda: Path.home() / ".cache" / "twinseek",
         description="Where assembled model files are cached.",
     )
+
+    def __init__(self, **values: Any) -> None:
+        # pydantic-settings reads only the variables that match a field, so a misspelt one would be ignored
+        check_environment(os.environ)
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            unknown = [tuple(str(p) for p in e["loc"]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+            if unknown:
+                raise ConfigError("; ".join(_unknown_key(path, env=False) for path in unknown)) from exc
+            raise
 
     @model_validator(mode="after")
     def _resolve_profile(self) -> Settings:
@@ -220,3 +255,96 @@ def load_settings(**overrides: Any) -> Settings:
     ``None`` values in ``overrides`` are dropped, so CLI options that were not given fall through.
     """
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+# -- strictness -----------------------------------------------------------------------------------------------------
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Raise :class:`ConfigError` for a ``TWINSEEK_*`` variable that names no setting (case-insensitive, like
+    pydantic-settings), unless it is one of :data:`NON_SETTINGS_VARIABLES`."""
+    allowed = {name.upper() for name in NON_SETTINGS_VARIABLES}
+    bad = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in allowed:
+            continue
+        path = tuple(upper[len(ENV_PREFIX):].lower().split(ENV_NESTED))
+        if _first_unknown(path) is not None:
+            bad.append(_unknown_key(path, env=True, given=name))
+    if bad:
+        raise ConfigError("; ".join(bad))
+
+
+def setting_keys(model: type[BaseModel] | None = None, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every setting as a key path, e.g. ``("retrieval", "top_k")`` (groups included, e.g. ``("retrieval",)``)."""
+    keys = []
+    for name, field in (model or Settings).model_fields.items():
+        keys.append((*prefix, name))
+        section = _section(field.annotation)
+        if section is not None:
+            keys += setting_keys(section, (*prefix, name))
+    return keys
+
+
+def _section(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _first_unknown(path: Sequence[str]) -> int | None:
+    """The position of the first part of ``path`` that names no setting, or None when the path is valid.
+
+    Below a field that is not a group of settings nothing may follow, except below a mapping (``fusion_weights``),
+    whose keys are the user's."""
+    model: type[BaseModel] | None = Settings
+    for depth, part in enumerate(path):
+        if model is None:
+            return depth
+        field = model.model_fields.get(part)
+        if field is None:
+            return depth
+        model = _section(field.annotation)
+        if model is None and _is_mapping(field.annotation):
+            return None
+    return None
+
+
+def _is_mapping(annotation: Any) -> bool:
+    origin = getattr(annotation, "__origin__", None)
+    return isinstance(origin, type) and issubclass(origin, Mapping)
+
+
+def _unknown_key(path: Sequence[str], *, env: bool, given: str | None = None) -> str:
+    render = _env_name if env else _dotted
+    what = given or render(path)
+    depth = _first_unknown(path)
+    depth = len(path) - 1 if depth is None else depth
+    parent = tuple(path[:depth])
+    siblings = _children(parent)
+    if not siblings:
+        return f"unknown setting {what}: {render(parent)} is a single value, not a group of settings"
+    guess = _closest(path)
+    if guess is not None:
+        return f"unknown setting {what}; did you mean {render(guess)}?"
+    return f"unknown setting {what}; valid keys here: {', '.join(render((*parent, k)) for k in siblings)}"
+
+
+def _children(parent: Sequence[str]) -> list[str]:
+    return [k[-1] for k in setting_keys() if len(k) == len(parent) + 1 and k[: len(parent)] == tuple(parent)]
+
+
+def _closest(path: Sequence[str]) -> tuple[str, ...] | None:
+    """``path`` with each unknown part replaced by its closest valid name (difflib), or None when one has none."""
+    fixed = list(path)
+    while (depth := _first_unknown(fixed)) is not None:
+        close = difflib.get_close_matches(fixed[depth], _children(fixed[:depth]), n=1, cutoff=0.5)
+        if not close:
+            return None
+        fixed[depth] = close[0]
+    return tuple(fixed)
+
+
+def _env_name(path: Iterable[str]) -> str:
+    return ENV_PREFIX + ENV_NESTED.join(path).upper()
+
+
+def _dotted(path: Iterable[str]) -> str:
+    return ".".join(path)

@@ -19,9 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from langgraph.types import StreamMode
-from PIL import Image
 from pydantic import BaseModel, Field
 
 from twinseek.agent.context import AgentContext
@@ -38,6 +36,7 @@ from twinseek.agent.state import (
 )
 from twinseek.config import ProfileName, load_settings
 from twinseek.errors import TwinseekError
+from twinseek.media import overlay_frames, write_overlays
 from twinseek.tools.decompose import Decomposition
 
 __all__ = ["ActionInfo", "Agent", "DroppedCandidate", "FallbackInfo", "FrameMask", "Hit", "HitObject",
@@ -46,8 +45,6 @@ __all__ = ["ActionInfo", "Agent", "DroppedCandidate", "FallbackInfo", "FrameMask
 logger = logging.getLogger(__name__)
 
 OVERLAY_FRAMES = 8  # key frames drawn per hit
-PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-           (70, 240, 240), (240, 50, 230)]
 
 # The records' names in the result (the graph state's models, under the names this API has always used).
 FallbackInfo = Fallback
@@ -192,69 +189,11 @@ def _summary(update: dict[str, Any]) -> dict[str, Any]:
 
 # -- overlays ---------------------------------------------------------------------------------------------------
 def _hit_overlays(hit: Hit, out: Path, max_frames: int) -> list[Path]:
-    by_frame: dict[int, list[tuple[int, FrameMask]]] = {}
+    """Each object keeps its colour (its position in ``hit.objects``) on every frame."""
+    by_frame: dict[int, dict[int, Path]] = {}
     for k, obj in enumerate(hit.objects):
         for m in obj.masks:
-            by_frame.setdefault(m.frame, []).append((k, m))
-    frames = sorted(by_frame)
-    if not frames:
-        return []
-    if len(frames) > max_frames:
-        frames = [frames[round(i * (len(frames) - 1) / (max_frames - 1))] for i in range(max_frames)]
-    masks = {f: [(k, m.load()) for k, m in by_frame[f]] for f in frames}
-    h, w = next(iter(masks.values()))[0][1].shape
-    pictures = _frames(hit.path, set(frames), max(h, w))
-    folder = out / f"{hit.rank:02d}_{hit.video_id}"
-    folder.mkdir(parents=True, exist_ok=True)
-    images, written = [], []
-    for f in frames:
-        base = pictures.get(f)
-        base = np.zeros((h, w, 3), np.uint8) if base is None else _fit(base, (h, w))
-        img = Image.fromarray(_draw(base, masks[f]))
-        path = folder / f"f{f:06d}.png"
-        img.save(path)
-        images.append(img)
-        written.append(path)
-    gif = out / f"{hit.rank:02d}_{hit.video_id}.gif"
-    # a fast octree palette per frame: Pillow's default median cut took ~1.5 s a frame (12 s a hit) at 640 px
-    frames_p = [im.quantize(256, method=Image.Quantize.FASTOCTREE) for im in images]
-    frames_p[0].save(gif, save_all=True, append_images=frames_p[1:], duration=400, loop=0)
-    return [*written, gif]
-
-
-def _frames(path: str, wanted: set[int], max_side: int) -> dict[int, np.ndarray]:
-    """The wanted frames at the masks' resolution; none (logged) when the video cannot be read."""
-    from twinseek.twins.decode import iter_frames
-
-    try:
-        return dict(iter_frames(path, max_side, wanted))
-    except (TwinseekError, OSError) as exc:
-        logger.warning("cannot decode %s for overlays (%s): masks drawn on black", path, exc)
-        return {}
-
-
-def _fit(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if img.shape[:2] == shape:
-        return img
-    return np.asarray(Image.fromarray(img).resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
-
-
-def _draw(frame: np.ndarray, masks: list[tuple[int, np.ndarray]], alpha: float = 0.45) -> np.ndarray:
-    """Tint each object's mask with its colour and draw its outline."""
-    out = frame.astype(np.float32)
-    for k, mask in masks:
-        if mask.shape != frame.shape[:2]:
-            mask = np.asarray(Image.fromarray(mask).resize((frame.shape[1], frame.shape[0]), Image.Resampling.NEAREST))
-        colour = np.array(PALETTE[k % len(PALETTE)], np.float32)
-        out[mask] = (1 - alpha) * out[mask] + alpha * colour
-        out[_outline(mask)] = colour
-    return out.clip(0, 255).astype(np.uint8)
-
-
-def _outline(mask: np.ndarray) -> np.ndarray:
-    inner = mask.copy()
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    return mask & ~inner
+            by_frame.setdefault(m.frame, {})[k] = Path(m.path)
+    overlays = overlay_frames(hit.path, by_frame, max_frames)
+    name = f"{hit.rank:02d}_{hit.video_id}"
+    return write_overlays(overlays, out / name, gif=out / f"{name}.gif") if overlays else []

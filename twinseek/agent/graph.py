@@ -44,6 +44,7 @@ from twinseek.agent.judge import (
 )
 from twinseek.agent.resources import Resources
 from twinseek.agent.state import (
+    ActionRecord,
     AgentState,
     Candidate,
     DroppedCandidate,
@@ -54,7 +55,7 @@ from twinseek.agent.state import (
     InputState,
     Judgement,
 )
-from twinseek.agent.tools import Plan, catalogue, compact_twin, run_call
+from twinseek.agent.tools import Plan, applied_refinements, catalogue, compact_twin, run_call, search_twin
 from twinseek.errors import TwinseekError
 from twinseek.tools.deadline import BoundedLLM, Deadline
 from twinseek.tools.decompose import Decomposition, SubQuery
@@ -180,8 +181,7 @@ class Nodes:
         ctx = _ctx(runtime)
         with _timed(out, "retrieve"):
             _started(state, out)
-            if self.res.stale:  # a refinement of an earlier search changed twins
-                self.res.sync()
+            # the indexes hold the ingest rows only: a refinement never changes what retrieve returns (no re-sync)
             query = state["query"]
             dec = state.get("decomposition")
             if dec is None:
@@ -308,7 +308,8 @@ class Nodes:
             by_id = {c.video_id: c for c in state.get("candidates", [])}
             todo = [by_id[v] for v in state.get("to_reason", []) if v in by_id]
             order = {c.video_id: i for i, c in enumerate(todo)}
-            twins = {c.video_id: res.store.get_twin(c.video_id) for c in todo}  # read here: one DB thread
+            actions = state.get("actions", [])  # the twins as this search's refinements left them
+            twins = {c.video_id: search_twin(res, c.video_id, actions) for c in todo}  # read here: one DB thread
             round_ = state.get("refine_round", 0)
             llm = self._llm(_deadline(state, ctx))
 
@@ -365,7 +366,9 @@ class Nodes:
                 return out
             by_id = {c.video_id: c for c in state.get("candidates", [])}
             records, fallbacks, changed = [], [], []
-            twins = {vid: res.store.get_twin(vid) for vid in todo}  # read here: one DB thread
+            earlier = state.get("actions", [])
+            applied = {vid: set(applied_refinements(earlier, vid)) for vid in todo}
+            twins = {vid: res.store.get_twin(vid, refinements=applied[vid]) for vid in todo}  # read here: one DB thread
             llm = self._llm(deadline)
             # plans are independent LLM calls: ask for them at once (the server's slots), then act one at a time
             with ThreadPoolExecutor(max_workers=min(res.parallel, max(1, len(todo)))) as pool:
@@ -384,18 +387,18 @@ class Nodes:
                         fallbacks.append(_fallback("refine", vid, f"deadline; {len(plan.calls) - i} planned "
                                                    "call(s) not run"))
                         break
-                    record, did = run_call(res, twin, call, round_)
+                    record, did = run_call(res, twin, call, round_, query=state["query"], applied=applied[vid])
                     if record.status != "ran":
                         logger.warning("refine %s: %s %s (%s)", vid, record.status, call.action, record.detail)
                     records.append(record)
                     writer({"node": "refine", "video_id": vid, "action": record.action, "status": record.status})
                     if did:
                         augmented = True
-                        twin = res.store.get_twin(vid)  # the next call sees what this one added
+                        applied[vid].update(record.refinements)
+                        # the next call sees what this one added
+                        twin = res.store.get_twin(vid, refinements=applied[vid])
                 if augmented:
                     changed.append(vid)
-            if changed:
-                res.stale = True
             out.update(refine_round=round_, to_reason=changed, actions=records, fallbacks=fallbacks)
             models = {f"refine.{r.action}": r.model for r in records if r.status == "ran" and r.model}
             out["models"] = {"refine": res.llm_name, **models}
@@ -418,8 +421,8 @@ class Nodes:
         return objects
 
     def _hit(self, cand: Candidate, j: Judgement, rank: int, judged_by: str, root: Path,
-             dec: Decomposition | None) -> Hit:
-        twin = self.res.store.get_twin(cand.video_id)
+             actions: list[ActionRecord], dec: Decomposition | None) -> Hit:
+        twin = search_twin(self.res, cand.video_id, actions)  # with this search's refinements
         objects = j.objects or grounded_tracks(cand, twin, dec)  # the tracks behind the object sub-queries' evidence
         return Hit(rank=rank, video_id=cand.video_id, path=cand.path, relevance=j.relevance,
                    retrieval_score=cand.score, scores=cand.scores, reasoning=j.reasoning, missing=j.missing,
@@ -437,8 +440,9 @@ class Nodes:
             kept.sort(key=lambda c: (-judged[c.video_id].relevance, order[c.video_id]))
             names = {**JUDGED_BY, "llm": self.res.llm_name if ctx.lr else ""}
             root = self.res.store.root.resolve()  # mask paths are relative to the store: absolute for callers
-            dec = state.get("decomposition")
-            out["hits"] = [self._hit(c, judged[c.video_id], rank, names[judged[c.video_id].source], root, dec)
+            actions, dec = state.get("actions", []), state.get("decomposition")
+            out["hits"] = [self._hit(c, judged[c.video_id], rank, names[judged[c.video_id].source], root, actions,
+                                     dec)
                            for rank, c in enumerate(kept[: ctx.k], start=1)]
             kept_ids = {c.video_id for c in kept}
             out["dropped"] = [DroppedCandidate(video_id=c.video_id, relevance=judged[c.video_id].relevance)

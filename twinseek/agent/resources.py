@@ -49,7 +49,6 @@ class Resources:
         self._specialists = specialists
         self._rerankers: dict[str, Reranker] = {}
         self._lock = threading.Lock()
-        self.stale = False  # refinement changed a twin: the indexes need a sync before the next search
 
     @classmethod
     def open(cls, store_dir: str | Path | None = None, settings: Settings | None = None, *,
@@ -167,7 +166,6 @@ class Resources:
 
     def sync(self) -> None:
         self.indexes.sync(self.ecr_generator())
-        self.stale = False
 
     def close(self) -> None:
         if self._llm is not None:

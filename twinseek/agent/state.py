@@ -17,10 +17,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import Required, TypedDict  # pydantic needs these (Studio's schemas) before 3.12
 
+from twinseek.media import load_mask
 from twinseek.tools.compositional import ComponentMatch
 from twinseek.tools.decompose import Decomposition
 from twinseek.tools.retrieval import Candidate
-from twinseek.twins.masks import load_mask
 
 __all__ = ["ActionRecord", "AgentState", "Candidate", "DroppedCandidate", "Fallback", "FrameMask", "Hit",
            "HitObject", "InputState", "Judgement"]
@@ -72,6 +72,8 @@ class ActionRecord(BaseModel):
     status: Literal["ran", "rejected", "unavailable", "failed"]
     detail: str = ""
     model: str | None = None
+    refinements: list[int] = Field(default_factory=list, description="Ids of the refinements the call produced "
+                                   "or read from the cache: the search's view (``twinseek store refinements list``).")
 
 
 class FrameMask(BaseModel):

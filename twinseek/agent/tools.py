@@ -3,32 +3,42 @@ specialist actions that just-in-time refinement may run on a candidate's twin.
 
 Every action has a pydantic argument model (closed, bounded). A planned call runs only when its action is
 registered, available with the configured specialists, and its arguments validate against the twin; anything
-else is rejected and recorded. What an action learns is written into the store through
-:meth:`TwinStore.augment` (one transaction), so later searches see it too.
+else is rejected and recorded.
+
+Actions never rewrite the twin. What one finds is a :class:`~twinseek.twins.refinements.Refinement` stored in the
+overlay table (with the query's hash and the round as provenance), and only where it adds to the ingest twin: a
+category less confident than ingest's, text already known, depth or relations already there are reported and
+dropped. The overlay is also a cache: a call already answered (same video, track, frames, inputs, model and
+version) reads its rows instead of running the model again.
+
+A search sees the refinements its own calls produced or read (:func:`search_twin`), not every refinement in the
+store: what one search (or one eval system) asked for never changes what another sees, and the same query asked
+twice plans the same calls, reads the same cached rows and ranks the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twinseek.agent.resources import Resources
 from twinseek.agent.state import ActionRecord
+from twinseek.media import resize_mask, spread
 from twinseek.twins.adapters.base import box_from_mask, crop
 from twinseek.twins.decode import iter_frames
-from twinseek.twins.model import Instance, Relation, Track, Twin
+from twinseek.twins.model import Instance, Relation, Track, Twin, utc_now
+from twinseek.twins.refinements import MAX_ATTRIBUTE_CHARS, Refinement, RefinementField, call_digest
 from twinseek.twins.relations import APPROACH_MIN, MIN_SHARED, spatial_predicates
 
 logger = logging.getLogger(__name__)
 
 MAX_PLAN_CALLS = 3
-MAX_ATTRIBUTE_CHARS = 200
 
 
 # -- the twin as the LLM sees it ---------------------------------------------------------------------------------
@@ -91,9 +101,10 @@ class Plan(BaseModel):
 
 @dataclass
 class Outcome:
-    changed: bool
     detail: str
     model: str | None = None
+    refinements: list[Refinement] = field(default_factory=list)  # new ones (id None) or read from the cache
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,7 @@ class Action:
     args_model: type[_Args]
     run: Callable[[Resources, Twin, Any], Outcome]
     unavailable: Callable[[Resources], str | None] = lambda _: None  # why it cannot run here, or None
+    version: str = "1"  # bump when the action's procedure or prompt changes: cached rows of the old one are not read
 
 
 class Rejected(Exception):
@@ -117,11 +129,7 @@ def load_frames(resources: Resources, twin: Twin, frame_indices: set[int]) -> di
 
 def fitted_mask(resources: Resources, inst: Instance, shape: tuple[int, ...]) -> np.ndarray:
     """The instance's mask at the frame's size (a store made with another ``max_side`` still lines up)."""
-    mask = resources.store.load_mask(inst)
-    if mask.shape != tuple(shape[:2]):
-        img = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
-        mask = np.asarray(img) > 127
-    return mask
+    return resize_mask(resources.store.load_mask(inst), shape)
 
 
 def _track(twin: Twin, track_id: int) -> Track:
@@ -141,6 +149,54 @@ def _typical(insts: Sequence[Instance]) -> Instance:
     return min(insts, key=lambda i: abs(i.area - median))
 
 
+# -- the cache ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Call:
+    """One action call as the refinement cache knows it: the same call later reads these rows."""
+
+    video_id: str
+    action: str
+    args: dict[str, Any]
+    model: str
+
+    @property
+    def version(self) -> str:
+        return ACTIONS[self.action].version
+
+    def cached(self, resources: Resources) -> list[Refinement]:
+        digest = call_digest(self.video_id, self.action, self.args, self.model, self.version)
+        return resources.store.refinements(self.video_id, call=digest)
+
+    def refinement(self, field_: RefinementField, value: Any, *, track_id: int | None, frames: Sequence[int],
+                   confidence: float | None = None) -> Refinement:
+        return Refinement(video_id=self.video_id, track_id=track_id, frames=sorted(set(frames)), action=self.action,
+                          args=self.args, model=self.model, prompt_version=self.version, field=field_, value=value,
+                          confidence=confidence)
+
+
+def _model_name(specialist: Any) -> str:
+    return f"{specialist.tier}:{specialist.model}"
+
+
+def _from_cache(call: _Call, resources: Resources) -> Outcome | None:
+    """The outcome of a call answered before, from its stored rows (None when there are none)."""
+    rows = call.cached(resources)
+    if not rows:
+        return None
+    return Outcome(("cached: " + "; ".join(describe_refinement(r) for r in rows))[:160], call.model, rows, cached=True)
+
+
+def describe_refinement(r: Refinement) -> str:
+    """One short line: what a refinement says."""
+    if r.field == "category":
+        return f"object {r.track_id}: {r.value.get('label')} ({r.confidence or 0:.2f})"
+    if r.field == "attributes":
+        return f"object {r.track_id}: {r.value}"
+    if r.field == "depth":
+        return f"object {r.track_id}: depth on {len(r.value)} frames"
+    return ", ".join(f"{v['subject_track']} {v['predicate']} {v['object_track']}@{v['frame_start']}" for v in r.value)
+
+
 # -- the actions --------------------------------------------------------------------------------------------------
 def describe_object(resources: Resources, twin: Twin, args: TrackArgs) -> Outcome:
     track = _track(twin, args.track_id)
@@ -148,23 +204,32 @@ def describe_object(resources: Resources, twin: Twin, args: TrackArgs) -> Outcom
     if not insts:
         raise Rejected(f"object {args.track_id} has no frames")
     inst = _typical(insts)
-    frame = load_frames(resources, twin, {inst.frame_index})[inst.frame_index]
     describer = resources.specialists.describer
+    # the category is the describer's hint, so it is one of the call's inputs
+    call = _Call(twin.video.video_id, "describe_object", {"track_id": track.track_id, "category": track.category},
+                 _model_name(describer))
+    if (hit := _from_cache(call, resources)) is not None:
+        return hit
+    frame = load_frames(resources, twin, {inst.frame_index})[inst.frame_index]
     text = describer.describe(frame, fitted_mask(resources, inst, frame.shape), track.category).strip()
     if not text or text.lower() in track.attributes.lower():
-        return Outcome(False, f"no new attribute for object {track.track_id}", describer.model)
-    merged = f"{track.attributes}; {text}" if track.attributes else text
-    merged = merged[:MAX_ATTRIBUTE_CHARS]
-    resources.store.augment(twin.video.video_id, tracks={track.track_id: {"attributes": merged}},
-                            instances={(i.track_id, i.frame_index): {"attributes": merged} for i in insts})
-    return Outcome(True, f"object {track.track_id}: {text}"[:160], f"{describer.tier}:{describer.model}")
+        return Outcome(f"no new attribute for object {track.track_id}", call.model)
+    found = call.refinement("attributes", text[:MAX_ATTRIBUTE_CHARS], track_id=track.track_id,
+                            frames=[inst.frame_index])
+    return Outcome(f"object {track.track_id}: {text}"[:160], call.model, [found])
 
 
 def recategorise(resources: Resources, twin: Twin, args: RecategoriseArgs) -> Outcome:
     track = _track(twin, args.track_id)
-    insts = sorted(_instances(twin, args.track_id), key=lambda i: -i.area)[:4]  # the largest views
+    insts = sorted(_instances(twin, args.track_id), key=lambda i: (-i.area, i.frame_index))[:4]  # the largest views
     if not insts:
         raise Rejected(f"object {args.track_id} has no frames")
+    detector = resources.specialists.detector
+    call = _Call(twin.video.video_id, "recategorise",
+                 {"track_id": track.track_id, "vocabulary": sorted({w.lower() for w in args.vocabulary})},
+                 _model_name(detector))
+    if (hit := _from_cache(call, resources)) is not None:
+        return hit
     frames = load_frames(resources, twin, {i.frame_index for i in insts})
     crops = []
     for inst in insts:
@@ -172,48 +237,54 @@ def recategorise(resources: Resources, twin: Twin, args: RecategoriseArgs) -> Ou
         box = box_from_mask(fitted_mask(resources, inst, frame.shape))
         if box is not None:
             crops.append(crop(frame, box))
-    detector = resources.specialists.detector
     open_vocabulary = detector.tier == "paper"  # OWLv2 and YOLO-World take labels; the embedded classifier not
     found = detector.categorise(crops, args.vocabulary if open_vocabulary else None) if crops else []
     if not open_vocabulary:  # a closed-set classifier: keep its labels that the vocabulary names
         words = {w.lower() for w in args.vocabulary}
         found = [c for c in found if c.label.lower() in words or (c.group or "").lower() in words] or []
     if not found:
-        return Outcome(False, f"none of {args.vocabulary} fits object {track.track_id}", detector.model)
+        return Outcome(f"none of {args.vocabulary} fits object {track.track_id}", call.model)
     best = found[0]
-    update = {"category": best.label, "category_score": round(best.score, 4), "category_source": best.source,
-              "category_group": best.group,
-              "category_candidates": [(c.label, round(c.score, 3)) for c in found[1:4]]}
-    per_inst = {"category": best.label, "category_score": round(best.score, 4)}
-    resources.store.augment(twin.video.video_id, tracks={track.track_id: update},
-                            instances={(i.track_id, i.frame_index): per_inst for i in _instances(twin, track.track_id)})
-    return Outcome(True, f"object {track.track_id}: {track.category} -> {best.label} ({best.score:.2f})",
-                   f"{detector.tier}:{detector.model}")
+    if best.score <= track.category_score:  # a label less sure than the twin's never replaces it
+        return Outcome(f"object {track.track_id}: kept {track.category} ({track.category_score:.2f}); "
+                       f"{best.label} scored {best.score:.2f}"[:160], call.model)
+    value = {"label": best.label, "group": best.group, "source": best.source,
+             "candidates": [[c.label, round(c.score, 3)] for c in found[1:4]]}
+    refinement = call.refinement("category", value, track_id=track.track_id, frames=[i.frame_index for i in insts],
+                                 confidence=round(best.score, 4))
+    return Outcome(f"object {track.track_id}: {track.category} -> {best.label} ({best.score:.2f})"[:160],
+                   call.model, [refinement])
 
 
 def estimate_depth(resources: Resources, twin: Twin, args: DepthArgs) -> Outcome:
     sampled = sorted({i.frame_index for i in twin.instances})
-    wanted = [f for f in args.frames if f in sampled]
+    wanted = sorted({f for f in args.frames if f in sampled})
     if args.frames and not wanted:
         raise Rejected(f"frames {args.frames} are not among the twin's frames")
     if not wanted:  # spread four over the video
-        wanted = sorted({sampled[round(k * (len(sampled) - 1) / 3)] for k in range(4)}) if sampled else []
+        wanted = [sampled[k] for k in spread(len(sampled), 4)]
     estimator = resources.specialists.depth
     assert estimator is not None  # guarded by the action's availability check
+    call = _Call(twin.video.video_id, "estimate_depth", {"frames": wanted}, _model_name(estimator))
+    if (hit := _from_cache(call, resources)) is not None:
+        return hit
     frames = load_frames(resources, twin, set(wanted))
-    depths: dict[tuple[int, int], dict[str, Any]] = {}
+    depths: dict[int, dict[str, float]] = {}
     for f, frame in frames.items():
         dmap = estimator.estimate(frame)
         h, w = dmap.shape[:2]
         for inst in (i for i in twin.instances if i.frame_index == f):
             x, y = inst.centroid
-            depths[(inst.track_id, f)] = {"depth": float(dmap[min(int(y * h), h - 1), min(int(x * w), w - 1)])}
-    updated = [i.model_copy(update=depths[(i.track_id, i.frame_index)])
-               for i in twin.instances if (i.track_id, i.frame_index) in depths]
-    relations = _new_relations(twin, _depth_relations(twin.video.video_id, updated))
-    resources.store.augment(twin.video.video_id, instances=depths, relations=relations)
-    return Outcome(bool(depths), f"depth on {len(frames)} frames, {len(relations)} new depth relations",
-                   f"{estimator.tier}:{estimator.model}")
+            depths.setdefault(inst.track_id, {})[str(f)] = float(dmap[min(int(y * h), h - 1), min(int(x * w), w - 1)])
+    measured = [i.model_copy(update={"depth": depths[i.track_id][str(i.frame_index)]})
+                for i in twin.instances if str(i.frame_index) in depths.get(i.track_id, {})]
+    relations = _new_relations(twin, _depth_relations(twin.video.video_id, measured))
+    found = [call.refinement("depth", value, track_id=track_id, frames=wanted)
+             for track_id, value in sorted(depths.items())]
+    if relations:
+        found.append(call.refinement("relations", [r.model_dump(exclude={"video_id"}) for r in relations],
+                                     track_id=None, frames=wanted))
+    return Outcome(f"depth on {len(frames)} frames, {len(relations)} new depth relations", call.model, found)
 
 
 def _depth_relations(video_id: str, insts: Sequence[Instance]) -> list[Relation]:
@@ -237,7 +308,7 @@ def motion_relation(resources: Resources, twin: Twin, args: PairArgs) -> Outcome
     bt = {i.frame_index: i for i in _instances(twin, args.track_b)}
     shared = sorted(set(at) & set(bt))
     if len(shared) < MIN_SHARED:
-        return Outcome(False, f"objects {args.track_a} and {args.track_b} share {len(shared)} frames", "geometry")
+        return Outcome(f"objects {args.track_a} and {args.track_b} share {len(shared)} frames", "geometry")
     first, last = shared[0], shared[-1]
     change = _dist(at[last], bt[last]) - _dist(at[first], bt[first])
     trend = "approaching" if change < -APPROACH_MIN else "moving away from" if change > APPROACH_MIN else \
@@ -249,11 +320,12 @@ def motion_relation(resources: Resources, twin: Twin, args: PairArgs) -> Outcome
         for pred in spatial_predicates(at[f], bt[f]):
             found.append(Relation(video_id=vid, subject_track=args.track_a, predicate=pred,
                                   object_track=args.track_b, kind="spatial", frame_start=f, frame_end=f))
-    relations = _new_relations(twin, found)
-    if relations:
-        resources.store.augment(vid, relations=relations)
     words = ", ".join(f"{r.predicate}@{r.frame_start}" for r in found)
-    return Outcome(bool(relations), f"{args.track_a} vs {args.track_b}: {words}"[:160], "geometry")
+    relations = _new_relations(twin, found)
+    call = _Call(vid, "motion_relation", {"track_a": args.track_a, "track_b": args.track_b}, "geometry")
+    refinements = [call.refinement("relations", [r.model_dump(exclude={"video_id"}) for r in relations],
+                                   track_id=args.track_a, frames=[first, last])] if relations else []
+    return Outcome(f"{args.track_a} vs {args.track_b}: {words}"[:160], "geometry", refinements)
 
 
 def _dist(a: Instance, b: Instance) -> float:
@@ -294,8 +366,11 @@ def catalogue(resources: Resources) -> list[str]:
     return [a.usage for a in ACTIONS.values() if a.unavailable(resources) is None]
 
 
-def run_call(resources: Resources, twin: Twin, call: PlannedCall, round_: int) -> tuple[ActionRecord, bool]:
-    """Validate and run one planned call; returns its record and whether the twin changed."""
+def run_call(resources: Resources, twin: Twin, call: PlannedCall, round_: int, *, query: str = "",
+             applied: Collection[int] = ()) -> tuple[ActionRecord, bool]:
+    """Validate and run one planned call and store what it found as refinements (provenance: the query's hash and
+    the round). Returns its record (with the ids of the refinements it produced or read from the cache) and
+    whether the search's view of the twin changed, i.e. a refinement not in ``applied`` came back."""
     record = ActionRecord(video_id=twin.video.video_id, round=round_, action=call.action[:40], args=dict(call.args),
                           status="rejected")
     action = ACTIONS.get(call.action)
@@ -307,6 +382,7 @@ def run_call(resources: Resources, twin: Twin, call: PlannedCall, round_: int) -
     try:
         args = action.args_model.model_validate(call.args)
         outcome = action.run(resources, twin, args)
+        stored = _store(resources, outcome, query, round_)
     except ValidationError as exc:
         first = exc.errors()[0]
         return record.model_copy(update={"detail": f"invalid args: {'.'.join(map(str, first['loc']))}: "
@@ -316,4 +392,26 @@ def run_call(resources: Resources, twin: Twin, call: PlannedCall, round_: int) -
     except Exception as exc:  # a specialist crashed: the search goes on with the twin as it was
         logger.exception("action %s failed on %s", call.action, twin.video.video_id)
         return record.model_copy(update={"status": "failed", "detail": f"{type(exc).__name__}: {exc}"[:200]}), False
-    return record.model_copy(update={"status": "ran", "detail": outcome.detail, "model": outcome.model}), outcome.changed
+    ids = [r.id for r in stored if r.id is not None]
+    ran = record.model_copy(update={"status": "ran", "detail": outcome.detail, "model": outcome.model,
+                                    "refinements": ids})
+    return ran, bool(set(ids) - set(applied))
+
+
+def _store(resources: Resources, outcome: Outcome, query: str, round_: int) -> list[Refinement]:
+    """The outcome's refinements as stored rows: cached ones as they are, new ones written with provenance."""
+    if outcome.cached:
+        return outcome.refinements
+    provenance = {"query_sha256": hashlib.sha256(query.encode()).hexdigest()[:16], "round": round_,
+                  "created_at": utc_now(), "by": "agent.refine"}
+    new = [r.model_copy(update={"provenance": provenance}) for r in outcome.refinements]
+    return resources.store.add_refinements(new) if new else []
+
+
+def search_twin(resources: Resources, video_id: str, actions: Sequence[ActionRecord]) -> Twin:
+    """The twin as this search sees it: the ingest rows with the refinements its own calls produced or read."""
+    return resources.store.get_twin(video_id, refinements=applied_refinements(actions, video_id))
+
+
+def applied_refinements(actions: Sequence[ActionRecord], video_id: str) -> list[int]:
+    return [i for a in actions if a.video_id == video_id and a.status == "ran" for i in a.refinements]

@@ -121,7 +121,6 @@ def train_text_cmd(
     batch_size: int = 32,
     lr: float = 2e-5,
     temperature: float = 0.05,
-    learnable_temperature: bool = False,
     symmetric: Annotated[bool, typer.Option(help="Symmetric (GVE/CLIP) InfoNCE.")] = False,
     cached: Annotated[int, typer.Option(help="Gradient-cache mini-batch size (0: plain loss).")] = 0,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
@@ -132,7 +131,7 @@ def train_text_cmd(
     from twinseek.embedders.trainer import TextTrainConfig, train_text
 
     cfg = TextTrainConfig(run_dir=run_dir or Path("runs") / out.name, epochs=epochs, batch_size=batch_size, lr=lr,
-                          temperature=temperature, learnable_temperature=learnable_temperature, symmetric=symmetric,
+                          temperature=temperature, symmetric=symmetric,
                           cached_mini_batch=cached, max_steps=max_steps, seed=seed, base=base,
                           tier="paper" if lora else "embedded", progress=True)
     result = train_text(read_triplets(data_path), cfg, out)
@@ -167,13 +166,14 @@ def train_twin_cmd(
         raise typer.BadParameter("--towers must be shared or two")
     cfg = TwinTrainConfig(run_dir=run_dir or Path("runs") / out.name, epochs=epochs, batch_size=batch_size, lr=lr,
                           towers=towers, curriculum=curriculum, seed=seed, progress=True)  # type: ignore[arg-type]
-    rr = None
+    cross_encoder = None
     if reranker is not None:
-        from twinseek.tools.rerank import CrossEncoderReranker
+        from sentence_transformers import CrossEncoder
 
-        rr = CrossEncoderReranker(str(reranker), device="cpu")
+        cross_encoder = CrossEncoder(str(reranker), local_files_only=True)
     result = train_twin(read_twin_pairs(data_path), cfg, out,
                         ecr_pairs=ecr_pairs_from_store(store) if store else (),
-                        captions=read_triplets(triplets) if triplets else (), reranker=rr, rounds=2 if rr else 1)
+                        captions=read_triplets(triplets) if triplets else (), cross_encoder=cross_encoder,
+                        rounds=2 if cross_encoder is not None else 1)
     typer.echo(f"trained {result.steps} steps, loss {result.first_loss} -> {result.loss:.4f}; saved {out}")
     _print_settings(out)

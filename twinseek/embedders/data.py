@@ -312,8 +312,13 @@ def content_terms(text: str) -> list[str]:
     return [t for t in _tokens(text) if t not in _STOP]
 
 
+def content_words(text: str) -> list[str]:
+    """Every word of ``text``, lower-cased (what :func:`satisfies` looks the terms up in)."""
+    return _tokens(text)
+
+
 def satisfies(component_text: str, terms: Sequence[str]) -> bool:
-    words = set(_tokens(component_text))
+    words = set(content_words(component_text))
     return bool(terms) and all(t in words for t in terms)
 
 
@@ -339,7 +344,7 @@ def twin_pairs(store_root: str | Path, seed: int = 0, leak_filter: LeakFilter | 
     out: list[TwinPair] = []
     with TwinStore(store_root, create=False) as store:
         for video_id in store.video_ids():
-            twin = store.get_twin(video_id)
+            twin = store.get_twin(video_id, refinements=False)
             rows = ComponentTexts.rows(twin)
             queries: list[tuple[str, str]] = [(q, "object") for t in twin.tracks for q in _object_queries(t)]
             queries += [(r["text"].lower(), "relation") for r in rows if r["kind"] == "relation"]

@@ -1,252 +1,111 @@
-"""Contrastive losses for twinseek's embedders.
+"""The twin encoders' compositional InfoNCE, as a sentence-transformers loss.
 
-* :class:`InfoNCELoss`: in-batch negatives plus explicit hard negatives (optionally weighted), one-directional
-  (TARA) or symmetric (GVE / CLIP), with a fixed or learnable temperature.
-* :class:`CompositionalInfoNCELoss`: each sub-query against the components that satisfy it (several positives)
-  and the components of other videos (negatives); the twin encoders' loss (paper 1, stage 1).
-* :class:`CachedInfoNCELoss`: the gradient-cache variant of :class:`InfoNCELoss` (as sentence-transformers'
-  ``CachedMultipleNegativesRankingLoss``): the whole batch is embedded without a graph, the loss gradient with
-  respect to the embeddings is cached, and mini-batches are re-embedded with a graph to push it into the model.
-  Same loss and same gradients as the plain loss, with the memory of one mini-batch.
-
-All losses L2-normalise their inputs (cosine similarity) and divide by the temperature.
+The text embedder trains with sentence-transformers' own losses (``MultipleNegativesRankingLoss``, its cached
+and symmetric variants); only the compositional loss of the twin encoders (paper 1, stage 1) is ours, because a
+sub-query has *several* positive components and some in-batch components must be left out of its softmax
+rather than counted as negatives. It has the sentence-transformers loss interface (``__init__(model, ...)``,
+``forward(sentence_features, labels)``, ``get_config_dict()``, ``citation``), so ``SentenceTransformerTrainer``
+trains with it like any other loss.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-logger = logging.getLogger(__name__)
-
-MAX_SCALE = 100.0  # CLIP clamps its logit scale here: beyond it training becomes unstable
-EmbedFn = Callable[[Sequence[Any]], Tensor]
-
-
-class _Temperature(nn.Module):
-    """``scale = 1 / temperature``; learnable as CLIP's ``logit_scale`` (a log parameter), clamped."""
-
-    def __init__(self, temperature: float, learnable: bool) -> None:
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError("temperature must be > 0")
-        self.learnable = learnable
-        log_scale = torch.tensor(math.log(1.0 / temperature))
-        if learnable:
-            self.log_scale = nn.Parameter(log_scale)
-        else:
-            self.register_buffer("log_scale", log_scale)
-
-    @property
-    def scale(self) -> Tensor:
-        return self.log_scale.exp().clamp(max=MAX_SCALE)
-
-    @property
-    def temperature(self) -> float:
-        return float(1.0 / self.scale.detach())
-
-
-class InfoNCELoss(nn.Module):
-    """InfoNCE over in-batch negatives plus explicit hard negatives.
-
-    For anchor i the candidates are every positive of the batch (its own is the target) and every hard negative
-    of the batch. A negative's weight ``w`` multiplies its term in the softmax denominator (``w = 0`` removes
-    it, ``w = 1`` is plain InfoNCE), i.e. ``log w`` is added to its logit. ``symmetric=True`` averages with the
-    positive-to-anchor direction (in-batch only), as GVE and CLIP do.
-
-    Args:
-        model: optional encoder ``texts -> embeddings``; needed only by :meth:`forward`.
-        temperature: initial temperature (TARA/MNRL use 0.05, GVE 0.03).
-        learnable_temperature: learn it (as CLIP's log logit scale, clamped at scale 100).
-        symmetric: add the positive-to-anchor direction.
-    """
-
-    def __init__(self, model: nn.Module | None = None, temperature: float = 0.05,
-                 learnable_temperature: bool = False, symmetric: bool = False) -> None:
-        super().__init__()
-        self.model = model
-        self.temp = _Temperature(temperature, learnable_temperature)
-        self.symmetric = symmetric
-
-    @property
-    def scale(self) -> Tensor:
-        return self.temp.scale
-
-    def get_config_dict(self) -> dict[str, Any]:
-        return {"temperature": self.temp.temperature, "learnable_temperature": self.temp.learnable,
-                "symmetric": self.symmetric, "similarity": "cosine"}
-
-    def forward(self, anchors: Sequence[Any], positives: Sequence[Any], negatives: Sequence[Any] | None = None,
-                negative_weights: Tensor | None = None) -> Tensor:
-        """Embed with ``self.model`` (negatives: ``len(anchors) * m`` items, row-major per anchor), then
-        :meth:`compute_loss_from_embeddings`."""
-        if self.model is None:
-            raise ValueError("InfoNCELoss.forward needs a model; use compute_loss_from_embeddings otherwise")
-        neg = _reshape_negatives(self.model(negatives), len(anchors)) if negatives is not None and len(negatives) else None
-        return self.compute_loss_from_embeddings(self.model(anchors), self.model(positives), neg, negative_weights)
-
-    def compute_loss_from_embeddings(self, anchors: Tensor, positives: Tensor, negatives: Tensor | None = None,
-                                     negative_weights: Tensor | None = None) -> Tensor:
-        """``anchors``/``positives``: (B, d); ``negatives``: (B, M, d) or (B, d); weights: (B, M) or (B,)."""
-        a, p = F.normalize(anchors, dim=-1), F.normalize(positives, dim=-1)
-        candidates, bias = p, torch.zeros(p.shape[0], dtype=a.dtype, device=a.device)
-        if negatives is not None:
-            n = F.normalize(negatives.reshape(-1, negatives.shape[-1]), dim=-1)
-            candidates = torch.cat([p, n])
-            bias = torch.cat([bias, _log_weights(negative_weights, n.shape[0], a)])
-        logits = self.scale * a @ candidates.T + bias
-        labels = torch.arange(a.shape[0], device=a.device)
-        loss = F.cross_entropy(logits, labels)
-        if self.symmetric:
-            loss = (loss + F.cross_entropy(self.scale * p @ a.T, labels)) / 2
-        return loss
-
-
-def _reshape_negatives(flat: Tensor, batch: int) -> Tensor:
-    if flat.shape[0] % batch:
-        raise ValueError(f"{flat.shape[0]} negatives cannot be split evenly over {batch} anchors")
-    return flat.reshape(batch, flat.shape[0] // batch, -1)
-
-
-def _log_weights(weights: Tensor | None, count: int, like: Tensor) -> Tensor:
-    """Per-negative additive logit bias ``log w`` (0 for unweighted; -inf for weight 0)."""
-    if weights is None:
-        return torch.zeros(count, dtype=like.dtype, device=like.device)
-    w = weights.reshape(-1).to(like)
-    if w.shape[0] != count:
-        raise ValueError(f"{w.shape[0]} negative weights for {count} negatives")
-    if (w < 0).any():
-        raise ValueError("negative weights must be >= 0")
-    return torch.log(w)
+POSITIVE, NEGATIVE, IGNORE = 1, 0, -1
 
 
 class CompositionalInfoNCELoss(nn.Module):
     """Multi-positive InfoNCE between sub-queries and twin components.
 
-    ``targets[q, c]`` is 1 when component c satisfies sub-query q (a positive), 0 when c belongs to another
-    video (a negative), -1 to leave c out of q's softmax (e.g. another component of the same video that does not
-    satisfy q, or another video's component that matches the text and would be a false negative). Per
-    sub-query: ``-log(sum_pos exp(s/t) / sum_{pos+neg} exp(s/t))``, averaged over sub-queries.
+    Dataset columns: the sub-query (anchor) first, then document columns (components). The ``label`` column
+    holds per row ``[group, role_1, ..., role_C]``: ``group`` identifies the row's video (rows of one video never
+    serve as each other's negatives: another component of the same video may satisfy the sub-query), and
+    ``role_c`` says what document column ``c`` is *for its own row*: 1 a positive (a component that satisfies the
+    sub-query), 0 a hard negative (e.g. mined), -1 nothing (padding of a row with fewer positives or negatives).
+
+    For sub-query i the softmax runs over its own positives and hard negatives and the positives of every row of
+    another group (in-batch negatives); another row's hard negatives are left out (mined for that row, they may
+    match i). Per sub-query: ``-log(sum_pos exp(s * sim) / sum_{pos + neg} exp(s * sim))``, averaged over the
+    sub-queries that have a positive. With one positive per row, distinct groups and no padding this is
+    ``MultipleNegativesRankingLoss``.
+
+    Args:
+        model: the SentenceTransformer being trained.
+        scale: inverse temperature (20 = temperature 0.05, as TARA and MNRL).
+        similarity_fct: similarity of two embedding matrices (cosine by default).
     """
 
-    def __init__(self, model: nn.Module | None = None, temperature: float = 0.05,
-                 learnable_temperature: bool = False) -> None:
+    def __init__(self, model: nn.Module, scale: float = 20.0,
+                 similarity_fct: Callable[[Tensor, Tensor], Tensor] | None = None) -> None:
         super().__init__()
+        if scale <= 0:
+            raise ValueError("scale must be > 0")
+        from sentence_transformers.util import cos_sim
+
         self.model = model
-        self.temp = _Temperature(temperature, learnable_temperature)
+        self.scale = scale
+        self.similarity_fct = similarity_fct or cos_sim
 
-    def get_config_dict(self) -> dict[str, Any]:
-        return {"temperature": self.temp.temperature, "learnable_temperature": self.temp.learnable,
-                "similarity": "cosine", "positives": "multiple"}
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
+        from sentence_transformers.base.losses.merged_forward import embed_columns
 
-    def compute_loss_from_embeddings(self, anchors: Tensor, positives: Tensor, negatives: Tensor | None = None,
-                                     negative_weights: Tensor | None = None, targets: Tensor | None = None) -> Tensor:
-        """``anchors``: sub-queries (Q, d); ``positives``: components (C, d); ``negatives``: extra components
-        (N, d) that are negatives of every sub-query, optionally weighted (N,); ``targets``: (Q, C), default the
-        identity (one positive each, the rest negatives)."""
-        q, c = F.normalize(anchors, dim=-1), F.normalize(positives, dim=-1)
-        if targets is None:
-            targets = torch.eye(q.shape[0], c.shape[0], device=q.device)
-        targets = targets.to(q.device)
-        logits = self.temp.scale * q @ c.T
-        bias = torch.where(targets < 0, torch.full_like(logits, -math.inf), torch.zeros_like(logits))
-        is_pos = targets > 0
-        if negatives is not None:
-            n = F.normalize(negatives.reshape(-1, negatives.shape[-1]), dim=-1)
-            logits = torch.cat([logits, self.temp.scale * q @ n.T], dim=1)
-            extra = _log_weights(negative_weights, n.shape[0], q).expand(q.shape[0], -1)
-            bias = torch.cat([bias, extra], dim=1)
-            is_pos = torch.cat([is_pos, torch.zeros_like(extra, dtype=torch.bool)], dim=1)
-        logits = logits + bias
+        return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
+        """``embeddings``: the anchors (B, d) then one (B, d) per document column; ``labels``: (B, 1 + C)."""
+        anchors, docs = embeddings[0], embeddings[1:]
+        batch, columns = anchors.shape[0], len(docs)
+        labels = labels.to(anchors.device).long()
+        if labels.shape != (batch, 1 + columns):
+            raise ValueError(f"labels must be (batch, 1 + document columns) = {(batch, 1 + columns)}, "
+                             f"got {tuple(labels.shape)}")
+        group, roles = labels[:, 0], labels[:, 1:]
+        # candidates in column-major order, as MNRL: candidate c * B + r is document column c of row r
+        logits = self.scale * self.similarity_fct(anchors, torch.cat(docs))  # (B, C * B)
+        role = roles.T.reshape(-1)  # role of each candidate for its own row
+        owner = torch.arange(batch, device=anchors.device).repeat(columns)
+        own = owner.unsqueeze(0) == torch.arange(batch, device=anchors.device).unsqueeze(1)  # (B, C * B)
+        same_group = group.unsqueeze(1) == group[owner].unsqueeze(0)
+        is_pos = own & (role == POSITIVE)
+        is_neg = (own & (role == NEGATIVE)) | (~same_group & (role == POSITIVE))
         has_pos = is_pos.any(dim=1)
         if not has_pos.any():
-            raise ValueError("no sub-query has a positive component")
+            raise ValueError("no sub-query in the batch has a positive component")
+        all_logits = logits.masked_fill(~(is_pos | is_neg), -math.inf)
         pos_logits = logits.masked_fill(~is_pos, -math.inf)
-        per_query = torch.logsumexp(logits, dim=1) - torch.logsumexp(pos_logits, dim=1)
+        per_query = torch.logsumexp(all_logits, dim=1) - torch.logsumexp(pos_logits, dim=1)
         return per_query[has_pos].mean()
 
-
-class _RandContext:
-    """Replays the CPU RNG state of a mini-batch's first pass, so dropout masks match on re-embedding."""
-
-    def __init__(self) -> None:
-        self.state = torch.get_rng_state()
-
-    def __enter__(self) -> None:
-        self._saved = torch.get_rng_state()
-        torch.set_rng_state(self.state)
-
-    def __exit__(self, *exc: object) -> None:
-        torch.set_rng_state(self._saved)
-
-
-class CachedInfoNCELoss(nn.Module):
-    """Gradient-cache InfoNCE: memory of ``mini_batch_size`` items, the gradients of :class:`InfoNCELoss`.
-
-    ``forward`` embeds everything without a graph, computes the loss on detached embeddings, back-propagates it
-    to them (and to a learnable temperature) right away and returns a loss whose ``backward()`` re-embeds each
-    mini-batch with a graph and applies the cached embedding gradients to the model.
-    """
-
-    def __init__(self, model: nn.Module, mini_batch_size: int = 32, temperature: float = 0.05,
-                 learnable_temperature: bool = False, symmetric: bool = False) -> None:
-        super().__init__()
-        self.model = model
-        self.mini_batch_size = mini_batch_size
-        self.base = InfoNCELoss(None, temperature, learnable_temperature, symmetric)
-
     def get_config_dict(self) -> dict[str, Any]:
-        return {**self.base.get_config_dict(), "mini_batch_size": self.mini_batch_size, "cached": True}
+        from sentence_transformers.util import similarity_fct_name
 
-    def compute_loss_from_embeddings(self, anchors: Tensor, positives: Tensor, negatives: Tensor | None = None,
-                                     negative_weights: Tensor | None = None) -> Tensor:
-        return self.base.compute_loss_from_embeddings(anchors, positives, negatives, negative_weights)
+        return {"scale": self.scale, "similarity_fct": similarity_fct_name(self.similarity_fct),
+                "positives": "multiple"}
 
-    def _chunks(self, items: Sequence[Any]) -> list[Sequence[Any]]:
-        return [items[i:i + self.mini_batch_size] for i in range(0, len(items), self.mini_batch_size)]
+    @property
+    def temperature(self) -> float:
+        return 1.0 / self.scale
 
-    def forward(self, anchors: Sequence[Any], positives: Sequence[Any], negatives: Sequence[Any] | None = None,
-                negative_weights: Tensor | None = None) -> Tensor:
-        groups: list[Sequence[Any]] = [anchors, positives]
-        has_neg = negatives is not None and len(negatives) > 0
-        if negatives is not None and has_neg:
-            groups.append(negatives)
-        contexts: list[list[_RandContext]] = []
-        reps: list[Tensor] = []
-        with torch.no_grad():
-            for group in groups:
-                ctx, parts = [], []
-                for chunk in self._chunks(group):
-                    ctx.append(_RandContext())
-                    parts.append(self.model(chunk))
-                contexts.append(ctx)
-                reps.append(torch.cat(parts).detach().requires_grad_())
-        neg = _reshape_negatives(reps[2], len(anchors)) if has_neg else None
-        with torch.enable_grad():
-            loss = self.base.compute_loss_from_embeddings(reps[0], reps[1], neg, negative_weights)
-            loss.backward()  # grads into the cached embeddings (and the temperature)
-        grads = [r.grad for r in reps]
-        out = loss.detach().requires_grad_()
-        out.register_hook(lambda g: self._backward(g, groups, contexts, grads))
-        return out
+    @property
+    def citation(self) -> str:
+        return """
+@article{oord2018representation,
+    title={Representation Learning with Contrastive Predictive Coding},
+    author={van den Oord, Aaron and Li, Yazhe and Vinyals, Oriol},
+    journal={arXiv preprint arXiv:1807.03748},
+    year={2018}
+}
+"""
 
-    def _backward(self, grad_out: Tensor, groups: list[Sequence[Any]], contexts: list[list[_RandContext]],
-                  grads: list[Tensor | None]) -> Tensor:
-        with torch.enable_grad():
-            for group, ctx, grad in zip(groups, contexts, grads):
-                if grad is None:
-                    continue
-                offset = 0
-                for chunk, rand in zip(self._chunks(group), ctx):
-                    with rand:
-                        emb = self.model(chunk)
-                    surrogate = (emb * grad[offset:offset + emb.shape[0]] * grad_out).sum()
-                    surrogate.backward()
-                    offset += emb.shape[0]
-        return grad_out
+
+def compositional_labels(group: int, positives: int, negatives: int, width: int) -> list[int]:
+    """A row's ``label``: ``[group]``, ``positives`` ones, ``negatives`` zeros, -1 up to ``width`` columns."""
+    if positives + negatives > width:
+        raise ValueError(f"{positives} positives and {negatives} negatives do not fit {width} columns")
+    return [group, *[POSITIVE] * positives, *[NEGATIVE] * negatives, *[IGNORE] * (width - positives - negatives)]

@@ -1,70 +1,49 @@
-"""Reranker-mined hard negatives (Reason-to-Contrast): retrieve a pool per training query with the current
-embedder, rescore it with a reranker, drop likely false negatives, keep the hardest of the rest.
+"""Hard negatives for the twin encoders (Reason-to-Contrast): sentence-transformers' ``mine_hard_negatives``
+retrieves the components closest to each sub-query with the current model, a cross-encoder (when given) rescores
+them and drops likely false negatives, and twinseek drops what it knows to be no negative at all.
 
-A candidate is dropped when the reranker ranks it at or above the query's positive (it is probably relevant)
-or scores it at or above ``threshold`` (confidently relevant). Survivors are ordered by reranker score, hardest
-first; their weight ``1 - score`` down-weights the ones the reranker finds plausible (for weighted InfoNCE).
+A candidate is dropped when the cross-encoder scores it above the sub-query's (weakest) positive
+(``absolute_margin=0``: it is probably relevant) or above ``max_score`` (confidently relevant); then when it is a
+component of the sub-query's own video or contains all of its match terms (a lexical false negative). The
+survivors are kept hardest first.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
-from pydantic import BaseModel, Field
-
-from twinseek.tools.rerank import Reranker
+from twinseek.embedders.data import TwinPair, satisfies
 
 logger = logging.getLogger(__name__)
 
-EmbedFn = Callable[[Sequence[str]], np.ndarray]
 
+def mine_twin_negatives(pairs: Sequence[TwinPair], model: Any, cross_encoder: Any = None, keep: int = 3,
+                        max_score: float = 0.95, pool: int = 20, batch_size: int = 64) -> dict[str, list[str]]:
+    """Sub-query text -> up to ``keep`` hard negatives from the components of every twin in ``pairs``."""
+    from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
 
-class MinedNegatives(BaseModel):
-    query: str
-    positive: str
-    negatives: list[str] = Field(default_factory=list)
-    weights: list[float] = Field(default_factory=list)
-    dropped: list[str] = Field(default_factory=list, description="Pool candidates judged false negatives.")
-
-
-def retrieve_pool(queries: Sequence[str], corpus: Sequence[str], embed: EmbedFn, k: int,
-                  embed_query: EmbedFn | None = None) -> list[list[int]]:
-    """Top-``k`` corpus indices per query by cosine similarity (queries by ``embed_query`` when given)."""
-    q = np.asarray((embed_query or embed)(list(queries)), np.float32)
-    c = np.asarray(embed(list(corpus)), np.float32)
-    sims = q @ c.T
-    k = min(k, len(corpus))
-    top = np.argsort(-sims, axis=1)[:, :k]
-    return [list(map(int, row)) for row in top]
-
-
-def filter_candidates(positive_score: float, candidates: Sequence[str], scores: Sequence[float], keep: int,
-                      threshold: float = 0.95) -> tuple[list[str], list[float], list[str]]:
-    """(kept negatives hardest first, their weights, dropped) from reranker scores."""
-    kept, dropped = [], []
-    for text, score in sorted(zip(candidates, scores), key=lambda x: -x[1]):
-        if score >= positive_score or score >= threshold:
-            dropped.append(text)
-        else:
-            kept.append((text, score))
-    kept = kept[:keep]
-    return [t for t, _ in kept], [float(1 - s) for _, s in kept], dropped
-
-
-def mine_hard_negatives(queries: Sequence[str], positives: Sequence[str], corpus: Sequence[str], embed: EmbedFn,
-                        reranker: Reranker, pool: int = 20, keep: int = 3,
-                        threshold: float = 0.95, embed_query: EmbedFn | None = None) -> list[MinedNegatives]:
-    """One :class:`MinedNegatives` per (query, positive); the positive itself never enters the pool."""
-    pools = retrieve_pool(queries, corpus, embed, pool + 1, embed_query)
-    out = []
-    for query, positive, idx in zip(queries, positives, pools):
-        candidates = [corpus[i] for i in idx if corpus[i] != positive][:pool]
-        scores = reranker.score(query, [positive, *candidates])
-        negatives, weights, dropped = filter_candidates(scores[0], candidates, scores[1:], keep, threshold)
-        out.append(MinedNegatives(query=query, positive=positive, negatives=negatives, weights=weights,
-                                  dropped=dropped))
-    logger.info("mined negatives for %d queries (%d candidates dropped as likely false negatives)",
-                len(out), sum(len(m.dropped) for m in out))
+    rows = [(p.query, positive) for p in pairs for positive in p.positives]
+    corpus = sorted({t for p in pairs for t in (*p.positives, *p.others)})
+    filters: dict[str, Any] = {"absolute_margin": 0.0, "max_score": max_score} if cross_encoder is not None else {}
+    mined = mine_hard_negatives(
+        Dataset.from_dict({"anchor": [q for q, _ in rows], "positive": [t for _, t in rows]}), model, corpus=corpus,
+        cross_encoder=cross_encoder, num_negatives=pool, range_max=pool + 10, output_format="labeled-list",
+        batch_size=batch_size, verbose=False, **filters)
+    own: dict[str, set[str]] = defaultdict(set)  # the components of every video a sub-query text belongs to
+    terms: dict[str, list[str]] = {}
+    for p in pairs:
+        own[p.query].update(p.positives, p.others)
+        terms.setdefault(p.query, p.terms)
+    out: dict[str, list[str]] = {}
+    for query, docs, labels in zip(mined["anchor"], mined["positive"], mined["labels"]):
+        if query in out:
+            continue
+        negatives = [d for d, label in zip(docs, labels) if label == 0]
+        kept = [d for d in negatives if d not in own[query] and not satisfies(d, terms[query])]
+        out[query] = kept[:keep]
+    logger.info("mined %d hard negatives for %d sub-queries", sum(map(len, out.values())), len(out))
     return out

@@ -1,8 +1,8 @@
 """Differentiable text encoders the trainers optimise, and how each is saved so retrieval loads it by path.
 
-* :class:`SentenceTransformerModule`: a sentence-transformers model (embedded default: MiniLM); saved in the
-  sentence-transformers folder format plus a ``twinseek.json`` manifest, so ``MiniLMEncoder(path)`` and
-  ``retrieval.*_encoder`` settings load it.
+* sentence-transformers models (embedded default: MiniLM), trained by ``SentenceTransformerTrainer``; saved in
+  the sentence-transformers folder format plus a ``twinseek.json`` manifest (:func:`save_sentence_transformer`),
+  so ``MiniLMEncoder(path)`` and ``retrieval.*_encoder`` settings load it.
 * :class:`TaraTextModule`: a Qwen2-VL-family MLLM with TARA's EOL text prompt and last-token pooling (the
   prompts and pooling of :class:`~twinseek.tools.dense.TaraEmbedder`), LoRA adapters via peft on the language
   model only; saved merged (``from_pretrained`` folder for ``retrieval.tara_model``) plus the adapter in
@@ -45,29 +45,23 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     return dict(json.loads((Path(folder) / MANIFEST).read_text()))
 
 
-class SentenceTransformerModule(nn.Module):
-    """``texts -> (n, d)`` embeddings with a graph, from a local sentence-transformers folder."""
+def load_sentence_transformer(path: str | Path, max_seq_length: int | None = 64, device: str | None = None) -> Any:
+    """A local sentence-transformers folder, ready to train (captions are short: shorter sequences train faster)."""
+    from sentence_transformers import SentenceTransformer
 
-    def __init__(self, path: str | Path, device: str = "cpu", max_seq_length: int | None = 64) -> None:
-        super().__init__()
-        from sentence_transformers import SentenceTransformer
+    model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    if max_seq_length:
+        model.max_seq_length = max_seq_length
+    return model
 
-        self.source = str(path)
-        self.st = SentenceTransformer(str(path), device=device, local_files_only=True)
-        if max_seq_length:
-            self.st.max_seq_length = max_seq_length  # captions are short; shorter sequences train faster
 
-    def forward(self, texts: Sequence[str]) -> Tensor:
-        features = self.st.tokenize(list(texts))
-        features = {k: v.to(self.st.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-        return self.st(features)["sentence_embedding"]
-
-    def save(self, folder: str | Path, **manifest: Any) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.st.save(str(folder), safe_serialization=True)
-        write_manifest(folder, "sentence-transformers", base=self.source, **manifest)
-        return folder
+def save_sentence_transformer(model: Any, folder: str | Path, **manifest: Any) -> Path:
+    """The sentence-transformers folder (``retrieval.*_encoder`` and ``MiniLMEncoder`` load it) plus the manifest."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(str(folder))
+    write_manifest(folder, "sentence-transformers", **manifest)
+    return folder
 
 
 class TaraTextModule(nn.Module):
@@ -96,7 +90,8 @@ class TaraTextModule(nn.Module):
         from twinseek.tools.dense import TEXT_PROMPT, last_token_pool
 
         prompts = [self.embedder.prompt(TEXT_PROMPT, t) for t in texts]
-        inputs = self.processor(text=prompts, padding=True, return_tensors="pt")
+        # wherever the trainer put the model (an accelerator), the processor's tensors follow it
+        inputs = self.processor(text=prompts, padding=True, return_tensors="pt").to(next(self.net.parameters()).device)
         hidden = self.net(**inputs, output_hidden_states=True).hidden_states[-1]
         return F.normalize(last_token_pool(hidden, inputs["attention_mask"]).float(), dim=-1)
 
@@ -114,13 +109,3 @@ class TaraTextModule(nn.Module):
 
 def trainable_names(module: nn.Module) -> list[str]:
     return [n for n, p in module.named_parameters() if p.requires_grad]
-
-
-def encode_texts(module: nn.Module, texts: Sequence[str], batch_size: int = 64) -> Tensor:
-    """Normalised embeddings without a graph (for curricula, mining and evaluation)."""
-    was_training = module.training
-    module.eval()
-    with torch.no_grad():
-        parts = [module(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
-    module.train(was_training)
-    return F.normalize(torch.cat(parts), dim=-1) if parts else torch.zeros(0)

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from twinseek.errors import TwinseekError
@@ -159,15 +158,6 @@ class Bench(BaseModel):
         if query.mask_dir:
             return _mask_files(self.root / query.mask_dir)
         return self.masks_for(query.positives[0])
-
-
-def load_mask(path: str | Path) -> np.ndarray:
-    """A mask PNG as a bool array: any non-zero pixel (0/255, palette index or colour) is foreground."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        arr = np.asarray(img)
-    return np.asarray(arr.any(axis=2) if arr.ndim == 3 else arr > 0)
 
 
 def _mask_files(folder: Path) -> dict[int, Path]:

@@ -16,19 +16,28 @@ Conventions (each chosen so that a number never depends on an unstated detail):
 * **Grounding** follows DAVIS: J is mask IoU, with J = 1 when both masks are empty; F is the boundary F-measure
   of ``seg2bmap`` contours matched within ``ceil(bound_th * image diagonal)`` pixels.
 * Functions over a list of queries return ``nan`` for an empty list; :func:`aggregate` skips empty groups.
+
+Against ranx (``tests/test_metrics_reference.py`` checks these on random rankings): R@K is the share of queries
+whose *first* relevant video is in the top K, ranx's ``hit_rate@K`` (not ranx's ``recall@K``, the share of the
+relevant videos found); the first relevant rank is ``1 / RR`` of ranx's ``mrr``; plain AP (``k=None``) and mAP
+equal ranx's ``map``. AP@K divides by ``min(K, number of relevant)`` so that a perfect top K scores 1, while
+ranx's ``map@K`` divides by the number of relevant: the two agree when K >= the number of relevant videos.
+
+One evaluator: :func:`evaluate_query` turns a scorer's answer to one bench query into a
+:class:`~twinseek.evals.schemas.QueryResult`; ``twinseek eval`` and every benchmark script go through it (or
+:func:`evaluate`, all queries and :func:`aggregate`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel
 from scipy import ndimage
 
 from twinseek.evals.bench import (
@@ -40,15 +49,15 @@ from twinseek.evals.bench import (
     McqQuery,
     Query,
     RankedQuery,
-    load_mask,
 )
+from twinseek.evals.schemas import TOP_N, QueryInfo, QueryRecord, QueryResult, RankedVideo
+from twinseek.media import MaskLike, as_mask, mask_iou, resize_mask
 
 logger = logging.getLogger(__name__)
 
 KS: tuple[int, ...] = (1, 5, 10, 50, 100)
 DEFAULT_TAU = 0.5
 Ties = Literal["id", "pessimistic"]
-MaskLike = np.ndarray | str | Path
 
 
 # ---------------------------------------------------------------- ranking
@@ -146,20 +155,9 @@ def accuracy(flags: Iterable[bool]) -> float:
 
 
 # ---------------------------------------------------------------- grounding (DAVIS J and F)
-def as_mask(mask: MaskLike) -> np.ndarray:
-    """A bool mask from an array (non-zero = foreground) or a PNG path."""
-    if isinstance(mask, str | Path):
-        return load_mask(mask)
-    arr = np.asarray(mask)
-    return np.asarray(arr.any(axis=2) if arr.ndim == 3 else arr.astype(bool))
-
-
 def mask_j(pred: MaskLike, gt: MaskLike) -> float:
     """Region similarity J (IoU). Both masks empty gives 1.0 (DAVIS ``db_eval_iou``)."""
-    p, g = as_mask(pred), as_mask(gt)
-    _same_shape(p, g)
-    union = np.logical_or(p, g).sum()
-    return 1.0 if union == 0 else float(np.logical_and(p, g).sum() / union)
+    return mask_iou(as_mask(pred), as_mask(gt))
 
 
 def seg2bmap(seg: np.ndarray) -> np.ndarray:
@@ -210,13 +208,6 @@ def _same_shape(a: np.ndarray, b: np.ndarray) -> None:
         raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
 
 
-def _resize_nearest(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    from PIL import Image
-
-    img = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
-    return np.asarray(img) > 127
-
-
 def grounding_scores(
     pred_masks: Mapping[int, MaskLike], gt_masks: Mapping[int, MaskLike], bound_th: float = 0.008
 ) -> dict[str, float]:
@@ -230,9 +221,7 @@ def grounding_scores(
     js, fs = [], []
     for k in frames:
         gt = as_mask(gt_masks[k])
-        pred = as_mask(pred_masks[k])
-        if pred.shape != gt.shape:
-            pred = _resize_nearest(pred, gt.shape)
+        pred = resize_mask(as_mask(pred_masks[k]), gt.shape)
         js.append(mask_j(pred, gt))
         fs.append(boundary_f(pred, gt, bound_th))
     j = float(np.mean(js)) if js else 0.0
@@ -241,22 +230,6 @@ def grounding_scores(
 
 
 # ---------------------------------------------------------------- per-query records and aggregation
-class QueryRecord(BaseModel):
-    """What one query contributed; fields that do not apply to its kind stay ``None``."""
-
-    id: str
-    kind: str
-    rank: int | None = None
-    gallery_size: int | None = None
-    ap: float | None = None
-    positive_score: float | None = None
-    max_score: float | None = None
-    correct: bool | None = None
-    aspect: str | None = None
-    j: float | None = None
-    f: float | None = None
-
-
 def retrieval_record(
     query_id: str, kind: str, scores: Mapping[str, float], positives: Collection[str], ties: Ties = "id"
 ) -> QueryRecord:
@@ -316,9 +289,14 @@ def _by_aspect(kind: str, group: Sequence[QueryRecord]) -> dict[str, float]:
     return {f"{kind}_{a}_accuracy": accuracy(flags) for a, flags in sorted(aspects.items())}
 
 
-# ---------------------------------------------------------------- evaluator
+# ---------------------------------------------------------------- the evaluator
 class VideoScorer(Protocol):
-    """Anything that scores every gallery video for a text (higher = more relevant)."""
+    """Anything that scores every gallery video for a text (higher = more relevant).
+
+    Optional extras the evaluator uses when a scorer has them: ``video_score(text, video_id) -> float`` (the
+    score of one given video, e.g. the agent judging that video for a multiple-choice option) and
+    ``take_info() -> QueryInfo`` (timings, models and fallbacks of the query just answered).
+    """
 
     def score_videos(self, query_text: str) -> dict[str, float]: ...
 
@@ -330,67 +308,71 @@ class Grounder(Protocol):
 
 
 def score_for_video(scorer: VideoScorer, text: str, video_id: str) -> float:
-    """A scorer's score of one video for ``text`` (``-inf`` when the scorer leaves the video out)."""
-    return _finite(scorer.score_videos(text).get(video_id, -math.inf))
+    """A scorer's score of one video for ``text``: its ``video_score`` when it has one, else its gallery score;
+    ``-inf`` when the scorer leaves the video out."""
+    direct = getattr(scorer, "video_score", None)
+    value = direct(text, video_id) if direct is not None else scorer.score_videos(text).get(video_id, -math.inf)
+    return _finite(value)
 
 
-class RetrievalEvaluator:
-    """Evaluate a :class:`VideoScorer` on a bench: ``evaluator(scorer) -> dict[str, float]``.
+def evaluate_query(scorer: VideoScorer, query: Query, bench: Bench, grounder: Grounder | None = None,
+                   ties: Ties = "id") -> QueryResult:
+    """Score one query with ``scorer``: the metric fields of its kind and what the system did.
 
-    Every ranking is over the whole gallery (``bench.videos``). Keys are :func:`aggregate`'s, prefixed with
-    ``name + "_"`` when a name is given; ``primary_metric`` names the headline key. Per-query results of the
-    last call are kept in ``records``. With a ``grounder``, implicit queries that have masks are also scored
-    for grounding (J, F) on their first relevant video, independently of where that video was ranked.
+    Ranked kinds rank the whole gallery (``bench.videos``; a video the scorer leaves out scores ``-inf``). With a
+    ``grounder``, an implicit query with ground-truth masks is also scored for grounding (J, F) on its first
+    relevant video, wherever that video was ranked.
     """
+    start = time.perf_counter()
+    if isinstance(query, McqQuery | CounterfactualQuery):
+        result = _choice(scorer, query)
+    else:
+        result = _ranked(scorer, query, bench, grounder, ties)
+    take_info = getattr(scorer, "take_info", None)
+    info: QueryInfo = take_info() if take_info is not None else QueryInfo()
+    result.seconds = round(time.perf_counter() - start, 4)
+    result.timings, result.models, result.fallbacks = info.timings, info.models, info.fallbacks
+    result.hits, result.returned = info.hits, info.returned
+    if info.max_relevance is not None:
+        result.max_score = info.max_relevance  # the agent's own relevance, not a synthetic rank score
+    return result
 
-    def __init__(
-        self,
-        bench: Bench,
-        name: str = "",
-        ks: Sequence[int] = KS,
-        tau: float = DEFAULT_TAU,
-        ties: Ties = "id",
-        grounder: Grounder | None = None,
-        kinds: Iterable[str] | None = None,
-    ) -> None:
-        self.bench = bench.select(kinds)
-        self.name = name
-        self.ks, self.tau, self.ties, self.grounder = tuple(ks), tau, ties, grounder
-        self.primary_metric = self._prefixed("implicit_r@1")
-        self.records: list[QueryRecord] = []
 
-    def _prefixed(self, key: str) -> str:
-        return f"{self.name}_{key}" if self.name else key
+def evaluate(scorer: VideoScorer, bench: Bench, grounder: Grounder | None = None, ks: Sequence[int] = KS,
+             tau: float = DEFAULT_TAU, ties: Ties = "id") -> tuple[list[QueryResult], dict[str, float]]:
+    """Every query of ``bench`` through :func:`evaluate_query`; returns the records and their :func:`aggregate`."""
+    records = [evaluate_query(scorer, q, bench, grounder, ties) for q in bench.queries]
+    return records, aggregate(records, ks, tau)
 
-    def __call__(self, scorer: VideoScorer) -> dict[str, float]:
-        self.records = [self.evaluate_query(scorer, q) for q in self.bench.queries]
-        metrics = aggregate(self.records, self.ks, self.tau)
-        logger.info("%s: %s", self.name or "evaluation", {k: round(v, 3) for k, v in metrics.items()})
-        return {self._prefixed(k): v for k, v in metrics.items()}
 
-    def evaluate_query(self, scorer: VideoScorer, query: Query) -> QueryRecord:
-        if isinstance(query, McqQuery):
-            scores = [score_for_video(scorer, o, query.video) for o in query.options]
-            return QueryRecord(id=query.id, kind=query.kind, correct=mcq_correct(scores, query.answer))
-        if isinstance(query, CounterfactualQuery):
-            right = counterfactual_correct(
-                score_for_video(scorer, query.text, query.video),
-                score_for_video(scorer, query.counterfactual, query.video),
-            )
-            return QueryRecord(id=query.id, kind=query.kind, correct=right, aspect=query.aspect)
-        return self._ranked(scorer, query)
+def _choice(scorer: VideoScorer, query: McqQuery | CounterfactualQuery) -> QueryResult:
+    if isinstance(query, McqQuery):
+        scores = [score_for_video(scorer, o, query.video) for o in query.options]
+        correct, text, aspect = mcq_correct(scores, query.answer), query.options[query.answer], None
+    else:
+        scores = [score_for_video(scorer, t, query.video) for t in (query.text, query.counterfactual)]
+        correct, text, aspect = counterfactual_correct(*scores), query.text, query.aspect
+    return QueryResult(id=query.id, kind=query.kind, text=text, positives=[query.video], correct=correct,
+                       aspect=aspect, choice_scores=[_json_float(s) for s in scores])
 
-    def _ranked(self, scorer: VideoScorer, query: RankedQuery) -> QueryRecord:
-        raw = scorer.score_videos(query.text)
-        missing = len(set(self.bench.videos) - set(raw))
-        if missing:
-            # usually a retriever whose index() was not called on this gallery
-            logger.warning("query %s: the scorer left %d of %d videos unscored (ranked last)",
-                           query.id, missing, len(self.bench.videos))
-        scores = {v: _finite(raw.get(v, -math.inf)) for v in self.bench.videos}
-        positives = [] if isinstance(query, AbsentQuery) else query.positives
-        record = retrieval_record(query.id, query.kind, scores, positives, self.ties)
-        if self.grounder is not None and isinstance(query, ImplicitQuery) and query.has_masks:
-            grounding = grounding_scores(self.grounder(query, query.positives[0]), self.bench.query_masks(query))
-            record.j, record.f = grounding["j"], grounding["f"]
-        return record
+
+def _ranked(scorer: VideoScorer, query: RankedQuery, bench: Bench, grounder: Grounder | None,
+            ties: Ties) -> QueryResult:
+    raw = scorer.score_videos(query.text)
+    missing = len(set(bench.videos) - set(raw))
+    if missing:  # usually a retriever whose index() was not called on this gallery
+        logger.warning("query %s: the scorer left %d of %d videos unscored (ranked last)",
+                       query.id, missing, len(bench.videos))
+    scores = {v: _finite(raw.get(v, -math.inf)) for v in bench.videos}
+    positives = [] if isinstance(query, AbsentQuery) else list(query.positives)
+    record = retrieval_record(query.id, query.kind, scores, positives, ties)
+    ranking = [RankedVideo(video=v, score=_json_float(scores[v])) for v in rank_videos(scores, positives, ties)[:TOP_N]]
+    result = QueryResult(**record.model_dump(), text=query.text, positives=positives, ranking=ranking)
+    if grounder is not None and isinstance(query, ImplicitQuery) and query.has_masks:
+        grounding = grounding_scores(grounder(query, query.positives[0]), bench.query_masks(query))
+        result.j, result.f = grounding["j"], grounding["f"]
+    return result
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isinf(value) or math.isnan(value) else value

@@ -13,12 +13,12 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from twinseek.evals.runner import RunResult, SystemResult
+from twinseek.evals.schemas import RunResult, SystemResult
+from twinseek.media import OVERLAY_ALPHA, overlay_frames, write_overlays
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,6 @@ RANKED_METRICS = ("r@1", "r@5", "r@10", "mdr", "mnr", "map", "recall@tau", "j", 
 HEADLINE = {"implicit": "implicit_r@1", "explicit": "explicit_r@1", "negation": "negation_r@1",
             "absent": "absent_rejection@tau", "mcq": "mcq_accuracy", "counterfactual": "counterfactual_accuracy"}
 OVERLAY_FRAMES = 4
-MASK_COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180)]
 
 Table = tuple[list[str], list[list[str]]]  # header, rows
 
@@ -216,61 +215,13 @@ def write_plots(result: RunResult, folder: Path) -> list[Path]:
 
 # ---------------------------------------------------------------- overlays
 def draw_overlays(video: str | Path | None, masks: Mapping[int, Sequence[str | Path]], folder: Path,
-                  max_frames: int = OVERLAY_FRAMES, alpha: float = 0.45) -> list[Path]:
+                  max_frames: int = OVERLAY_FRAMES, alpha: float = OVERLAY_ALPHA) -> list[Path]:
     """Tint each frame's mask PNGs (one colour per object) over the decoded frame: ``folder/f<frame>.png``.
 
     Frames are decoded at the masks' size; an unreadable or missing video gives black frames.
     """
-    from twinseek.evals.bench import load_mask
-
-    frames = sorted(masks)
-    if not frames:
-        return []
-    if len(frames) > max_frames:  # evenly spread key frames
-        frames = [frames[round(i * (len(frames) - 1) / (max_frames - 1))] for i in range(max_frames)]
-    loaded = {f: [load_mask(p) for p in masks[f]] for f in frames}
-    h, w = next(iter(loaded.values()))[0].shape
-    pictures = _decode(video, set(frames), max(h, w))
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for f in frames:
-        written.append(_overlay_png(pictures.get(f), loaded[f], (h, w), alpha, folder / f"f{f:06d}.png"))
-    return written
-
-
-def _decode(video: str | Path | None, wanted: set[int], max_side: int) -> dict[int, np.ndarray]:
-    from twinseek.errors import TwinseekError
-    from twinseek.twins.decode import iter_frames
-
-    if video is None:
-        return {}
-    try:
-        return dict(iter_frames(video, max_side, wanted))
-    except (TwinseekError, OSError) as exc:
-        logger.warning("cannot decode %s (%s): masks drawn on black", video, exc)
-        return {}
-
-
-def _overlay_png(frame: np.ndarray | None, masks: Sequence[np.ndarray], shape: tuple[int, int], alpha: float,
-                 path: Path) -> Path:
-    from PIL import Image
-
-    base = np.zeros((*shape, 3), np.uint8) if frame is None else _fit(frame, shape)
-    out = base.astype(np.float32)
-    for i, mask in enumerate(masks):
-        if mask.shape != shape:
-            mask = np.asarray(Image.fromarray(mask).resize((shape[1], shape[0]), Image.Resampling.NEAREST))
-        out[mask] = (1 - alpha) * out[mask] + alpha * np.array(MASK_COLOURS[i % len(MASK_COLOURS)], np.float32)
-    Image.fromarray(out.clip(0, 255).astype(np.uint8)).save(path)
-    return path
-
-
-def _fit(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    if img.shape[:2] == shape:
-        return img
-    return np.asarray(Image.fromarray(img).resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+    by_frame = {f: dict(enumerate(paths)) for f, paths in masks.items()}
+    return write_overlays(overlay_frames(video, by_frame, max_frames, alpha), folder)
 
 
 # ---------------------------------------------------------------- the report

@@ -26,14 +26,22 @@ How the agent is scored (:class:`AgentScorer`):
   score (hit or dropped). With LR off that relevance is the video's absolute retrieval similarity (mean raw
   tool score, clipped to [0, 1]). (``AgentScorer(restrict=False)`` instead reuses one gallery search per text: a candidate keeps its
   relevance, any other video scores ``-1 + 0.5 * (1 - position / gallery)`` by its retrieval position.)
-* **Stores.** Just-in-time refinement writes into the twins, so every system with LR and JiT on runs on its own copy of
-  the ingested store (``<out>/stores/<system>``), after the systems that read the store itself. Decompositions
-  come from the agent's one decomposer, whose cache lives in the store (and is copied with it): each text is asked
-  of the LLM once, and every system sees the same sub-queries.
+* **Stores.** Every system runs on the one ingested store. Just-in-time refinement never rewrites a twin: what it
+  finds is an overlay row (``refinements``), retrieval reads the ingest rows only, and a search sees only the
+  refinements its own calls produced or read. So a system's results do not depend on which systems ran before it;
+  refinements stored by one system are a cache that another system asking the same action reuses (the action
+  does not run twice). Decompositions come from the agent's one decomposer, whose cache lives in the store: each
+  text is asked of the LLM once, and every system sees the same sub-queries.
 * **No deadline.** Agent systems run without ``agent.deadline_s``: an eval's numbers must not depend on load.
 * **Grounding.** For implicit queries with ground-truth masks, the predicted mask of a frame is the union of the
   masks of the objects the agent chose in the positive video's hit, resized (nearest) to the ground truth's
   resolution; no hit for that video means no masks (J = F = 0).
+
+Every query goes through the one evaluator, :func:`twinseek.evals.metrics.evaluate_query`. Results are written
+as the run goes (:mod:`twinseek.evals.results`): ``results.json`` after each system, a checkpoint line per
+query in between, so ``twinseek eval BENCH --out RUN --resume`` (``run(..., out=RUN, resume=True)``) continues a
+killed run: finished systems are kept, the one cut short goes on after its last finished query (a JiT system
+reads the refinements its earlier queries stored as a cache), and a run whose settings differ is refused.
 
 Determinism: the random baseline is seeded by (seed, query text); the LLM runs at temperature 0 with
 ``seed``; retrieval is exact. Timings are the only fields that differ between two runs with the same seed.
@@ -43,9 +51,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import platform
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -54,214 +60,39 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from twinseek import __version__
 from twinseek.config import ProfileName, Settings, load_settings
 from twinseek.errors import TwinseekError
-from twinseek.evals.bench import (
-    AbsentQuery,
-    Bench,
-    CounterfactualQuery,
-    ImplicitQuery,
-    McqQuery,
-    Query,
-    RankedQuery,
-    load_bench,
-    load_mask,
-    load_reasont2vbench,
-)
-from twinseek.evals.metrics import (
-    DEFAULT_TAU,
-    Grounder,
-    QueryRecord,
-    VideoScorer,
-    aggregate,
-    counterfactual_correct,
-    grounding_scores,
-    mcq_correct,
-    rank_videos,
-    retrieval_record,
+from twinseek.evals.bench import Bench, ImplicitQuery, load_bench, load_reasont2vbench
+from twinseek.evals.metrics import DEFAULT_TAU, Grounder, VideoScorer, aggregate, evaluate_query
+from twinseek.evals.results import RunFolder
+from twinseek.evals.schemas import (
+    TOP_N,
+    HitInfo,
+    ObjectMasks,
+    OverlayExample,
+    QueryInfo,
+    QueryResult,
+    RunConfig,
+    RunResult,
+    SystemResult,
+    SystemSpec,
+    parse_systems,
 )
 from twinseek.evals.scorers import RetrievalScorer
+from twinseek.media import load_mask, resize_mask
 
 if TYPE_CHECKING:
     from rich.progress import Progress as _Bar
 
 logger = logging.getLogger(__name__)
 
-SWITCHES: tuple[str, ...] = ("qd", "ca", "lr", "jit")
-SWITCH_LABELS = {"qd": "QD", "ca": "CA", "lr": "LR", "jit": "JiT"}
-SystemKind = Literal["agent", "random", "naive", "dense", "compositional"]
-BASELINES: tuple[SystemKind, ...] = ("random", "naive", "dense", "compositional")
-ALL_SYSTEMS: tuple[str, ...] = ("full", "full-qd", "full-ca", "full-lr", "full-jit", *BASELINES)
 STORE_KINDS = frozenset({"agent", "dense", "compositional"})  # systems that read the twin store
-TOP_N = 10  # ranking entries kept per query in results.json
 EXAMPLES = 2  # overlay examples per outcome (hit / miss) and agent system
 
 
-# ---------------------------------------------------------------- systems
-class SystemSpec(BaseModel):
-    """One system to evaluate: the agent with some switches off, or a baseline."""
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: SystemKind
-    ablate: tuple[str, ...] = Field((), description="Agent switches turned off (qd, ca, lr, jit), canonical order.")
-
-    @property
-    def name(self) -> str:
-        if self.kind != "agent":
-            return self.kind
-        return "-".join(["full", *self.ablate])
-
-    @property
-    def label(self) -> str:
-        if self.kind != "agent":
-            return self.kind
-        return "full" + (f" w/o {'+'.join(SWITCH_LABELS[s] for s in self.ablate)}" if self.ablate else "")
-
-    def switches(self) -> dict[str, bool]:
-        return {s: s not in self.ablate for s in SWITCHES}
-
-    @classmethod
-    def parse(cls, text: str) -> SystemSpec:
-        """``full``, ``full-qd-ca`` (or ``no-qd``), ``random``, ``naive``, ``dense``, ``compositional``."""
-        parts = [p for p in re.split(r"[-+_/ ]+", text.strip().lower()) if p]
-        if len(parts) == 1 and parts[0] in BASELINES:
-            return cls(kind=parts[0])  # type: ignore[arg-type]
-        if parts and parts[0] in ("full", "no", "wo", "agent"):
-            return cls.agent(parts[1:], text)
-        raise ValueError(f"unknown system {text!r}; use full, full-<switch>[-<switch>] ({', '.join(SWITCHES)}) "
-                         f"or one of {', '.join(BASELINES)}")
-
-    @classmethod
-    def agent(cls, ablate: Iterable[str], where: str = "") -> SystemSpec:
-        """The agent with ``ablate`` (case-insensitive switch names) off."""
-        wanted = {a.strip().lower() for a in ablate if a.strip()}
-        unknown = wanted - set(SWITCHES)
-        if unknown:
-            raise ValueError(f"unknown ablation switch(es) {sorted(unknown)} in {where!r}; "
-                             f"known: {', '.join(SWITCH_LABELS.values())}")
-        return cls(kind="agent", ablate=tuple(s for s in SWITCHES if s in wanted))
-
-
-def parse_systems(items: Iterable[str | SystemSpec]) -> list[SystemSpec]:
-    """Specs from names (comma-separated lists allowed), duplicates dropped, order kept."""
-    specs: list[SystemSpec] = []
-    for item in items:
-        parsed = [item] if isinstance(item, SystemSpec) else [SystemSpec.parse(p) for p in item.split(",") if p.strip()]
-        specs.extend(s for s in parsed if s not in specs)
-    if not specs:
-        raise ValueError("no system to evaluate")
-    return specs
-
-
-# ---------------------------------------------------------------- records
-class RankedVideo(BaseModel):
-    video: str
-    score: float | None  # None: not scored (-inf)
-
-
-class ObjectMasks(BaseModel):
-    track_id: int
-    category: str = ""
-    masks: dict[int, str] = Field(default_factory=dict, description="Frame index -> mask PNG path.")
-
-
-class HitInfo(BaseModel):
-    """One agent hit as recorded: enough to draw its overlay later."""
-
-    video: str
-    relevance: float
-    judged_by: str = ""
-    objects: list[ObjectMasks] = Field(default_factory=list)
-
-
-class QueryResult(QueryRecord):
-    """A :class:`QueryRecord` plus what the system did for the query."""
-
-    text: str
-    positives: list[str] = Field(default_factory=list)
-    ranking: list[RankedVideo] = Field(default_factory=list, description=f"Top {TOP_N} of the gallery.")
-    choice_scores: list[float | None] | None = Field(None, description="MCQ options' / [true, counterfactual] scores.")
-    returned: list[str] | None = Field(None, description="Agent: the videos it returned (relevance >= tau).")
-    hits: list[HitInfo] = Field(default_factory=list)
-    seconds: float = 0.0
-    timings: dict[str, float] = Field(default_factory=dict, description="Seconds per stage (summed over calls).")
-    models: dict[str, str] = Field(default_factory=dict, description="tier:model behind each stage.")
-    fallbacks: list[str] = Field(default_factory=list)
-
-
-class OverlayExample(BaseModel):
-    query_id: str
-    text: str
-    outcome: Literal["hit", "miss"]
-    video: str | None
-    positives: list[str]
-    files: list[str] = Field(default_factory=list, description="Overlay images, relative to the run folder.")
-
-
-class SystemResult(BaseModel):
-    name: str
-    label: str
-    kind: SystemKind
-    ablate: list[str] = Field(default_factory=list)
-    metrics: dict[str, float] = Field(default_factory=dict)
-    records: list[QueryResult] = Field(default_factory=list)
-    seconds: float = 0.0
-    skipped: str | None = Field(None, description="Why the system did not run (e.g. the agent is not installed).")
-    examples: list[OverlayExample] = Field(default_factory=list)
-
-
-class RunConfig(BaseModel):
-    bench: str
-    gallery: int
-    queries: int
-    kinds: list[str] | None
-    limit: int | None
-    seed: int
-    tau: float
-    k: int
-    profile: str
-    store: str | None
-    llm_decomposition: bool
-    systems: list[str]
-    llm: dict[str, Any] = Field(default_factory=dict)
-    versions: dict[str, str] = Field(default_factory=dict)
-    started: str = ""
-
-
-class RunResult(BaseModel):
-    """Everything a run produced; ``results.json`` is this model."""
-
-    config: RunConfig
-    systems: dict[str, SystemResult]
-    out: Path | None = None
-    results_path: Path | None = None
-    report_files: list[Path] = Field(default_factory=list)
-
-    def metrics(self) -> dict[str, dict[str, float]]:
-        """System name -> metrics (systems that ran)."""
-        return {n: s.metrics for n, s in self.systems.items() if s.skipped is None}
-
-
 # ---------------------------------------------------------------- scorers
-class QueryInfo(BaseModel):
-    """Stage timings, models and fallbacks gathered while a scorer answered one query."""
-
-    timings: dict[str, float] = Field(default_factory=dict)
-    models: dict[str, str] = Field(default_factory=dict)
-    fallbacks: list[str] = Field(default_factory=list)
-    hits: list[HitInfo] = Field(default_factory=list)
-    returned: list[str] | None = None
-    max_relevance: float | None = None
-
-    def add_timings(self, timings: Mapping[str, float]) -> None:
-        for key, value in timings.items():
-            self.timings[key] = round(self.timings.get(key, 0.0) + float(value), 4)
-
-
 class EvalScorer(VideoScorer, Protocol):
     """What the runner needs from a system: gallery scores (bench ids) and the info of the last query."""
 
@@ -457,69 +288,15 @@ def _hit_info(hit: Any, to_bench: Mapping[str, str]) -> HitInfo:
 
 
 def _union_masks(hit: Any, shape: tuple[int, ...] | None) -> dict[int, np.ndarray]:
-    from PIL import Image
-
     union: dict[int, np.ndarray] = {}
     for obj in hit.objects:
         for m in obj.masks:
             mask = load_mask(m.path)
-            if shape is not None and mask.shape != shape[:2]:
-                img = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
-                mask = np.asarray(img) > 127
+            if shape is not None:
+                mask = resize_mask(mask, shape)
             frame = int(m.frame)
             union[frame] = union[frame] | mask if frame in union else mask
     return union
-
-
-# ---------------------------------------------------------------- per-query evaluation
-def evaluate_query(scorer: EvalScorer, query: Query, bench: Bench, grounder: Grounder | None = None) -> QueryResult:
-    """Score one query with ``scorer``; the result carries the metric fields and what the system did."""
-    start = time.perf_counter()
-    if isinstance(query, McqQuery | CounterfactualQuery):
-        result = _choice(scorer, query)
-    else:
-        result = _ranked(scorer, query, bench, grounder)
-    info = scorer.take_info()
-    result.seconds = round(time.perf_counter() - start, 4)
-    result.timings, result.models, result.fallbacks = info.timings, info.models, info.fallbacks
-    result.hits, result.returned = info.hits, info.returned
-    if info.max_relevance is not None:
-        result.max_score = info.max_relevance  # the agent's own relevance, not a synthetic rank score
-    return result
-
-
-def _video_score(scorer: VideoScorer, text: str, video_id: str) -> float:
-    direct = getattr(scorer, "video_score", None)
-    value = direct(text, video_id) if direct is not None else scorer.score_videos(text).get(video_id, -math.inf)
-    return -math.inf if value is None or math.isnan(value) else float(value)
-
-
-def _choice(scorer: EvalScorer, query: McqQuery | CounterfactualQuery) -> QueryResult:
-    if isinstance(query, McqQuery):
-        scores = [_video_score(scorer, o, query.video) for o in query.options]
-        correct, text, aspect = mcq_correct(scores, query.answer), query.options[query.answer], None
-    else:
-        scores = [_video_score(scorer, t, query.video) for t in (query.text, query.counterfactual)]
-        correct, text, aspect = counterfactual_correct(*scores), query.text, query.aspect
-    return QueryResult(id=query.id, kind=query.kind, text=text, positives=[query.video], correct=correct,
-                       aspect=aspect, choice_scores=[_json_float(s) for s in scores])
-
-
-def _ranked(scorer: EvalScorer, query: RankedQuery, bench: Bench, grounder: Grounder | None) -> QueryResult:
-    raw = scorer.score_videos(query.text)
-    scores = {v: float(raw.get(v, -math.inf)) for v in bench.videos}
-    positives = [] if isinstance(query, AbsentQuery) else list(query.positives)
-    record = retrieval_record(query.id, query.kind, scores, positives)
-    ranking = [RankedVideo(video=v, score=_json_float(scores[v])) for v in rank_videos(scores)[:TOP_N]]
-    result = QueryResult(**record.model_dump(), text=query.text, positives=positives, ranking=ranking)
-    if grounder is not None and isinstance(query, ImplicitQuery) and query.has_masks:
-        grounding = grounding_scores(grounder(query, query.positives[0]), bench.query_masks(query))
-        result.j, result.f = grounding["j"], grounding["f"]
-    return result
-
-
-def _json_float(value: float) -> float | None:
-    return None if math.isinf(value) or math.isnan(value) else value
 
 
 # ---------------------------------------------------------------- the run
@@ -555,7 +332,7 @@ def run(
     bench_dir: str | Path,
     store: str | Path | None = None,
     out: str | Path | None = None,
-    systems: Iterable[str | SystemSpec] = ("full",),
+    systems: Iterable[str | SystemSpec] | None = None,
     kinds: Iterable[str] | None = None,
     limit: int | None = None,
     seed: int = 0,
@@ -567,9 +344,10 @@ def run(
     skip_unavailable: bool = False,
     report: bool = True,
     progress: bool | None = None,
+    resume: bool = False,
     settings_overrides: Mapping[str, Any] | None = None,
 ) -> RunResult:
-    """Evaluate ``systems`` on the bench at ``bench_dir``; write ``results.json`` and the report to ``out``.
+    """Evaluate ``systems`` (default ``full``) on the bench at ``bench_dir``; results and report go to ``out``.
 
     Videos missing from the store are ingested first (``store`` defaults to :func:`default_store`; only systems
     that read twins need one). ``limit`` keeps at most that many queries per kind. ``llm_decomposition=False``
@@ -577,38 +355,61 @@ def run(
     rule-based fallback). ``skip_unavailable`` records a system that cannot start (e.g. the agent extra is not
     installed) as skipped instead of failing. ``progress`` (default: when INFO logging is on) shows rich bars.
 
+    ``results.json`` is written as the run goes (see :mod:`twinseek.evals.results`): after each system, with a
+    checkpoint per finished query in between. ``resume=True`` continues the run in ``out``: finished systems are
+    kept, a system cut short goes on after its last finished query (``systems`` adds to the run's own list), and
+    the report is written over everything.
+
     Raises:
         BenchError: the bench folder is missing pieces or has invalid lines.
-        ValueError: an unknown system, switch or kind.
+        ValueError: an unknown system, switch or kind; ``out`` holds an unfinished run and ``resume`` is off;
+            ``resume`` on a run whose settings (bench, kinds, limit, seed, tau, k, ...) differ.
     """
-    specs = parse_systems(systems)
+    # resuming without a system list continues the run's own systems
+    specs = parse_systems(systems) if systems is not None else [] if resume else parse_systems(["full"])
     bench = limit_queries(load_any_bench(bench_dir, kinds), limit)
     overrides = dict(settings_overrides or {})
     # temperature 0 and a fixed seed: the same seed gives the same LLM answers (where the server honours it)
     llm = {"temperature": 0.0, "seed": seed, **overrides.pop("llm", {})}
     settings = load_settings(profile=profile, llm=llm, **overrides)
-    store_dir = Path(store) if store is not None else default_store(bench, settings)
-    needs_store = any(s.kind in STORE_KINDS for s in specs)
-    config = _config(bench, specs, kinds, limit, seed, tau, k, settings, store_dir if needs_store else None,
-                     llm_decomposition)
+    if resume and out is None:
+        raise ValueError("resume needs the folder of the run to continue (--out)")
     out_dir = Path(out) if out is not None else Path("runs") / f"eval-{bench.root.resolve().name}-{_stamp()}"
     out_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(out_dir)
+    store_dir = _store_dir(store, folder.previous() if resume else None, bench, settings)
+    config = _config(bench, specs, kinds, limit, seed, tau, k, settings, store_dir, llm_decomposition)
+    result = folder.resume(config) if resume else folder.start(config)
+    specs = parse_systems(result.config.systems)
+    needs_store = any(s.kind in STORE_KINDS for s in specs if s.name not in result.systems)
+    if result.config.store is None and needs_store:
+        result.config.store = str(store_dir)
     show = logger.isEnabledFor(logging.INFO) if progress is None else progress
     with _progress(show) as bar:
         ids = _prepare_store(bench, store_dir, settings, bar) if needs_store else {v: v for v in bench.videos}
         ctx = _RunContext(bench, ids, settings.model_copy(update={"store": store_dir}), seed, k, tau,
-                          llm_decomposition, out_dir, bar)
-        # systems on a store copy last: the copy then carries every decomposition cached so far
-        ran = {s.name: _run_system(ctx, s, skip_unavailable) for s in sorted(specs, key=_needs_copy)}
-        results = {s.name: ran[s.name] for s in specs}
-    result = RunResult(config=config, systems=results, out=out_dir)
-    result.results_path = write_results(result, out_dir / "results.json")
+                          llm_decomposition, out_dir, bar, folder)
+        for spec in specs:
+            if spec.name not in result.systems:
+                folder.finish_system(result, _run_system(ctx, spec, skip_unavailable, resume))
+    result.systems = {name: result.systems[name] for name in result.config.systems}
+    result.complete = True
+    folder.save(result)
     if report:
         from twinseek.evals.report import write_report
 
         result.report_files = write_report(result, out_dir)
-        result.results_path = write_results(result, out_dir / "results.json")  # now listing the report files
+        folder.save(result)  # now listing the report files
     return result
+
+
+def _store_dir(store: str | Path | None, previous: RunResult | None, bench: Bench, settings: Settings) -> Path:
+    """The given store, else the one of the run being resumed, else the default one of the bench."""
+    if store is not None:
+        return Path(store)
+    if previous is not None and previous.config.store:
+        return Path(previous.config.store)
+    return default_store(bench, settings)
 
 
 def _stamp() -> str:
@@ -616,40 +417,20 @@ def _stamp() -> str:
 
 
 def _config(bench: Bench, specs: Sequence[SystemSpec], kinds: Iterable[str] | None, limit: int | None, seed: int,
-            tau: float, k: int, settings: Settings, store: Path | None, llm_decomposition: bool) -> RunConfig:
+            tau: float, k: int, settings: Settings, store: Path, llm_decomposition: bool) -> RunConfig:
     import sys
 
+    needs_store = any(s.kind in STORE_KINDS for s in specs)
     return RunConfig(
         bench=str(bench.root), gallery=len(bench.videos), queries=len(bench.queries),
         kinds=sorted(set(kinds)) if kinds is not None else None, limit=limit, seed=seed, tau=tau, k=k,
-        profile=settings.profile, store=str(store) if store else None, llm_decomposition=llm_decomposition,
+        profile=settings.profile, store=str(store) if needs_store else None, llm_decomposition=llm_decomposition,
         systems=[s.name for s in specs],
         llm={"base_url": settings.llm.base_url, "model": settings.llm.model if settings.llm.base_url else
              settings.llm.embedded_model, "temperature": settings.llm.temperature, "seed": settings.llm.seed},
         versions={"twinseek": __version__, "python": sys.version.split()[0], "platform": platform.platform()},
         started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-
-
-def write_results(result: RunResult, path: Path) -> Path:
-    """Write ``results.json`` atomically (temp file, then ``os.replace``)."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(result.model_dump_json(indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def load_results(path: str | Path) -> RunResult:
-    """Read a ``results.json`` or a gzipped ``results.json.gz`` (or the run folder holding one)."""
-    import gzip
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "results.json" if (path / "results.json").exists() else path / "results.json.gz"
-    if path.suffix == ".gz":
-        with gzip.open(path, "rt", encoding="utf-8") as handle:
-            return RunResult.model_validate_json(handle.read())
-    return RunResult.model_validate_json(path.read_text(encoding="utf-8"))
 
 
 # ---------------------------------------------------------------- progress
@@ -690,13 +471,17 @@ def _prepare_store(bench: Bench, store_dir: Path, settings: Settings, bar: _Bar)
 # ---------------------------------------------------------------- running one system
 class _RunContext:
     def __init__(self, bench: Bench, ids: dict[str, str], settings: Settings, seed: int, k: int, tau: float,
-                 llm_decomposition: bool, out: Path, bar: _Bar) -> None:
+                 llm_decomposition: bool, out: Path, bar: _Bar, folder: RunFolder) -> None:
         self.bench, self.ids, self.settings, self.seed, self.k, self.tau = bench, ids, settings, seed, k, tau
-        self.llm_decomposition, self.out, self.bar = llm_decomposition, out, bar
+        self.llm_decomposition, self.out, self.bar, self.folder = llm_decomposition, out, bar, folder
 
 
-def _run_system(ctx: _RunContext, spec: SystemSpec, skip_unavailable: bool) -> SystemResult:
+def _run_system(ctx: _RunContext, spec: SystemSpec, skip_unavailable: bool, resume: bool) -> SystemResult:
+    """Run one system; with ``resume``, the queries it checkpointed before the run stopped are kept."""
     result = SystemResult(name=spec.name, label=spec.label, kind=spec.kind, ablate=list(spec.ablate))
+    done = ctx.folder.checkpointed(spec.name) if resume else {}
+    if not resume:
+        ctx.folder.clear_checkpoint(spec.name)
     start = time.perf_counter()
     with ExitStack() as stack:
         try:
@@ -708,11 +493,12 @@ def _run_system(ctx: _RunContext, spec: SystemSpec, skip_unavailable: bool) -> S
             logger.warning("%s skipped: %s", spec.name, result.skipped)
             return result
         grounder = scorer.grounder(ctx.bench) if isinstance(scorer, AgentScorer) else None
-        result.records = _score_queries(ctx, spec, scorer, grounder)
+        result.records = _score_queries(ctx, spec, scorer, grounder, done)
         result.metrics = aggregate(result.records, tau=ctx.tau)
         if isinstance(scorer, AgentScorer):
             result.examples = _overlay_examples(ctx, spec, scorer, result.records)
-    result.seconds = round(time.perf_counter() - start, 2)
+    # a resumed system: this session's time plus the time its checkpointed queries took
+    result.seconds = round(time.perf_counter() - start + sum(r.seconds for r in done.values()), 2)
     logger.info("%s: %s", spec.name, {k: round(v, 3) for k, v in result.metrics.items()})
     return result
 
@@ -723,13 +509,18 @@ def _unavailable(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _score_queries(ctx: _RunContext, spec: SystemSpec, scorer: EvalScorer,
-                   grounder: Grounder | None) -> list[QueryResult]:
-    task = ctx.bar.add_task(spec.name, total=len(ctx.bench.queries))
+def _score_queries(ctx: _RunContext, spec: SystemSpec, scorer: EvalScorer, grounder: Grounder | None,
+                   done: Mapping[str, QueryResult]) -> list[QueryResult]:
+    """Every bench query through the evaluator, each checkpointed as it finishes; ``done`` ones are reused."""
+    task = ctx.bar.add_task(spec.name, total=len(ctx.bench.queries), completed=len(done))
     records = []
     for query in ctx.bench.queries:
-        records.append(evaluate_query(scorer, query, ctx.bench, grounder))
-        ctx.bar.advance(task)
+        record = done.get(query.id)
+        if record is None:
+            record = evaluate_query(scorer, query, ctx.bench, grounder)
+            ctx.folder.append_query(spec.name, record)
+            ctx.bar.advance(task)
+        records.append(record)
     return records
 
 
@@ -762,29 +553,10 @@ def _open_agent(ctx: _RunContext, store: Path, stack: ExitStack) -> Any:
     return stack.enter_context(Agent.open(store, profile=ctx.settings.profile, **overrides))
 
 
-def _needs_copy(spec: SystemSpec) -> bool:
-    """Systems that refine twins (JiT on, and LR: refinement runs only after reasoning) get a store copy."""
-    switches = spec.switches()
-    return spec.kind == "agent" and switches["jit"] and switches["lr"]
-
-
 def _agent_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> AgentScorer:
-    store = _store_copy(ctx.settings.store, ctx.out / "stores" / spec.name) if _needs_copy(spec) else ctx.settings.store
-    agent = _open_agent(ctx, store, stack)
+    # the one ingested store: refinements are an overlay a search reads only where its own calls asked for them
+    agent = _open_agent(ctx, ctx.settings.store, stack)
     return AgentScorer(agent, ctx.ids, k=ctx.k, tau=ctx.tau, switches=spec.switches())
-
-
-def _store_copy(store: Path, dest: Path) -> Path:
-    """A fresh copy of ``store`` at ``dest``: just-in-time refinement writes what it learns into the twins, so
-    each JiT system starts from the ingested store and the cached store stays as ingested. The copy stays in
-    the run folder (the recorded mask paths point into it)."""
-    import shutil
-
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(store, dest, ignore=shutil.ignore_patterns("*.lock", "chat.sqlite*"))
-    return dest
 
 
 # ---------------------------------------------------------------- overlay examples

@@ -277,7 +277,7 @@ class DenseSource:
         return {r[0]: _digest(r[1:]) for r in rows}
 
     def rows(self, store: TwinStore, video_id: str) -> list[dict[str, Any]]:
-        return [dense_text(store.get_twin(video_id))]
+        return [dense_text(store.get_twin(video_id, refinements=False))]  # retrieval sees ingest rows only
 
     def embed(self, store: TwinStore, rows: list[dict[str, Any]]) -> np.ndarray:
         inputs = [DenseInput(r["video_id"], store.get_video(r["video_id"]).path, r["text"]) for r in rows]

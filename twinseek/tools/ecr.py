@@ -151,7 +151,7 @@ def ensure_ecr(store, generator: EcrGenerator, force: bool = False) -> int:  # t
 
     todo = [v.video_id for v in store.videos() if force or not v.ecr_text or v.ecr_source != generator.source]
     for video_id in tqdm(todo, desc="ECR", unit="video", disable=not todo or None):
-        store.set_ecr(video_id, generator.generate(store.get_twin(video_id)), generator.source)
+        store.set_ecr(video_id, generator.generate(store.get_twin(video_id, refinements=False)), generator.source)
     return len(todo)
 
 

@@ -557,20 +557,19 @@ class ComponentSource:
         return self.encoders.dim
 
     def signatures(self, store: TwinStore) -> dict[str, str]:
-        # mask_dir is unique per ingest; relation count and max id catch relations added later (JiT)
+        # mask_dir is unique per ingest (the rows below never change after it; refinements are not indexed)
         rows = store.db.execute(
             "select v.video_id, v.content_hash, v.mask_dir, v.ingested_at, "
             "(select count(*) from relations r where r.video_id = v.video_id), "
             "(select max(id) from relations r where r.video_id = v.video_id), "
             "(select count(*) from tracks t where t.video_id = v.video_id), "
-            # what refinement may rewrite in place (TwinStore.augment): categories and attributes
             "(select group_concat(t.track_id || ':' || t.category || ':' || coalesce(t.attributes, ''), '|') "
             "from tracks t where t.video_id = v.video_id) from videos v"
         ).fetchall()
         return {r[0]: _digest(r[1:]) for r in rows}
 
     def rows(self, store: TwinStore, video_id: str) -> list[dict[str, Any]]:
-        return ComponentTexts.rows(store.get_twin(video_id))
+        return ComponentTexts.rows(store.get_twin(video_id, refinements=False))  # retrieval sees ingest rows only
 
     def embed(self, store: TwinStore, rows: list[dict[str, Any]]) -> np.ndarray:
         return self.encoders.encode_components([r["kind"] for r in rows], [r["text"] for r in rows])

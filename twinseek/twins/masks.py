@@ -1,21 +1,8 @@
-"""Mask files and mask geometry. Masks are stored as 1-bit PNGs (lossless, small, viewable anywhere)."""
+"""Mask geometry of the twins (mask files, IoU and resizing live in :mod:`twinseek.media`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from PIL import Image
-
-
-def save_mask(path: Path, mask: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(mask, dtype=bool)).convert("1").save(path, optimize=True)
-
-
-def load_mask(path: Path) -> np.ndarray:
-    with Image.open(path) as img:
-        return np.asarray(img.convert("L")) > 127
 
 
 def mask_geometry(mask: np.ndarray) -> tuple[tuple[float, float, float, float], tuple[float, float], float] | None:
@@ -27,8 +14,3 @@ def mask_geometry(mask: np.ndarray) -> tuple[tuple[float, float, float, float], 
     bbox = (xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h)
     centroid = (float(xs.mean() + 0.5) / w, float(ys.mean() + 0.5) / h)
     return tuple(float(v) for v in bbox), centroid, float(len(xs) / (h * w))  # type: ignore[return-value]
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0

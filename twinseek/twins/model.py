@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from twinseek.media import spread
+
 Tier = Literal["embedded", "paper", "heuristic"]
 RelationKind = Literal["spatial", "temporal"]
 
@@ -119,9 +121,8 @@ class Twin(BaseModel):
             if track_ids is not None and track.track_id not in track_ids:
                 continue
             insts = sorted(by_track.get(track.track_id, []), key=lambda i: i.frame_index)
-            if max_frames and len(insts) > max_frames:
-                step = (len(insts) - 1) / (max_frames - 1) if max_frames > 1 else 0
-                insts = [insts[round(k * step)] for k in range(max_frames)]
+            if max_frames:
+                insts = [insts[k] for k in spread(len(insts), max_frames)]
             objects.append(
                 {
                     "id": track.track_id,

@@ -17,6 +17,7 @@ import numpy as np
 
 from twinseek.config import Settings
 from twinseek.errors import TwinseekError
+from twinseek.media import spread
 from twinseek.twins.adapters.base import Category, Detection, TrackedObject, box_from_mask, crop
 from twinseek.twins.decode import DecodedVideo, check_file, decode_video, is_supported, probe
 from twinseek.twins.masks import mask_geometry
@@ -255,7 +256,7 @@ def _scene(
 ) -> list[tuple[str, float]]:
     """Labels of a few whole frames: ImageNet has scene classes (lakeside, alp, seashore) that describe the
     setting when no object is segmented."""
-    picks = sorted({round(k * (len(frames) - 1) / max(SCENE_FRAMES - 1, 1)) for k in range(SCENE_FRAMES)})
+    picks = spread(len(frames), SCENE_FRAMES)
     # frame by frame, so that a label seen in part of the video (a cut, a pan) is not averaged away
     totals: dict[str, float] = defaultdict(float)
     for pos in picks:
@@ -270,8 +271,7 @@ def _detect_seeds(
 ) -> dict[int, list[Detection]]:
     # Embedded detectors are cheap enough for every frame; paper-tier ones run on a few keyframes.
     if specialists.detector.tier == "paper":
-        positions = sorted({round(k * (len(frames) - 1) / max(settings.paper.keyframes - 1, 1))
-                            for k in range(min(settings.paper.keyframes, len(frames)))})
+        positions = spread(len(frames), settings.paper.keyframes)
     else:
         positions = list(range(len(frames)))
     return {pos: specialists.detector.detect(frames[pos], vocabulary) for pos in positions}

@@ -2,10 +2,16 @@
 
 Layout of a store folder::
 
-    twins.db                         SQLite (tables videos, tracks, instances, relations; decompositions, the
-                                     agent's cache of LLM query decompositions)
+    twins.db                         SQLite (tables videos, tracks, instances, relations, refinements;
+                                     decompositions, the agent's cache of LLM query decompositions)
     masks/<video_id>/<ingest>/t<track>_f<frame>.png
     .leases/<ingest>.lock            one per ingest still writing its mask folder (flock held by its process)
+
+Ingest writes ``videos``, ``tracks``, ``instances`` and ``relations``; after that only the derived columns of
+``videos`` (the ECR text) change. What a search learns goes to ``refinements``, an overlay with provenance
+(:mod:`twinseek.twins.refinements`): :meth:`TwinStore.get_twin` reads the ingest rows with the refinements laid
+over them, ``get_twin(video_id, refinements=False)`` the ingest rows alone. Re-ingesting or deleting a video
+drops its refinements (its track ids may now name other objects).
 
 Writes of one video are atomic: its mask files go to a fresh ``<ingest>`` folder, then every row is written
 in one transaction, and only then is the previous folder removed. A crash at any point leaves either the old
@@ -32,7 +38,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,8 +48,9 @@ from pydantic import BaseModel, Field, computed_field
 from sqlite_utils.migrations import Migrations
 
 from twinseek.errors import StoreBusyError, StoreError, VideoNotFoundError
-from twinseek.twins.masks import load_mask, save_mask
-from twinseek.twins.model import Instance, Provenance, Relation, Track, Twin, Video
+from twinseek.media import load_mask, save_mask
+from twinseek.twins.model import Instance, Provenance, Relation, Track, Twin, Video, utc_now
+from twinseek.twins.refinements import Refinement, overlay, prune
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +60,6 @@ LEASE_DIR = ".leases"
 # A mask folder with no lease file (written by a twinseek without leases) is only swept once this old: an
 # ingest of such a version may still be writing it.
 ORPHAN_GRACE_S = 3600.0
-AUGMENTABLE_TRACK_FIELDS = frozenset({
-    "category", "category_score", "category_source", "category_group", "category_candidates", "attributes"})
-AUGMENTABLE_INSTANCE_FIELDS = frozenset({"category", "category_score", "attributes", "depth"})
 
 migrations = Migrations("twinseek")
 
@@ -150,6 +154,22 @@ def m002_decompositions(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m003_refinements(db: sqlite_utils.Database) -> None:
+    """The overlay of what searches learned (see :mod:`twinseek.twins.refinements`)."""
+    db.table("refinements").create(
+        {
+            "id": int, "key": str, "call": str, "video_id": str, "track_id": int, "frames": str, "action": str,
+            "args": str, "model": str, "prompt_version": str, "field": str, "value": str, "confidence": float,
+            "provenance": str, "created_at": str,
+        },
+        pk="id", not_null={"key", "call", "video_id", "action", "model", "prompt_version", "field"},
+        foreign_keys=[("video_id", "videos", "video_id")],
+    )
+    db.table("refinements").create_index(["key"], unique=True, if_not_exists=True)
+    db.table("refinements").create_index(["video_id", "call"], if_not_exists=True)
+
+
 class TwinStore:
     """A folder holding the twin database and mask files. Use as a context manager or call ``close``."""
 
@@ -217,7 +237,16 @@ class TwinStore:
     def videos(self) -> list[Video]:
         return [_video_from_row(r) for r in self.db.query("select * from videos order by video_id")]
 
-    def get_twin(self, video_id: str) -> Twin:
+    def get_twin(self, video_id: str, refinements: bool | Collection[int] = True) -> Twin:
+        """The twin of ``video_id``: its ingest rows with refinements laid over them (``True``: all of the video's,
+        a collection of ids: only those, ``False``: none, the ingest rows exactly as stored)."""
+        twin = self._ingest_twin(video_id)
+        if refinements is False:
+            return twin
+        ids = None if refinements is True else refinements
+        return overlay(twin, self.refinements(video_id, ids=ids))
+
+    def _ingest_twin(self, video_id: str) -> Twin:
         video = self.get_video(video_id)
         q = self.db.query
         tracks = [
@@ -246,7 +275,7 @@ class TwinStore:
         mask_bytes = sum(p.stat().st_size for p in (self.root / MASK_DIR).rglob("*.png")) if (self.root / MASK_DIR).exists() else 0
         return {
             "store": str(self.root), "videos": count("videos"), "tracks": count("tracks"),
-            "instances": count("instances"), "relations": count("relations"),
+            "instances": count("instances"), "relations": count("relations"), "refinements": count("refinements"),
             "db_mb": round((self.root / DB_NAME).stat().st_size / 2**20, 2), "mask_mb": round(mask_bytes / 2**20, 2),
             "top_categories": {r["category"]: r["tracks"] for r in categories},
         }
@@ -336,34 +365,6 @@ class TwinStore:
             if old_dir and old_dir != mask_dir:
                 shutil.rmtree(self.root / old_dir, ignore_errors=True)
 
-    def add_relations(self, relations: list[Relation]) -> None:
-        with self.writer(), self.db.atomic():
-            self._insert_relations(relations)
-
-    def augment(
-        self, video_id: str, *, tracks: Mapping[int, Mapping[str, Any]] | None = None,
-        instances: Mapping[tuple[int, int], Mapping[str, Any]] | None = None, relations: Sequence[Relation] = (),
-    ) -> None:
-        """Update fields of existing tracks (by track id) and instances (by ``(track_id, frame_index)``) and add
-        relations, in one transaction: what just-in-time refinement learns about a twin. Only the fields in
-        ``AUGMENTABLE_TRACK_FIELDS`` / ``AUGMENTABLE_INSTANCE_FIELDS`` may change."""
-        tracks, instances = tracks or {}, instances or {}
-        bad = {f for u in tracks.values() for f in u} - AUGMENTABLE_TRACK_FIELDS
-        bad |= {f for u in instances.values() for f in u} - AUGMENTABLE_INSTANCE_FIELDS
-        if bad:
-            raise ValueError(f"fields that refinement may not change: {sorted(bad)}")
-        with self.writer(), self.db.atomic():
-            if video_id not in self:
-                raise VideoNotFoundError(video_id)
-            for track_id, update in tracks.items():
-                row = dict(update)
-                if "category_candidates" in row:
-                    row["category_candidates"] = json.dumps(row["category_candidates"])
-                self.db.table("tracks").update((video_id, track_id), row)
-            for (track_id, frame_index), update in instances.items():
-                self.db.table("instances").update((video_id, track_id, frame_index), dict(update))
-            self._insert_relations(list(relations))
-
     def set_ecr(self, video_id: str, text: str, source: str) -> None:
         with self.writer(), self.db.atomic():
             if video_id not in self:
@@ -387,13 +388,63 @@ class TwinStore:
         shutil.rmtree(self.root / mask_dir, ignore_errors=True)
         self._release_lease(mask_dir)
 
+    # -- refinements (the overlay of what searches learned) -------------------------------------------------
+    def add_refinements(self, refinements: Sequence[Refinement]) -> list[Refinement]:
+        """Store what each refinement adds to its ingest twin, in one transaction; returns the stored rows (with
+        ids) in order. A refinement that adds nothing (:func:`~twinseek.twins.refinements.prune`) is left out; one
+        whose key is already stored returns the stored row (the first writer wins: a cache, not a new row)."""
+        stored: list[Refinement] = []
+        with self.writer(), self.db.atomic():
+            ingest: dict[str, Twin] = {}
+            for ref in refinements:
+                if ref.video_id not in ingest:
+                    ingest[ref.video_id] = self._ingest_twin(ref.video_id)  # VideoNotFoundError when unknown
+                kept = prune(ref, ingest[ref.video_id])
+                if kept is None:
+                    continue
+                rows = list(self.db.query("select * from refinements where key = ?", [kept.key]))
+                if not rows:
+                    row = _refinement_to_row(kept)
+                    self.db.table("refinements").insert(row)
+                    rows = list(self.db.query("select * from refinements where key = ?", [kept.key]))
+                stored.append(_refinement_from_row(rows[0]))
+        return stored
+
+    def refinements(self, video_id: str | None = None, *, ids: Collection[int] | None = None,
+                    call: str | None = None) -> list[Refinement]:
+        """Stored refinements, oldest first: of one video or all, only ``ids``, or only those of one action
+        ``call`` (:attr:`Refinement.call`)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if video_id is not None:
+            where.append("video_id = ?")
+            params.append(video_id)
+        if call is not None:
+            where.append("call = ?")
+            params.append(call)
+        if ids is not None:
+            wanted = sorted({int(i) for i in ids})
+            if not wanted:
+                return []
+            where.append(f"id in ({','.join('?' * len(wanted))})")
+            params += wanted
+        sql = "select * from refinements" + (f" where {' and '.join(where)}" if where else "") + " order by id"
+        return [_refinement_from_row(r) for r in self.db.query(sql, params)]
+
+    def clear_refinements(self, video_id: str | None = None) -> int:
+        """Delete the refinements of one video (or all); the ingest rows are untouched. Returns how many."""
+        with self.writer(), self.db.atomic():
+            if video_id is None:
+                return self.db.execute("delete from refinements").rowcount
+            return self.db.execute("delete from refinements where video_id = ?", [video_id]).rowcount
+
     # -- internals ---------------------------------------------------------------------------------------
     def _mask_dir_of(self, video_id: str) -> str | None:
         rows = list(self.db.query("select mask_dir from videos where video_id = ?", [video_id]))
         return rows[0]["mask_dir"] if rows else None
 
     def _delete_rows(self, video_id: str) -> None:
-        for table in ("relations", "instances", "tracks", "videos"):
+        for table in ("refinements", "relations", "instances", "tracks", "videos"):
             self.db.execute(f"delete from [{table}] where video_id = ?", [video_id])
 
     def _insert_video(self, video: Video, mask_dir: str) -> None:
@@ -559,3 +610,18 @@ def _instance_from_row(row: dict[str, Any]) -> Instance:
     row["bbox"] = tuple(row.pop(k) for k in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2"))
     row["centroid"] = (row.pop("centroid_x"), row.pop("centroid_y"))
     return Instance(**row)
+
+
+def _refinement_to_row(ref: Refinement) -> dict[str, Any]:
+    row = ref.model_dump(exclude={"id"})
+    for name in ("frames", "args", "value", "provenance"):
+        row[name] = json.dumps(row[name], sort_keys=True)
+    row.update(key=ref.key, call=ref.call, created_at=ref.provenance.get("created_at") or utc_now())
+    return row
+
+
+def _refinement_from_row(row: dict[str, Any]) -> Refinement:
+    row = {k: v for k, v in row.items() if k not in ("key", "call", "created_at")}
+    for name in ("frames", "args", "value", "provenance"):
+        row[name] = json.loads(row[name]) if row[name] is not None else None
+    return Refinement(**row)

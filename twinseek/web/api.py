@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from twinseek.agent.api import SearchResult
 from twinseek.errors import TwinseekError
 from twinseek.twins.model import Twin, Video
+from twinseek.twins.store import TwinStore
 from twinseek.web.deps import Store, TwinDep, Web, WebState, same_origin
 from twinseek.web.ingest import IngestJob, UploadRejected, new_job_id, save_uploads
 from twinseek.web.media import OutsideRootError, file_inside, mask_layer, track_selection
@@ -43,9 +44,9 @@ class VideoSummary(BaseModel):
 
 class TwinView(BaseModel):
     twin: Twin
-    refinements: list[dict[str, Any]] | None = Field(
-        None, description="What searches learnt about this twin, with provenance; null while the store does "
-        "not record refinements.")
+    refinements: list[dict[str, Any]] = Field(
+        default_factory=list, description="What searches learnt about this twin (the refinements overlay laid over "
+        "its ingest rows in ``twin``), with provenance.")
 
 
 class Health(BaseModel):
@@ -71,17 +72,9 @@ def summary(twin: Twin) -> VideoSummary:
                         categories=sorted(counts, key=lambda c: -counts[c]))
 
 
-def store_refinements(store: Any, video_id: str) -> list[dict[str, Any]] | None:
-    """The refinements the store records for a video, with their provenance, or ``None`` when this store has no
-    refinements overlay.
-
-    PLACEHOLDER until the refinements overlay (branch arch-overlay) lands: it adds a way for ``TwinStore`` to
-    list refinements; this looks for a ``refinements(video_id)`` method and shows whatever rows it returns.
-    """
-    lister = getattr(store, "refinements", None)
-    if not callable(lister):
-        return None
-    rows = [r.model_dump(mode="json") if isinstance(r, BaseModel) else dict(r) for r in lister(video_id)]
+def store_refinements(store: TwinStore, video_id: str) -> list[dict[str, Any]]:
+    """The refinements the store records for a video (:meth:`TwinStore.refinements`), with their provenance."""
+    rows = [r.model_dump(mode="json") for r in store.refinements(video_id)]
     # the columns a reader wants first (those the overlay is expected to have), then whatever else there is
     first = [k for k in REFINEMENT_COLUMNS if any(k in r for r in rows)]
     rest = [k for r in rows for k in r if k not in first and k not in ("id", "video_id")]

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
-from twinseek.agent.api import PALETTE, FrameMask, Hit, HitObject, SearchResult
-from twinseek.twins.masks import load_mask
+from twinseek.agent.api import FrameMask, Hit, HitObject, SearchResult
+from twinseek.media import colour, load_mask, outline, resize_mask
 from twinseek.twins.model import Instance, Twin
 from twinseek.twins.store import MASK_DIR, TwinStore
 
@@ -55,12 +55,8 @@ def mask_file(store: TwinStore, instance: Instance) -> Path:
     return path
 
 
-def colour(position: int) -> tuple[int, int, int]:
-    """The colour of the object at ``position`` in a list (the same as the overlays draw)."""
-    return PALETTE[position % len(PALETTE)]
-
-
 def css_colour(position: int) -> str:
+    """The CSS colour of the object at ``position`` in a list (the same as the overlays draw)."""
     r, g, b = colour(position)
     return f"rgb({r},{g},{b})"
 
@@ -136,12 +132,9 @@ def mask_layer(store: TwinStore, twin: Twin, frame: int, tracks: Sequence[int]) 
         mask = load_mask(mask_file(store, inst))
         if layer is None:
             layer = np.zeros((*mask.shape, 4), np.uint8)
-        if mask.shape != layer.shape[:2]:
-            size = (layer.shape[1], layer.shape[0])
-            mask = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
-        edge = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.FIND_EDGES)) > 0
+        mask = resize_mask(mask, layer.shape)
         layer[mask] = (*colour(k), FILL_ALPHA)
-        layer[edge & mask] = (*colour(k), 255)
+        layer[outline(mask)] = (*colour(k), 255)
     buf = io.BytesIO()
     Image.fromarray(layer, "RGBA").save(buf, format="PNG", optimize=True)  # type: ignore[arg-type]
     return buf.getvalue()

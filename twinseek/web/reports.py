@@ -76,7 +76,7 @@ def run_info(folder: Path) -> RunInfo:
 
 
 def load_run(folder: Path) -> Any:
-    from twinseek.evals.runner import load_results
+    from twinseek.evals.results import load_results
 
     return load_results(folder)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from twinseek.config import ProfileName
 from twinseek.errors import ConfigError
@@ -15,6 +15,8 @@ LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost
 
 class WebSettings(BaseModel):
     """What ``twinseek serve`` was asked for. Build directly or through the CLI."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not a silent default
 
     store: Path = Field(description="The twin store the app searches and ingests into.")
     host: str = Field("127.0.0.1", description="Bind address; anything but loopback needs a token or insecure.")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from twinseek.media import mask_iou
+
 log = logging.getLogger(__name__)
 
 WORK_SIDE = 320  # flow and proposals run at this max side; masks are upsampled afterwards
@@ -223,16 +225,11 @@ def refine_grabcut(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return 0.0 if union == 0 else np.count_nonzero(a & b) / union
-
-
 def merge_seeds(props: list[Proposal], seeds: list[Proposal], overlap: float = 0.5) -> list[Proposal]:
     """Seeds (e.g. person masks) win over motion blobs that are mostly the same object.
 
     A motion blob is dropped when its IoU with a seed exceeds ``overlap``; a blob that contains a seed plus
     much more (rider on a horse, cyclist on a bike) is kept as its own object.
     """
-    kept = [p for p in props if all(mask_iou(p.mask, s.mask) <= overlap for s in seeds)]
+    kept = [p for p in props if all(mask_iou(p.mask, s.mask, empty=0.0) <= overlap for s in seeds)]
     return seeds + kept

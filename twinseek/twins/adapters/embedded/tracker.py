@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from twinseek.media import mask_iou
 from twinseek.twins.adapters.base import Detection, SpecialistBase, TrackedObject
 from twinseek.twins.adapters.embedded.proposals import (
     Proposal,
-    mask_iou,
     merge_seeds,
     motion_maps,
     moving_mask,
@@ -224,7 +224,7 @@ def _similarity(
     keeps a similar-sized object nearby in the same track without ever beating a real overlap.
     """
     kbox = np.concatenate([kbox[:2], np.maximum(kbox[2:4], 1.0)])  # the filter may overshoot to w, h <= 0
-    sim = max(mask_iou(pred, mask), box_iou(kbox, box))
+    sim = max(mask_iou(pred, mask, empty=0.0), box_iou(kbox, box))
     dist = float(np.hypot(kbox[0] - box[0], kbox[1] - box[1])) / diag
     gate = SAME_LABEL_GATE if same_label else PROXIMITY_GATE
     if dist < gate:

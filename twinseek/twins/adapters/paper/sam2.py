@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from twinseek.errors import ConfigError, ModelUnavailableError
+from twinseek.media import mask_iou
 from twinseek.twins.adapters.base import Box, Detection, SpecialistBase, TrackedObject, box_from_mask
 from twinseek.twins.adapters.paper._common import (
     PaperSpecialist,
@@ -107,11 +108,6 @@ def _best_match(box: Box, candidates: Sequence[SeedPrompt], iou: float) -> SeedP
     return candidates[best] if overlaps[best] >= iou else None
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
-
-
 def _same_object(
     prompt: SeedPrompt, own: dict[int, np.ndarray], other: dict[int, np.ndarray], iou: float
 ) -> bool:
@@ -123,7 +119,7 @@ def _same_object(
     other_box = box_from_mask(other_mask)
     if other_box is not None and box_iou(np.asarray(prompt.boxes[pos]), np.asarray([other_box]))[0] >= iou:
         return True
-    return pos in own and mask_iou(own[pos], other_mask) >= iou
+    return pos in own and mask_iou(own[pos], other_mask, empty=0.0) >= iou
 
 
 def merge_tracks(
