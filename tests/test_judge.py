@@ -208,3 +208,20 @@ def test_the_default_judge_follows_the_llm_tier(agent: Agent, monkeypatch: pytes
     assert Agent(chosen).context().judge == "listwise" and Agent(chosen).context(judge="yesno").judge == "yesno"
     with pytest.raises(ValueError, match="judge"):
         agent.context(judge="vote")
+
+
+def test_calibration_pairs_come_from_uncalibrated_searches_and_fit(agent: Agent, stub: Any) -> None:
+    from types import SimpleNamespace
+
+    from twinseek.evals.calibrate import pairs_for
+
+    stub.script = Script(stub)
+    cal = Calibrator(method="platt", a=-50.0, b=0.0, llm="stub", judge="yesno")  # would invert every score
+    cal.save(store_calibration_path(agent.resources.store.root, "yesno"))
+    queries = [SimpleNamespace(id="q1", text=QUERY, positives=["shapes-bench"]),
+               SimpleNamespace(id="q2", text="a blue disc", positives=[])]
+    pairs = pairs_for(agent, queries, {"shapes-bench": "shapes"}, k=3, judge="yesno", llm_weight=1.0)
+    assert sorted(pairs) == sorted([(0.8, True, "q1"), (0.3, False, "q1"), (0.1, False, "q1"),
+                                    (0.8, False, "q2"), (0.3, False, "q2"), (0.1, False, "q2")])
+    fitted = fit_calibrator([s for s, _, _ in pairs], [r for _, r, _ in pairs], llm="stub", judge="yesno")
+    assert fitted(0.8) > fitted(0.3) > fitted(0.1)
