@@ -339,7 +339,7 @@ class Nodes:
                                                   f"retrieval: {', '.join(late)}"))
             out["to_reason"] = []
             out["models"] = {"reason": res.llm_name, "judge": mode}
-            out["trace"] = [f"reason[{round_}/{mode}] {vid}: {j.relevance:.2f} ({j.source})"
+            out["trace"] = [f"reason[{round_}] {vid}: {j.relevance:.2f} ({j.source}, {mode})"
                             + (f", missing {j.missing}" if j.missing else "") for vid, j, _ in results]
         return out
 
