@@ -1,10 +1,12 @@
-"""Mask quality of the embedded detector + segmenter on the DAVIS clips of the dev bench.
+"""Mask quality of the embedded seeds + segmenter on the DAVIS clips of the dev bench.
 
 For every video with ground truth (``masks/<name>/<k>.png``, 0/255 foreground of decoded frame ``k``) this
-decodes ``--frames`` uniformly sampled frames, downscales them to a max side of 640, runs
-``EmbeddedDetector.detect`` for seeds and ``EmbeddedSegmenter.segment``, and scores each track by its mean IoU
-(J) against the ground truth over the sampled frames (a frame where the track has no mask scores 0 when the
-ground truth is non-empty). The best track's J is reported per video. Results go to
+decodes ``--frames`` uniformly sampled frames, downscales them to a max side of 640, builds the seeds as
+ingestion does (``EmbeddedDetector.detect`` person masks on every frame, plus the COCO detector's boxes on
+``perception.detector_keyframes`` keyframes) and runs ``EmbeddedSegmenter.segment``; each track is scored by its
+mean IoU (J) against the ground truth over the sampled frames (a frame where the track has no mask scores 0 when
+the ground truth is non-empty). The best track's J is reported per video, with the COCO seeds (``best_j``) and,
+as the baseline of the same run, without them (``best_j_people_only``). Results go to
 ``benchmarks/results/masks.json``.
 
 Usage: ``python benchmarks/masks.py [--bench DIR] [--frames 16] [--videos a,b]``
@@ -26,10 +28,13 @@ import av  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from twinseek.config import load_settings  # noqa: E402
 from twinseek.media import load_mask, mask_iou, resize_mask, spread  # noqa: E402
 from twinseek.twins.adapters.base import Detection, TrackedObject  # noqa: E402
 from twinseek.twins.adapters.embedded.classifier import EmbeddedDetector  # noqa: E402
+from twinseek.twins.adapters.embedded.coco import EmbeddedObjectDetector  # noqa: E402
 from twinseek.twins.adapters.embedded.tracker import EmbeddedSegmenter  # noqa: E402
+from twinseek.twins.pipeline import _add_object_seeds  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_SIDE = 640
@@ -66,24 +71,36 @@ def track_j(track: TrackedObject, gts: Sequence[np.ndarray]) -> float:
     return float(np.mean(scores))
 
 
-def run_video(name: str, bench: Path, n: int, detector: EmbeddedDetector, seg: EmbeddedSegmenter) -> dict:
+def _best(tracks: list[TrackedObject], gts: Sequence[np.ndarray]) -> tuple[float, TrackedObject | None]:
+    js = sorted(((track_j(t, gts), t) for t in tracks), key=lambda x: -x[0])
+    return js[0] if js else (0.0, None)
+
+
+def run_video(name: str, bench: Path, n: int, detector: EmbeddedDetector, coco: EmbeddedObjectDetector,
+              keyframes: int, seg: EmbeddedSegmenter) -> dict:
     idx, frames = decode_sampled(bench / "videos" / f"{name}.mp4", n)
     gts = load_gt(bench / "masks" / name, idx, frames[0].shape[:2])
     t0 = time.perf_counter()
     seeds: dict[int, list[Detection]] = {pos: detector.detect(f) for pos, f in enumerate(frames)}
     t1 = time.perf_counter()
-    tracks = seg.segment(frames, seeds)
+    people_only = _best(seg.segment(frames, seeds), gts)
     t2 = time.perf_counter()
-    js = sorted(((track_j(t, gts), t) for t in tracks), key=lambda x: -x[0])
-    best = js[0] if js else (0.0, None)
+    _add_object_seeds(seeds, frames, coco, keyframes)
+    t3 = time.perf_counter()
+    tracks = seg.segment(frames, seeds)
+    t4 = time.perf_counter()
+    best = _best(tracks, gts)
     return {
         "video": name,
         "best_j": round(best[0], 4),
+        "best_j_people_only": round(people_only[0], 4),
         "best_track": None if best[1] is None else best[1].track_id,
         "best_source": None if best[1] is None else best[1].source,
+        "best_label": None if best[1] is None else best[1].label,
         "tracks": len(tracks),
         "detect_s": round(t1 - t0, 3),
-        "segment_s": round(t2 - t1, 3),
+        "coco_s": round(t3 - t2, 3),
+        "segment_s": round(t4 - t3, 3),
         "frames": len(frames),
         "size": list(frames[0].shape[:2]),
     }
@@ -106,19 +123,24 @@ def main() -> None:
     names = sorted(p.name for p in (args.bench / "masks").iterdir() if (args.bench / "videos" / f"{p.name}.mp4").exists())
     if args.videos:
         names = [n for n in names if n in args.videos.split(",")]
+    perception = load_settings().perception
     detector, seg = EmbeddedDetector(), EmbeddedSegmenter()
+    coco = EmbeddedObjectDetector(threshold=perception.detector_threshold)
     rows = []
-    print(f"{'video':<16} {'J':>6} {'tracks':>6} {'detect s':>9} {'segment s':>9}  best source")
+    print(f"{'video':<16} {'J':>6} {'J people':>9} {'tracks':>6} {'detect s':>9} {'coco s':>7} {'segment s':>9}  best")
     for name in names:
-        r = run_video(name, args.bench, args.frames, detector, seg)
+        r = run_video(name, args.bench, args.frames, detector, coco, perception.detector_keyframes, seg)
         rows.append(r)
-        print(f"{name:<16} {r['best_j']:>6.3f} {r['tracks']:>6} {r['detect_s']:>9.2f} {r['segment_s']:>9.2f}  {r['best_source']}")
-    mean_j = float(np.mean([r["best_j"] for r in rows])) if rows else 0.0
-    mean_seg = float(np.mean([r["segment_s"] for r in rows])) if rows else 0.0
-    print(f"{'mean':<16} {mean_j:>6.3f} {'':>6} {'':>9} {mean_seg:>9.2f}")
+        print(f"{name:<16} {r['best_j']:>6.3f} {r['best_j_people_only']:>9.3f} {r['tracks']:>6} {r['detect_s']:>9.2f} "
+              f"{r['coco_s']:>7.2f} {r['segment_s']:>9.2f}  {r['best_source']} ({r['best_label']})")
+    mean = lambda key: float(np.mean([r[key] for r in rows])) if rows else 0.0  # noqa: E731
+    print(f"{'mean':<16} {mean('best_j'):>6.3f} {mean('best_j_people_only'):>9.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"frames": args.frames, "max_side": MAX_SIDE, "mean_j": round(mean_j, 4),
-                                    "mean_segment_s": round(mean_seg, 3), "videos": rows}, indent=2) + "\n")
+    args.out.write_text(json.dumps({
+        "frames": args.frames, "max_side": MAX_SIDE, "detector_keyframes": perception.detector_keyframes,
+        "mean_j": round(mean("best_j"), 4), "mean_j_people_only": round(mean("best_j_people_only"), 4),
+        "mean_segment_s": round(mean("segment_s"), 3), "mean_coco_s": round(mean("coco_s"), 3), "videos": rows,
+    }, indent=2) + "\n")
 
 
 if __name__ == "__main__":

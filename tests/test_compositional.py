@@ -86,7 +86,10 @@ def test_real_minilm_end_to_end(tmp_path: Path) -> None:
         add_video(store, "swan", ["black swan", "pond"], [(1, "in front of", 2)])
         add_video(store, "road", ["red car", "person"], [(2, "left of", 1)])
         index = ComponentIndex(store)  # the embedded MiniLM for objects, relations and queries
-        assert index.sync().items == 6 and index.vectors().dim == 384
+        report = index.sync()
+        kinds = [r[0] for r in store.db.execute("select kind from components")]
+        assert kinds.count("object") + kinds.count("relation") == 6 and report.items == len(kinds)
+        assert index.vectors().dim == 384
         hits = CompositionalSearch(index).search([sq("a black bird"), sq("water", 0.5)], k=2)
         assert [h.video_id for h in hits] == ["swan", "road"]
         assert hits[0].evidence[0].text.startswith("black swan") and hits[0].score > hits[1].score + 0.1

@@ -23,6 +23,17 @@ from twinseek.twins.store import TwinStore
 KEYWORDS = ["dog", "cat", "ball", "horse", "person", "left", "right", "near", "brown"]
 
 
+@pytest.fixture(autouse=True)
+def _no_glosses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests count components: leave out the WordNet gloss rows (tested in test_perception.py)."""
+    from twinseek.tools import encoders
+    from twinseek.twins.knowledge import WordKnowledge
+
+    empty = WordKnowledge()
+    empty._loaded = True
+    monkeypatch.setattr(encoders, "word_knowledge", lambda: empty)
+
+
 def add_video(store: TwinStore, video_id: str, categories: Sequence[str],
               relations: Sequence[tuple[int, str, int | None]] = (), ecr: str | None = None) -> Twin:
     """A twin with one track per category (track ids 1..n) and the given relations; no instances or masks."""
@@ -166,7 +177,7 @@ def test_interrupted_sync_is_detected_and_repaired(tmp_path: Path, monkeypatch: 
         monkeypatch.setattr(VectorIndex, "save", save_then_die)
         with pytest.raises(KeyboardInterrupt):
             keyword_index(store).sync()
-        monkeypatch.undo()
+        monkeypatch.setattr(VectorIndex, "save", original)
         assert store.db.execute("select count(*) from components").fetchone()[0] == 1  # rolled back
         index = keyword_index(store)
         assert "disagree" in (index.problem() or "")

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from synthetic import Scene, write_video
 from test_agent_graph import DECOMPOSITION, QUERY, open_agent, reply, responder, route, verdict
 
-from twinseek.tools.decompose import decompose
+from twinseek.tools.decompose import Decomposer
 from twinseek.tools.llm import LLMError, LLMOutputError
 
 
@@ -84,8 +84,10 @@ def test_malformed_logprobs_are_an_llm_error_and_missing_ones_read_the_text(stub
 def test_malformed_decomposition_reply_takes_the_rule_based_fallback(stub: StubLLMServer) -> None:
     for body, _ in MALFORMED.values():
         stub.script.append(body)
-        d = decompose("a dog not on grass", stub.client())
+        got = Decomposer().decompose("a dog not on grass", stub.client())  # the graph's one decomposer
+        d = got.decomposition
         assert d.source == "fallback" and [s.negated for s in d.subqueries] == [False, True]
+        assert got.fallback is not None and not got.cached  # recorded as a fallback, never cached
 
 
 @pytest.mark.parametrize("fault", ["body not json", "html page", "empty choices"])

@@ -210,6 +210,12 @@ def twins_show(
 
 
 def print_twin(twin) -> None:  # type: ignore[no-untyped-def]
+    from rich.markup import escape
+
+    from twinseek.tools.encoders import glossed_words
+    from twinseek.twins.knowledge import word_knowledge
+    from twinseek.twins.model import screen_lines
+
     v = twin.video
     console.print(f"[bold]{safe(v.video_id)}[/bold]  {v.width}x{v.height}  {v.duration_s:.1f}s  "
                   f"{len(v.sampled_frames)} sampled frames  profile {safe(v.profile)}")
@@ -222,6 +228,15 @@ def print_twin(twin) -> None:  # type: ignore[no-untyped-def]
         table.add_row(str(t.track_id), safe(cat), f"{t.category_score:.2f}", safe(t.attributes),
                       f"{t.first_frame}-{t.last_frame} ({t.frame_count})", safe(t.direction), f"{t.mean_area:.3f}")
     console.print(table)
+    if v.screen_text:
+        lines = screen_lines(v.screen_text)
+        console.print("  on-screen text: " + " / ".join(f'"{escape(line)}"' for line in lines[:12])
+                      + (f" … ({len(lines) - 12} more)" if len(lines) > 12 else ""))
+    knowledge = word_knowledge()
+    glosses = dict.fromkeys(g for t in twin.tracks for word, group in glossed_words(t)
+                            if (g := knowledge.gloss(word, group)))
+    for gloss in glosses:
+        console.print(f"  [dim]know:[/dim] {escape(gloss)}")
     if twin.relations:
         shown = twin.relations[:12]
         console.print("  relations: " + safe("; ".join(

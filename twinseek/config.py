@@ -68,6 +68,20 @@ class SpecialistSettings(_Section):
     describer: DescriberName | None = None
 
 
+class PerceptionSettings(_Section):
+    """Extra eyes of the twin: COCO boxes as segmentation seeds (embedded profile) and on-screen text (any)."""
+
+    coco_detector: bool = Field(True, description="Embedded profile: SSD-MobileNet-v2 COCO boxes seed the tracker.")
+    detector_keyframes: int = Field(4, ge=1, description="Sampled frames the COCO detector runs on (uniformly "
+                                    "spread); flow carries its boxes to the frames between.")
+    detector_threshold: float = Field(0.5, ge=0, le=1, description="COCO score from which a box seeds an object.")
+    detector_confident: float = Field(0.6, ge=0, le=1, description="COCO score from which the detector's "
+                                      "category wins over the ImageNet classifier (which then only refines it).")
+    ocr: bool = Field(True, description="Read on-screen text (PP-OCRv4) on a few keyframes where text is found.")
+    ocr_keyframes: int = Field(3, ge=1, description="Sampled frames tested for text (and read where found).")
+    ocr_min_score: float = Field(0.6, ge=0, le=1, description="Recognition confidence a text line needs.")
+
+
 # Profile defaults for the specialist roles.
 PROFILES: dict[str, dict[str, str]] = {
     "embedded": {"segmenter": "embedded", "detector": "embedded", "depth": "none", "describer": "embedded"},
@@ -216,6 +230,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    perception: PerceptionSettings = Field(default_factory=PerceptionSettings)
     torch_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads; None = 1 for the embedded profile (its models are "
         "small, and two threads on a busy 2-core machine ran MobileNetV2 7x slower), torch's default otherwise.")

@@ -92,7 +92,7 @@ class EcrTextEmbedder:
 
     @property
     def fingerprint(self) -> str:
-        return f"ecr-text;{getattr(self.encoder, 'fingerprint', self.encoder.model)};dense-text=2"
+        return f"ecr-text;{getattr(self.encoder, 'fingerprint', self.encoder.model)};dense-text=3"
 
     @property
     def dim(self) -> int:

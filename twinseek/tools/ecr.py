@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from twinseek.prompts import ecr as prompts
-from twinseek.twins.model import Relation, Track, Twin
+from twinseek.twins.model import Relation, Track, Twin, screen_lines
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +58,34 @@ def _name(track: Track) -> str:
     return name
 
 
+GIST_OBJECT_SCORE = 0.5  # objects named this confidently join the gist
+MAX_SCREEN_LINES = 6
+
+
 def scene_gist(twin: Twin) -> str:
-    """The whole-frame labels as one sentence: the video's gist, without the noisier per-object guesses."""
-    if not twin.video.scene:
-        return ""
-    return "Seen in the video: " + ", ".join(label for label, _ in twin.video.scene[:SCENE_WORDS]) + "."
+    """The video's gist: its whole-frame labels, the objects named with confidence and the on-screen text,
+    without the noisier per-object guesses."""
+    parts = []
+    if twin.video.scene:
+        parts.append("Seen in the video: " + ", ".join(label for label, _ in twin.video.scene[:SCENE_WORDS]) + ".")
+    named = list(dict.fromkeys(_name(t) for t in sorted(twin.tracks, key=lambda t: -t.mean_area * t.frame_count)
+                               if t.category_score >= GIST_OBJECT_SCORE))[:MAX_OBJECTS]
+    if named:
+        parts.append("Objects: " + ", ".join(named) + ".")
+    if twin.video.screen_text:
+        parts.append(screen_sentence(twin))
+    return " ".join(parts)
+
+
+def screen_sentence(twin: Twin) -> str:
+    lines = screen_lines(twin.video.screen_text, limit=MAX_SCREEN_LINES)
+    return "On-screen text: " + " / ".join(f'"{line}"' for line in lines) + "." if lines else ""
 
 
 def template_ecr(twin: Twin) -> str:
     """A deterministic description of the twin's main objects, their look, motion and relations."""
     tracks = sorted(twin.tracks, key=lambda t: -t.mean_area * t.frame_count)[:MAX_OBJECTS]
-    sentences = [scene_gist(twin)] if twin.video.scene else []
+    sentences = [scene_gist(twin)] if twin.video.scene or twin.video.screen_text else []
     if not tracks:
         return " ".join(sentences + ["No object was clearly segmented."])
     positions = _mean_positions(twin)

@@ -20,6 +20,7 @@ import numpy as np
 
 from twinseek.config import RetrievalSettings
 from twinseek.errors import ModelUnavailableError
+from twinseek.twins.knowledge import word_knowledge
 from twinseek.twins.model import Instance, Relation, Track, Twin
 
 if TYPE_CHECKING:
@@ -162,9 +163,10 @@ class ComponentTexts:
 
     @staticmethod
     def rows(twin: Twin) -> list[dict[str, Any]]:
-        """One row per object track, per distinct relation (runs of one relation are merged) and per
-        whole-frame scene label, in the column layout of the ``components`` table (without ``id`` and
-        ``video_id``). Scene rows let "by a lake" match a video where nothing was segmented."""
+        """One row per object track, per distinct relation (runs of one relation are merged), per whole-frame
+        scene label, per line of on-screen text and per category's WordNet gloss, in the column layout of the
+        ``components`` table (without ``id`` and ``video_id``). Scene rows let "by a lake" match a video where
+        nothing was segmented; gloss rows let "a descendant of the wolf" meet a dog."""
         by_track: dict[int, list[Instance]] = {}
         for inst in twin.instances:
             by_track.setdefault(inst.track_id, []).append(inst)
@@ -190,7 +192,35 @@ class ComponentTexts:
         end = video.sampled_frames[-1] if video.sampled_frames else 0
         scenes = [{"kind": "scene", "track_id": None, "object_track": None, "predicate": None, "text": label,
                    "frame_start": 0, "frame_end": end} for label, _ in video.scene]
-        return rows + list(merged.values()) + scenes
+        return rows + list(merged.values()) + scenes + ComponentTexts.text_rows(twin) + ComponentTexts.gloss_rows(twin)
+
+    @staticmethod
+    def text_rows(twin: Twin) -> list[dict[str, Any]]:
+        """One row per distinct line of on-screen text, spanning the frames it was read in."""
+        spans: dict[str, list[int]] = {}
+        for item in twin.video.screen_text:
+            spans.setdefault(item.text, []).append(item.frame_index)
+        return [{"kind": "text", "track_id": None, "object_track": None, "predicate": None,
+                 "text": f'on-screen text "{text}"', "frame_start": min(frames), "frame_end": max(frames)}
+                for text, frames in spans.items()]
+
+    @staticmethod
+    def gloss_rows(twin: Twin) -> list[dict[str, Any]]:
+        """One row per category and per coarse group with a WordNet gloss (on the first track named so).
+
+        The group's gloss carries what is known of the kind: an English setter's says nothing of wolves, the
+        gloss of its group, dog, does."""
+        rows, seen = [], set()
+        for t in twin.tracks:
+            for word, group in glossed_words(t):
+                if word in seen:
+                    continue
+                seen.add(word)
+                gloss = word_knowledge().gloss(word, group)
+                if gloss:
+                    rows.append({"kind": "gloss", "track_id": t.track_id, "object_track": None, "predicate": None,
+                                 "text": gloss, "frame_start": t.first_frame, "frame_end": t.last_frame})
+        return rows
 
     @staticmethod
     def relation_text(relation: Relation, tracks: dict[int, Track]) -> str:
@@ -199,6 +229,14 @@ class ComponentTexts:
         if relation.object_track is None:
             return f"{subject} {relation.predicate}"
         return f"{subject} {relation.predicate} {_name(tracks, relation.object_track)}"
+
+
+def glossed_words(track: Track) -> list[tuple[str, str | None]]:
+    """(word, group) pairs whose glosses describe a track: its category, then its coarse group."""
+    words = [(track.category, track.category_group)]
+    if track.category_group and track.category_group != track.category:
+        words.append((track.category_group, None))
+    return words
 
 
 def _name(tracks: dict[int, Track], track_id: int) -> str:
@@ -248,10 +286,11 @@ class ComponentEncoders:
         return self.queries.encode(texts, batch_size=self.batch_size)
 
     def encode_components(self, kinds: Sequence[str], texts: Sequence[str]) -> np.ndarray:
-        """Vectors for mixed rows, each with the encoder of its kind (``object`` and ``scene`` rows use the
-        object encoder, ``relation`` rows the relation encoder)."""
+        """Vectors for mixed rows, each with the encoder of its kind (``object``, ``scene``, ``text`` and
+        ``gloss`` rows use the object encoder, ``relation`` rows the relation encoder)."""
         out = np.zeros((len(texts), self.dim), np.float32)
-        for kind_set, encode in (({"object", "scene"}, self.encode_objects), ({"relation"}, self.encode_relations)):
+        object_kinds = {"object", "scene", "text", "gloss"}
+        for kind_set, encode in ((object_kinds, self.encode_objects), ({"relation"}, self.encode_relations)):
             rows = [i for i, k in enumerate(kinds) if k in kind_set]
             if rows:
                 out[rows] = encode([texts[i] for i in rows])

@@ -576,7 +576,7 @@ class ComponentSource:
 
 
 # Bump when ComponentTexts renders differently: stored vectors are then rebuilt.
-COMPONENT_TEXT_VERSION = 2  # bump when ComponentTexts changes: indexes rebuild
+COMPONENT_TEXT_VERSION = 4  # bump when ComponentTexts changes: indexes rebuild
 
 
 class ComponentIndex(CatalogIndex):

@@ -31,6 +31,23 @@ class Provenance(BaseModel):
     model: str
 
 
+class ScreenText(BaseModel):
+    """A line of text read on screen (captions, signs, titles) in one sampled frame."""
+
+    frame_index: int
+    text: str
+    score: float = Field(description="Recognition confidence.")
+    bbox: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2, normalised.")
+
+
+def screen_lines(items: list[ScreenText], limit: int | None = None) -> list[str]:
+    """Distinct lines of on-screen text in order of first appearance."""
+    seen: dict[str, None] = {}
+    for item in sorted(items, key=lambda t: (t.frame_index, t.bbox[1], t.bbox[0])):
+        seen.setdefault(item.text, None)
+    return list(seen)[:limit]
+
+
 class Video(BaseModel):
     video_id: str
     path: str
@@ -45,6 +62,8 @@ class Video(BaseModel):
     specialists: list[Provenance] = Field(default_factory=list)
     scene: list[tuple[str, float]] = Field(
         default_factory=list, description="Whole-frame labels (most likely first), e.g. lakeside, seashore.")
+    screen_text: list[ScreenText] = Field(
+        default_factory=list, description="On-screen text read on a few keyframes (empty where none was found).")
     ecr_text: str | None = Field(None, description="Video-level description (ECR) written by later stages.")
     ecr_source: str | None = None
     ingested_at: str = Field(default_factory=utc_now)
@@ -110,8 +129,11 @@ class Twin(BaseModel):
         """A small dict meant for an LLM prompt: short keys, rounded numbers, a few frames per track.
 
         Keys: ``o`` objects (``id``, ``cat``, ``attr``, ``mv`` motion, ``f`` frames as
-        ``[frame, x, y, size, depth]``), ``r`` relations as ``[subject, predicate, object, from, to]``.
+        ``[frame, x, y, size, depth]``), ``r`` relations as ``[subject, predicate, object, from, to]``,
+        ``text`` on-screen text lines, ``know`` each category's WordNet lemmas and gloss.
         """
+        from twinseek.twins.knowledge import word_knowledge
+
         by_track: dict[int, list[Instance]] = {}
         for inst in self.instances:
             if track_ids is None or inst.track_id in track_ids:
@@ -144,7 +166,15 @@ class Twin(BaseModel):
         compact: dict[str, Any] = {"video": self.video.video_id, "secs": round(self.video.duration_s, 1)}
         if self.video.scene:
             compact["scene"] = [label for label, _ in self.video.scene]
+        if self.video.screen_text:
+            compact["text"] = screen_lines(self.video.screen_text, limit=8)
         compact.update(o=objects, r=relations)
+        knowledge = word_knowledge()
+        words = [(t.category, t.category_group) for t in self.tracks if track_ids is None or t.track_id in track_ids]
+        words += [(group, None) for _, group in words if group]  # the coarse group's gloss: what the kind is
+        glosses = {word: knowledge.gloss(word, group) for word, group in words}
+        if any(glosses.values()):
+            compact["know"] = {cat: gloss for cat, gloss in glosses.items() if gloss}
         return compact
 
     def to_compact_json(self, **kwargs: Any) -> str:

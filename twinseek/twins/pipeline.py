@@ -16,12 +16,22 @@ from typing import Literal
 import numpy as np
 
 from twinseek.config import Settings
-from twinseek.errors import TwinseekError
+from twinseek.errors import ModelUnavailableError, TwinseekError
 from twinseek.media import spread
-from twinseek.twins.adapters.base import Category, Detection, TrackedObject, box_from_mask, crop
+from twinseek.twins.adapters.base import (
+    BatchCategoriser,
+    Category,
+    Detection,
+    Detector,
+    ObjectDetector,
+    TextReader,
+    TrackedObject,
+    box_from_mask,
+    crop,
+)
 from twinseek.twins.decode import DecodedVideo, check_file, decode_video, is_supported, probe
 from twinseek.twins.masks import mask_geometry
-from twinseek.twins.model import Instance, Track, Twin, Video
+from twinseek.twins.model import Instance, ScreenText, Track, Twin, Video
 from twinseek.twins.relations import compute_relations, track_motion
 from twinseek.twins.specialists import Specialists, build_specialists
 from twinseek.twins.store import TwinStore
@@ -33,6 +43,15 @@ SCENE_FRAMES = 8  # whole frames the categoriser labels one by one to describe t
 SCENE_LABELS = 6  # labels kept for the scene
 SEED_LABEL_MIN = 0.5  # a seed label at least this confident beats the categoriser (e.g. "person") ...
 CLASSIFIER_UNSURE = 0.15  # a classifier top score below this is a guess: a weak seed label beats it
+COCO_ANIMALS = frozenset({"bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"})
+ANIMAL_GROUPS = frozenset({
+    "dog", "bird", "insect", "fish", "snake", "lizard", "monkey", "spider", "crab", "sea creature", "butterfly",
+    "amphibian", "frog", "turtle", "elephant", "camel", "cat", "wolf", "rodent", "crocodile", "big cat", "fox",
+    "pig", "zebra", "bear", "dinosaur", "animal", "goat", "seal", "rabbit", "horse", "hippopotamus", "cattle",
+    "whale", "hyena", "panda", "antelope", "sheep"})
+OTHER_ANIMAL_MIN = 0.3  # an ImageNet animal outside COCO's category needs this to rename a COCO animal
+CLASSIFIER_SURE = 0.5  # a classifier top score outside the detector's category (and above its score) wins
+REFINE_MIN = 0.1  # a classifier candidate within the detector's category needs this to name it (car -> cab)
 GROUP_OVERRIDE_MIN = 0.35  # ... unless the categoriser's candidates put this much mass on one other group
 # Groups an object carrying a person seed may plausibly be classified as (a person's crop is often
 # "jersey" or "unicycle" for a closed-set classifier): these never override the seed.
@@ -211,6 +230,9 @@ def build_twin(
     vocabulary = settings.paper.vocabulary if specialists.detector.tier == "paper" else None
     with timer.step("detect"):
         seeds = _detect_seeds(frames, specialists, settings, vocabulary)
+    if specialists.objects is not None:
+        with timer.step("objects"):
+            _add_object_seeds(seeds, frames, specialists.objects, settings.perception.detector_keyframes)
     with timer.step("segment"):
         tracked = [t for t in specialists.segmenter.segment(frames, seeds) if t.masks]
     tracked.sort(key=lambda t: (min(t.masks), t.track_id))
@@ -218,13 +240,15 @@ def build_twin(
     if specialists.depth is not None:
         with timer.step("depth"):
             depth_maps = {pos: specialists.depth.estimate(frames[pos]) for pos in range(len(frames))}
+    built: list[tuple[TrackedObject, list[Instance], dict[tuple[int, int], np.ndarray]]] = []
+    for obj in tracked:
+        track_insts, track_masks = _instances(video_id, len(built) + 1, obj, indices, depth_maps)
+        if track_insts:
+            built.append((obj, track_insts, track_masks))
+    with timer.step("categorise"):
+        categories, scene = _categorise_video([b[0] for b in built], frames, specialists, settings, vocabulary)
     tracks, instances, masks = [], [], {}
-    for new_id, obj in enumerate(tracked, start=1):
-        track_insts, track_masks = _instances(video_id, new_id, obj, indices, depth_maps)
-        if not track_insts:
-            continue
-        with timer.step("categorise"):
-            category = _categorise(obj, frames, specialists, vocabulary)
+    for new_id, ((obj, track_insts, track_masks), category) in enumerate(zip(built, categories), start=1):
         with timer.step("describe"):
             attributes = _describe(obj, frames, specialists, category[0])
         for inst in track_insts:
@@ -241,29 +265,115 @@ def build_twin(
         masks.update(track_masks)
     with timer.step("relations"):
         relations = compute_relations(instances, indices)
-    with timer.step("categorise"):
-        scene = _scene(frames, specialists, vocabulary)
+    screen_text: list[ScreenText] = []
+    if specialists.reader is not None:
+        with timer.step("text"):
+            screen_text = _read_text(frames, indices, specialists.reader, settings.perception.ocr_keyframes)
     video = Video(
         video_id=video_id, path=str(info.path.resolve()), content_hash=content_hash, width=info.width,
         height=info.height, fps=info.fps, frame_count=info.frame_count, duration_s=info.duration_s,
         sampled_frames=indices, profile=settings.profile, specialists=specialists.provenance(), scene=scene,
+        screen_text=screen_text,
     )
     return Twin(video=video, tracks=tracks, instances=instances, relations=relations), masks
 
 
-def _scene(
-    frames: Sequence[np.ndarray], specialists: Specialists, vocabulary: Sequence[str] | None
-) -> list[tuple[str, float]]:
-    """Labels of a few whole frames: ImageNet has scene classes (lakeside, alp, seashore) that describe the
-    setting when no object is segmented."""
+CategoryChoice = tuple[str, float, str, str | None, list[tuple[str, float]]]
+
+
+def _categorise_video(
+    objects: Sequence[TrackedObject], frames: Sequence[np.ndarray], specialists: Specialists, settings: Settings,
+    vocabulary: Sequence[str] | None,
+) -> tuple[list[CategoryChoice], list[tuple[str, float]]]:
+    """Categories of every object and the scene labels, from one batched call where the detector allows it.
+
+    A confident label from the object detector (COCO) is used as a hint: the classifier then only refines it
+    (``car`` -> ``sports car``)."""
+    detector_model = specialists.objects.model if specialists.objects is not None else None
+    confident = settings.perception.detector_confident
+    groups, hints = [], []
+    for obj in objects:
+        crops = []
+        for pos in _largest_views(obj, CROPS_PER_TRACK):
+            box = box_from_mask(obj.masks[pos])
+            if box is not None:
+                crops.append(crop(frames[pos], box))
+        groups.append(crops)
+        from_detector = bool(obj.label) and obj.label_source == detector_model and obj.label_score >= confident
+        hints.append(obj.label if from_detector else None)
     picks = spread(len(frames), SCENE_FRAMES)
-    # frame by frame, so that a label seen in part of the video (a cut, a pan) is not averaged away
+    # scene frames one by one, so that a label seen in part of the video (a cut, a pan) is not averaged away
+    found = _categorise_groups(specialists.detector, groups + [[frames[p]] for p in picks], vocabulary,
+                               hints + [None] * len(picks))
+    choices = [_categorise(obj, f, specialists, hint, detector_model) for obj, f, hint in zip(objects, found, hints)]
     totals: dict[str, float] = defaultdict(float)
-    for pos in picks:
-        for c in specialists.detector.categorise([frames[pos]], vocabulary)[:2]:
-            totals[c.label] += c.score / len(picks)
+    for labels in found[len(objects):]:
+        for c in labels[:2]:
+            totals[c.label] += c.score / max(len(picks), 1)
     ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:SCENE_LABELS]
-    return [(label, round(score, 3)) for label, score in ranked]
+    return choices, [(label, round(score, 3)) for label, score in ranked]
+
+
+def _categorise_groups(
+    detector: Detector, groups: list[list[np.ndarray]], vocabulary: Sequence[str] | None, hints: list[str | None],
+) -> list[list[Category]]:
+    if isinstance(detector, BatchCategoriser):
+        return detector.categorise_batch(groups, vocabulary, hints)
+    return [detector.categorise(g, vocabulary) if g else [] for g in groups]
+
+
+def _add_object_seeds(
+    seeds: dict[int, list[Detection]], frames: Sequence[np.ndarray], objects: ObjectDetector, k: int
+) -> None:
+    """COCO boxes on ``k`` keyframes join the seeds (the segmenter carries them to the frames between).
+
+    A person box that a person mask already covers only confirms it (the mask is finer than a box)."""
+    positions = spread(len(frames), k)
+    for pos, boxes in zip(positions, objects.detect_batch([frames[p] for p in positions])):
+        existing = seeds.setdefault(pos, [])
+        people = [s for s in existing if s.mask is not None and s.label == "person"]
+        for det in boxes:
+            if det.label == "person" and people:
+                continue  # the person masks of this frame are finer; more person boxes split their tracks
+            twin = next((s for s in existing if s.mask is not None and s.label == det.label
+                         and _inside(s.mask, det.box) >= PERSON_BOX_COVER), None)
+            if twin is not None:
+                twin.score = max(twin.score, det.score)
+                continue
+            existing.append(det)
+
+
+PERSON_BOX_COVER = 0.3  # share of a seed mask inside a same-label box for the box to only confirm it
+
+
+def _inside(mask: np.ndarray, box: tuple[float, float, float, float]) -> float:
+    area = int(mask.sum())
+    if not area:
+        return 0.0
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    return float(mask[max(0, y1):max(0, y2), max(0, x1):max(0, x2)].sum()) / area
+
+
+def _read_text(
+    frames: Sequence[np.ndarray], indices: Sequence[int], reader: TextReader, k: int
+) -> list[ScreenText]:
+    """On-screen text of ``k`` keyframes, read only where the reader's cheap test finds text."""
+    found = []
+    for pos in spread(len(frames), k):
+        frame = frames[pos]
+        try:
+            lines = reader.read(frame) if reader.has_text(frame) else []
+        except ModelUnavailableError:
+            raise
+        except Exception:  # text is optional: keep the twin
+            logger.exception("text reader failed on sampled frame %d", pos)
+            continue
+        h, w = frame.shape[:2]
+        for line in lines:
+            x1, y1, x2, y2 = line.box
+            found.append(ScreenText(frame_index=indices[pos], text=line.text, score=line.score,
+                                    bbox=(max(0.0, x1 / w), max(0.0, y1 / h), min(1.0, x2 / w), min(1.0, y2 / h))))
+    return found
 
 
 def _detect_seeds(
@@ -302,20 +412,38 @@ def _largest_views(obj: TrackedObject, k: int) -> list[int]:
 
 
 def _categorise(
-    obj: TrackedObject, frames: Sequence[np.ndarray], specialists: Specialists, vocabulary: Sequence[str] | None
-) -> tuple[str, float, str, str | None, list[tuple[str, float]]]:
-    """(label, score, source, group, runner-ups). A confident seed label wins over the categoriser."""
-    crops = []
-    for pos in _largest_views(obj, CROPS_PER_TRACK):
-        box = box_from_mask(obj.masks[pos])
-        if box is not None:
-            crops.append(crop(frames[pos], box))
-    found = specialists.detector.categorise(crops, vocabulary) if crops else []
+    obj: TrackedObject, found: Sequence[Category], specialists: Specialists, hint: str | None,
+    detector_model: str | None,
+) -> CategoryChoice:
+    """(label, score, source, group, runner-ups) of one object from its classifier candidates ``found``.
+
+    A confident object-detector label (``hint``) decides the category; the classifier only names it more
+    precisely when one of its candidates within that category is probable enough. Otherwise a confident seed
+    label (a person mask) wins over the categoriser unless the categoriser is sure of another group."""
+    plain = [c for c in found if c.group != hint] if hint else list(found)
+    within_best = max((c.score for c in found if c.group == hint), default=0.0)
+    if hint is not None and plain and (
+        plain[0].score >= max(CLASSIFIER_SURE, obj.label_score)
+        # COCO has ten animals and names any other after the nearest (a camel is its "horse"): an animal the
+        # classifier prefers to every one within COCO's category is the better name
+        or (hint in COCO_ANIMALS and plain[0].group in ANIMAL_GROUPS and plain[0].score >= OTHER_ANIMAL_MIN
+            and plain[0].score > within_best)):
+        hint = None
+        found = plain
+    if hint is not None:
+        within = [c for c in found if c.group == hint]
+        runners = [(c.label, round(c.score, 3)) for c in plain[:3] if c.label != hint]
+        if within and within[0].score >= REFINE_MIN and within[0].label != hint:
+            best = within[0]
+            return (best.label, round(obj.label_score, 4), f"{detector_model}+{best.source}", hint,
+                    [r for r in runners if r[0] != best.label])
+        return hint, round(obj.label_score, 4), obj.label_source, None, runners
     runners = [(c.label, round(c.score, 3)) for c in found[:3]]
     override = _confident_group(found)
     classifier_unsure = not found or found[0].score < CLASSIFIER_UNSURE
     if obj.label and override is None and (obj.label_score >= SEED_LABEL_MIN or classifier_unsure):
-        return obj.label, obj.label_score, obj.source or specialists.segmenter.model, None, runners
+        return (obj.label, obj.label_score, obj.label_source or obj.source or specialists.segmenter.model, None,
+                runners)
     if not found:
         return "object", 0.0, "none", None, []
     best = override or found[0]

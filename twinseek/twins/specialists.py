@@ -7,7 +7,16 @@ from dataclasses import dataclass
 
 from twinseek.config import Settings
 from twinseek.errors import ConfigError
-from twinseek.twins.adapters.base import AttributeDescriber, DepthEstimator, Detector, SegmenterTracker
+from twinseek.twins.adapters.base import (
+    AttributeDescriber,
+    DepthEstimator,
+    Detector,
+    ObjectDetector,
+    SegmenterTracker,
+    TextReader,
+)
+from twinseek.twins.knowledge import SOURCE as KNOWLEDGE_SOURCE
+from twinseek.twins.knowledge import word_knowledge
 from twinseek.twins.model import Provenance
 
 
@@ -17,10 +26,15 @@ class Specialists:
     segmenter: SegmenterTracker
     describer: AttributeDescriber
     depth: DepthEstimator | None = None
+    objects: ObjectDetector | None = None  # COCO boxes seeding the segmenter (embedded profile)
+    reader: TextReader | None = None  # on-screen text
 
     def provenance(self) -> list[Provenance]:
-        parts = [self.detector, self.segmenter, self.describer] + ([self.depth] if self.depth else [])
-        return [p.provenance() for p in parts]
+        parts = [self.detector, self.objects, self.segmenter, self.describer, self.depth, self.reader]
+        record = [p.provenance() for p in parts if p is not None]
+        if word_knowledge().available:
+            record.append(Provenance(role="word knowledge", tier="embedded", model=KNOWLEDGE_SOURCE))
+        return record
 
 
 def build_specialists(settings: Settings) -> Specialists:
@@ -30,7 +44,26 @@ def build_specialists(settings: Settings) -> Specialists:
         segmenter=_segmenter(choice.segmenter, settings),
         describer=_describer(choice.describer, settings),
         depth=_depth(choice.depth, settings),
+        objects=_objects(settings),
+        reader=_reader(settings),
     )
+
+
+def _objects(s: Settings) -> ObjectDetector | None:
+    # the paper profile's OWLv2 already detects open-vocabulary boxes
+    if not s.perception.coco_detector or s.specialists.detector != "embedded":
+        return None
+    from twinseek.twins.adapters.embedded.coco import EmbeddedObjectDetector
+
+    return EmbeddedObjectDetector(threshold=s.perception.detector_threshold)
+
+
+def _reader(s: Settings) -> TextReader | None:
+    if not s.perception.ocr:
+        return None
+    from twinseek.twins.adapters.embedded.ocr import EmbeddedTextReader
+
+    return EmbeddedTextReader(min_score=s.perception.ocr_min_score)
 
 
 def _detector(name: str | None, s: Settings) -> Detector:

@@ -49,7 +49,7 @@ from sqlite_utils.migrations import Migrations
 
 from twinseek.errors import StoreBusyError, StoreError, VideoNotFoundError
 from twinseek.media import load_mask, save_mask
-from twinseek.twins.model import Instance, Provenance, Relation, Track, Twin, Video, utc_now
+from twinseek.twins.model import Instance, Provenance, Relation, ScreenText, Track, Twin, Video, utc_now
 from twinseek.twins.refinements import Refinement, overlay, prune
 
 logger = logging.getLogger(__name__)
@@ -168,6 +168,13 @@ def m003_refinements(db: sqlite_utils.Database) -> None:
     )
     db.table("refinements").create_index(["key"], unique=True, if_not_exists=True)
     db.table("refinements").create_index(["video_id", "call"], if_not_exists=True)
+
+
+@migrations()
+def m004_perception(db: sqlite_utils.Database) -> None:
+    """On-screen text per video (JSON list of ScreenText; null in stores ingested before it existed)."""
+    if "screen_text" not in db.table("videos").columns_dict:
+        db.table("videos").add_column("screen_text", str)
 
 
 class TwinStore:
@@ -452,6 +459,7 @@ class TwinStore:
         row["sampled_frames"] = json.dumps(video.sampled_frames)
         row["specialists"] = json.dumps([p.model_dump() for p in video.specialists])
         row["scene"] = json.dumps(video.scene)
+        row["screen_text"] = json.dumps([t.model_dump() for t in video.screen_text])
         row["mask_dir"] = mask_dir
         self.db.table("videos").insert(row)
 
@@ -583,6 +591,7 @@ def _video_from_row(row: dict[str, Any]) -> Video:
     row["sampled_frames"] = json.loads(row["sampled_frames"] or "[]")
     row["specialists"] = [Provenance(**p) for p in json.loads(row["specialists"] or "[]")]
     row["scene"] = [tuple(s) for s in json.loads(row.get("scene") or "[]")]
+    row["screen_text"] = [ScreenText(**t) for t in json.loads(row.get("screen_text") or "[]")]
     return Video(**row)
 
 

@@ -7,9 +7,10 @@ records which model produced what.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -42,6 +43,7 @@ class TrackedObject:
     label: str | None = None
     label_score: float = 0.0
     source: str = ""
+    label_source: str = ""  # the model that gave ``label`` (``source`` is the one that made most masks)
 
 
 @dataclass
@@ -80,6 +82,24 @@ class SpecialistBase:
         return Provenance(role=self.role, tier=self.tier, model=self.model)
 
 
+class LazyModel:
+    """Pickles without its loaded model: worker processes build their own copy on first use.
+
+    Subclasses list the attributes holding loaded models in ``_lazy`` and guard loading with ``self._lock``."""
+
+    _lazy: tuple[str, ...] = ()
+    _lock: threading.Lock
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(dict.fromkeys(self._lazy), _lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
 @runtime_checkable
 class Detector(Specialist, Protocol):
     """Finds and names objects. ``vocabulary`` is an open-vocabulary label list where the model supports one."""
@@ -89,6 +109,37 @@ class Detector(Specialist, Protocol):
     def categorise(self, crops: Sequence[np.ndarray], vocabulary: Sequence[str] | None = None) -> list[Category]:
         """Best labels (most likely first) for one object seen in several crops."""
         ...
+
+
+@runtime_checkable
+class BatchCategoriser(Protocol):
+    """A detector that names many objects in one forward pass (all crops of a video at once).
+
+    ``groups`` holds the crops of each object; ``hints`` an optional coarse label per object (e.g. a COCO
+    detector's ``car``): the returned list of that object is then ranked within the hint's categories when the
+    model has any (``car`` -> ``sports car``, each with ``group`` set to the hint), else as without a hint.
+    """
+
+    def categorise_batch(
+        self, groups: Sequence[Sequence[np.ndarray]], vocabulary: Sequence[str] | None = None,
+        hints: Sequence[str | None] | None = None,
+    ) -> list[list[Category]]: ...
+
+
+@runtime_checkable
+class ObjectDetector(Specialist, Protocol):
+    """Boxes of known categories in a batch of frames (masks optional): seeds for the segmenter."""
+
+    def detect_batch(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]: ...
+
+
+@runtime_checkable
+class TextReader(Specialist, Protocol):
+    """On-screen text: a cheap presence test and the reading itself (lines with confidence and box)."""
+
+    def has_text(self, frame: np.ndarray) -> bool: ...
+
+    def read(self, frame: np.ndarray) -> list[Any]: ...
 
 
 @runtime_checkable

@@ -27,6 +27,7 @@ from torch import nn
 
 from twinseek.errors import ModelUnavailableError
 from twinseek.twins.adapters.base import Category, Detection, SpecialistBase, box_from_mask
+from twinseek.twins.adapters.embedded.imagenet import imagenet_classes
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ RESIZE_SIZE = 256  # torchvision's eval transform: resize the short side to 256,
 PERSON_THRESHOLD = 0.5  # mediapipe segmentation probability above which a pixel is "person"
 MIN_PERSON_FRACTION = 0.002  # drop selfie components smaller than this fraction of the frame (noise)
 MAX_SELFIE_PEOPLE = 4
+SOURCE = "mobilenet_v2-imagenet"
 
 
 # ---------------------------------------------------------------- MobileNetV2 (torchvision layout)
@@ -95,20 +97,6 @@ def checkpoint_path() -> Path:
     if not path.is_file():
         raise ModelUnavailableError(f"{WEIGHTS_FILE} missing from the installed {WEIGHTS_PACKAGE} package ({path})")
     return path
-
-
-def _read_lines(name: str) -> list[str]:
-    text = importlib.resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
-    return [line.rstrip("\n") for line in text.splitlines()]
-
-
-def imagenet_classes() -> tuple[list[str], list[str | None]]:
-    """ImageNet-1k names and coarse groups (``None`` where no group is known)."""
-    names = _read_lines("imagenet_classes.txt")
-    groups = [None if g == "-" else g for g in _read_lines("imagenet_groups.txt")]
-    if len(names) != 1000 or len(groups) != 1000:
-        raise ModelUnavailableError("imagenet_classes.txt / imagenet_groups.txt must have 1000 lines each")
-    return names, groups
 
 
 def preprocess(image: np.ndarray) -> torch.Tensor:
@@ -210,6 +198,52 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return comps[0] if comps else np.zeros_like(mask, dtype=bool)
 
 
+# The ImageNet classes that name each COCO category more precisely ("group:x" = every class of coarse group x).
+# COCO categories without ImageNet classes (person, giraffe, kite, ...) are never refined.
+COCO_TO_IMAGENET: dict[str, tuple[str, ...]] = {
+    "bicycle": ("group:bicycle",), "motorcycle": ("moped", "motor scooter"),
+    "car": ("ambulance", "beach wagon", "cab", "convertible", "go-kart", "golfcart", "jeep", "limousine", "minivan",
+            "Model T", "police van", "racer", "sports car", "pickup", "moving van"),
+    "airplane": ("airliner", "warplane", "wing"), "bus": ("group:bus",), "train": ("group:train",),
+    "truck": ("group:truck", "police van", "minivan", "jeep"), "boat": ("group:boat",), "bird": ("group:bird",),
+    "cat": ("group:cat",), "dog": ("group:dog",), "horse": ("sorrel",), "sheep": ("ram",), "cow": ("group:cattle",),
+    "elephant": ("group:elephant",), "bear": ("group:bear",), "zebra": ("zebra",), "bench": ("park bench",),
+    "chair": ("barber chair", "folding chair", "rocking chair", "throne"), "couch": ("studio couch",),
+    "bed": ("four-poster", "crib", "cradle"), "dining table": ("dining table", "desk"),
+    "tv": ("television", "monitor", "screen", "home theater"), "laptop": ("laptop", "notebook"),
+    "cell phone": ("cellular telephone", "iPod", "hand-held computer"),
+    "keyboard": ("computer keyboard", "typewriter keyboard"), "mouse": ("mouse",), "remote": ("remote control",),
+    "umbrella": ("umbrella",), "backpack": ("backpack",),
+    "bottle": ("beer bottle", "pop bottle", "water bottle", "wine bottle", "pill bottle", "water jug"),
+    "cup": ("coffee mug", "cup"), "wine glass": ("red wine", "goblet"),
+    "sports ball": ("baseball", "basketball", "croquet ball", "golf ball", "ping-pong ball", "rugby ball",
+                    "soccer ball", "tennis ball", "volleyball"),
+    "skis": ("ski",), "tennis racket": ("racket",), "banana": ("banana",), "orange": ("orange",),
+    "broccoli": ("broccoli",), "pizza": ("pizza",), "hot dog": ("hotdog",), "apple": ("Granny Smith",),
+    "toilet": ("toilet seat",), "refrigerator": ("refrigerator",), "microwave": ("microwave",),
+    "oven": ("Dutch oven", "stove"), "toaster": ("toaster",), "sink": ("washbasin",),
+    "clock": ("analog clock", "digital clock", "wall clock"), "vase": ("vase",), "teddy bear": ("teddy",),
+    "book": ("book jacket", "comic book"), "potted plant": ("pot",), "traffic light": ("traffic light",),
+}
+
+
+def coco_classes(names: Sequence[str], groups: Sequence[str | None]) -> dict[str, np.ndarray]:
+    """ImageNet class indices per COCO category (see ``COCO_TO_IMAGENET``); unknown names raise."""
+    index = {n: i for i, n in enumerate(names)}
+    out = {}
+    for coco, entries in COCO_TO_IMAGENET.items():
+        ids: set[int] = set()
+        for entry in entries:
+            if entry.startswith("group:"):
+                ids.update(i for i, g in enumerate(groups) if g == entry[6:])
+            elif entry in index:
+                ids.add(index[entry])
+            else:
+                raise ModelUnavailableError(f"ImageNet class {entry!r} (for COCO {coco!r}) is not in imagenet_classes.txt")
+        out[coco] = np.array(sorted(ids), dtype=int)
+    return out
+
+
 class EmbeddedDetector(SpecialistBase):
     """Offline detector: ``detect`` finds people (mediapipe), ``categorise`` names any object (MobileNetV2).
 
@@ -224,6 +258,7 @@ class EmbeddedDetector(SpecialistBase):
         self.top_k = top_k
         self._weights = weights
         self._classifier: MobileNetV2Classifier | None = None
+        self._coco: dict[str, np.ndarray] | None = None
         self._people = MediapipePeople()
 
     @property
@@ -241,11 +276,42 @@ class EmbeddedDetector(SpecialistBase):
         return detections
 
     def categorise(self, crops: Sequence[np.ndarray], vocabulary: Sequence[str] | None = None) -> list[Category]:
-        crops = [c for c in crops if c.ndim == 3 and c.shape[0] >= 2 and c.shape[1] >= 2]
-        if not crops:
-            return []
+        return self.categorise_batch([crops], vocabulary)[0]
+
+    def categorise_batch(
+        self, groups: Sequence[Sequence[np.ndarray]], vocabulary: Sequence[str] | None = None,
+        hints: Sequence[str | None] | None = None,
+    ) -> list[list[Category]]:
+        """Categories of many objects from one forward pass over all their crops (see ``BatchCategoriser``).
+
+        With a COCO ``hint`` the object's list starts with its best ImageNet classes within that category
+        (``group`` = the hint, score = the class's mean probability), followed by the unconstrained top ``top_k``.
+        """
+        kept = [[c for c in g if c.ndim == 3 and c.shape[0] >= 2 and c.shape[1] >= 2] for g in groups]
+        flat = [c for g in kept for c in g]
+        if not flat:
+            return [[] for _ in groups]
         clf = self.classifier
-        return [
-            Category(label=clf.names[i], score=p, source="mobilenet_v2-imagenet", group=clf.groups[i])
-            for i, p in clf.top_k(crops, self.top_k)
-        ]
+        probs = clf.probabilities(flat)
+        if self._coco is None:
+            self._coco = coco_classes(clf.names, clf.groups)
+        out: list[list[Category]] = []
+        start = 0
+        for g, hint in zip(kept, hints or [None] * len(kept)):
+            if not g:
+                out.append([])
+                continue
+            mean = probs[start:start + len(g)].mean(axis=0)
+            start += len(g)
+            cats = [self._category(i, float(mean[i])) for i in np.argsort(-mean)[: self.top_k]]
+            allowed = self._coco.get(hint) if hint else None
+            if allowed is not None and len(allowed):
+                best = allowed[np.argsort(-mean[allowed])[: self.top_k]]
+                within = [Category(clf.names[i], float(mean[i]), SOURCE, hint) for i in best]
+                cats = within + [c for c in cats if c.label not in {w.label for w in within}]
+            out.append(cats)
+        return out
+
+    def _category(self, index: int, score: float) -> Category:
+        clf = self.classifier
+        return Category(label=clf.names[index], score=score, source=SOURCE, group=clf.groups[index])

@@ -44,6 +44,13 @@ class Proposal:
     score: float
     label: str | None = None
     source: str = "motion"
+    label_score: float | None = None  # confidence of ``label`` when it came from another model than the mask
+    label_source: str = ""
+    # another model's different label for the same pixels (a COCO "horse" on a person mask of horse and rider):
+    # it may name the track, but never steers the association, which follows ``label``
+    hint: str | None = None
+    hint_score: float = 0.0
+    hint_source: str = ""
 
 
 def work_scale(shape: tuple[int, ...]) -> float:
@@ -233,3 +240,86 @@ def merge_seeds(props: list[Proposal], seeds: list[Proposal], overlap: float = 0
     """
     kept = [p for p in props if all(mask_iou(p.mask, s.mask, empty=0.0) <= overlap for s in seeds)]
     return seeds + kept
+
+
+BOX_MIN_FRACTION = 0.002  # boxes smaller than this fraction of the frame are not segmented
+BOX_MAX_FRACTION = 0.85  # ... nor boxes that are nearly the whole frame (a screen, a close-up)
+BOX_MIN_FILL = 0.15  # GrabCut keeping less than this of a box has failed: the inscribed ellipse stands in
+ATTACH_IOU = 0.35  # a box's mask overlapping an existing proposal this much labels it instead of adding one
+
+
+def box_mask(frame: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
+    """Object mask inside a detector box (working-size pixels) by GrabCut initialised from the rectangle."""
+    h, w = frame.shape[:2]
+    x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
+    x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+    bw, bh = x2 - x1, y2 - y1
+    if bw < 4 or bh < 4 or not BOX_MIN_FRACTION * h * w <= bw * bh <= BOX_MAX_FRACTION * h * w:
+        return None
+    pad = max(4, int(0.15 * max(bw, bh)))
+    cx1, cy1, cx2, cy2 = max(0, x1 - pad), max(0, y1 - pad), min(w, x2 + pad), min(h, y2 + pad)
+    sub = np.ascontiguousarray(frame[cy1:cy2, cx1:cx2])
+    gc = np.zeros(sub.shape[:2], np.uint8)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    rect = (x1 - cx1, y1 - cy1, bw, bh)
+    fg = None
+    if rect[0] > 0 or rect[1] > 0 or rect[2] < sub.shape[1] or rect[3] < sub.shape[0]:  # GrabCut needs a border
+        try:
+            cv2.grabCut(sub, gc, rect, bgd, fgd, GRABCUT_ITERS, cv2.GC_INIT_WITH_RECT)
+            fg = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+        except cv2.error:
+            fg = None
+    if fg is None or fg.sum() < BOX_MIN_FILL * bw * bh:
+        fg = np.zeros(sub.shape[:2], np.uint8)
+        cv2.ellipse(fg, ((rect[0] + bw / 2, rect[1] + bh / 2), (bw, bh), 0), 1, -1)
+        fg = fg > 0
+    out = np.zeros((h, w), bool)
+    out[cy1:cy2, cx1:cx2] = _largest(fill_holes(fg))
+    return out if out.any() else None
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return mask
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+def attach_boxes(props: list[Proposal], boxes: list[Proposal], covered_at: float = 0.5) -> list[Proposal]:
+    """Give detector labels to the proposals they match; boxes overlapping no proposal become proposals.
+
+    A box's mask matching a proposal (IoU >= ``ATTACH_IOU``) lends it its label when the proposal has none or the
+    same one; a proposal labelled otherwise gets the box's label as a ``hint`` (relabelling it would flip the
+    label the tracker associates by, and split its track). A box that overlaps a proposal without matching it (a rider inside the
+    mask of horse and rider; overlap over the smaller mask >= ``covered_at``) adds nothing: a second, competing
+    mask of the same pixels would split tracks.
+    Mutates ``props``. Returns, per box, the mask to carry to the next frame with the box's label.
+    """
+    carried = []
+    for box in sorted(boxes, key=lambda b: -(b.label_score or b.score)):
+        best, best_iou, covered = None, ATTACH_IOU, False
+        for p in props:
+            iou = mask_iou(p.mask, box.mask)
+            covered = covered or overlap(p.mask, box.mask) >= covered_at
+            if iou >= best_iou:
+                best, best_iou = p, iou
+        score = box.label_score or box.score
+        source = box.label_source or box.source
+        if best is None:
+            if not covered:
+                props.append(box)
+            carried.append(box)
+            continue
+        if best.label is None or best.label == box.label:
+            best.label, best.label_score, best.label_source = box.label, max(score, best.label_score or 0.0), source
+        elif score > best.hint_score:
+            best.hint, best.hint_score, best.hint_source = box.label, score, source
+        carried.append(Proposal(mask=best.mask, score=box.score, label=box.label, source=box.source,
+                                label_score=score, label_source=source))
+    return carried
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over the smaller mask."""
+    small = min(np.count_nonzero(a), np.count_nonzero(b))
+    return 0.0 if small == 0 else np.count_nonzero(a & b) / small

@@ -28,6 +28,8 @@ from twinseek.media import mask_iou
 from twinseek.twins.adapters.base import Detection, SpecialistBase, TrackedObject
 from twinseek.twins.adapters.embedded.proposals import (
     Proposal,
+    attach_boxes,
+    box_mask,
     merge_seeds,
     motion_maps,
     moving_mask,
@@ -48,6 +50,8 @@ MAX_TRACKS = 8
 PROXIMITY_GATE = 0.25  # fallback match: centres closer than this fraction of the frame diagonal ...
 PROXIMITY_WEIGHT = 0.5  # ... scores at most this similarity (below any real overlap), scaled by size ratio
 SAME_LABEL_GATE = 0.6  # a seed with the same label as the track (person -> person) may jump this far
+KEYFRAME_COVERED = 0.5  # a detector box overlapping a proposal this much (over the smaller) only labels it
+CARRIED_COVERED = 0.1  # ... and a box carried by flow between keyframes, this much
 
 Warp = Callable[[np.ndarray, int, int], np.ndarray]
 """``warp(mask, from_pos, to_pos)``: the mask moved from one sampled frame to another."""
@@ -262,6 +266,22 @@ def _seed_proposals(dets: Sequence[Detection], scale: float, size: tuple[int, in
     return out
 
 
+def _box_proposal(frame: np.ndarray, det: Detection, scale: float) -> Proposal | None:
+    """A box-only detection (e.g. COCO) as a proposal: GrabCut inside the box at working size."""
+    box = tuple(float(v) * scale for v in det.box)
+    mask = box_mask(frame, box)  # type: ignore[arg-type]
+    if mask is None:
+        return None
+    return Proposal(mask=mask, score=float(det.score), label=det.label, source=det.source or "detector",
+                    label_score=float(det.score), label_source=det.source or "detector")
+
+
+def _carry(prop: Proposal, warp: Warp, pos: int) -> Proposal:
+    """A box seed moved from the previous sampled frame to ``pos`` by optical flow."""
+    return Proposal(mask=warp(prop.mask, pos - 1, pos), score=prop.score, label=prop.label, source=prop.source,
+                    label_score=prop.label_score, label_source=prop.label_source)
+
+
 def _upsample(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if mask.shape == shape:
         return mask.astype(bool)
@@ -288,6 +308,9 @@ class EmbeddedSegmenter(SpecialistBase):
     def segment(self, frames: Sequence[np.ndarray], seeds: Mapping[int, Sequence[Detection]]) -> list[TrackedObject]:
         if not frames:
             return []
+        # GrabCut's colour models start from OpenCV's global RNG: seed it so that a video's masks do not depend
+        # on what was segmented before it in the process (J on horsejump-high moved by 0.12 without this)
+        cv2.setRNGSeed(0)
         shape = frames[0].shape[:2]
         scale = work_scale(shape)
         small = [to_work(f, scale) for f in frames]
@@ -301,7 +324,9 @@ class EmbeddedSegmenter(SpecialistBase):
     ) -> tuple[list[list[Proposal]], list[np.ndarray | None]]:
         grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in small]
         residuals, backward = motion_maps(grey)
+        warp = _flow_warp(backward)
         per_frame = []
+        carried: list[Proposal] = []  # box seeds of the last keyframe, moved along by flow
         for pos, (frame, res) in enumerate(zip(small, residuals)):
             sal = saliency_map(frame) if self.use_saliency else None
             mask, score = moving_mask(res, sal)
@@ -309,7 +334,19 @@ class EmbeddedSegmenter(SpecialistBase):
             if self.refine:
                 for p in props:
                     p.mask = refine_grabcut(frame, p.mask)
-            per_frame.append(merge_seeds(props, _seed_proposals(seeds.get(pos, ()), scale, size)))
+            dets = seeds.get(pos, ())
+            frame_props = merge_seeds(props, _seed_proposals([d for d in dets if d.mask is not None], scale, size))
+            boxes = [d for d in dets if d.mask is None]
+            if boxes:  # a detector keyframe: fresh boxes replace the carried ones
+                made = [_box_proposal(frame, d, scale) for d in boxes]
+                box_props = [p for p in made if p is not None]
+            else:
+                box_props = [_carry(p, warp, pos) for p in carried]
+            # a carried box becomes a proposal of its own only over empty ground (a static object nothing else
+            # found): where it touches a proposal, a second mask would compete with it for the same track
+            carried = attach_boxes(frame_props, [p for p in box_props if p.mask.any()],
+                                   covered_at=KEYFRAME_COVERED if boxes else CARRIED_COVERED)
+            per_frame.append(frame_props)
         return per_frame, backward
 
     @staticmethod
@@ -319,10 +356,22 @@ class EmbeddedSegmenter(SpecialistBase):
             prop = t.proposals.get(pos)
             full = getattr(prop, "full_mask", None) if prop is not None else None
             masks[pos] = full.astype(bool) if full is not None else _upsample(m, shape)
-        labels = Counter(p.label for p in t.proposals.values() if p.label)
+        props = list(t.proposals.values())
+        labels = Counter(p.label for p in props if p.label)
         label = labels.most_common(1)[0][0] if labels else None
-        label_score = float(np.mean([p.score for p in t.proposals.values() if p.label == label])) if label else 0.0
-        sources = Counter(p.source for p in t.proposals.values())
+        labelled = [p for p in props if label and p.label == label]
+        label_score = float(np.mean([p.score if p.label_score is None else p.label_score for p in labelled])) if label else 0.0
+        label_source = Counter(p.label_source or p.source for p in labelled).most_common(1)[0][0] if labelled else ""
+        hints = Counter(p.hint for p in props if p.hint)
+        if hints:  # another model's label for the same pixels names the track when it is the surer
+            hint = hints.most_common(1)[0][0]
+            hinted = [p for p in props if p.hint == hint]
+            hint_score = float(np.mean([p.hint_score for p in hinted]))
+            if hint_score > label_score:
+                label, label_score = hint, hint_score
+                label_source = Counter(p.hint_source for p in hinted).most_common(1)[0][0]
+        sources = Counter(p.source for p in props)
         return TrackedObject(
-            track_id=t.track_id, masks=masks, label=label, label_score=label_score, source=sources.most_common(1)[0][0]
+            track_id=t.track_id, masks=masks, label=label, label_score=label_score, source=sources.most_common(1)[0][0],
+            label_source=label_source,
         )
