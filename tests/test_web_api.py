@@ -93,7 +93,13 @@ def test_api_search_returns_what_agent_search_returns(client: TestClient, agent:
     assert comparable(body) == comparable(direct)
     hit = body["hits"][0]
     assert hit["video_id"] == "blackswan" and hit["relevance"] > 0.5 and "black swan" in hit["reasoning"]
-    assert [o["track_id"] for o in hit["objects"]] == [1] and hit["objects"][0]["masks"]
+    # the objects come from the evidence (the track the object sub-query matched; with none, the most salient
+    # track), whatever id the LLM named
+    matched = [e for e in hit["evidence"] if not e["negated"] and e["track_ids"] and e["similarity"] > 0]
+    twin = agent.resources.store.get_twin("blackswan")
+    salient = max(twin.tracks, key=lambda t: t.mean_area * t.frame_count).track_id
+    expected = max(matched, key=lambda e: e["similarity"] * e["weight"])["track_ids"][:1] if matched else [salient]
+    assert [o["track_id"] for o in hit["objects"]] == expected and hit["objects"][0]["masks"]
     assert body["path"][:2] == ["decompose", "retrieve"] and body["models"]["reason"] == "paper:stub"
     # the switches reach the agent
     off = client.get("/api/search", params={"q": QUERY, "k": 2, **NO_LLM}).json()
@@ -116,7 +122,9 @@ def test_search_stream_sends_each_node_then_the_result(client: TestClient) -> No
     assert nodes == result["result"]["path"] and nodes[:4] == ["decompose", "retrieve", "rerank", "reason"]
     assert any(kind == "progress" and data["node"] == "reason" for kind, data in stream)
     html = result["html"]
-    assert 'data-video-id="blackswan"' in html and "/api/videos/blackswan/overlay.gif?tracks=1" in html
+    top = result["result"]["hits"][0]
+    tracks = ",".join(str(o["track_id"]) for o in top["objects"])
+    assert 'data-video-id="blackswan"' in html and f"/api/videos/blackswan/overlay.gif?tracks={tracks}" in html
     # the LLM's markup arrives escaped, never as a tag
     assert "<script>" not in html and "&lt;script&gt;alert(" in html
 

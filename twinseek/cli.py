@@ -550,6 +550,39 @@ def eval_(
     _print_eval_summary(result)
 
 
+@app.command()
+def calibrate(
+    bench_dir: Annotated[Path, typer.Argument(help="Bench folder with labelled ranked queries (queries.jsonl).")],
+    store: Annotated[Path, typer.Option("--store", "-s", help="Twin store holding the bench's videos.")],
+    holdout: Annotated[int, typer.Option(min=0, help="First N queries of each kind left out of the fit (those "
+                                                     "`twinseek eval --limit N` reports).")] = 10,
+    method: Annotated[str, typer.Option(help="platt or isotonic.")] = "platt",
+    judge: Annotated[str | None, typer.Option(help="verdict, yesno or listwise [default: the settings' agent.judge]."
+                                              )] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Calibrator file [default: STORE/"
+                                             "calibration-<judge>.json, which the store's searches use].")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most N fit queries of each kind.")] = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Fit the map from judged scores to P(relevant) for this LLM and judge mode (then tau=0.5 means P >= 0.5)."""
+    from twinseek.evals.calibrate import calibrate as fit
+
+    if method not in ("platt", "isotonic"):
+        raise typer.BadParameter(f"method must be platt or isotonic, got {method!r}")
+    if judge is not None and judge not in ("verdict", "yesno", "listwise"):
+        raise typer.BadParameter(f"judge must be verdict, yesno or listwise, got {judge!r}")
+    with _errors_exit():
+        try:
+            cal, path = fit(bench_dir, store, holdout=holdout, method=method, judge=judge,  # type: ignore[arg-type]
+                            out=out, limit=limit, progress=True, profile=profile or "embedded")
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+    meta = cal.fitted_on
+    console.print(f"{cal.method} calibrator for {safe(cal.llm)}/{cal.judge}: {meta['pairs']} pairs "
+                  f"({meta['relevant']} relevant) from {len(meta.get('queries', []))} queries")  # type: ignore[arg-type]
+    console.print(f"written: {safe_name(path)}")
+
+
 def _print_eval_summary(result) -> None:  # type: ignore[no-untyped-def]
     from twinseek.evals.report import HEADLINE
 

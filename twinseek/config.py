@@ -193,6 +193,7 @@ class RetrievalSettings(_Section):
 
 
 EMBEDDED_LLM_WEIGHT = 0.5
+JudgeName = Literal["verdict", "yesno", "listwise"]
 DEFAULT_DEADLINE_S = 120.0
 
 
@@ -207,6 +208,13 @@ class AgentSettings(_Section):
         DEFAULT_DEADLINE_S, gt=0, description="Overall time of one search: past it, the search skips the LLM work "
         "left (each LLM call is also cut to the time remaining), answers with what it has and records the fallback. "
         "None: no deadline. The default leaves the embedded LLM room for a full search on a slow CPU.")
+    judge: JudgeName | None = Field(
+        None, description="How the LLM judges candidates: 'verdict' (a chain-of-thought verdict per candidate, the "
+        "paper), 'yesno' (P(yes) per candidate from log-probabilities over compact evidence) or 'listwise' (one "
+        "call orders the candidates). None = 'verdict' with a user's endpoint, 'yesno' with the embedded LLM.")
+    calibration: Path | None = Field(
+        None, description="Calibrator file (``twinseek calibrate``) mapping judged scores to P(relevant). None: "
+        "the store's calibration-<judge>.json, else the one shipped for the embedded LLM, else none.")
 
 
 class Settings(BaseSettings):

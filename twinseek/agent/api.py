@@ -118,10 +118,12 @@ class Agent:
     # -- searching ----------------------------------------------------------------------------------------------
     def context(self, k: int = 10, **overrides: Any) -> AgentContext:
         """The run options of a search (see :class:`AgentContext` for the fields). Unset options take the
-        settings' defaults: ``llm_weight`` (``agent.llm_weight``, by the LLM's tier) and ``deadline_s``
+        settings' defaults: ``llm_weight`` and ``judge`` (``agent.llm_weight``, ``agent.judge``, by the LLM's tier) and ``deadline_s``
         (``agent.deadline_s``; pass ``deadline_s=None`` for no deadline)."""
         if overrides.get("llm_weight") is None:
             overrides["llm_weight"] = self.resources.llm_weight
+        if overrides.get("judge") is None:
+            overrides["judge"] = self.resources.judge
         overrides.setdefault("deadline_s", self.resources.settings.agent.deadline_s)
         return AgentContext(k=k, **overrides)
 

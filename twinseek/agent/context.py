@@ -10,13 +10,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from twinseek.config import JudgeName
 from twinseek.tools.rerank import RERANKERS, RerankerName
 from twinseek.tools.retrieval import TOOLS, Tool
 
-__all__ = ["PROMPTS", "AgentContext", "DecomposerName", "RerankerName", "Tool"]
+__all__ = ["JUDGES", "PROMPTS", "AgentContext", "DecomposerName", "JudgeName", "RerankerName", "Tool"]
 
 DecomposerName = Literal["llm", "rules"]
-PROMPTS = ("decompose", "reason", "plan")  # system prompts a search may replace
+PROMPTS = ("decompose", "reason", "yesno", "listwise", "plan")  # system prompts a search may replace
+JUDGES: tuple[JudgeName, ...] = ("verdict", "yesno", "listwise")
 
 
 @dataclass(kw_only=True)
@@ -59,6 +61,12 @@ class AgentContext:
     # Replacement system prompts by name (``decompose``, ``reason``, ``plan``); a replaced decomposition prompt
     # gets its own entries in the decomposition cache.
     prompts: Mapping[str, str] | None = None
+    # How the LLM judges candidates (see twinseek.agent.judge); None: the settings' ``agent.judge`` (by the LLM's
+    # tier: "verdict" for a user's endpoint, "yesno" for the embedded LLM).
+    judge: JudgeName | None = None
+    # Map judged scores to P(relevant) with the calibrator of the LLM and judge mode, when there is one (then tau
+    # is a probability threshold). Off: the relevance is the uncalibrated score (``twinseek calibrate`` reads it).
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -83,6 +91,8 @@ class AgentContext:
             raise ValueError(f"rerank_top must be >= 0, got {self.rerank_top}")
         if self.deadline_s is not None and not self.deadline_s > 0:
             raise ValueError(f"deadline_s must be > 0 (or None: no deadline), got {self.deadline_s}")
+        if self.judge is not None and self.judge not in JUDGES:
+            raise ValueError(f"judge must be one of {', '.join(JUDGES)}, got {self.judge!r}")
         if self.prompts is not None:
             unknown = set(self.prompts) - set(PROMPTS)
             if unknown:
@@ -105,4 +115,5 @@ class AgentContext:
                 "refine_top": self.refine_top, "llm_weight": self.llm_weight,
                 "videos": list(self.videos) if self.videos is not None else None, "decomposer": self.decomposer,
                 "reranker": self.reranker, "rerank_top": self.rerank_top, "deadline_s": self.deadline_s,
-                "prompts": sorted(self.prompts) if self.prompts else None}
+                "prompts": sorted(self.prompts) if self.prompts else None, "judge": self.judge,
+                "calibrate": self.calibrate}

@@ -31,6 +31,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twinseek.agent import prompts
 from twinseek.agent.context import AgentContext
+from twinseek.agent.judge import (
+    LISTWISE_MAX_TOKENS,
+    ListwiseOrder,
+    blend,
+    compact_evidence,
+    evidence_reasoning,
+    grounded_tracks,
+    listwise_messages,
+    listwise_scores,
+    yesno_messages,
+)
 from twinseek.agent.resources import Resources
 from twinseek.agent.state import (
     ActionRecord,
@@ -130,8 +141,7 @@ def _retrieval_relevance(candidates: list[Candidate], ctx: AgentContext) -> dict
 
 def _from_retrieval(candidate: Candidate, relevance: float, source: Literal["fallback", "deadline", "retrieval"],
                     round_: int = 0) -> Judgement:
-    return Judgement(relevance=round(relevance, 4), objects=sorted(set(_evidence_tracks(candidate))), source=source,
-                     round=round_)
+    return Judgement(relevance=round(relevance, 4), source=source, round=round_)  # finalize grounds it
 
 
 # -- the nodes, bound to one store's resources -----------------------------------------------------------------
@@ -225,36 +235,76 @@ class Nodes:
         return out
 
     # -- reason
-    def _judge(self, ctx: AgentContext, state: AgentState, llm: BoundedLLM, cand: Candidate, twin: Twin,
-               round_: int) -> tuple[Judgement, Fallback | None]:
+    def _verdict(self, ctx: AgentContext, state: AgentState, llm: BoundedLLM, cand: Candidate, twin: Twin,
+                 round_: int) -> tuple[Judgement, Fallback | None]:
+        """The paper's judgement: a chain-of-thought verdict over the compact twin (``judge = "verdict"``)."""
         dec = state["decomposition"]
-        evidence = _evidence_tracks(cand)
-        view = compact_twin(twin, evidence, ctx.max_tracks, ctx.max_frames)
+        view = compact_twin(twin, _evidence_tracks(cand), ctx.max_tracks, ctx.max_frames)
         messages = prompts.reason_messages(state["query"], [(s.text, s.negated) for s in dec.subqueries], view,
                                            system=ctx.prompt("reason"))
         try:
             verdict = llm.chat_json(messages, Verdict, max_tokens=REASON_MAX_TOKENS)
         except LLMError as exc:
-            rel = _retrieval_relevance(state["candidates"], ctx)[cand.video_id]
-            if llm.deadline.passed:  # one fallback for the node, recorded by the caller
-                return _from_retrieval(cand, rel, "deadline", round_), None
-            return _from_retrieval(cand, rel, "fallback", round_), _fallback(
-                "reason", cand.video_id, f"LLM failed ({exc}); relevance from retrieval")
-        known = {t.track_id for t in twin.tracks}
-        objects = [o for o in dict.fromkeys(verdict.objects) if o in known]
+            return self._llm_failed(ctx, state, llm, cand, exc, round_)
         missing = [m.strip()[:120] for m in verdict.missing if m.strip()]
-        relevance = verdict.relevance
-        weight = ctx.llm_weight if ctx.llm_weight is not None else self.res.llm_weight
-        if weight < 1.0:  # a small LLM's judgement is noisy: keep part of the (absolute) retrieval evidence
-            relevance = weight * relevance + (1 - weight) * cand.similarity
-        return Judgement(relevance=round(relevance, 4), reasoning=verdict.reasoning.strip(), objects=objects,
+        return Judgement(relevance=round(self._relevance(ctx, verdict.relevance, cand), 4),
+                         reasoning=verdict.reasoning.strip(), objects=grounded_tracks(cand, twin, dec, verdict.objects),
                          missing=missing, source="llm", round=round_), None
+
+    def _yesno(self, ctx: AgentContext, state: AgentState, llm: BoundedLLM, cand: Candidate, twin: Twin,
+               round_: int) -> tuple[Judgement, Fallback | None]:
+        """P(yes) on the candidate's compact evidence: one call of one generated token (``judge = "yesno"``)."""
+        evidence = compact_evidence(cand, twin, twin.video.ecr_text)
+        messages = yesno_messages(state["query"], state.get("decomposition"), evidence, system=ctx.prompt("yesno"))
+        try:
+            p_yes = llm.yes_probability(messages)
+        except LLMError as exc:
+            return self._llm_failed(ctx, state, llm, cand, exc, round_)
+        objects = grounded_tracks(cand, twin, state.get("decomposition"))
+        return Judgement(relevance=round(self._relevance(ctx, p_yes, cand), 4), source="llm", round=round_,
+                         reasoning=evidence_reasoning(cand, twin, p_yes, objects), objects=objects), None
+
+    def _listwise(self, ctx: AgentContext, state: AgentState, llm: BoundedLLM, todo: list[Candidate],
+                  twins: dict[str, Twin], round_: int) -> list[tuple[str, Judgement, Fallback | None]]:
+        """One call orders all the candidates by their compact evidence (``judge = "listwise"``)."""
+        evidences = [compact_evidence(c, twins[c.video_id], twins[c.video_id].video.ecr_text) for c in todo]
+        messages = listwise_messages(state["query"], evidences, system=ctx.prompt("listwise"))
+        try:
+            order = llm.chat_json(messages, ListwiseOrder, max_tokens=LISTWISE_MAX_TOKENS, retries=0).order
+        except LLMError as exc:  # one call failed: one fallback for all the candidates
+            failed = [(c.video_id, *self._llm_failed(ctx, state, llm, c, exc, round_)) for c in todo]
+            return [(vid, j, f if i == 0 else None) for i, (vid, j, f) in enumerate(failed)]
+        out: list[tuple[str, Judgement, Fallback | None]] = []
+        for c, score in zip(todo, listwise_scores(order, len(todo))):
+            twin = twins[c.video_id]
+            objects = grounded_tracks(c, twin, state.get("decomposition"))
+            out.append((c.video_id, Judgement(relevance=round(self._relevance(ctx, score, c), 4), source="llm",
+                                              round=round_, objects=objects,
+                                              reasoning=evidence_reasoning(c, twin, None, objects)), None))
+        return out
+
+    def _relevance(self, ctx: AgentContext, judged: float, cand: Candidate) -> float:
+        """The judgement blended with the absolute retrieval similarity (a small LLM's judgement is noisy), then
+        mapped to P(relevant) by the calibrator of this LLM and judge mode, when there is one."""
+        weight = ctx.llm_weight if ctx.llm_weight is not None else self.res.llm_weight
+        score = blend(judged, cand.similarity, weight)
+        calibrator = self.res.calibrator(ctx.judge or self.res.judge) if ctx.calibrate else None
+        return calibrator(score) if calibrator is not None else score
+
+    def _llm_failed(self, ctx: AgentContext, state: AgentState, llm: BoundedLLM, cand: Candidate, exc: LLMError,
+                    round_: int) -> tuple[Judgement, Fallback | None]:
+        rel = _retrieval_relevance(state["candidates"], ctx)[cand.video_id]
+        if llm.deadline.passed:  # one fallback for the node, recorded by the caller
+            return _from_retrieval(cand, rel, "deadline", round_), None
+        return _from_retrieval(cand, rel, "fallback", round_), _fallback(
+            "reason", cand.video_id, f"LLM failed ({exc}); relevance from retrieval")
 
     def reason(self, state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         ctx, writer = _ctx(runtime), runtime.stream_writer
         with _timed(out, "reason"):
             res = self.res
+            mode = ctx.judge or res.judge
             by_id = {c.video_id: c for c in state.get("candidates", [])}
             todo = [by_id[v] for v in state.get("to_reason", []) if v in by_id]
             order = {c.video_id: i for i, c in enumerate(todo)}
@@ -264,15 +314,22 @@ class Nodes:
             llm = self._llm(_deadline(state, ctx))
 
             results: list[tuple[str, Judgement, Fallback | None]] = []
-            # the embedded server decodes n_parallel requests at once; a shared prompt prefix is cached
-            with ThreadPoolExecutor(max_workers=min(res.parallel, max(1, len(todo)))) as pool:
-                futures = {pool.submit(self._judge, ctx, state, llm, c, twins[c.video_id], round_): c.video_id
-                           for c in todo}
-                for future in as_completed(futures):  # report here: the stream writer belongs to this thread
-                    judgement, fallback = future.result()
-                    results.append((futures[future], judgement, fallback))
-                    writer({"node": "reason", "video_id": futures[future], "relevance": judgement.relevance,
+            if mode == "listwise":
+                results = self._listwise(ctx, state, llm, todo, twins, round_)
+                for vid, judgement, _ in results:
+                    writer({"node": "reason", "video_id": vid, "relevance": judgement.relevance,
                             "source": judgement.source})
+            else:
+                judge = self._yesno if mode == "yesno" else self._verdict
+                # the embedded server decodes n_parallel requests at once; the shared prompt prefix is cached
+                with ThreadPoolExecutor(max_workers=min(res.parallel, max(1, len(todo)))) as pool:
+                    futures = {pool.submit(judge, ctx, state, llm, c, twins[c.video_id], round_): c.video_id
+                               for c in todo}
+                    for future in as_completed(futures):  # report here: the stream writer belongs to this thread
+                        judgement, fallback = future.result()
+                        results.append((futures[future], judgement, fallback))
+                        writer({"node": "reason", "video_id": futures[future], "relevance": judgement.relevance,
+                                "source": judgement.source})
             results.sort(key=lambda r: order[r[0]])
             out["judgements"] = {vid: j for vid, j, _ in results}
             out["fallbacks"] = [f for _, _, f in results if f is not None]
@@ -281,8 +338,8 @@ class Nodes:
                 out["fallbacks"].append(_fallback("reason", None, f"deadline; {len(late)} candidate(s) judged by "
                                                   f"retrieval: {', '.join(late)}"))
             out["to_reason"] = []
-            out["models"] = {"reason": res.llm_name}
-            out["trace"] = [f"reason[{round_}] {vid}: {j.relevance:.2f} ({j.source})"
+            out["models"] = {"reason": res.llm_name, "judge": mode}
+            out["trace"] = [f"reason[{round_}] {vid}: {j.relevance:.2f} ({j.source}, {mode})"
                             + (f", missing {j.missing}" if j.missing else "") for vid, j, _ in results]
         return out
 
@@ -364,9 +421,9 @@ class Nodes:
         return objects
 
     def _hit(self, cand: Candidate, j: Judgement, rank: int, judged_by: str, root: Path,
-             actions: list[ActionRecord]) -> Hit:
+             actions: list[ActionRecord], dec: Decomposition | None) -> Hit:
         twin = search_twin(self.res, cand.video_id, actions)  # with this search's refinements
-        objects = j.objects or sorted(set(_evidence_tracks(cand)))  # no chosen object: point at the evidence
+        objects = j.objects or grounded_tracks(cand, twin, dec)  # the tracks behind the object sub-queries' evidence
         return Hit(rank=rank, video_id=cand.video_id, path=cand.path, relevance=j.relevance,
                    retrieval_score=cand.score, scores=cand.scores, reasoning=j.reasoning, missing=j.missing,
                    judged_by=judged_by, refined=j.round > 0, objects=self._objects(twin, objects, root),
@@ -383,8 +440,9 @@ class Nodes:
             kept.sort(key=lambda c: (-judged[c.video_id].relevance, order[c.video_id]))
             names = {**JUDGED_BY, "llm": self.res.llm_name if ctx.lr else ""}
             root = self.res.store.root.resolve()  # mask paths are relative to the store: absolute for callers
-            actions = state.get("actions", [])
-            out["hits"] = [self._hit(c, judged[c.video_id], rank, names[judged[c.video_id].source], root, actions)
+            actions, dec = state.get("actions", []), state.get("decomposition")
+            out["hits"] = [self._hit(c, judged[c.video_id], rank, names[judged[c.video_id].source], root, actions,
+                                     dec)
                            for rank, c in enumerate(kept[: ctx.k], start=1)]
             kept_ids = {c.video_id for c in kept}
             out["dropped"] = [DroppedCandidate(video_id=c.video_id, relevance=judged[c.video_id].relevance)

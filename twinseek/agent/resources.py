@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 
 import sqlite_utils
 
-from twinseek.config import EMBEDDED_LLM_WEIGHT, Settings, load_settings
+from twinseek.config import EMBEDDED_LLM_WEIGHT, JudgeName, Settings, load_settings
 from twinseek.tools.decompose import Decomposer, DecompositionCache
 from twinseek.tools.rerank import LLM_RERANKERS, Reranker, RerankerName, make_reranker
 
 if TYPE_CHECKING:
+    from twinseek.agent.calibration import Calibrator
     from twinseek.tools.deadline import ChatModel
     from twinseek.tools.dense import VideoEmbedder
     from twinseek.tools.ecr import EcrGenerator
@@ -104,14 +105,38 @@ class Resources:
         return self.settings.specialists.depth not in (None, "none")
 
     @property
+    def llm_tier(self) -> str:
+        """The LLM's tier, decided without starting the embedded server."""
+        return self._llm.tier if self._llm is not None else ("paper" if self.settings.llm.base_url else "embedded")
+
+    @property
+    def llm_key(self) -> str:
+        """The LLM's model name as calibrators record it (the embedded model's name, or the endpoint's)."""
+        if self._llm is not None:
+            return self._llm.model
+        llm = self.settings.llm
+        return llm.model if self.llm_tier == "paper" else llm.embedded_model
+
+    @property
+    def judge(self) -> JudgeName:
+        """The settings' ``agent.judge``, or by the LLM's tier: a user's endpoint argues a verdict per candidate,
+        the embedded model answers yes/no (see :mod:`twinseek.agent.judge`)."""
+        return self.settings.agent.judge or ("verdict" if self.llm_tier == "paper" else "yesno")
+
+    def calibrator(self, judge: str) -> Calibrator | None:
+        """The calibrator of this LLM and ``judge`` mode (see :func:`~twinseek.agent.calibration.find_calibrator`)."""
+        from twinseek.agent.calibration import find_calibrator
+
+        return find_calibrator(self.settings.agent.calibration, self.store.root, self.llm_key, judge)
+
+    @property
     def llm_weight(self) -> float:
         """The settings' ``agent.llm_weight``, or by the LLM's tier: 1.0 for a user's endpoint, less for the
         embedded model (decided without starting its server)."""
         weight = self.settings.agent.llm_weight
         if weight is not None:
             return weight
-        tier = self._llm.tier if self._llm is not None else ("paper" if self.settings.llm.base_url else "embedded")
-        return 1.0 if tier == "paper" else EMBEDDED_LLM_WEIGHT
+        return 1.0 if self.llm_tier == "paper" else EMBEDDED_LLM_WEIGHT
 
     @property
     def parallel(self) -> int:
