@@ -180,3 +180,26 @@ def test_concurrent_reader_loop_during_folder_ingest(tmp_path: Path, specialists
         assert lost == []
         report = store.check()
         assert report.ok and report.instances > 0, report.findings
+
+
+def test_new_mask_dir_survives_a_sweep_removing_the_empty_video_folder(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process's sweep removes an empty ``masks/<video>`` folder; if that happens between ``mkdir`` of
+    the video folder and of the ingest folder inside it, the ingest makes the folder again instead of failing."""
+    real_mkdir = Path.mkdir
+    raced: list[Path] = []
+
+    def racing_mkdir(self: Path, mode: int = 0o777, parents: bool = False, exist_ok: bool = False) -> None:
+        if self.parent.name == "v" and not raced:  # the ingest folder, first try: a sweep took its parent
+            raced.append(self)
+            real_mkdir(self.parent, parents=True, exist_ok=True)
+            self.parent.rmdir()
+            raise FileNotFoundError(str(self))
+        real_mkdir(self, mode, parents, exist_ok)
+
+    with TwinStore(tmp_path / "store") as store:
+        monkeypatch.setattr(Path, "mkdir", racing_mkdir)
+        rel = store.new_mask_dir("v")
+        monkeypatch.undo()
+        assert raced and (store.root / rel).is_dir()
+        store.discard_mask_dir(rel)

@@ -346,7 +346,7 @@ class TwinStore:
         # the lease is locked before the folder exists, so a sweep never sees the folder without its lease
         self._leases[rel] = _take_lease(self.root / LEASE_DIR / f"{token}.lock", rel)
         try:
-            (self.root / rel).mkdir(parents=True)
+            _mkdir_racing_sweeps(self.root / rel)
         except BaseException:
             self._release_lease(rel)
             raise
@@ -522,6 +522,18 @@ class TwinStore:
                 logger.debug("keeping uncommitted mask folder %s (%s)", rel, state)
         with contextlib.suppress(OSError):  # not empty: still in use
             video_dir.rmdir()
+
+
+def _mkdir_racing_sweeps(path: Path, attempts: int = 20) -> None:
+    """``mkdir -p path`` while other processes may sweep: a sweep removes an empty per-video folder, which can
+    happen between creating it and creating ``path`` inside it; then the parent is simply made again."""
+    for attempt in range(attempts):
+        try:
+            path.mkdir(parents=True)
+            return
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
 
 
 def _take_lease(path: Path, mask_dir: str) -> int:
