@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 
-def save_mask(path: Path, mask: np.ndarray) -> None:
+def encode_mask(mask: np.ndarray) -> bytes:
+    """A mask as the bytes of a 1-bit PNG (what :func:`save_mask` writes): how masks travel from a worker."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(mask, dtype=bool)).convert("1").save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def decode_mask(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("L")) > 127
+
+
+def save_mask(path: Path, mask: np.ndarray | bytes) -> None:
+    """Write a mask (an array, or PNG bytes from :func:`encode_mask`) to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(mask, dtype=bool)).convert("1").save(path, optimize=True)
+    path.write_bytes(mask if isinstance(mask, bytes) else encode_mask(mask))
 
 
 def load_mask(path: Path) -> np.ndarray:
