@@ -1,0 +1,32 @@
+"""A real :class:`TwinBuilder` with faults keyed by file name, for the parallel-ingest tests.
+
+- ``*always-fails*``: every build raises ``RuntimeError`` (a model that crashes on this video);
+- ``*fails-once*``: the first build raises ``OSError`` (a transient fault), later ones succeed;
+- ``*crash-once*``: the first build kills its worker process (``os._exit``), later ones succeed.
+
+"First" is recorded in a marker file next to the video, so it holds across worker processes and Ray nodes. Only
+``*-once*`` videos get one; the tests write those into their own temporary folders, so nothing is ever written
+next to the bundled sample clips.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twinseek.twins.pipeline import BuildJob, BuiltTwin, TwinBuilder
+
+
+class FlakyBuilder(TwinBuilder):
+    def build(self, job: BuildJob) -> BuiltTwin:
+        name = job.path.name
+        if "always-fails" in name:
+            raise RuntimeError("the model crashed on this video")
+        if "-once" in name:  # only these videos (written by the tests into tmp_path) get a marker file
+            marker = job.path.with_name(job.path.name + ".tried")
+            first = not marker.exists()
+            marker.touch()
+            if first and "fails-once" in name:
+                raise OSError("a transient fault (network filesystem hiccup)")
+            if first and "crash-once" in name:
+                os._exit(3)
+        return super().build(job)
