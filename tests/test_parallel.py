@@ -134,7 +134,7 @@ def test_cli_workers_then_resume_and_store_diff(tmp_path: Path) -> None:
     args = ["ingest", str(videos), "--workers", "2"]
     first = runner.invoke(app, [*args, "--store", str(tmp_path / "par")])
     assert first.exit_code == 0, first.output
-    assert "2 ingested, 0 skipped, 0 failed" in first.output and "worker" in first.output
+    assert "2 ingested, 0 skipped, 0 failed" in first.output and "2 workers on 1 host, peak RSS" in first.output
     again = runner.invoke(app, [*args, "--store", str(tmp_path / "par")])
     assert again.exit_code == 0 and "0 ingested, 2 skipped, 0 failed" in again.output
     ingest(tmp_path / "serial", [videos], None)

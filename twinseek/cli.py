@@ -89,9 +89,10 @@ def ingest(
     frames: Annotated[int | None, typer.Option(help="Sample this many frames uniformly.")] = None,
     max_side: Annotated[int | None, typer.Option(help="Longest side of decoded frames.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-ingest videos already in the store.")] = False,
-    workers: Annotated[int, typer.Option(
-        "--workers", "-w", min=1, help="Build twins in this many worker processes (each loads the models once); "
-        "with --ray, the number of Ray actors (default: one per CPU of the cluster).")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-w", min=1, help="Build twins in this many worker processes (each loads the models once; "
+        "default: serial, in this process); with --ray, the number of Ray actors (default: one per CPU of the "
+        "cluster).")] = None,
     ray: Annotated[str | None, typer.Option(
         "--ray", metavar="ADDRESS|local", help="Build twins on Ray actors: 'local' starts Ray on this machine, "
         "'auto' or HOST:PORT joins a cluster (ray start). Needs twinseek[ray]; video paths must be readable on "
@@ -113,7 +114,7 @@ def ingest(
         err_console.print("[yellow]no video files found[/yellow]")
         raise typer.Exit(1)
     with _errors_exit(), TwinStore(settings.store) as twin_store:
-        if workers > 1 or ray:
+        if (workers or 1) > 1 or ray:
             err_console.print(f"starting {'Ray actors' if ray else f'{workers} worker processes'} ...")
         with contextlib.ExitStack() as stack:
             executor = make_executor(settings, workers, ray)
@@ -121,6 +122,8 @@ def ingest(
                 stack.enter_context(executor)
             results = _ingest_with_progress(Ingestor(twin_store, settings), files, force, executor, retries)
         _print_ingest_summary(results, settings)
+        if executor is not None:
+            _print_workers(executor.workers())
     if any(r.status == "failed" for r in results) and not any(r.status != "failed" for r in results):
         raise typer.Exit(1)
 
@@ -155,6 +158,17 @@ def _print_ingest_summary(results, settings: Settings) -> None:  # type: ignore[
             console.print(f"[red]failed[/red] {r.error}")
     counts = {s: sum(r.status == s for r in results) for s in ("ingested", "skipped", "failed")}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+def _print_workers(workers) -> None:  # type: ignore[no-untyped-def]
+    """One line on the workers of a parallel ingest: how many, on how many hosts / Ray nodes, peak memory."""
+    if not workers:
+        return
+    nodes = {w.node_id or w.host for w in workers}
+    rss = sorted(w.peak_rss_mb for w in workers)
+    where = ("Ray node" if workers[0].node_id else "host") + ("s" if len(nodes) > 1 else "")
+    console.print(f"{len(workers)} workers on {len(nodes)} {where}, "
+                  f"peak RSS per worker {rss[0]:.0f}-{rss[-1]:.0f} MiB")
 
 
 @twins_app.command("show")

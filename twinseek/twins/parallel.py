@@ -306,12 +306,9 @@ class RayBuildExecutor(BuildExecutor):
             return
         logger.warning("a Ray actor died; starting a new one")
         self.ray.kill(actor.handle, no_restart=True)
-        fresh = self._new_actor()
-        fresh.load = actor.load  # its other jobs in flight come back failed and are accounted to it
-        self._actors[self._actors.index(actor)] = fresh
-        for ref, (job, owner) in list(self._refs.items()):
-            if owner is actor:
-                self._refs[ref] = (job, fresh)
+        # its other jobs in flight come back failed too, still owned by the dead actor (so they do not take the
+        # fresh one down with them, and its load counts only what it was given)
+        self._actors[self._actors.index(actor)] = self._new_actor()
 
     def close(self) -> None:
         for actor in getattr(self, "_actors", []):
@@ -321,12 +318,13 @@ class RayBuildExecutor(BuildExecutor):
             self.ray.shutdown()
 
 
-def make_executor(settings: Settings, workers: int = 1, ray: str | None = None) -> BuildExecutor | None:
-    """The executor the CLI options ask for: Ray actors with ``ray`` (an address or ``local``), a process pool
-    for ``workers`` > 1, else ``None`` (serial, in this process)."""
+def make_executor(settings: Settings, workers: int | None = None, ray: str | None = None) -> BuildExecutor | None:
+    """The executor the CLI options ask for: ``workers`` Ray actors with ``ray`` (an address or ``local``; by
+    default one actor per CPU of the cluster), a process pool for ``workers`` > 1, else ``None`` (serial, in this
+    process)."""
     if ray:
-        return RayBuildExecutor(settings, address=ray, workers=workers if workers > 1 else None)
-    if workers > 1:
+        return RayBuildExecutor(settings, address=ray, workers=workers)
+    if workers and workers > 1:
         return ProcessPoolBuildExecutor(settings, workers)
     return None
 
