@@ -12,8 +12,25 @@ next to the bundled sample clips.
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+from synthetic import Scene, write_video
 
 from twinseek.twins.pipeline import BuildJob, BuiltTwin, TwinBuilder
+
+
+def fault_videos(folder: Path, *names: str) -> Path:
+    """Write the named test videos into ``folder``: ``broken.mp4`` (zero bytes, corrupt), ``empty.gif`` (empty),
+    any other name a small synthetic clip of its own content."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, name in enumerate(names):
+        if name == "broken.mp4":
+            (folder / name).write_bytes(b"\x00" * 4096)
+        elif name == "empty.gif":
+            (folder / name).touch()
+        else:
+            write_video(folder / name, Scene(frames=8, seed=seed))
+    return folder
 
 
 class FlakyBuilder(TwinBuilder):

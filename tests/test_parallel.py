@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flaky_builder import FlakyBuilder
+from flaky_builder import FlakyBuilder, fault_videos
 from synthetic import Scene, write_video
 from typer.testing import CliRunner
 
@@ -58,13 +58,8 @@ def test_pool_builds_the_same_store_as_serial(sample_store: Path, pool: ProcessP
 
 def test_failures_are_reported_per_file_and_the_rest_commit(pool: ProcessPoolBuildExecutor, tmp_path: Path,
                                                              caplog: pytest.LogCaptureFixture) -> None:
-    folder = tmp_path / "videos"
-    folder.mkdir()
-    write_video(folder / "good.mp4", Scene(frames=8))
-    write_video(folder / "model-always-fails.mp4", Scene(frames=8, seed=1))
-    write_video(folder / "nfs-fails-once.mp4", Scene(frames=8, seed=2))
-    (folder / "broken.mp4").write_bytes(b"\x00" * 4096)
-    (folder / "empty.gif").touch()
+    folder = fault_videos(tmp_path / "videos", "good.mp4", "model-always-fails.mp4", "nfs-fails-once.mp4",
+                          "broken.mp4", "empty.gif")
     with caplog.at_level(logging.WARNING, logger="twinseek"):
         results = {Path(r.path).name: r for r in ingest(tmp_path / "store", [folder], pool)}
     status = {name: r.status for name, r in results.items()}

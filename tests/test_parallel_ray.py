@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import ray
-from flaky_builder import FlakyBuilder
+from flaky_builder import FlakyBuilder, fault_videos
 from ray.cluster_utils import Cluster
 from synthetic import Scene, write_video
 from test_parallel import assert_same, ingest
@@ -81,13 +81,8 @@ def test_cli_joins_a_two_node_cluster_by_address(cluster: Cluster, tmp_path: Pat
 
 def test_cluster_retries_lost_actors_and_reports_failures_per_file(cluster: Cluster, tmp_path: Path,
                                                                     caplog: pytest.LogCaptureFixture) -> None:
-    folder = tmp_path / "videos"
-    folder.mkdir()
-    write_video(folder / "good.mp4", Scene(frames=8))
-    write_video(folder / "worker-crash-once.mp4", Scene(frames=8, seed=1))
-    write_video(folder / "nfs-fails-once.mp4", Scene(frames=8, seed=2))
-    write_video(folder / "model-always-fails.mp4", Scene(frames=8, seed=3))
-    (folder / "broken.mp4").write_bytes(b"\x00" * 4096)
+    folder = fault_videos(tmp_path / "videos", "good.mp4", "worker-crash-once.mp4", "nfs-fails-once.mp4",
+                          "model-always-fails.mp4", "broken.mp4")
     ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
     try:
         with RayBuildExecutor(load_settings(), builder=FlakyBuilder) as executor:
