@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -143,8 +144,22 @@ def ingest(
     frames: Annotated[int | None, typer.Option(help="Sample this many frames uniformly.")] = None,
     max_side: Annotated[int | None, typer.Option(help="Longest side of decoded frames.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-ingest videos already in the store.")] = False,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-w", min=1, help="Build twins in this many worker processes (each loads the models once; "
+        "default: serial, in this process); with --ray, the number of Ray actors (default: one per CPU of the "
+        "cluster).")] = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="ADDRESS|local", help="Build twins on Ray actors: 'local' starts Ray on this machine, "
+        "'auto' or HOST:PORT joins a cluster (ray start). Needs twinseek[ray]; video paths must be readable on "
+        "every node.")] = None,
+    retries: Annotated[int, typer.Option(min=0, help="With --workers/--ray: further tries of a build that fails "
+                                         "other than for bad input (a crashed worker).")] = 1,
 ) -> None:
-    """Turn videos into digital twins. Videos already ingested (same content) are skipped."""
+    """Turn videos into digital twins. Videos already ingested (same content) are skipped.
+
+    This process stays the only writer of the store: with --workers or --ray it checks and hashes each file,
+    sends only new videos to the workers and commits each twin as it comes back."""
+    from twinseek.twins.parallel import make_executor
     from twinseek.twins.pipeline import Ingestor, collect_videos
     from twinseek.twins.store import TwinStore
 
@@ -153,14 +168,23 @@ def ingest(
     if not files:
         err_console.print("[yellow]no video files found[/yellow]")
         raise typer.Exit(1)
-    with TwinStore(settings.store) as twin_store:
-        results = _ingest_with_progress(Ingestor(twin_store, settings), files, force)
+    with _errors_exit(), TwinStore(settings.store) as twin_store:
+        if (workers or 1) > 1 or ray:
+            err_console.print(f"starting {'Ray actors' if ray else f'{workers} worker processes'} ...")
+        with contextlib.ExitStack() as stack:
+            executor = make_executor(settings, workers, ray)
+            if executor is not None:
+                stack.enter_context(executor)
+            results = _ingest_with_progress(Ingestor(twin_store, settings), files, force, executor, retries)
         _print_ingest_summary(results, settings)
+        if executor is not None:
+            _print_workers(executor.workers())
     if any(r.status == "failed" for r in results) and not any(r.status != "failed" for r in results):
         raise typer.Exit(1)
 
 
-def _ingest_with_progress(ingestor, files: list[Path], force: bool):  # type: ignore[no-untyped-def]
+def _ingest_with_progress(ingestor, files: list[Path], force: bool, executor=None,  # type: ignore[no-untyped-def]
+                          retries: int = 1):
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:
         videos = progress.add_task("videos", total=len(files))
@@ -170,24 +194,37 @@ def _ingest_with_progress(ingestor, files: list[Path], force: bool):  # type: ig
             progress.advance(videos)
             progress.advance(frames, result.frames)
 
-        return ingestor.ingest_many(files, force=force, on_done=done)
+        return ingestor.ingest_many(files, force=force, on_done=done, executor=executor, retries=retries)
 
 
 def _print_ingest_summary(results, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     table = Table(title=f"ingest into {safe_name(settings.store)} (profile {settings.profile})")
-    for col in ("file", "status", "video id", "frames", "tracks", "seconds"):
+    by_worker = any(r.worker for r in results)
+    for col in ("file", "status", "video id", "frames", "tracks", "seconds") + (("worker",) if by_worker else ()):
         table.add_column(col)
     for r in results:
         style = {"ingested": "green", "skipped": "dim", "failed": "red"}[r.status]
         status = r.status + (" (repaired)" if r.repaired else "")
         table.add_row(safe_name(Path(r.path).name), f"[{style}]{status}[/{style}]", safe(r.video_id or ""),
-                      str(r.frames or ""), str(r.tracks or ""), f"{r.seconds:.1f}" if r.seconds else "")
+                      str(r.frames or ""), str(r.tracks or ""), f"{r.seconds:.1f}" if r.seconds else "",
+                      *((safe(r.worker or ""),) if by_worker else ()))
     console.print(table)
     for r in results:
         if r.status == "failed":
             console.print(f"[red]failed[/red] {safe_name(r.error)}")
     counts = {s: sum(r.status == s for r in results) for s in ("ingested", "skipped", "failed")}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+def _print_workers(workers) -> None:  # type: ignore[no-untyped-def]
+    """One line on the workers of a parallel ingest: how many, on how many hosts / Ray nodes, peak memory."""
+    if not workers:
+        return
+    nodes = {w.node_id or w.host for w in workers}
+    rss = sorted(w.peak_rss_mb for w in workers)
+    where = ("Ray node" if workers[0].node_id else "host") + ("s" if len(nodes) > 1 else "")
+    console.print(f"{len(workers)} workers on {len(nodes)} {where}, "
+                  f"peak RSS per worker {rss[0]:.0f}-{rss[-1]:.0f} MiB")
 
 
 @twins_app.command("show")
@@ -382,6 +419,34 @@ def _known(twin_store: TwinStore, video: str | None) -> str | None:
     if video is not None and video not in twin_store:
         raise VideoNotFoundError(video)
     return video
+
+
+@store_app.command("diff")
+def store_diff(
+    a: Annotated[Path, typer.Argument(help="A store folder.")],
+    b: Annotated[Path, typer.Argument(help="Another store folder.")],
+    masks: Annotated[bool, typer.Option("--masks/--no-masks", help="Compare mask pixels too.")] = True,
+    limit: Annotated[int, typer.Option(min=1, help="Differences listed at most.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Compare two stores row by row: videos, tracks, instances, relations and mask pixels (ingest times, mask
+    folder names and relation row ids are bookkeeping and not compared). Exit code 1 when they differ."""
+    from twinseek.twins.compare import diff_stores
+    from twinseek.twins.store import TwinStore
+
+    with _errors_exit(), TwinStore(a, create=False) as store_a, TwinStore(b, create=False) as store_b:
+        diff = diff_stores(store_a, store_b, masks=masks, limit=limit)
+    if as_json:
+        typer.echo(diff.model_dump_json(indent=2))
+    else:
+        counts = (f"{diff.videos} videos, {diff.tracks} tracks, {diff.instances} instances, {diff.relations} "
+                  f"relations, {diff.masks} masks compared")
+        for line in diff.differences:
+            console.print(escape(line), highlight=False)
+        console.print(f"[green]identical[/green]: {counts}" if diff.identical
+                      else f"[red]{len(diff.differences)} differences[/red] ({counts})")
+    if not diff.identical:
+        raise typer.Exit(1)
 
 
 @app.command()

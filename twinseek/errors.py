@@ -30,6 +30,10 @@ class VideoError(TwinseekError):
             message += f" ({detail})"
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[type[VideoError], tuple[Path, str]]:
+        # rebuilt from its own arguments: an error from a worker process or Ray actor keeps its message
+        return type(self), (self.path, self.detail)
+
 
 class UnsupportedFormatError(VideoError):
     reason = "unsupported video format"
@@ -59,3 +63,6 @@ class VideoNotFoundError(StoreError):
     def __init__(self, video_id: str) -> None:
         self.video_id = video_id
         super().__init__(f"no video with id {video_id!r} in the store")
+
+    def __reduce__(self) -> tuple[type[VideoNotFoundError], tuple[str]]:
+        return type(self), (self.video_id,)

@@ -14,6 +14,7 @@ Conventions:
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -34,14 +35,27 @@ OVERLAY_ALPHA = 0.45
 
 
 # -- mask files -----------------------------------------------------------------------------------------------
-def save_mask(path: str | Path, mask: np.ndarray) -> None:
-    """Write a mask as a 1-bit PNG (lossless, small, viewable anywhere); parent folders are created."""
+def encode_mask(mask: np.ndarray) -> bytes:
+    """A mask as the bytes of a 1-bit PNG (what :func:`save_mask` writes): how masks travel from a worker."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(mask, dtype=bool)).convert("1").save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def decode_mask(data: bytes) -> np.ndarray:
+    """A mask from PNG bytes (:func:`encode_mask`), read like :func:`load_mask`."""
+    return load_mask(io.BytesIO(data))
+
+
+def save_mask(path: str | Path, mask: np.ndarray | bytes) -> None:
+    """Write a mask (an array, or PNG bytes from :func:`encode_mask`) as a 1-bit PNG (lossless, small, viewable
+    anywhere); parent folders are created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(mask, dtype=bool)).convert("1").save(path, optimize=True)
+    path.write_bytes(mask if isinstance(mask, bytes) else encode_mask(mask))
 
 
-def load_mask(path: str | Path) -> np.ndarray:
+def load_mask(path: str | Path | io.BytesIO) -> np.ndarray:
     """A mask PNG as a bool array: any non-zero pixel (1-bit, 0/255, palette index or colour) is foreground.
 
     An alpha channel is ignored (a colour mask's transparent background is black)."""

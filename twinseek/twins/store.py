@@ -352,7 +352,8 @@ class TwinStore:
             raise
         return rel
 
-    def write_mask(self, mask_dir: str, track_id: int, frame_index: int, mask: np.ndarray) -> str:
+    def write_mask(self, mask_dir: str, track_id: int, frame_index: int, mask: np.ndarray | bytes) -> str:
+        """Write one mask (an array, or PNG bytes a worker encoded) into ``mask_dir``; returns its store path."""
         rel = f"{mask_dir}/t{track_id}_f{frame_index}.png"
         save_mask(self.root / rel, mask)
         return rel
