@@ -87,6 +87,13 @@ class BuildExecutor(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def ingest_batch(
+        self, ingestor: Ingestor, files: Sequence[Path], *, force: bool = False,
+        on_done: Callable[[IngestResult], None] | None = None, retries: int = 1,
+    ) -> list[IngestResult]:
+        """:func:`ingest_batch` with this executor (what :meth:`Ingestor.ingest_many` calls)."""
+        return ingest_batch(ingestor, files, self, force=force, on_done=on_done, retries=retries)
+
     def workers(self) -> list[WorkerInfo]:
         """The workers seen so far, each with the latest peak RSS it reported."""
         return sorted(self._workers.values(), key=lambda w: (w.host, w.pid))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Container, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -38,9 +38,6 @@ from twinseek.twins.model import Instance, ScreenText, Track, Twin, Video, utc_n
 from twinseek.twins.relations import compute_relations, track_motion
 from twinseek.twins.specialists import Specialists, build_specialists
 from twinseek.twins.store import TwinStore
-
-if TYPE_CHECKING:
-    from twinseek.twins.parallel import BuildExecutor
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +238,16 @@ class TwinBuilder:
         return WorkerInfo.here()
 
 
+class BatchBuilder(Protocol):
+    """What :meth:`Ingestor.ingest_many` needs of an executor (:class:`twinseek.twins.parallel.BuildExecutor`):
+    typed here so that the pipeline never imports the executors (they import the pipeline)."""
+
+    def ingest_batch(
+        self, ingestor: Ingestor, files: Sequence[Path], *, force: bool = False,
+        on_done: Callable[[IngestResult], None] | None = None, retries: int = 1,
+    ) -> list[IngestResult]: ...
+
+
 class Ingestor:
     """Turns video files into twins in a store. Specialists are built once and reused across videos.
 
@@ -323,7 +330,7 @@ class Ingestor:
 
     def ingest_many(
         self, paths: Sequence[str | Path], force: bool = False, on_done: Callable[[IngestResult], None] | None = None,
-        executor: BuildExecutor | None = None, retries: int = 1,
+        executor: BatchBuilder | None = None, retries: int = 1,
     ) -> list[IngestResult]:
         """Ingest files and folders; a file that fails (bad input, or any unexpected error, logged with its
         traceback) is reported as ``failed`` and the rest go on. ``KeyboardInterrupt`` still stops.
@@ -333,9 +340,7 @@ class Ingestor:
         Results come back in the order of the files either way; ``on_done`` sees each as it finishes."""
         files = collect_videos(paths)
         if executor is not None:
-            from twinseek.twins.parallel import ingest_batch
-
-            return ingest_batch(self, files, executor, force=force, on_done=on_done, retries=retries)
+            return executor.ingest_batch(self, files, force=force, on_done=on_done, retries=retries)
         results = []
         for path in files:
             try:
