@@ -18,14 +18,17 @@ from twinseek.agent import Agent, Resources
 from twinseek.agent.calibration import (
     CalibrationError,
     Calibrator,
+    candidate_features,
     find_calibrator,
     fit_calibrator,
+    retrieval_sibling,
     store_calibration_path,
 )
 from twinseek.agent.judge import grounded_tracks, listwise_scores
 from twinseek.config import load_settings
 from twinseek.tools.compositional import ComponentMatch
 from twinseek.tools.decompose import Decomposition, SubQuery
+from twinseek.tools.llm import choice_shares
 from twinseek.tools.retrieval import Candidate
 
 __all__ = ["clip"]  # the session fixture of test_agent_graph, used here too
@@ -188,7 +191,7 @@ def test_find_calibrator_order_and_model_check(tmp_path: Path) -> None:
 def test_a_search_reports_calibrated_relevance_and_tau_is_a_probability(agent: Agent, stub: Any) -> None:
     stub.script = Script(stub)
     raw = agent.search(QUERY, k=3, judge="yesno", llm_weight=1.0, tau=0.0, calibrate=False)
-    cal = Calibrator(method="platt", a=10.0, b=-7.0, llm="stub", judge="yesno")  # P >= 0.5 iff score >= 0.7
+    cal = Calibrator(method="platt", coef=[10.0], intercept=-7.0, llm="stub", judge="yesno")  # P>=0.5 iff score>=0.7
     cal.save(store_calibration_path(agent.resources.store.root, "yesno"))
     result = agent.search(QUERY, k=3, judge="yesno", llm_weight=1.0, tau=0.5)
     assert [h.video_id for h in result.hits] == ["shapes"]
@@ -210,18 +213,179 @@ def test_the_default_judge_follows_the_llm_tier(agent: Agent, monkeypatch: pytes
         agent.context(judge="vote")
 
 
-def test_calibration_pairs_come_from_uncalibrated_searches_and_fit(agent: Agent, stub: Any) -> None:
+def test_calibration_rows_come_from_uncalibrated_searches_and_fit(agent: Agent, stub: Any) -> None:
     from types import SimpleNamespace
 
-    from twinseek.evals.calibrate import pairs_for
+    from twinseek.evals.calibrate import rows_for
 
     stub.script = Script(stub)
-    cal = Calibrator(method="platt", a=-50.0, b=0.0, llm="stub", judge="yesno")  # would invert every score
+    cal = Calibrator(method="platt", coef=[-50.0], intercept=0.0, llm="stub", judge="yesno")  # inverts every score
     cal.save(store_calibration_path(agent.resources.store.root, "yesno"))
-    queries = [SimpleNamespace(id="q1", text=QUERY, positives=["shapes-bench"]),
-               SimpleNamespace(id="q2", text="a blue disc", positives=[])]
-    pairs = pairs_for(agent, queries, {"shapes-bench": "shapes"}, k=3, judge="yesno", llm_weight=1.0)
-    assert sorted(pairs) == sorted([(0.8, True, "q1"), (0.3, False, "q1"), (0.1, False, "q1"),
-                                    (0.8, False, "q2"), (0.3, False, "q2"), (0.1, False, "q2")])
-    fitted = fit_calibrator([s for s, _, _ in pairs], [r for _, r, _ in pairs], llm="stub", judge="yesno")
+    queries = [SimpleNamespace(id="q1", kind="implicit", text=QUERY, positives=["shapes-bench"]),
+               SimpleNamespace(id="q2", kind="absent", text="a blue disc", positives=[])]
+    rows = rows_for(agent, queries, {"shapes-bench": "shapes"}, k=3, judge="yesno", llm_weight=1.0)
+    got = sorted((r.query, r.video_id, r.features["judged"], r.relevant) for r in rows)
+    assert got == sorted([("q1", "shapes", 0.8, True), ("q1", "dogs", 0.3, False), ("q1", "cats", 0.1, False),
+                          ("q2", "shapes", 0.8, False), ("q2", "dogs", 0.3, False), ("q2", "cats", 0.1, False)])
+    for r in rows:  # the features a search computes: similarity and log(1 + retrieval position)
+        assert 0 <= r.features["similarity"] <= 1 and r.features["rank"] == pytest.approx(math.log1p(r.rank))
+        assert r.judged and r.features["score"] == pytest.approx(r.features["judged"])  # llm_weight 1: score = judged
+    fitted = fit_calibrator([r.features["judged"] for r in rows], [r.relevant for r in rows], llm="stub",
+                            judge="yesno")
     assert fitted(0.8) > fitted(0.3) > fitted(0.1)
+
+
+# -- calibrators over several features, judged top, held-out report ----------------------------------------------
+def test_a_calibrator_reads_several_features_and_old_files() -> None:
+    cal = Calibrator(method="platt", features=["judged", "similarity", "rank"], coef=[2.0, 4.0, -1.0],
+                     intercept=-2.0, llm="m", judge="yesno")
+    z = 2.0 * 0.5 + 4.0 * 0.4 - 1.0 * math.log1p(2) - 2.0
+    values = candidate_features(similarity=0.4, rank=2, judged=0.5)
+    assert cal.probability(values) == pytest.approx(1 / (1 + math.exp(-z)))
+    with pytest.raises(CalibrationError, match="lacks"):
+        cal.probability(candidate_features(similarity=0.4, rank=0))  # no judgement: not for this calibrator
+    with pytest.raises(CalibrationError, match="probability"):
+        cal(0.5)
+    with pytest.raises(ValueError, match="coefficients"):
+        Calibrator(method="platt", features=["judged", "rank"], coef=[1.0], llm="m", judge="yesno")
+    old = Calibrator.model_validate({"format": "twinseek-calibration-v1", "method": "platt", "a": 10.0, "b": -7.0,
+                                     "llm": "m", "judge": "yesno"})  # written by the first release
+    assert old.features == ["score"] and old(0.7) == pytest.approx(0.5)
+
+
+def test_fit_over_features_learns_which_one_carries_the_signal() -> None:
+    import random
+
+    rng = random.Random(0)
+    rows, labels = [], []
+    for i in range(400):
+        relevant = i % 4 == 0
+        rows.append(candidate_features(similarity=rng.uniform(0.2, 0.5), rank=rng.randrange(10),
+                                       judged=min(1.0, max(0.0, rng.gauss(0.7 if relevant else 0.3, 0.1)))))
+        labels.append(relevant)
+    cal = fit_calibrator(rows, labels, llm="m", judge="yesno", features=("judged", "similarity", "rank"))
+    assert cal.features == ["judged", "similarity", "rank"]
+    assert cal.coef[0] > 5 * max(abs(cal.coef[1]), abs(cal.coef[2]))  # the noise features get little weight
+    assert cal.probability(candidate_features(similarity=0.3, rank=5, judged=0.9)) > 0.9
+
+
+def test_judge_top_judges_the_best_ranked_only_and_the_rest_keep_retrieval(agent: Agent, stub: Any) -> None:
+    stub.script = Script(stub)
+    result = agent.search(QUERY, k=3, judge="yesno", llm_weight=1.0, tau=0.0, judge_top=1)
+    assert len(_judge_requests(stub)) == 1 and result.options["judge_top"] == 1
+    judged = [h for h in result.hits if h.judgement is not None]
+    assert [h.video_id for h in judged] == ["shapes"] and judged[0].retrieval_rank == 1
+    for hit in result.hits:
+        if hit.judgement is None:  # below the judged top, no calibrator: its absolute similarity
+            assert hit.judged_by.startswith("retrieval similarity") and hit.relevance == pytest.approx(
+                hit.similarity, abs=1e-4)
+    assert [h.relevance for h in result.hits] == sorted((h.relevance for h in result.hits), reverse=True)
+    # a retrieval calibrator maps the others' similarity and rank to P(relevant)
+    none = Calibrator(method="platt", features=["similarity", "rank"], coef=[0.0, 0.0], intercept=-3.0,
+                      llm="stub", judge="retrieval")
+    none.save(store_calibration_path(agent.resources.store.root, "retrieval"))
+    again = agent.search(QUERY, k=3, judge="yesno", llm_weight=1.0, tau=0.5, judge_top=1)
+    assert [h.video_id for h in again.hits] == ["shapes"]
+    assert [d.relevance for d in again.dropped] == [pytest.approx(1 / (1 + math.exp(3)), abs=1e-4)] * 2
+    with pytest.raises(ValueError, match="judge_top"):
+        agent.context(judge_top=-1)
+
+
+def test_the_embedded_llm_judges_one_candidate_by_default(agent: Agent) -> None:
+    res = agent.resources
+    embedded = Resources(res.store, load_settings(store=res.store.root), res.indexes)
+    assert embedded.judge_top == 1 and Agent(embedded).context().judge_top == 1
+    assert agent.context().judge_top is None  # a user's endpoint judges every candidate
+    chosen = Resources(res.store, load_settings(store=res.store.root, agent={"judge_top": 4}), res.indexes)
+    assert chosen.judge_top == 4
+
+
+def _rows(kind: str, query: str, relevant_at: int | None, judged_p: list[float]) -> list[Any]:
+    from twinseek.evals.calibrate import Row
+
+    return [Row(query=query, kind=kind, video_id=f"v{i}", rank=i, judged=i < len(judged_p),
+                relevant=i == relevant_at,
+                features=candidate_features(similarity=0.4 - 0.02 * i, rank=i,
+                                            judged=judged_p[i] if i < len(judged_p) else None))
+            for i in range(5)]
+
+
+def test_held_out_report_scores_each_fold_with_calibrators_fitted_on_the_others() -> None:
+    from twinseek.evals.calibrate import held_out_metrics
+
+    rows = []
+    for q in range(8):  # the judge sees the positive clearly (0.9 vs 0.1): it moves it to the top
+        rows += _rows("implicit", f"i{q}", q % 2, [0.9 if i == q % 2 else 0.1 for i in range(2)])
+    for q in range(4):
+        rows += _rows("absent", f"a{q}", None, [0.1, 0.1])
+    report = held_out_metrics(rows, folds=2, tau=0.5, llm="m", judge="yesno", method="platt")
+    assert report["implicit"]["queries"] == 8 and report["implicit"]["r@1_retrieval"] == 0.5
+    assert report["implicit"]["r@1"] == 1.0 and report["implicit"]["positives_above_tau"] == 1.0
+    assert report["absent"]["rejected"] == 1.0 and report["absent"]["best_relevance_mean"] < 0.5
+
+
+def test_calibrate_writes_both_calibrators_and_a_held_out_report(agent: Agent, stub: Any, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from twinseek.evals import calibrate as module
+
+    stub.script = Script(stub)
+    queries = [SimpleNamespace(id=f"q{i}", kind="implicit", text=QUERY, positives=["shapes-bench"])
+               for i in range(4)] + [SimpleNamespace(id=f"a{i}", kind="absent", text="a blue disc", positives=[])
+                                     for i in range(2)]
+    bench = SimpleNamespace(queries=queries, videos={"shapes-bench": "x"}, model_copy=None)
+    monkeypatch.setattr(module, "load_any_bench", lambda *a, **k: bench)
+    monkeypatch.setattr(module, "store_ids", lambda *a, **k: {"shapes-bench": "shapes"})
+    monkeypatch.setattr("twinseek.agent.Agent.open", classmethod(lambda cls, *a, **k: _Borrowed(agent)))
+    cal, path, report = module.calibrate("bench", agent.resources.store.root, judge="yesno", folds=2,
+                                         llm_weight=1.0)
+    assert path == store_calibration_path(agent.resources.store.root, "yesno") and path.is_file()
+    assert Path(report.paths[1]).name == "calibration-retrieval.json" and Path(report.paths[1]).is_file()
+    assert cal.features == ["judged", "similarity", "rank"] and cal.fitted_on["queries"] == sorted(
+        q.id for q in queries)
+    assert set(report.held_out) == {"implicit", "absent"} and report.folds == 2
+
+
+class _Borrowed:
+    """The test's agent as ``Agent.open`` would return it, left open on exit (the fixture closes it)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def __enter__(self) -> Agent:
+        return self.agent
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_retrieval_sibling_names() -> None:
+    assert retrieval_sibling(Path("/s/calibration-yesno.json"), "yesno") == Path("/s/calibration-retrieval.json")
+    assert retrieval_sibling(Path("/s/mine.json"), "yesno") == Path("/s/mine-retrieval.json")
+
+
+def test_choice_shares_read_one_token_options() -> None:
+    top = [("1", math.log(0.5)), (" 2", math.log(0.2)), ("0", math.log(0.1)), ("The", math.log(0.15))]
+    shares = choice_shares(top, ["0", "1", "2", "3"])
+    # "3" is not among the top tokens: it gets the smallest listed probability (0.1), an upper bound on its own
+    assert shares == pytest.approx({"0": 0.1 / 0.9, "1": 0.5 / 0.9, "2": 0.2 / 0.9, "3": 0.1 / 0.9})
+    assert choice_shares([("The", 0.0)], ["A", "B"]) == {"A": 0.5, "B": 0.5}  # neither: no information
+
+
+def test_warming_sends_the_fixed_prefixes_of_a_search_once_each(agent: Agent, stub: Any) -> None:
+    from twinseek.agent.resources import warm_llm
+    from twinseek.prompts import decompose as decompose_prompt
+
+    stub.script = Script(stub)
+    before = len(stub.requests)
+    warm_llm(agent.resources.llm, "yesno").join(timeout=30)
+    sent = stub.requests[before:]
+    assert len(sent) == 2 and all(r["max_tokens"] == 1 for r in sent)
+    prefixes = {json.dumps(r["messages"][:-1]) for r in sent}
+    assert json.dumps(decompose_prompt.messages("x")[:-1]) in prefixes  # what a decomposition starts with
+    search = agent.search(QUERY, k=3, judge="yesno", judge_top=1)
+    asked = _judge_requests(stub)[-1]
+    assert json.dumps(asked["messages"][:-1]) in prefixes  # the judgement starts with the warmed prefix
+    assert search.hits
+    assert agent.resources.warm() is None  # a user's endpoint (the stub): nothing to warm

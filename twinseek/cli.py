@@ -619,17 +619,22 @@ def eval_(
 def calibrate(
     bench_dir: Annotated[Path, typer.Argument(help="Bench folder with labelled ranked queries (queries.jsonl).")],
     store: Annotated[Path, typer.Option("--store", "-s", help="Twin store holding the bench's videos.")],
-    holdout: Annotated[int, typer.Option(min=0, help="First N queries of each kind left out of the fit (those "
-                                                     "`twinseek eval --limit N` reports).")] = 10,
+    folds: Annotated[int, typer.Option(min=2, help="Held-out report: each fold is scored by calibrators fitted on "
+                                                   "the others.")] = 2,
+    holdout: Annotated[int, typer.Option(min=0, help="First N queries of each kind left out of everything (those "
+                                                     "`twinseek eval --limit N` reports).")] = 0,
     method: Annotated[str, typer.Option(help="platt or isotonic.")] = "platt",
     judge: Annotated[str | None, typer.Option(help="verdict, yesno or listwise [default: the settings' agent.judge]."
                                               )] = None,
+    tau: Annotated[float, typer.Option(min=0.0, max=1.0, help="Threshold of the held-out report.")] = 0.5,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Calibrator file [default: STORE/"
-                                             "calibration-<judge>.json, which the store's searches use].")] = None,
+                                             "calibration-<judge>.json, which the store's searches use; the "
+                                             "retrieval calibrator goes next to it].")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most N fit queries of each kind.")] = None,
     profile: ProfileOpt = None,
 ) -> None:
-    """Fit the map from judged scores to P(relevant) for this LLM and judge mode (then tau=0.5 means P >= 0.5)."""
+    """Fit the maps from a candidate's judgement, similarity and rank to P(relevant) for this LLM and judge mode
+    (then tau=0.5 means P >= 0.5), and report them on held-out folds."""
     from twinseek.evals.calibrate import calibrate as fit
 
     if method not in ("platt", "isotonic"):
@@ -638,14 +643,25 @@ def calibrate(
         raise typer.BadParameter(f"judge must be verdict, yesno or listwise, got {judge!r}")
     with _errors_exit():
         try:
-            cal, path = fit(bench_dir, store, holdout=holdout, method=method, judge=judge,  # type: ignore[arg-type]
-                            out=out, limit=limit, progress=True, profile=profile or "embedded")
+            cal, _, report = fit(bench_dir, store, holdout=holdout, method=method, judge=judge,  # type: ignore[arg-type]
+                                 out=out, limit=limit, folds=folds, tau=tau, progress=True,
+                                 profile=profile or "embedded")
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
     meta = cal.fitted_on
-    console.print(f"{cal.method} calibrator for {safe(cal.llm)}/{cal.judge}: {meta['pairs']} pairs "
-                  f"({meta['relevant']} relevant) from {len(meta.get('queries', []))} queries")  # type: ignore[arg-type]
-    console.print(f"written: {safe_name(path)}")
+    console.print(f"{cal.method} calibrator for {safe(cal.llm)}/{cal.judge} over {', '.join(cal.features)}: "
+                  f"{meta['pairs']} judged candidates ({meta['relevant']} relevant) from "
+                  f"{len(meta.get('queries', []))} queries")  # type: ignore[arg-type]
+    table = Table(title=f"held out ({report.folds}-fold cross-fitted, tau {report.tau:g})")
+    for col in ("kind", "queries", "R@1", "R@1 retrieval", "positives >= tau", "absent rejected"):
+        table.add_column(col)
+    for kind, m in report.held_out.items():
+        cells = [f"{m[key]:.3f}" if key in m else "-" for key in ("r@1", "r@1_retrieval", "positives_above_tau",
+                                                                  "rejected")]
+        table.add_row(safe(kind), str(int(m["queries"])), *cells)
+    console.print(table)
+    for path in report.paths:
+        console.print(f"written: {safe_name(Path(path))}")
 
 
 def _print_eval_summary(result) -> None:  # type: ignore[no-untyped-def]
@@ -686,7 +702,7 @@ def chat(
     from twinseek.agent.chat import HELP, ChatSession
 
     settings = _settings(store, profile)
-    with _errors_exit(), Agent.open(settings.store, profile=settings.profile) as agent:
+    with _errors_exit(), Agent.open(settings.store, profile=settings.profile, warm=True) as agent:
         session_ = ChatSession(agent, settings.store, session=session, k=k)
         console.print(f"[dim]session {session!r} in {safe_name(settings.store)}: {len(session_.turns)} earlier "
                       f"turns. {safe(HELP)} Ctrl-C cancels a search, Ctrl-D leaves.[/dim]")
@@ -771,11 +787,19 @@ def demo(
     """The main job on the bundled sample clips: ingest them, answer a sample query with the agent, and write
     mask overlays of the answer."""
     from twinseek.agent.api import Agent
+    from twinseek.agent.resources import warm_llm
     from twinseek.data import sample_clips
+    from twinseek.tools.llm import open_llm
     from twinseek.twins.pipeline import Ingestor
     from twinseek.twins.store import TwinStore
 
     settings = _settings(store, profile)
+    if settings.profile == "embedded" and not settings.llm.base_url:
+        # the LLM loads and caches its prompt prefixes while the clips are ingested (ingest uses one core)
+        console.print("[dim]starting the embedded LLM in the background (Qwen2.5-Coder-0.5B on llama.cpp; the first "
+                      "run assembles its 490 MB GGUF from the installed packages into the cache, once)...[/dim]")
+        with contextlib.suppress(TwinseekError, OSError):
+            warm_llm(open_llm(settings), settings.agent.judge or "yesno")
     with TwinStore(settings.store) as twin_store:
         results = _ingest_with_progress(Ingestor(twin_store, settings), sample_clips(), force=False)
         _print_ingest_summary(results, settings)
@@ -783,9 +807,6 @@ def demo(
             if r.video_id:
                 print_twin(twin_store.get_twin(r.video_id))
     console.print(f"\n[bold]query:[/bold] {safe(query)}")
-    if settings.profile == "embedded" and not settings.llm.base_url:
-        console.print("[dim]starting the embedded LLM (Qwen2.5-Coder-0.5B on llama.cpp; the first run assembles "
-                      "its 490 MB GGUF from the installed packages into the cache, once)...[/dim]")
     with _errors_exit(), Agent.open(settings.store, profile=settings.profile) as agent:
         result = agent.search(query, k=k)
     print_search_result(result)

@@ -193,6 +193,7 @@ class RetrievalSettings(_Section):
 
 
 EMBEDDED_LLM_WEIGHT = 0.5
+EMBEDDED_JUDGE_TOP = 1
 JudgeName = Literal["verdict", "yesno", "listwise"]
 DEFAULT_DEADLINE_S = 120.0
 
@@ -212,6 +213,11 @@ class AgentSettings(_Section):
         None, description="How the LLM judges candidates: 'verdict' (a chain-of-thought verdict per candidate, the "
         "paper), 'yesno' (P(yes) per candidate from log-probabilities over compact evidence) or 'listwise' (one "
         "call orders the candidates). None = 'verdict' with a user's endpoint, 'yesno' with the embedded LLM.")
+    judge_top: int | None = Field(
+        None, ge=0, description="Candidates the LLM judges, best-ranked first; the others keep their retrieval "
+        f"relevance. None = every candidate with a user's endpoint, {EMBEDDED_JUDGE_TOP} with the embedded LLM "
+        "(one judgement call per search: each costs it seconds on 2 cores, and its answers carry little signal, "
+        "see the README's reasoning results).")
     calibration: Path | None = Field(
         None, description="Calibrator file (``twinseek calibrate``) mapping judged scores to P(relevant). None: "
         "the store's calibration-<judge>.json, else the one shipped for the embedded LLM, else none.")

@@ -106,24 +106,31 @@ class Agent:
         self.graph = build_graph(resources)
 
     @classmethod
-    def open(cls, store_dir: str | Path, profile: ProfileName = "embedded", **settings_overrides: Any) -> Agent:
-        """Open the store, build the resources and sync the indexes and ECR texts.
+    def open(cls, store_dir: str | Path, profile: ProfileName = "embedded", *, warm: bool = False,
+             **settings_overrides: Any) -> Agent:
+        """Open the store, build the resources and sync the indexes and ECR texts. ``warm`` starts the embedded
+        LLM and caches its fixed prompt prefixes in the background (for sessions: chat, the web app, the demo).
 
         ``settings_overrides`` are :class:`~twinseek.config.Settings` fields (nested ones as dicts, e.g.
         ``retrieval={"reranker": "llm"}``); they win over ``TWINSEEK_*`` variables.
         """
         settings = load_settings(profile=profile, store=Path(store_dir), **settings_overrides)
-        return cls(Resources.open(store_dir, settings))
+        agent = cls(Resources.open(store_dir, settings))
+        if warm:
+            agent.resources.warm()
+        return agent
 
     # -- searching ----------------------------------------------------------------------------------------------
     def context(self, k: int = 10, **overrides: Any) -> AgentContext:
         """The run options of a search (see :class:`AgentContext` for the fields). Unset options take the
-        settings' defaults: ``llm_weight`` and ``judge`` (``agent.llm_weight``, ``agent.judge``, by the LLM's tier) and ``deadline_s``
+        settings' defaults: ``llm_weight``, ``judge`` and ``judge_top`` (``agent.*``, by the LLM's tier) and ``deadline_s``
         (``agent.deadline_s``; pass ``deadline_s=None`` for no deadline)."""
         if overrides.get("llm_weight") is None:
             overrides["llm_weight"] = self.resources.llm_weight
         if overrides.get("judge") is None:
             overrides["judge"] = self.resources.judge
+        if overrides.get("judge_top") is None:
+            overrides["judge_top"] = self.resources.judge_top
         overrides.setdefault("deadline_s", self.resources.settings.agent.deadline_s)
         return AgentContext(k=k, **overrides)
 

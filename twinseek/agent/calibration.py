@@ -20,21 +20,41 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from importlib import resources as package_files
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from twinseek.errors import TwinseekError
 
 logger = logging.getLogger(__name__)
 
 CalibrationMethod = Literal["platt", "isotonic"]
-FORMAT = "twinseek-calibration-v1"
+FeatureName = Literal["score", "judged", "similarity", "rank"]
+FORMAT = "twinseek-calibration-v2"
+RETRIEVAL_JUDGE = "retrieval"  # the calibrator of candidates the LLM did not judge (retrieval similarity and rank)
+OLD_FORMATS = ("twinseek-calibration-v1",)  # one feature ("score"), Platt as a, b: still read
+
+
+def candidate_features(*, similarity: float, rank: int, judged: float | None = None,
+                       score: float | None = None) -> dict[str, float]:
+    """What a calibrator may read about one candidate: ``judged`` (the LLM's judgement in [0, 1], e.g. P(yes)),
+    ``similarity`` (its absolute retrieval similarity), ``rank`` (log(1 + its 0-based retrieval position): the
+    retrieval's own confidence, which an absolute similarity misses) and ``score`` (the blended score)."""
+    values = {"similarity": float(similarity), "rank": math.log1p(max(0, rank))}
+    if judged is not None:
+        values["judged"] = float(judged)
+    if score is not None:
+        values["score"] = float(score)
+    return values
+
+
+def _one_score() -> list[FeatureName]:
+    return ["score"]
 
 
 class CalibrationError(TwinseekError):
@@ -42,23 +62,53 @@ class CalibrationError(TwinseekError):
 
 
 class Calibrator(BaseModel):
-    """``P(relevant | score)``: Platt (``sigmoid(a * score + b)``) or isotonic (piecewise linear through points)."""
+    """``P(relevant | features)``: Platt scaling as a logistic regression over ``features`` (one feature: the
+    classic ``sigmoid(a * score + b)``), or isotonic regression over the first feature."""
 
     format: str = FORMAT
     method: CalibrationMethod
-    a: float = 0.0
-    b: float = 0.0
+    features: list[FeatureName] = Field(default_factory=_one_score)
+    coef: list[float] = Field(default_factory=list)
+    intercept: float = 0.0
     xs: list[float] = Field(default_factory=list)
     ys: list[float] = Field(default_factory=list)
     llm: str = Field(description="The LLM the scores came from (its model name), e.g. qwen2.5-coder-0.5b.")
-    judge: str = Field(description="The judge mode the scores came from.")
+    judge: str = Field(description="The judge mode the scores came from ('retrieval': candidates not judged).")
     fitted_on: dict[str, object] = Field(default_factory=dict, description="Bench, query ids, pair counts, date.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_v1(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("format") in OLD_FORMATS:
+            data = {k: v for k, v in data.items() if k not in ("a", "b", "format")} | {
+                "features": ["score"], "coef": [data.get("a", 0.0)], "intercept": data.get("b", 0.0)}
+        return data
+
+    @model_validator(mode="after")
+    def _shapes(self) -> Calibrator:
+        if not self.features:
+            raise ValueError("a calibrator needs at least one feature")
+        if self.method == "platt" and len(self.coef) != len(self.features):
+            raise ValueError(f"{len(self.features)} features but {len(self.coef)} coefficients")
+        if self.method == "isotonic" and (len(self.xs) != len(self.ys) or not self.xs):
+            raise ValueError("an isotonic calibrator needs as many xs as ys, at least one")
+        return self
+
+    def probability(self, values: Mapping[str, float]) -> float:
+        """P(relevant) from the candidate's feature values (:func:`candidate_features`)."""
+        missing = [f for f in self.features if f not in values]
+        if missing:
+            raise CalibrationError(f"the calibrator reads {missing}, which this candidate lacks")
+        if self.method == "isotonic":
+            return float(np.interp(values[self.features[0]], self.xs, self.ys))
+        z = self.intercept + sum(c * values[f] for c, f in zip(self.coef, self.features))
+        return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
     def __call__(self, score: float) -> float:
-        if self.method == "platt":
-            z = self.a * score + self.b
-            return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
-        return float(np.interp(score, self.xs, self.ys))
+        """P(relevant) of a one-feature calibrator from that feature's value."""
+        if len(self.features) != 1:
+            raise CalibrationError(f"this calibrator reads {self.features}: call probability() with all of them")
+        return self.probability({self.features[0]: score})
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,13 +128,20 @@ class Calibrator(BaseModel):
         return cal
 
 
-def fit_calibrator(scores: Sequence[float], labels: Sequence[bool], *, llm: str, judge: str,
-                   method: CalibrationMethod = "platt", fitted_on: dict[str, object] | None = None) -> Calibrator:
-    """Fit ``P(relevant | score)`` on (score, label) pairs from labelled queries (both classes needed)."""
-    x = np.asarray(scores, dtype=np.float64)
+def fit_calibrator(rows: Sequence[Mapping[str, float]] | Sequence[float], labels: Sequence[bool], *, llm: str,
+                   judge: str, method: CalibrationMethod = "platt", features: Sequence[FeatureName] = ("score",),
+                   fitted_on: dict[str, object] | None = None) -> Calibrator:
+    """Fit ``P(relevant | features)`` on labelled candidates from labelled queries (both classes needed).
+
+    ``rows`` are the candidates' feature values (:func:`candidate_features`), or plain scores for the one
+    feature ``score``. Isotonic regression reads the first feature only.
+    """
+    names = list(features)
+    x = np.asarray([[float(r[f]) for f in names] if isinstance(r, Mapping) else [float(r)] for r in rows],
+                   dtype=np.float64).reshape(len(rows), -1)
     y = np.asarray(labels, dtype=bool)
-    if x.shape != y.shape or x.ndim != 1:
-        raise CalibrationError(f"scores and labels must be two lists of the same length ({x.shape} vs {y.shape})")
+    if x.shape[0] != y.shape[0] or y.ndim != 1 or x.shape[1] != len(names):
+        raise CalibrationError(f"need one row of {len(names)} feature(s) per label ({x.shape} vs {y.shape})")
     if not (y.any() and (~y).any()):
         raise CalibrationError(f"need relevant and irrelevant pairs to fit, got {int(y.sum())} of {len(y)} relevant")
     meta = {"pairs": int(len(y)), "relevant": int(y.sum()),
@@ -93,14 +150,24 @@ def fit_calibrator(scores: Sequence[float], labels: Sequence[bool], *, llm: str,
         from sklearn.linear_model import LogisticRegression
 
         # weak regularisation: with one feature the fit is the maximum-likelihood sigmoid of Platt (1999)
-        model = LogisticRegression(C=100.0).fit(x.reshape(-1, 1), y)
-        return Calibrator(method="platt", a=float(model.coef_[0, 0]), b=float(model.intercept_[0]), llm=llm,
-                          judge=judge, fitted_on=meta)
+        model = LogisticRegression(C=100.0).fit(x, y)
+        return Calibrator(method="platt", features=names, coef=[float(c) for c in model.coef_[0]],
+                          intercept=float(model.intercept_[0]), llm=llm, judge=judge, fitted_on=meta)
     from sklearn.isotonic import IsotonicRegression
 
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y.astype(np.float64))
-    return Calibrator(method="isotonic", xs=[float(v) for v in iso.X_thresholds_],
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x[:, 0], y.astype(np.float64))
+    return Calibrator(method="isotonic", features=names[:1], xs=[float(v) for v in iso.X_thresholds_],
                       ys=[float(v) for v in iso.y_thresholds_], llm=llm, judge=judge, fitted_on=meta)
+
+
+def retrieval_sibling(path: Path, judge: str) -> Path:
+    """Where the retrieval calibrator fitted with the one at ``path`` (for ``judge``) lives:
+    ``calibration-yesno.json`` -> ``calibration-retrieval.json``, ``mine.json`` -> ``mine-retrieval.json``."""
+    path = Path(path)
+    suffix = f"-{judge}.json"
+    if path.name.endswith(suffix):
+        return path.with_name(path.name[: -len(suffix)] + f"-{RETRIEVAL_JUDGE}.json")
+    return path.with_name(f"{path.stem}-{RETRIEVAL_JUDGE}.json")
 
 
 def store_calibration_path(store_root: Path, judge: str) -> Path:

@@ -67,6 +67,9 @@ class AgentContext:
     # Map judged scores to P(relevant) with the calibrator of the LLM and judge mode, when there is one (then tau
     # is a probability threshold). Off: the relevance is the uncalibrated score (``twinseek calibrate`` reads it).
     calibrate: bool = True
+    # How many candidates the LLM judges (best-ranked first); the others keep their retrieval relevance. None: the
+    # settings' ``agent.judge_top`` (every candidate with a user's endpoint, 3 with the embedded LLM).
+    judge_top: int | None = None
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -91,6 +94,8 @@ class AgentContext:
             raise ValueError(f"rerank_top must be >= 0, got {self.rerank_top}")
         if self.deadline_s is not None and not self.deadline_s > 0:
             raise ValueError(f"deadline_s must be > 0 (or None: no deadline), got {self.deadline_s}")
+        if self.judge_top is not None and self.judge_top < 0:
+            raise ValueError(f"judge_top must be >= 0, got {self.judge_top}")
         if self.judge is not None and self.judge not in JUDGES:
             raise ValueError(f"judge must be one of {', '.join(JUDGES)}, got {self.judge!r}")
         if self.prompts is not None:
@@ -116,4 +121,4 @@ class AgentContext:
                 "videos": list(self.videos) if self.videos is not None else None, "decomposer": self.decomposer,
                 "reranker": self.reranker, "rerank_top": self.rerank_top, "deadline_s": self.deadline_s,
                 "prompts": sorted(self.prompts) if self.prompts else None, "judge": self.judge,
-                "calibrate": self.calibrate}
+                "calibrate": self.calibrate, "judge_top": self.judge_top}

@@ -30,6 +30,7 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel, ConfigDict, Field
 
 from twinseek.agent import prompts
+from twinseek.agent.calibration import RETRIEVAL_JUDGE, candidate_features
 from twinseek.agent.context import AgentContext
 from twinseek.agent.judge import (
     LISTWISE_MAX_TOKENS,
@@ -72,7 +73,7 @@ GRAPH_NAME = "twinseek"
 REASON_MAX_TOKENS = 160
 PLAN_MAX_TOKENS = 200
 JUDGED_BY = {"fallback": "retrieval score (LLM failed)", "deadline": "retrieval score (deadline)",
-             "retrieval": "retrieval score (lr off)"}
+             "retrieval": "retrieval score (lr off)", "unjudged": "retrieval similarity (not among the judged top)"}
 
 
 class Verdict(BaseModel):
@@ -139,7 +140,20 @@ def _retrieval_relevance(candidates: list[Candidate], ctx: AgentContext) -> dict
     return dict(zip((c.video_id for c in candidates), minmax([c.score for c in candidates])))
 
 
-def _from_retrieval(candidate: Candidate, relevance: float, source: Literal["fallback", "deadline", "retrieval"],
+def _position(state: AgentState, cand: Candidate) -> int:
+    """The candidate's 0-based position in the retrieval (or reranked) order."""
+    ids = [c.video_id for c in state.get("candidates", [])]
+    return ids.index(cand.video_id) if cand.video_id in ids else len(ids)
+
+
+def _to_judge(candidates: list[Candidate], ctx: AgentContext) -> list[str]:
+    """The candidates the LLM judges: the best-ranked ``judge_top`` (all when None)."""
+    ids = [c.video_id for c in candidates]
+    return ids if ctx.judge_top is None else ids[: ctx.judge_top]
+
+
+def _from_retrieval(candidate: Candidate, relevance: float,
+                    source: Literal["fallback", "deadline", "retrieval", "unjudged"],
                     round_: int = 0) -> Judgement:
     return Judgement(relevance=round(relevance, 4), source=source, round=round_)  # finalize grounds it
 
@@ -189,7 +203,7 @@ class Nodes:
                 out["models"] = {"decompose": "off"}
             found = retrieve_stage(self.res.indexes, query, dec, tool=ctx.retrieval_tool, k=ctx.k, within=ctx.videos)
             candidates = found.candidates
-            out.update(candidates=candidates, to_reason=[c.video_id for c in candidates], refine_round=0)
+            out.update(candidates=candidates, to_reason=_to_judge(candidates, ctx), refine_round=0)
             out["models"] = {**out.get("models", {}), **found.models}
             out["trace"] = [f"retrieve[{ctx.retrieval_tool}]: {len(candidates)} candidates"]
         out["timings"].update({f"retrieve.{stage}": secs for stage, secs in found.timings.items()})
@@ -229,7 +243,7 @@ class Nodes:
             by_id = {c.video_id: c for c in candidates}
             reranked = [by_id[vid].model_copy(update={"score": score, "scores": {**by_id[vid].scores, "rerank": score}})
                         for vid, score in new]
-            out.update(candidates=reranked, to_reason=[c.video_id for c in reranked])
+            out.update(candidates=reranked, to_reason=_to_judge(reranked, ctx))
             out["models"] = {"rerank": f"{reranker.tier}:{reranker.model}"}
             out["trace"] = [f"rerank: {reranker.model} over the top {min(len(ranked), top)}"]
         return out
@@ -247,8 +261,8 @@ class Nodes:
         except LLMError as exc:
             return self._llm_failed(ctx, state, llm, cand, exc, round_)
         missing = [m.strip()[:120] for m in verdict.missing if m.strip()]
-        return Judgement(relevance=round(self._relevance(ctx, verdict.relevance, cand), 4),
-                         reasoning=verdict.reasoning.strip(), objects=grounded_tracks(cand, twin, dec, verdict.objects),
+        return Judgement(relevance=round(self._relevance(ctx, state, verdict.relevance, cand), 4),
+                         judged=verdict.relevance, reasoning=verdict.reasoning.strip(), objects=grounded_tracks(cand, twin, dec, verdict.objects),
                          missing=missing, source="llm", round=round_), None
 
     def _yesno(self, ctx: AgentContext, state: AgentState, llm: BoundedLLM, cand: Candidate, twin: Twin,
@@ -261,7 +275,8 @@ class Nodes:
         except LLMError as exc:
             return self._llm_failed(ctx, state, llm, cand, exc, round_)
         objects = grounded_tracks(cand, twin, state.get("decomposition"))
-        return Judgement(relevance=round(self._relevance(ctx, p_yes, cand), 4), source="llm", round=round_,
+        return Judgement(relevance=round(self._relevance(ctx, state, p_yes, cand), 4), judged=round(p_yes, 4),
+                         source="llm", round=round_,
                          reasoning=evidence_reasoning(cand, twin, p_yes, objects), objects=objects), None
 
     def _listwise(self, ctx: AgentContext, state: AgentState, llm: BoundedLLM, todo: list[Candidate],
@@ -278,18 +293,32 @@ class Nodes:
         for c, score in zip(todo, listwise_scores(order, len(todo))):
             twin = twins[c.video_id]
             objects = grounded_tracks(c, twin, state.get("decomposition"))
-            out.append((c.video_id, Judgement(relevance=round(self._relevance(ctx, score, c), 4), source="llm",
+            out.append((c.video_id, Judgement(relevance=round(self._relevance(ctx, state, score, c), 4), source="llm",
+                                              judged=score,
                                               round=round_, objects=objects,
                                               reasoning=evidence_reasoning(c, twin, None, objects)), None))
         return out
 
-    def _relevance(self, ctx: AgentContext, judged: float, cand: Candidate) -> float:
-        """The judgement blended with the absolute retrieval similarity (a small LLM's judgement is noisy), then
-        mapped to P(relevant) by the calibrator of this LLM and judge mode, when there is one."""
+    def _relevance(self, ctx: AgentContext, state: AgentState, judged: float, cand: Candidate) -> float:
+        """P(relevant) from the calibrator of this LLM and judge mode, which reads the judgement, the retrieval
+        similarity and rank (see :mod:`twinseek.agent.calibration`); without one, the judgement blended with the
+        absolute retrieval similarity (a small LLM's judgement is noisy)."""
         weight = ctx.llm_weight if ctx.llm_weight is not None else self.res.llm_weight
         score = blend(judged, cand.similarity, weight)
         calibrator = self.res.calibrator(ctx.judge or self.res.judge) if ctx.calibrate else None
-        return calibrator(score) if calibrator is not None else score
+        if calibrator is None:
+            return score
+        return calibrator.probability(candidate_features(similarity=cand.similarity, rank=_position(state, cand),
+                                                         judged=judged, score=score))
+
+    def _unjudged(self, ctx: AgentContext, state: AgentState, cand: Candidate) -> Judgement:
+        """A candidate below the judged top: P(relevant) from its retrieval similarity and rank by the retrieval
+        calibrator when there is one (so it compares with the judged candidates'), else its absolute similarity."""
+        calibrator = self.res.calibrator(RETRIEVAL_JUDGE) if ctx.calibrate else None
+        if calibrator is None:
+            return _from_retrieval(cand, cand.similarity, "unjudged")
+        values = candidate_features(similarity=cand.similarity, rank=_position(state, cand))
+        return _from_retrieval(cand, calibrator.probability(values), "unjudged")
 
     def _llm_failed(self, ctx: AgentContext, state: AgentState, llm: BoundedLLM, cand: Candidate, exc: LLMError,
                     round_: int) -> tuple[Judgement, Fallback | None]:
@@ -421,11 +450,12 @@ class Nodes:
         return objects
 
     def _hit(self, cand: Candidate, j: Judgement, rank: int, judged_by: str, root: Path,
-             actions: list[ActionRecord], dec: Decomposition | None) -> Hit:
+             actions: list[ActionRecord], dec: Decomposition | None, retrieval_rank: int) -> Hit:
         twin = search_twin(self.res, cand.video_id, actions)  # with this search's refinements
         objects = j.objects or grounded_tracks(cand, twin, dec)  # the tracks behind the object sub-queries' evidence
         return Hit(rank=rank, video_id=cand.video_id, path=cand.path, relevance=j.relevance,
-                   retrieval_score=cand.score, scores=cand.scores, reasoning=j.reasoning, missing=j.missing,
+                   retrieval_score=cand.score, retrieval_rank=retrieval_rank, similarity=cand.similarity,
+                   judgement=j.judged, scores=cand.scores, reasoning=j.reasoning, missing=j.missing,
                    judged_by=judged_by, refined=j.round > 0, objects=self._objects(twin, objects, root),
                    evidence=cand.evidence)
 
@@ -435,14 +465,14 @@ class Nodes:
         with _timed(out, "finalize"):
             candidates = state.get("candidates", [])
             order = {c.video_id: i for i, c in enumerate(candidates)}
-            judged = _judgements_or_scores(state, ctx)
+            judged = self._judgements_or_scores(state, ctx)
             kept = [c for c in candidates if not ctx.lr or judged[c.video_id].relevance >= ctx.tau]
             kept.sort(key=lambda c: (-judged[c.video_id].relevance, order[c.video_id]))
             names = {**JUDGED_BY, "llm": self.res.llm_name if ctx.lr else ""}
             root = self.res.store.root.resolve()  # mask paths are relative to the store: absolute for callers
             actions, dec = state.get("actions", []), state.get("decomposition")
             out["hits"] = [self._hit(c, judged[c.video_id], rank, names[judged[c.video_id].source], root, actions,
-                                     dec)
+                                     dec, order[c.video_id] + 1)
                            for rank, c in enumerate(kept[: ctx.k], start=1)]
             kept_ids = {c.video_id for c in kept}
             out["dropped"] = [DroppedCandidate(video_id=c.video_id, relevance=judged[c.video_id].relevance)
@@ -450,16 +480,15 @@ class Nodes:
             out["trace"] = [f"finalize: {len(out['hits'])} hits, {len(out['dropped'])} below tau={ctx.tau}"]
         return out
 
-
-def _judgements_or_scores(state: AgentState, ctx: AgentContext) -> dict[str, Judgement]:
-    """The LLM's judgements; with reasoning off (or a candidate never judged), the scaled retrieval score."""
-    candidates = state.get("candidates", [])
-    scaled = _retrieval_relevance(candidates, ctx)
-    judged = dict(state.get("judgements", {})) if ctx.lr else {}
-    for c in candidates:
-        if c.video_id not in judged:
-            judged[c.video_id] = _from_retrieval(c, scaled[c.video_id], "retrieval")
-    return judged
+    def _judgements_or_scores(self, state: AgentState, ctx: AgentContext) -> dict[str, Judgement]:
+        """The LLM's judgements; with reasoning off, the scaled retrieval score; a candidate below the judged top
+        (``judge_top``), its calibrated retrieval similarity."""
+        candidates = state.get("candidates", [])
+        if not ctx.lr:
+            scaled = _retrieval_relevance(candidates, ctx)
+            return {c.video_id: _from_retrieval(c, scaled[c.video_id], "retrieval") for c in candidates}
+        judged = dict(state.get("judgements", {}))
+        return {c.video_id: judged.get(c.video_id) or self._unjudged(ctx, state, c) for c in candidates}
 
 
 def _to_refine(state: AgentState, ctx: AgentContext) -> list[str]:

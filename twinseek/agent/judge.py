@@ -189,3 +189,30 @@ def blend(judged: float, similarity: float, weight: float) -> float:
     """``weight`` of the judgement, the rest from the absolute retrieval similarity (both in [0, 1])."""
     value = weight * judged + (1 - weight) * similarity
     return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0
+
+
+PAIRWISE_SYSTEM = """You compare two videos for a search query. Each is described by what was found in it (objects \
+and relations that matched parts of the query, the scene, a summary). The query may describe things indirectly: \
+think about what it means. Answer with one letter: A if video A matches the query better, B if video B does."""
+
+
+def pairwise_messages(query: str, first: str, second: str, system: str | None = None) -> list[dict[str, str]]:
+    """Which of two candidates matches better (answer ``A`` or ``B``); ask both orders to cancel position bias."""
+    return [{"role": "system", "content": PAIRWISE_SYSTEM if system is None else system},
+            {"role": "user", "content": f"Query: {query}\n\nVideo A:\n{first}\n\nVideo B:\n{second}\n\n"
+                                        "Which video matches the query better, A or B?"}]
+
+
+CHOICE_SYSTEM = """You pick the video that matches a search query. The videos are numbered and described by what \
+was found in them (objects and relations that matched parts of the query, the scene, a summary). The query may \
+describe things indirectly: think about what it means. Answer with one digit: the number of the matching video, \
+or 0 if none of them matches."""
+
+
+def choice_messages(query: str, evidences: Sequence[str], system: str | None = None) -> list[dict[str, str]]:
+    """One call for the top candidates: which one matches (``1``..``n``), or none (``0``); the first token's
+    distribution over the digits scores every candidate and the chance that none matches."""
+    blocks = "\n\n".join(f"[{i}]\n{text}" for i, text in enumerate(evidences, start=1))
+    return [{"role": "system", "content": CHOICE_SYSTEM if system is None else system},
+            {"role": "user", "content": f"Query: {query}\n\n{blocks}\n\nWhich video matches the query? "
+                                        f"Answer 1 to {len(evidences)}, or 0 for none."}]

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import sqlite_utils
 
-from twinseek.config import EMBEDDED_LLM_WEIGHT, JudgeName, Settings, load_settings
+from twinseek.config import EMBEDDED_JUDGE_TOP, EMBEDDED_LLM_WEIGHT, JudgeName, Settings, load_settings
+from twinseek.errors import TwinseekError
 from twinseek.tools.decompose import Decomposer, DecompositionCache
 from twinseek.tools.rerank import LLM_RERANKERS, Reranker, RerankerName, make_reranker
 
@@ -84,6 +85,13 @@ class Resources:
                 self._llm = open_llm(self.settings)
             return self._llm
 
+    def warm(self) -> threading.Thread | None:
+        """Start the embedded LLM server now and fill its prompt cache with the fixed prefixes a search sends (see
+        :func:`warm_llm`), in the background; nothing for a user's endpoint."""
+        if self.llm_tier != "embedded":
+            return None
+        return warm_llm(self.llm, self.judge)
+
     @property
     def llm_name(self) -> str:
         return f"{self.llm.tier}:{self.llm.model}"
@@ -125,9 +133,13 @@ class Resources:
 
     def calibrator(self, judge: str) -> Calibrator | None:
         """The calibrator of this LLM and ``judge`` mode (see :func:`~twinseek.agent.calibration.find_calibrator`)."""
-        from twinseek.agent.calibration import find_calibrator
+        from twinseek.agent.calibration import RETRIEVAL_JUDGE, find_calibrator, retrieval_sibling
 
-        return find_calibrator(self.settings.agent.calibration, self.store.root, self.llm_key, judge)
+        explicit = self.settings.agent.calibration
+        if explicit is not None and judge == RETRIEVAL_JUDGE:  # the one fitted with the explicit file, beside it
+            sibling = retrieval_sibling(explicit, self.judge)
+            explicit = sibling if sibling.is_file() else None
+        return find_calibrator(explicit, self.store.root, self.llm_key, judge)
 
     @property
     def llm_weight(self) -> float:
@@ -137,6 +149,15 @@ class Resources:
         if weight is not None:
             return weight
         return 1.0 if self.llm_tier == "paper" else EMBEDDED_LLM_WEIGHT
+
+    @property
+    def judge_top(self) -> int | None:
+        """The settings' ``agent.judge_top``, or by the LLM's tier: every candidate (None) for a user's endpoint,
+        the top few for the embedded model."""
+        top = self.settings.agent.judge_top
+        if top is not None:
+            return top
+        return None if self.llm_tier == "paper" else EMBEDDED_JUDGE_TOP
 
     @property
     def parallel(self) -> int:
@@ -189,3 +210,40 @@ def open_shared_store(root: str | Path) -> TwinStore:
     else:  # pragma: no cover - distributions build SQLite serialised
         logger.warning("SQLite is not built thread-safe: run one search at a time, from one thread")
     return store
+
+
+def warm_llm(llm: LLMClient, judge: JudgeName = "yesno") -> threading.Thread:
+    """Start ``llm``'s embedded server and send it, at once, the fixed prompt prefix of the decomposition and of
+    the judge (one token each), on a background thread. The server keeps each slot's last prompt: the two
+    concurrent requests land in two slots, and a search's decomposition and judgement then reuse the prefix their
+    slot holds (measured: a cold prefix costs seconds on 2 cores). Failures are logged, never raised: the search
+    that follows reports its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from twinseek.agent.judge import listwise_messages, yesno_messages
+    from twinseek.prompts import decompose as decompose_prompt
+    from twinseek.tools.llm import LLMError
+
+    judged = {"yesno": yesno_messages("warm-up", None, "warm-up"),
+              "listwise": listwise_messages("warm-up", ["a"])}.get(judge)  # a verdict's prompt is per candidate
+    prompts = [decompose_prompt.messages("warm-up")] + ([judged] if judged else [])
+
+    def one(messages: list[dict[str, str]]) -> None:
+        try:
+            llm.complete(messages, max_tokens=1)
+        except (LLMError, OSError) as exc:
+            logger.info("warming the LLM failed: %s", exc)
+
+    def run() -> None:
+        try:
+            llm.start()
+        except (TwinseekError, OSError) as exc:
+            logger.info("the LLM did not start for warming: %s", exc)
+            return
+        with ThreadPoolExecutor(max_workers=len(prompts)) as pool:
+            list(pool.map(one, prompts))
+        logger.info("LLM warm: %d prompt prefixes cached", len(prompts))
+
+    thread = threading.Thread(target=run, name="twinseek-llm-warm", daemon=True)
+    thread.start()
+    return thread

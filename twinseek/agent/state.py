@@ -25,7 +25,7 @@ from twinseek.tools.retrieval import Candidate
 __all__ = ["ActionRecord", "AgentState", "Candidate", "DroppedCandidate", "Fallback", "FrameMask", "Hit",
            "HitObject", "InputState", "Judgement"]
 
-JudgementSource = Literal["llm", "fallback", "deadline", "retrieval"]
+JudgementSource = Literal["llm", "fallback", "deadline", "retrieval", "unjudged"]
 
 
 def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
@@ -47,6 +47,8 @@ class Judgement(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     relevance: float = Field(ge=0, le=1)
+    judged: float | None = Field(None, description="The LLM's own judgement in [0, 1] (P(yes), a listwise or "
+                                 "verdict score) before blending and calibration; None when the LLM did not judge.")
     reasoning: str = ""
     objects: list[int] = Field(default_factory=list, description="Track ids that satisfy the query.")
     missing: list[str] = Field(default_factory=list, description="Facts the twin lacks (refinement asks for them).")
@@ -98,6 +100,9 @@ class Hit(BaseModel):
     path: str
     relevance: float = Field(ge=0, le=1)
     retrieval_score: float
+    retrieval_rank: int = Field(1, ge=1, description="Position in the retrieval (or reranked) order, 1 = first.")
+    similarity: float = Field(0.0, description="Absolute retrieval similarity (comparable across queries).")
+    judgement: float | None = Field(None, description="The LLM's own judgement before blending and calibration.")
     scores: dict[str, float] = Field(default_factory=dict, description="Score per retrieval stage.")
     reasoning: str = ""
     missing: list[str] = Field(default_factory=list)

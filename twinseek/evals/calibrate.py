@@ -1,29 +1,78 @@
-"""Fit the relevance calibrator of an LLM and judge mode on a bench's labelled ranked queries.
+"""Fit the relevance calibrators of an LLM and judge mode on a bench's labelled ranked queries, and report how
+they do on queries they did not see.
 
-    twinseek calibrate BENCH --store S [--holdout 10] [--method platt|isotonic] [--judge yesno]
+    twinseek calibrate BENCH --store S [--folds 2] [--holdout 0] [--method platt|isotonic] [--judge yesno]
 
-Every ranked query (implicit, explicit, negation, absent) *except the first ``holdout`` of each kind* is searched
-with calibration off and no threshold; each candidate the agent judged gives one pair (its uncalibrated score,
-whether the bench lists it as a positive). The first ``holdout`` of each kind are exactly the queries that
-``twinseek eval BENCH --limit holdout`` reports, so a report with that limit never scores a query the calibrator
-saw. The calibrator is written to the store (``calibration-<judge>.json``), where the store's searches find it,
-or to ``--out``; it records the query ids it was fitted on.
+Every ranked query (implicit, explicit, negation, absent; except the first ``holdout`` of each kind) is searched
+once with calibration off and no threshold. Each candidate gives one labelled row: its features (the LLM's
+judgement when it was judged, its retrieval similarity and rank; :func:`~twinseek.agent.calibration.
+candidate_features`) and whether the bench lists it as a positive. Two calibrators are fitted on them:
+
+* ``calibration-<judge>.json``: P(relevant) of a candidate the LLM judged, from its judgement, similarity and rank;
+* ``calibration-retrieval.json``: P(relevant) of a candidate the LLM did not judge (below ``agent.judge_top``),
+  from its similarity and rank.
+
+**Held-out report.** The queries are split into ``folds`` by their position within each kind; each fold is scored
+by calibrators fitted on the other folds only, so every reported number comes from a query the calibrators did
+not see: per kind R@1 after ordering the candidates by calibrated relevance (against the retrieval order), the
+share of positives at or above tau and, for absent queries, the share rejected (every candidate below tau). The
+calibrators written are then fitted on all the queries (``fitted_on`` records their ids). The first ``holdout``
+of each kind (what ``twinseek eval BENCH --limit holdout`` reports) can also be kept out of everything.
 """
 
 from __future__ import annotations
 
 import logging
+import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from twinseek.agent.calibration import CalibrationMethod, Calibrator, fit_calibrator, store_calibration_path
+from pydantic import BaseModel, Field
+
+from twinseek.agent.calibration import RETRIEVAL_JUDGE as RETRIEVAL
+from twinseek.agent.calibration import (
+    CalibrationError,
+    CalibrationMethod,
+    Calibrator,
+    FeatureName,
+    candidate_features,
+    fit_calibrator,
+    retrieval_sibling,
+    store_calibration_path,
+)
 from twinseek.evals.bench import Bench
 from twinseek.evals.runner import limit_queries, load_any_bench
 
 logger = logging.getLogger(__name__)
 
 RANKED_KINDS = ("implicit", "explicit", "negation", "absent")
+JUDGED_FEATURES: tuple[FeatureName, ...] = ("judged", "similarity", "rank")
+RETRIEVAL_FEATURES: tuple[FeatureName, ...] = ("similarity", "rank")
+
+
+class Row(BaseModel):
+    """One candidate of one query, labelled."""
+
+    query: str
+    kind: str
+    video_id: str
+    rank: int = Field(description="0-based retrieval position")
+    features: dict[str, float]
+    judged: bool
+    relevant: bool
+
+
+class CalibrationReport(BaseModel):
+    """What :func:`calibrate` fitted and how the held-out folds scored."""
+
+    judge: str
+    llm: str
+    tau: float
+    folds: int
+    queries: int
+    held_out: dict[str, dict[str, float]] = Field(description="kind -> metric -> value, cross-fitted")
+    paths: list[str] = Field(default_factory=list)
 
 
 def fit_queries(bench: Bench, holdout: int) -> list[Any]:
@@ -38,26 +87,89 @@ def store_ids(agent: Any, bench: Bench) -> dict[str, str]:
     return {vid: by_path[key] for vid, path in bench.videos.items() if (key := str(Path(path).resolve())) in by_path}
 
 
-def pairs_for(agent: Any, queries: Sequence[Any], ids: dict[str, str], k: int = 10,
-              **search_options: Any) -> list[tuple[float, bool, str]]:
-    """(uncalibrated score, relevant, query id) for each candidate the agent judged, query by query."""
-    pairs = []
+def rows_for(agent: Any, queries: Sequence[Any], ids: dict[str, str], k: int = 10,
+             **search_options: Any) -> list[Row]:
+    """The labelled candidates of each query, from one uncalibrated search with no threshold."""
+    rows = []
     for q in queries:
         positives = {ids[v] for v in q.positives if v in ids}
         result = agent.search(q.text, k=k, tau=0.0, calibrate=False, deadline_s=None, **search_options)
-        judged = [(h.video_id, h.relevance) for h in result.hits] + [(d.video_id, d.relevance) for d in result.dropped]
-        pairs += [(float(score), vid in positives, q.id) for vid, score in judged]
-        logger.info("%s: %d candidates, %d positive", q.id, len(judged), sum(v in positives for v, _ in judged))
-    return pairs
+        for h in result.hits:
+            values = candidate_features(similarity=h.similarity, rank=h.retrieval_rank - 1, judged=h.judgement,
+                                        score=h.relevance)
+            rows.append(Row(query=q.id, kind=q.kind, video_id=h.video_id, rank=h.retrieval_rank - 1,
+                            features=values, judged=h.judgement is not None, relevant=h.video_id in positives))
+        logger.info("%s: %d candidates, %d positive", q.id, len(result.hits), sum(h.video_id in positives
+                                                                                  for h in result.hits))
+    return rows
 
 
-def calibrate(bench_dir: str | Path, store: str | Path, *, holdout: int = 10, method: CalibrationMethod = "platt",
+def fit_pair(rows: Sequence[Row], *, llm: str, judge: str, method: CalibrationMethod,
+             fitted_on: dict[str, object] | None = None) -> tuple[Calibrator | None, Calibrator]:
+    """The judged candidates' calibrator (None when no candidate was judged) and the retrieval one."""
+    judged = [r for r in rows if r.judged]
+    features = JUDGED_FEATURES if method == "platt" else ("score",)
+    meta = fitted_on or {}
+    cal = fit_calibrator([r.features for r in judged], [r.relevant for r in judged], llm=llm, judge=judge,
+                         method=method, features=features, fitted_on=meta) if judged else None
+    retrieval = fit_calibrator([r.features for r in rows], [r.relevant for r in rows], llm=llm, judge=RETRIEVAL,
+                               method="platt", features=RETRIEVAL_FEATURES, fitted_on=meta)
+    return cal, retrieval
+
+
+def relevance(row: Row, cal: Calibrator | None, retrieval: Calibrator) -> float:
+    """A candidate's calibrated relevance, as a search computes it."""
+    return cal.probability(row.features) if row.judged and cal is not None else retrieval.probability(row.features)
+
+
+def held_out_metrics(rows: Sequence[Row], folds: int, tau: float, **fit: Any) -> dict[str, dict[str, float]]:
+    """Cross-fitted metrics per kind (see the module docstring)."""
+    by_query: dict[str, list[Row]] = {}
+    for r in rows:
+        by_query.setdefault(r.query, []).append(r)
+    kinds: dict[str, list[str]] = {}
+    for q, group in by_query.items():
+        kinds.setdefault(group[0].kind, []).append(q)
+    fold_of = {q: i % folds for qs in kinds.values() for i, q in enumerate(qs)}
+    scored: dict[str, list[tuple[Row, float]]] = {}
+    for f in range(folds):
+        train = [r for r in rows if fold_of[r.query] != f]
+        try:
+            cal, retrieval = fit_pair(train, **fit)
+        except CalibrationError as exc:
+            raise CalibrationError(f"fold {f + 1}/{folds}: {exc}; use fewer folds or more queries") from exc
+        for q in (q for q in by_query if fold_of[q] == f):
+            scored[q] = [(r, relevance(r, cal, retrieval)) for r in by_query[q]]
+    out: dict[str, dict[str, float]] = {}
+    for kind, qs in kinds.items():
+        if kind == "absent":
+            out[kind] = {"queries": len(qs), "rejected": _mean(max(p for _, p in scored[q]) < tau for q in qs),
+                         "best_relevance_mean": _mean(max(p for _, p in scored[q]) for q in qs)}
+            continue
+        first = [max(scored[q], key=lambda rp: (rp[1], -rp[0].rank))[0] for q in qs]
+        out[kind] = {"queries": len(qs), "r@1": _mean(r.relevant for r in first),
+                     "r@1_retrieval": _mean(any(r.relevant and r.rank == 0 for r in by_query[q]) for q in qs),
+                     "positives_above_tau": _mean(any(r.relevant and p >= tau for r, p in scored[q]) for q in qs),
+                     "positive_relevance_mean": _mean(p for q in qs for r, p in scored[q] if r.relevant)}
+    return out
+
+
+def _mean(values: Iterable[float | bool]) -> float:
+    items = [float(v) for v in values]
+    return round(statistics.fmean(items), 4) if items else float("nan")
+
+
+def calibrate(bench_dir: str | Path, store: str | Path, *, holdout: int = 0, method: CalibrationMethod = "platt",
               judge: str | None = None, out: Path | None = None, k: int = 10, limit: int | None = None,
-              kinds: Iterable[str] = RANKED_KINDS, progress: bool = False,
-              **agent_settings: Any) -> tuple[Calibrator, Path]:
-    """Fit and write the calibrator (see the module docstring); ``limit`` caps the fit queries per kind."""
+              kinds: Iterable[str] = RANKED_KINDS, folds: int = 2, tau: float = 0.5, progress: bool = False,
+              **agent_settings: Any) -> tuple[Calibrator, Path, CalibrationReport]:
+    """Fit and write the calibrators (see the module docstring); ``limit`` caps the fit queries per kind; ``out``
+    is the judged candidates' calibrator file (the retrieval one goes next to it). Returns the judged candidates'
+    calibrator, its path and the held-out report."""
     from twinseek.agent import Agent
 
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2 (each fold is scored by calibrators fitted on the others), got {folds}")
     bench = load_any_bench(bench_dir, [k_ for k_ in kinds if k_ in RANKED_KINDS])
     queries = fit_queries(bench, holdout)
     if limit is not None:
@@ -69,25 +181,33 @@ def calibrate(bench_dir: str | Path, store: str | Path, *, holdout: int = 10, me
         ids = store_ids(agent, bench)
         if not ids:
             raise ValueError(f"none of the bench's videos is in the store {store}: ingest them first (twinseek eval)")
-        pairs = _with_progress(agent, queries, ids, k, mode, progress)
+        rows = _with_progress(agent, queries, ids, k, mode, progress)
         llm = agent.resources.llm_key
-        cal = fit_calibrator([s for s, _, _ in pairs], [r for _, r, _ in pairs], llm=llm, judge=mode, method=method,
-                             fitted_on={"bench": str(Path(bench_dir).resolve()), "holdout_per_kind": holdout,
-                                        "queries": sorted({q for _, _, q in pairs}), "k": k})
-        path = cal.save(out or store_calibration_path(agent.resources.store.root, mode))
-    return cal, path
+        root = agent.resources.store.root
+    fit: dict[str, Any] = {"llm": llm, "judge": mode, "method": method}
+    report = CalibrationReport(judge=mode, llm=llm, tau=tau, folds=folds, queries=len({r.query for r in rows}),
+                               held_out=held_out_metrics(rows, folds, tau, **fit))
+    meta = {"bench": str(Path(bench_dir).resolve()), "holdout_per_kind": holdout, "k": k,
+            "queries": sorted({r.query for r in rows}), "held_out_report": report.held_out}
+    cal, retrieval = fit_pair(rows, fitted_on=meta, **fit)
+    if cal is None:
+        raise CalibrationError(f"no candidate was judged by the LLM (judge {mode}): nothing to calibrate")
+    path = cal.save(out or store_calibration_path(root, mode))
+    retrieval_path = retrieval.save(retrieval_sibling(path, mode))
+    report.paths = [str(path), str(retrieval_path)]
+    return cal, path, report
 
 
 def _with_progress(agent: Any, queries: Sequence[Any], ids: dict[str, str], k: int, judge: str,
-                   progress: bool) -> list[tuple[float, bool, str]]:
+                   progress: bool) -> list[Row]:
     if not progress:
-        return pairs_for(agent, queries, ids, k, judge=judge)
+        return rows_for(agent, queries, ids, k, judge=judge)
     from rich.progress import Progress
 
-    pairs: list[tuple[float, bool, str]] = []
+    rows: list[Row] = []
     with Progress(transient=True) as bar:
         task = bar.add_task("calibrate", total=len(queries))
         for q in queries:
-            pairs += pairs_for(agent, [q], ids, k, judge=judge)
+            rows += rows_for(agent, [q], ids, k, judge=judge)
             bar.advance(task)
-    return pairs
+    return rows

@@ -633,6 +633,18 @@ class LLMClient:
             return _from_text(reply.text)
         return yes_share(reply.top_logprobs)
 
+    def choice_probabilities(self, messages: Messages, options: Sequence[str], *, timeout_s: float | None = None,
+                             top_logprobs: int = 20) -> dict[str, float]:
+        """The answer's distribution over one-token ``options`` (e.g. ``"A", "B"`` or ``"0".."3"``), read from the
+        first token's top log-probabilities (see :func:`choice_shares`). An endpoint that sends no logprobs is
+        read from the answer's text (all the mass on the option it starts with)."""
+        reply = self.complete(messages, max_tokens=1, timeout_s=timeout_s, logprobs=True, top_logprobs=top_logprobs)
+        if reply.top_logprobs:
+            return choice_shares(reply.top_logprobs, options)
+        word = reply.text.strip().lower()
+        hit = next((o for o in options if word.startswith(o.lower())), None)
+        return {o: (1.0 if o == hit else 0.0) if hit else 1.0 / len(options) for o in options}
+
     def close(self) -> None:
         """Close the HTTP connections (the shared embedded server keeps running until exit)."""
         with self._lock:
@@ -677,17 +689,28 @@ def _within(seconds: float, call: Callable[[], Any]) -> Any:
     return box["value"]
 
 
+def choice_shares(top: Sequence[tuple[str, float]], options: Sequence[str]) -> dict[str, float]:
+    """Each option's share of the first token's probability mass among ``options`` (case and surrounding space
+    ignored), from (token, logprob) pairs. An option missing from the top tokens gets the smallest listed
+    probability (an upper bound on it); with none of them listed, every option gets the same share."""
+    probs = [(tok.strip().lower(), math.exp(lp)) for tok, lp in top if lp is not None and lp > -math.inf]
+    wanted = [o.lower() for o in options]
+    mass = {o: sum(p for tok, p in probs if tok == o) for o in wanted}
+    if not any(mass.values()):
+        logger.info("none of %s among the top tokens %s; equal shares", wanted, [t for t, _ in top[:5]])
+        return {o: 1.0 / len(options) for o in options}
+    floor = min(p for _, p in probs)
+    mass = {o: m or floor for o, m in mass.items()}
+    total = sum(mass.values())
+    return {o: mass[o.lower()] / total for o in options}
+
+
 def yes_share(top: Sequence[tuple[str, float]]) -> float:
     """``p_yes / (p_yes + p_no)`` from (token, logprob) pairs; see :meth:`LLMClient.yes_probability`."""
-    probs = [(tok.strip().lower(), math.exp(lp)) for tok, lp in top if lp is not None and lp > -math.inf]
-    p_yes = sum(p for tok, p in probs if tok == "yes")
-    p_no = sum(p for tok, p in probs if tok == "no")
-    if p_yes == 0 and p_no == 0:
+    if not any(tok.strip().lower() in ("yes", "no") for tok, lp in top if lp is not None and lp > -math.inf):
         logger.info("neither yes nor no among the top tokens %s; P(yes) = 0.5", [t for t, _ in top[:5]])
         return 0.5
-    floor = min(p for _, p in probs)
-    p_yes, p_no = p_yes or floor, p_no or floor
-    return p_yes / (p_yes + p_no)
+    return choice_shares(top, ("yes", "no"))["yes"]
 
 
 def _from_text(text: str) -> float:

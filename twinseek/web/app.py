@@ -99,7 +99,7 @@ def open_state(settings: WebSettings, agent: Agent | None,
     from twinseek.web.search import SearchService
 
     owns = agent is None
-    agent = agent or Agent.open(settings.store, profile=settings.profile)
+    agent = agent or Agent.open(settings.store, profile=settings.profile, warm=True)
     searches = SearchService(agent, settings.search_threads)
     resources = agent.resources
     worker = IngestWorker(resources.store.root.resolve(), resources.settings, on_ingested=searches.sync,
