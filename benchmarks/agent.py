@@ -1,16 +1,23 @@
 """Agent latency and quality on a bench (default ../shared/data/dev-bench, implicit queries).
 
 Per query: end-to-end latency and the per-node breakdown (p50/p95), and implicit R@1/R@5/MnR of the full agent
-against the same run's retrieval-only agent (LLM reasoning and JiT off), scored by the eval's own evaluator
+(the settings' defaults: on the embedded LLM one decomposition and one yes/no judgement per search) against the
+same run's retrieval-only agent (LLM reasoning and JiT off), scored by the eval's own evaluator
 (``twinseek.evals.metrics.evaluate_query`` over ``AgentScorer``, as ``twinseek eval`` does).
 
-    .venv/bin/python benchmarks/agent.py [--bench DIR] [--store DIR] [--k 5] [--limit N] [--out FILE]
+The agent works on a copy of the store. ``--cold`` empties the copy's decomposition cache first, so the full
+agent's latency includes asking the LLM for each decomposition, as a user's new query does (the retrieval-only
+run comes second and reuses them: its latency excludes decomposition). The embedded server is started and its
+prompt prefixes warmed before the first query (as ``twinseek chat`` and the web app do).
+
+    .venv/bin/python benchmarks/agent.py [--bench DIR] [--store DIR] [--k 10] [--limit N] [--cold] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -59,7 +66,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "data" / "dev-bench")
     parser.add_argument("--store", type=Path, default=Path.home() / ".cache" / "twinseek" / "bench-stores" / "dev")
-    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--cold", action="store_true", help="no cached decomposition: the LLM decomposes each query")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "agent.json")
     args = parser.parse_args()
@@ -74,20 +82,29 @@ def main() -> None:
     # refinement writes what it learns into the store: work on a copy so the cached store stays as ingested
     work = Path(tempfile.mkdtemp(prefix="twinseek-agent-bench-")) / "store"
     shutil.copytree(args.store, work)
+    if args.cold:
+        with TwinStore(work) as store:
+            store.db.execute("delete from decompositions")
+            store.db.conn.commit()
+    load_before = os.getloadavg()[0]
     with Agent.open(work) as agent:
-        agent.search("warm-up: a person walking", k=args.k)  # starts the LLM server, loads the encoders
+        agent.search("warm-up: a person walking", k=args.k, lr=False)  # loads the encoders (no LLM cache entry)
+        warm = agent.resources.warm()
+        if warm is not None:
+            warm.join()
+        print("full agent (the settings' defaults)")
+        full = run(agent, bench, ids, args.k)
         print("retrieval only (LR and JiT off)")
         retrieval = run(agent, bench, ids, args.k, lr=False, jit=False)
-        print("full agent, the LLM decides (llm_weight 1.0, the paper)")
-        full = run(agent, bench, ids, args.k, llm_weight=1.0)
-        print("full agent, relevance blended with retrieval (llm_weight 0.5, the embedded default)")
-        blended = run(agent, bench, ids, args.k, llm_weight=0.5)
+        defaults = agent.context(args.k)
     summary = {"queries": len(bench.queries), "k": args.k, "llm": settings.llm.embedded_model,
-               "llm_threads": settings.llm.threads, "full_agent": full, "full_agent_blend_0.5": blended,
-               "retrieval_only": retrieval}
+               "llm_threads": settings.llm.threads, "cold_decompositions": args.cold,
+               "judge": defaults.judge, "judge_top": defaults.judge_top,
+               "load_avg_before": round(load_before, 2), "load_avg_after": round(os.getloadavg()[0], 2),
+               "full_agent": full, "retrieval_only": retrieval}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2))
-    for name, r in (("retrieval only", retrieval), ("full agent", full), ("full, blend 0.5", blended)):
+    for name, r in (("retrieval only", retrieval), ("full agent", full)):
         print(f"{name:16s} R@1 {r['r@1']:.3f}  R@5 {r['r@5']:.3f}  p50 {r['latency_p50_s']:.2f}s  "
               f"p95 {r['latency_p95_s']:.2f}s  nodes p50 {r['node_p50_s']}")
 

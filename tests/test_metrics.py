@@ -260,3 +260,14 @@ def test_evaluator_uses_a_scorers_video_score_and_info(tmp_path: Path) -> None:
     assert mcq.timings == {"reason": 0.5} and mcq.models == {"reason": "stub"} and mcq.fallbacks == ["x"]
     absent = evaluate_query(scorer, bench.queries[2], bench)
     assert absent.max_score == 0.42  # the scorer's own relevance, not the synthetic gallery score
+
+
+def test_returned_j_averages_grounding_where_the_positive_was_returned() -> None:
+    from twinseek.evals.schemas import QueryRecord
+
+    records = [QueryRecord(id="a", kind="implicit", rank=1, positive_score=0.9, j=0.6, f=0.5),
+               QueryRecord(id="b", kind="implicit", rank=2, positive_score=0.2, j=0.0, f=0.0),  # not returned
+               QueryRecord(id="c", kind="implicit", rank=1, positive_score=0.7, j=0.4, f=0.3)]
+    out = aggregate(records, ks=(1,), tau=0.5)
+    assert out["implicit_j"] == pytest.approx(1.0 / 3)  # the unreturned positive counts as J = 0
+    assert out["implicit_returned_j"] == pytest.approx(0.5) and out["implicit_returned_grounded"] == 2

@@ -245,7 +245,8 @@ def retrieval_record(
 
 
 def aggregate(records: Sequence[QueryRecord], ks: Sequence[int] = KS, tau: float = DEFAULT_TAU) -> dict[str, float]:
-    """Metrics by kind: ``<kind>_r@K``, ``_mdr``, ``_mnr``, ``_map``, ``_recall@tau``, ``_j``/``_f``/``_jf``
+    """Metrics by kind: ``<kind>_r@K``, ``_mdr``, ``_mnr``, ``_map``, ``_recall@tau``, ``_j``/``_f``/``_jf`` and
+    ``_returned_j`` (J over the grounded queries whose positive was returned; their count ``_returned_grounded``)
     for ranked kinds; ``absent_rejection@tau`` and ``absent_mean_max_score``; ``mcq_accuracy``;
     ``counterfactual_accuracy`` and ``counterfactual_<aspect>_accuracy``; ``<kind>_n`` query counts."""
     by_kind: dict[str, list[QueryRecord]] = defaultdict(list)
@@ -278,6 +279,11 @@ def _ranked_metrics(kind: str, group: Sequence[QueryRecord], ks: Sequence[int], 
         out[f"{kind}_j"] = float(np.mean([r.j for r in grounded]))
         out[f"{kind}_f"] = float(np.mean([r.f or 0.0 for r in grounded]))
         out[f"{kind}_jf"] = (out[f"{kind}_j"] + out[f"{kind}_f"]) / 2
+        # the masks' quality where the positive video was returned (>= tau): J above also counts a positive that
+        # was not returned (no hit, no masks) as J = 0, mixing retrieval and grounding
+        returned = [r for r in grounded if r.positive_score is not None and r.positive_score >= tau]
+        out[f"{kind}_returned_j"] = float(np.mean([r.j for r in returned])) if returned else float("nan")
+        out[f"{kind}_returned_grounded"] = float(len(returned))
     return out
 
 
