@@ -118,6 +118,7 @@ def test_search_and_ask_run_the_graph_with_the_same_switches(tmp_path: Path, mon
     assert asked.exit_code == 0, asked.output
     assert "decompose" in asked.stderr and "reason[0] shapes" in asked.stderr and "judged shapes" in asked.stderr
     assert "shapes" in asked.stdout and "0.30" in asked.stdout and "reason[0]" not in asked.stdout
+    assert "below tau=0.25: " in asked.stdout and " 0.20" in asked.stdout  # the candidates the threshold hid
     as_json = runner.invoke(app, ["ask", QUERY, "--store", str(store), "-k", "3", "--tau", "0.25", "--no-jit",
                                   "--json", "--video", "dogs", "--llm-weight", "1", "--deadline", "30"])
     result = json.loads(as_json.stdout)

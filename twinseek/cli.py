@@ -825,6 +825,10 @@ def print_search_result(result) -> None:  # type: ignore[no-untyped-def]
         table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", safe(objects),
                       safe(hit.reasoning or hit.judged_by))
     console.print(table if result.hits else "no video above the relevance threshold")
+    if result.dropped:  # what the threshold hid, so a person sees how close the rest came
+        tau = result.options.get("tau")
+        console.print(f"[dim]below tau={tau}: " + safe(", ".join(f"{d.video_id} {d.relevance:.2f}"
+                                                                 for d in result.dropped[:8])) + "[/dim]")
     _print_footer(result)
 
 
