@@ -264,8 +264,8 @@ def test_fit_over_features_learns_which_one_carries_the_signal() -> None:
                                        judged=min(1.0, max(0.0, rng.gauss(0.7 if relevant else 0.3, 0.1)))))
         labels.append(relevant)
     cal = fit_calibrator(rows, labels, llm="m", judge="yesno", features=("judged", "similarity", "rank"))
-    assert cal.features == ["judged", "similarity", "rank"]
-    assert cal.coef[0] > 5 * max(abs(cal.coef[1]), abs(cal.coef[2]))  # the noise features get little weight
+    assert cal.features[0] == "judged" and set(cal.features) <= {"judged", "similarity", "rank"}
+    assert cal.coef[0] > 5 * max(abs(c) for c in cal.coef[1:])  # noise features get little weight or are dropped
     assert cal.probability(candidate_features(similarity=0.3, rank=5, judged=0.9)) > 0.9
 
 
@@ -342,9 +342,13 @@ def test_calibrate_writes_both_calibrators_and_a_held_out_report(agent: Agent, s
                                          llm_weight=1.0)
     assert path == store_calibration_path(agent.resources.store.root, "yesno") and path.is_file()
     assert Path(report.paths[1]).name == "calibration-retrieval.json" and Path(report.paths[1]).is_file()
-    assert cal.features == ["judged", "similarity", "rank"] and cal.fitted_on["queries"] == sorted(
-        q.id for q in queries)
+    assert cal.features[0] == "judged" and cal.fitted_on["queries"] == sorted(q.id for q in queries)
     assert set(report.held_out) == {"implicit", "absent"} and report.folds == 2
+    saved = Path(report.paths[2])
+    assert saved.name == "calibration-yesno-rows.jsonl" and len(saved.read_text().splitlines()) == 1 + 6 * 3
+    again, _, report2 = module.calibrate("bench", agent.resources.store.root, folds=2, rows_from=saved,
+                                         out=tmp_path / "refit.json")  # no search: the saved rows
+    assert again.coef == cal.coef and again.features == cal.features and report2.held_out == report.held_out
 
 
 class _Borrowed:
@@ -389,3 +393,18 @@ def test_warming_sends_the_fixed_prefixes_of_a_search_once_each(agent: Agent, st
     assert json.dumps(asked["messages"][:-1]) in prefixes  # the judgement starts with the warmed prefix
     assert search.hits
     assert agent.resources.warm() is None  # a user's endpoint (the stub): nothing to warm
+
+
+def test_a_feature_fitted_against_its_direction_is_dropped() -> None:
+    import random
+
+    rng = random.Random(1)
+    rows, labels = [], []
+    for i in range(300):
+        relevant = i % 3 == 0  # similarity carries the signal; the "judgement" says the opposite (noise)
+        rows.append(candidate_features(similarity=rng.gauss(0.45 if relevant else 0.3, 0.05), rank=0,
+                                       judged=rng.gauss(0.3 if relevant else 0.5, 0.1)))
+        labels.append(relevant)
+    cal = fit_calibrator(rows, labels, llm="m", judge="yesno", features=("judged", "similarity", "rank"))
+    assert "judged" not in cal.features and cal.fitted_on["features_dropped"] == ["judged"]
+    assert cal.coef[cal.features.index("similarity")] > 0  # a yes never lowers P(relevant); similarity still counts

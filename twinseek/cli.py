@@ -631,6 +631,8 @@ def calibrate(
                                              "calibration-<judge>.json, which the store's searches use; the "
                                              "retrieval calibrator goes next to it].")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most N fit queries of each kind.")] = None,
+    rows: Annotated[Path | None, typer.Option(help="Refit from the labelled rows an earlier run saved "
+                                              "(calibration-<judge>-rows.jsonl) instead of searching again.")] = None,
     profile: ProfileOpt = None,
 ) -> None:
     """Fit the maps from a candidate's judgement, similarity and rank to P(relevant) for this LLM and judge mode
@@ -644,11 +646,14 @@ def calibrate(
     with _errors_exit():
         try:
             cal, _, report = fit(bench_dir, store, holdout=holdout, method=method, judge=judge,  # type: ignore[arg-type]
-                                 out=out, limit=limit, folds=folds, tau=tau, progress=True,
+                                 out=out, limit=limit, folds=folds, tau=tau, progress=True, rows_from=rows,
                                  profile=profile or "embedded")
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
     meta = cal.fitted_on
+    if meta.get("features_dropped"):
+        console.print(f"[yellow]dropped[/yellow] {safe(', '.join(meta['features_dropped']))}: fitted against its "  # type: ignore[arg-type]
+                      "direction (no usable signal in these labels)")
     console.print(f"{cal.method} calibrator for {safe(cal.llm)}/{cal.judge} over {', '.join(cal.features)}: "
                   f"{meta['pairs']} judged candidates ({meta['relevant']} relevant) from "
                   f"{len(meta.get('queries', []))} queries")  # type: ignore[arg-type]

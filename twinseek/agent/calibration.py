@@ -147,17 +147,41 @@ def fit_calibrator(rows: Sequence[Mapping[str, float]] | Sequence[float], labels
     meta = {"pairs": int(len(y)), "relevant": int(y.sum()),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(fitted_on or {})}
     if method == "platt":
-        from sklearn.linear_model import LogisticRegression
-
-        # weak regularisation: with one feature the fit is the maximum-likelihood sigmoid of Platt (1999)
-        model = LogisticRegression(C=100.0).fit(x, y)
-        return Calibrator(method="platt", features=names, coef=[float(c) for c in model.coef_[0]],
-                          intercept=float(model.intercept_[0]), llm=llm, judge=judge, fitted_on=meta)
+        return _fit_platt(x, y, names, llm=llm, judge=judge, meta=meta)
     from sklearn.isotonic import IsotonicRegression
 
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x[:, 0], y.astype(np.float64))
     return Calibrator(method="isotonic", features=names[:1], xs=[float(v) for v in iso.X_thresholds_],
                       ys=[float(v) for v in iso.y_thresholds_], llm=llm, judge=judge, fitted_on=meta)
+
+
+# The direction each feature may push P(relevant): a "yes", a higher similarity or a better rank never lowers it.
+# A fitted coefficient against its direction means the feature carries no usable signal in these labels (e.g. a
+# small LLM's P(yes) that is noise): the feature is dropped and the rest refitted, and ``fitted_on`` says so.
+DIRECTION: dict[str, int] = {"score": 1, "judged": 1, "similarity": 1, "rank": -1}
+
+
+def _fit_platt(x: np.ndarray, y: np.ndarray, names: list[FeatureName], *, llm: str, judge: str,
+               meta: dict[str, object]) -> Calibrator:
+    from sklearn.linear_model import LogisticRegression
+
+    keep = list(range(len(names)))
+    dropped: list[FeatureName] = []
+    while True:
+        # weak regularisation: with one feature the fit is the maximum-likelihood sigmoid of Platt (1999)
+        model = LogisticRegression(C=100.0).fit(x[:, keep], y)
+        coef = [float(c) for c in model.coef_[0]]
+        wrong = [i for i, c in zip(keep, coef) if c * DIRECTION[names[i]] < 0]
+        if not wrong or len(keep) == 1:
+            break
+        worst = min(wrong, key=lambda i: coef[keep.index(i)] * DIRECTION[names[i]])
+        dropped.append(names[worst])
+        keep.remove(worst)
+    if dropped:
+        logger.warning("calibration: %s dropped (fitted against its direction: no usable signal)", ", ".join(dropped))
+    used = [names[i] for i in keep]
+    return Calibrator(method="platt", features=used, coef=coef, intercept=float(model.intercept_[0]), llm=llm,
+                      judge=judge, fitted_on={**meta, "features_dropped": list(dropped)})
 
 
 def retrieval_sibling(path: Path, judge: str) -> Path:

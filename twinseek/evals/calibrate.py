@@ -162,14 +162,35 @@ def _mean(values: Iterable[float | bool]) -> float:
 def calibrate(bench_dir: str | Path, store: str | Path, *, holdout: int = 0, method: CalibrationMethod = "platt",
               judge: str | None = None, out: Path | None = None, k: int = 10, limit: int | None = None,
               kinds: Iterable[str] = RANKED_KINDS, folds: int = 2, tau: float = 0.5, progress: bool = False,
-              **agent_settings: Any) -> tuple[Calibrator, Path, CalibrationReport]:
+              rows_from: Path | None = None, **agent_settings: Any) -> tuple[Calibrator, Path, CalibrationReport]:
     """Fit and write the calibrators (see the module docstring); ``limit`` caps the fit queries per kind; ``out``
-    is the judged candidates' calibrator file (the retrieval one goes next to it). Returns the judged candidates'
-    calibrator, its path and the held-out report."""
-    from twinseek.agent import Agent
-
+    is the judged candidates' calibrator file (the retrieval one and the labelled rows, ``*-rows.jsonl``, go next
+    to it). ``rows_from`` refits from rows saved by an earlier run instead of searching again. Returns the judged
+    candidates' calibrator, its path and the held-out report."""
     if folds < 2:
         raise ValueError(f"folds must be >= 2 (each fold is scored by calibrators fitted on the others), got {folds}")
+    if rows_from is not None:
+        saved = [line for line in Path(rows_from).read_text().splitlines() if line.strip()]
+        head = SavedRun.model_validate_json(saved[0])
+        rows = [Row.model_validate_json(line) for line in saved[1:]]
+        return _fit_and_write(rows, head.llm, judge or head.judge, Path(store), bench_dir, holdout, k, method, out,
+                              folds, tau)
+    rows, llm, mode, root = _search_rows(bench_dir, store, holdout, judge, k, limit, kinds, progress, agent_settings)
+    return _fit_and_write(rows, llm, mode, root, bench_dir, holdout, k, method, out, folds, tau)
+
+
+class SavedRun(BaseModel):
+    """The first line of a rows file: which LLM and judge mode the rows' judgements came from."""
+
+    llm: str
+    judge: str
+
+
+def _search_rows(bench_dir: str | Path, store: str | Path, holdout: int, judge: str | None, k: int,
+                 limit: int | None, kinds: Iterable[str], progress: bool,
+                 agent_settings: dict[str, Any]) -> tuple[list[Row], str, str, Path]:
+    from twinseek.agent import Agent
+
     bench = load_any_bench(bench_dir, [k_ for k_ in kinds if k_ in RANKED_KINDS])
     queries = fit_queries(bench, holdout)
     if limit is not None:
@@ -182,8 +203,12 @@ def calibrate(bench_dir: str | Path, store: str | Path, *, holdout: int = 0, met
         if not ids:
             raise ValueError(f"none of the bench's videos is in the store {store}: ingest them first (twinseek eval)")
         rows = _with_progress(agent, queries, ids, k, mode, progress)
-        llm = agent.resources.llm_key
-        root = agent.resources.store.root
+        return rows, agent.resources.llm_key, mode, agent.resources.store.root
+
+
+def _fit_and_write(rows: list[Row], llm: str, mode: str, root: Path, bench_dir: str | Path, holdout: int, k: int,
+                   method: CalibrationMethod, out: Path | None, folds: int,
+                   tau: float) -> tuple[Calibrator, Path, CalibrationReport]:
     fit: dict[str, Any] = {"llm": llm, "judge": mode, "method": method}
     report = CalibrationReport(judge=mode, llm=llm, tau=tau, folds=folds, queries=len({r.query for r in rows}),
                                held_out=held_out_metrics(rows, folds, tau, **fit))
@@ -194,7 +219,10 @@ def calibrate(bench_dir: str | Path, store: str | Path, *, holdout: int = 0, met
         raise CalibrationError(f"no candidate was judged by the LLM (judge {mode}): nothing to calibrate")
     path = cal.save(out or store_calibration_path(root, mode))
     retrieval_path = retrieval.save(retrieval_sibling(path, mode))
-    report.paths = [str(path), str(retrieval_path)]
+    rows_path = path.with_name(path.stem + "-rows.jsonl")
+    rows_path.write_text("\n".join([SavedRun(llm=llm, judge=mode).model_dump_json()]
+                                   + [r.model_dump_json() for r in rows]) + "\n")
+    report.paths = [str(path), str(retrieval_path), str(rows_path)]
     return cal, path, report
 
 
