@@ -7,6 +7,7 @@ text every judge reads, :func:`twinseek.agent.judge.compact_evidence`). Then, wi
 
 * ``yesno``: one call per candidate, P(yes) from the first token's log-probabilities;
 * ``choice``: one call for all of them, the first token's distribution over ``1``..``n`` and ``0`` (none);
+  ``choice_reversed`` lists them last-first (a model that follows the position rather than the evidence shows it);
 * ``pairwise``: the top candidate against each other one, both orders (position bias cancels), P(better);
 * ``listwise``: one JSON call that orders them (score by position).
 
@@ -15,7 +16,8 @@ R@1 on the same queries), the positive's mean score against the others', AUC of 
 candidates, the absent queries' best score, LLM calls and seconds per query (p50/p95). One JSON file.
 
     .venv/bin/python benchmarks/judge.py --store STORE [--bench DIR] [--top 3] [--kinds implicit,absent]
-        [--model qwen2.5-coder-0.5b] [--variants yesno,choice,pairwise,listwise] [--limit N] [--out FILE]
+        [--model qwen2.5-coder-0.5b] [--variants yesno,choice,choice_reversed,pairwise,listwise] [--limit N]
+        [--out FILE]
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from twinseek.tools.llm import LLMClient, LLMError, open_llm
 from twinseek.tools.retrieval import retrieve
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = ("yesno", "choice", "pairwise", "listwise")
+VARIANTS = ("yesno", "choice", "choice_reversed", "pairwise", "listwise")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -73,6 +75,13 @@ def score_choice(llm: LLMClient, query: str, evidences: list[str]) -> tuple[list
     return [shares[str(i)] for i in range(1, len(evidences) + 1)], 1
 
 
+def score_choice_reversed(llm: LLMClient, query: str, evidences: list[str]) -> tuple[list[float], int]:
+    """``choice`` with the candidates listed last-first: a model that reads the evidence keeps its scores, one that
+    follows the position does not (the control for position bias)."""
+    scores, calls = score_choice(llm, query, evidences[::-1])
+    return scores[::-1], calls
+
+
 def score_pairwise(llm: LLMClient, query: str, evidences: list[str]) -> tuple[list[float], int]:
     """Candidate i's score: P(i beats the top one) averaged over both orders; the top one scores 0.5 against
     itself (so it stays first unless another candidate is preferred to it)."""
@@ -92,7 +101,8 @@ def score_listwise(llm: LLMClient, query: str, evidences: list[str]) -> tuple[li
 
 
 SCORERS: dict[str, Callable[[LLMClient, str, list[str]], tuple[list[float], int]]] = {
-    "yesno": score_yesno, "choice": score_choice, "pairwise": score_pairwise, "listwise": score_listwise}
+    "yesno": score_yesno, "choice": score_choice, "choice_reversed": score_choice_reversed,
+    "pairwise": score_pairwise, "listwise": score_listwise}
 
 
 def judge_query(agent: Agent, llm: LLMClient, query: Any, positives: set[str], top: int,

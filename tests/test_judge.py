@@ -279,6 +279,7 @@ def test_judge_top_judges_the_best_ranked_only_and_the_rest_keep_retrieval(agent
         if hit.judgement is None:  # below the judged top, no calibrator: its absolute similarity
             assert hit.judged_by.startswith("retrieval similarity") and hit.relevance == pytest.approx(
                 hit.similarity, abs=1e-4)
+            assert hit.reasoning and "LLM" not in hit.reasoning  # explained from its evidence, no LLM call
     assert [h.relevance for h in result.hits] == sorted((h.relevance for h in result.hits), reverse=True)
     # a retrieval calibrator maps the others' similarity and rank to P(relevant)
     none = Calibrator(method="platt", features=["similarity", "rank"], coef=[0.0, 0.0], intercept=-3.0,
@@ -289,6 +290,10 @@ def test_judge_top_judges_the_best_ranked_only_and_the_rest_keep_retrieval(agent
     assert [d.relevance for d in again.dropped] == [pytest.approx(1 / (1 + math.exp(3)), abs=1e-4)] * 2
     with pytest.raises(ValueError, match="judge_top"):
         agent.context(judge_top=-1)
+    before = len(_judge_requests(stub))
+    unjudged = agent.search(QUERY, k=3, judge="yesno", tau=0.0, judge_top=0)
+    assert "reason" not in unjudged.path and len(_judge_requests(stub)) == before  # no judgement call at all
+    assert all(h.judgement is None and h.reasoning for h in unjudged.hits)
 
 
 def test_the_embedded_llm_judges_one_candidate_by_default(agent: Agent) -> None:

@@ -453,9 +453,11 @@ class Nodes:
              actions: list[ActionRecord], dec: Decomposition | None, retrieval_rank: int) -> Hit:
         twin = search_twin(self.res, cand.video_id, actions)  # with this search's refinements
         objects = j.objects or grounded_tracks(cand, twin, dec)  # the tracks behind the object sub-queries' evidence
+        # a candidate the LLM did not judge is still explained, from its evidence (no LLM call)
+        reasoning = j.reasoning or (evidence_reasoning(cand, twin, None, objects) if j.source == "unjudged" else "")
         return Hit(rank=rank, video_id=cand.video_id, path=cand.path, relevance=j.relevance,
                    retrieval_score=cand.score, retrieval_rank=retrieval_rank, similarity=cand.similarity,
-                   judgement=j.judged, scores=cand.scores, reasoning=j.reasoning, missing=j.missing,
+                   judgement=j.judged, scores=cand.scores, reasoning=reasoning, missing=j.missing,
                    judged_by=judged_by, refined=j.round > 0, objects=self._objects(twin, objects, root),
                    evidence=cand.evidence)
 
@@ -507,7 +509,8 @@ def route_start(state: InputState, runtime: Runtime[AgentContext]) -> Literal["d
 
 
 def route_after_rerank(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["reason", "finalize"]:
-    return "reason" if _ctx(runtime).lr and state.get("candidates") else "finalize"
+    # nothing to judge (no candidate, or judge_top 0): the candidates keep their calibrated retrieval relevance
+    return "reason" if _ctx(runtime).lr and state.get("to_reason") else "finalize"
 
 
 def route_after_reason(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["refine", "finalize"]:
