@@ -343,7 +343,7 @@ def test_calibrate_writes_both_calibrators_and_a_held_out_report(agent: Agent, s
     monkeypatch.setattr(module, "load_any_bench", lambda *a, **k: bench)
     monkeypatch.setattr(module, "store_ids", lambda *a, **k: {"shapes-bench": "shapes"})
     monkeypatch.setattr("twinseek.agent.Agent.open", classmethod(lambda cls, *a, **k: _Borrowed(agent)))
-    cal, path, report = module.calibrate("bench", agent.resources.store.root, judge="yesno", folds=2,
+    cal, path, report = module.calibrate("bench", agent.resources.store.root, judge="yesno", folds=2, judge_top=3,
                                          llm_weight=1.0)
     assert path == store_calibration_path(agent.resources.store.root, "yesno") and path.is_file()
     assert Path(report.paths[1]).name == "calibration-retrieval.json" and Path(report.paths[1]).is_file()
@@ -353,6 +353,8 @@ def test_calibrate_writes_both_calibrators_and_a_held_out_report(agent: Agent, s
     assert saved.name == "calibration-yesno-rows.jsonl" and len(saved.read_text().splitlines()) == 1 + 6 * 3
     again, _, report2 = module.calibrate("bench", agent.resources.store.root, folds=2, rows_from=saved,
                                          out=tmp_path / "refit.json")  # no search: the saved rows
+    with pytest.raises(ValueError, match="judge_top"):
+        module.calibrate("bench", agent.resources.store.root, judge_top=0)
     assert again.coef == cal.coef and again.features == cal.features and report2.held_out == report.held_out
 
 

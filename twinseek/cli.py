@@ -631,6 +631,8 @@ def calibrate(
                                              "calibration-<judge>.json, which the store's searches use; the "
                                              "retrieval calibrator goes next to it].")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most N fit queries of each kind.")] = None,
+    judge_top: Annotated[int, typer.Option(min=1, help="Best-ranked candidates the LLM judges per query for the "
+                                           "fit.")] = 1,
     rows: Annotated[Path | None, typer.Option(help="Refit from the labelled rows an earlier run saved "
                                               "(calibration-<judge>-rows.jsonl) instead of searching again.")] = None,
     profile: ProfileOpt = None,
@@ -647,6 +649,7 @@ def calibrate(
         try:
             cal, _, report = fit(bench_dir, store, holdout=holdout, method=method, judge=judge,  # type: ignore[arg-type]
                                  out=out, limit=limit, folds=folds, tau=tau, progress=True, rows_from=rows,
+                                 judge_top=judge_top,
                                  profile=profile or "embedded")
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc

@@ -162,11 +162,16 @@ def _mean(values: Iterable[float | bool]) -> float:
 def calibrate(bench_dir: str | Path, store: str | Path, *, holdout: int = 0, method: CalibrationMethod = "platt",
               judge: str | None = None, out: Path | None = None, k: int = 10, limit: int | None = None,
               kinds: Iterable[str] = RANKED_KINDS, folds: int = 2, tau: float = 0.5, progress: bool = False,
-              rows_from: Path | None = None, **agent_settings: Any) -> tuple[Calibrator, Path, CalibrationReport]:
+              rows_from: Path | None = None, judge_top: int = 1,
+              **agent_settings: Any) -> tuple[Calibrator, Path, CalibrationReport]:
     """Fit and write the calibrators (see the module docstring); ``limit`` caps the fit queries per kind; ``out``
     is the judged candidates' calibrator file (the retrieval one and the labelled rows, ``*-rows.jsonl``, go next
-    to it). ``rows_from`` refits from rows saved by an earlier run instead of searching again. Returns the judged
-    candidates' calibrator, its path and the held-out report."""
+    to it). ``rows_from`` refits from rows saved by an earlier run instead of searching again. ``judge_top``: how
+    many of each query's best-ranked candidates the LLM judges for the fit (at least 1, whatever the settings'
+    default, or there would be no judgement to calibrate). Returns the judged candidates' calibrator, its path and
+    the held-out report."""
+    if judge_top < 1:
+        raise ValueError(f"judge_top must be >= 1 to calibrate judgements, got {judge_top}")
     if folds < 2:
         raise ValueError(f"folds must be >= 2 (each fold is scored by calibrators fitted on the others), got {folds}")
     if rows_from is not None:
@@ -175,7 +180,8 @@ def calibrate(bench_dir: str | Path, store: str | Path, *, holdout: int = 0, met
         rows = [Row.model_validate_json(line) for line in saved[1:]]
         return _fit_and_write(rows, head.llm, judge or head.judge, Path(store), bench_dir, holdout, k, method, out,
                               folds, tau)
-    rows, llm, mode, root = _search_rows(bench_dir, store, holdout, judge, k, limit, kinds, progress, agent_settings)
+    rows, llm, mode, root = _search_rows(bench_dir, store, holdout, judge, k, limit, kinds, progress, judge_top,
+                                         agent_settings)
     return _fit_and_write(rows, llm, mode, root, bench_dir, holdout, k, method, out, folds, tau)
 
 
@@ -187,7 +193,7 @@ class SavedRun(BaseModel):
 
 
 def _search_rows(bench_dir: str | Path, store: str | Path, holdout: int, judge: str | None, k: int,
-                 limit: int | None, kinds: Iterable[str], progress: bool,
+                 limit: int | None, kinds: Iterable[str], progress: bool, judge_top: int,
                  agent_settings: dict[str, Any]) -> tuple[list[Row], str, str, Path]:
     from twinseek.agent import Agent
 
@@ -202,7 +208,7 @@ def _search_rows(bench_dir: str | Path, store: str | Path, holdout: int, judge: 
         ids = store_ids(agent, bench)
         if not ids:
             raise ValueError(f"none of the bench's videos is in the store {store}: ingest them first (twinseek eval)")
-        rows = _with_progress(agent, queries, ids, k, mode, progress)
+        rows = _with_progress(agent, queries, ids, k, mode, progress, judge_top)
         return rows, agent.resources.llm_key, mode, agent.resources.store.root
 
 
@@ -227,15 +233,15 @@ def _fit_and_write(rows: list[Row], llm: str, mode: str, root: Path, bench_dir: 
 
 
 def _with_progress(agent: Any, queries: Sequence[Any], ids: dict[str, str], k: int, judge: str,
-                   progress: bool) -> list[Row]:
+                   progress: bool, judge_top: int) -> list[Row]:
     if not progress:
-        return rows_for(agent, queries, ids, k, judge=judge)
+        return rows_for(agent, queries, ids, k, judge=judge, judge_top=judge_top)
     from rich.progress import Progress
 
     rows: list[Row] = []
     with Progress(transient=True) as bar:
         task = bar.add_task("calibrate", total=len(queries))
         for q in queries:
-            rows += rows_for(agent, [q], ids, k, judge=judge)
+            rows += rows_for(agent, [q], ids, k, judge=judge, judge_top=judge_top)
             bar.advance(task)
     return rows
