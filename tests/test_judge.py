@@ -296,10 +296,10 @@ def test_judge_top_judges_the_best_ranked_only_and_the_rest_keep_retrieval(agent
     assert all(h.judgement is None and h.reasoning for h in unjudged.hits)
 
 
-def test_the_embedded_llm_judges_one_candidate_by_default(agent: Agent) -> None:
+def test_the_embedded_llm_judges_no_candidate_by_default(agent: Agent) -> None:
     res = agent.resources
     embedded = Resources(res.store, load_settings(store=res.store.root), res.indexes)
-    assert embedded.judge_top == 1 and Agent(embedded).context().judge_top == 1
+    assert embedded.judge_top == 0 and Agent(embedded).context().judge_top == 0
     assert agent.context().judge_top is None  # a user's endpoint judges every candidate
     chosen = Resources(res.store, load_settings(store=res.store.root, agent={"judge_top": 4}), res.indexes)
     assert chosen.judge_top == 4

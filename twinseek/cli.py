@@ -807,7 +807,8 @@ def demo(
         console.print("[dim]starting the embedded LLM in the background (Qwen2.5-Coder-0.5B on llama.cpp; the first "
                       "run assembles its 490 MB GGUF from the installed packages into the cache, once)...[/dim]")
         with contextlib.suppress(TwinseekError, OSError):
-            warm_llm(open_llm(settings), settings.agent.judge or "yesno")
+            judges = settings.agent.judge_top != 0 and settings.agent.judge_top is not None
+            warm_llm(open_llm(settings), (settings.agent.judge or "yesno") if judges else None)
     with TwinStore(settings.store) as twin_store:
         results = _ingest_with_progress(Ingestor(twin_store, settings), sample_clips(), force=False)
         _print_ingest_summary(results, settings)

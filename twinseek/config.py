@@ -193,7 +193,7 @@ class RetrievalSettings(_Section):
 
 
 EMBEDDED_LLM_WEIGHT = 0.5
-EMBEDDED_JUDGE_TOP = 1
+EMBEDDED_JUDGE_TOP = 0
 JudgeName = Literal["verdict", "yesno", "listwise"]
 DEFAULT_DEADLINE_S = 120.0
 
@@ -216,8 +216,8 @@ class AgentSettings(_Section):
     judge_top: int | None = Field(
         None, ge=0, description="Candidates the LLM judges, best-ranked first; the others keep their retrieval "
         f"relevance. None = every candidate with a user's endpoint, {EMBEDDED_JUDGE_TOP} with the embedded LLM "
-        "(one judgement call per search: each costs it seconds on 2 cores, and its answers carry little signal, "
-        "see the README's reasoning results).")
+        "(none: no way of asking the 0.5B model about a candidate carried information on the dev bench, see the "
+        "README's reasoning results; set 1 or more to judge with it anyway).")
     calibration: Path | None = Field(
         None, description="Calibrator file (``twinseek calibrate``) mapping judged scores to P(relevant). None: "
         "the store's calibration-<judge>.json, else the one shipped for the embedded LLM, else none.")

@@ -90,7 +90,7 @@ class Resources:
         :func:`warm_llm`), in the background; nothing for a user's endpoint."""
         if self.llm_tier != "embedded":
             return None
-        return warm_llm(self.llm, self.judge)
+        return warm_llm(self.llm, self.judge if self.judge_top != 0 else None)
 
     @property
     def llm_name(self) -> str:
@@ -212,9 +212,9 @@ def open_shared_store(root: str | Path) -> TwinStore:
     return store
 
 
-def warm_llm(llm: LLMClient, judge: JudgeName = "yesno") -> threading.Thread:
+def warm_llm(llm: LLMClient, judge: JudgeName | None = "yesno") -> threading.Thread:
     """Start ``llm``'s embedded server and send it, at once, the fixed prompt prefix of the decomposition and of
-    the judge (one token each), on a background thread. The server keeps each slot's last prompt: the two
+    the judge (``judge``; None: no judgement is asked), one token each, on a background thread. The server keeps each slot's last prompt: the two
     concurrent requests land in two slots, and a search's decomposition and judgement then reuse the prefix their
     slot holds (measured: a cold prefix costs seconds on 2 cores). Failures are logged, never raised: the search
     that follows reports its own."""
@@ -225,7 +225,7 @@ def warm_llm(llm: LLMClient, judge: JudgeName = "yesno") -> threading.Thread:
     from twinseek.tools.llm import LLMError
 
     judged = {"yesno": yesno_messages("warm-up", None, "warm-up"),
-              "listwise": listwise_messages("warm-up", ["a"])}.get(judge)  # a verdict's prompt is per candidate
+              "listwise": listwise_messages("warm-up", ["a"])}.get(judge or "")  # a verdict's prompt is per candidate
     prompts = [decompose_prompt.messages("warm-up")] + ([judged] if judged else [])
 
     def one(messages: list[dict[str, str]]) -> None:
