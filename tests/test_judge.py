@@ -327,6 +327,8 @@ def test_held_out_report_scores_each_fold_with_calibrators_fitted_on_the_others(
     assert report["implicit"]["queries"] == 8 and report["implicit"]["r@1_retrieval"] == 0.5
     assert report["implicit"]["r@1"] == 1.0 and report["implicit"]["positives_above_tau"] == 1.0
     assert report["absent"]["rejected"] == 1.0 and report["absent"]["best_relevance_mean"] < 0.5
+    unjudged = held_out_metrics(rows, folds=2, tau=0.5, judged=False, llm="m", judge="yesno", method="platt")
+    assert unjudged["implicit"]["r@1"] == 0.5  # without the judgement the retrieval order stays
 
 
 def test_calibrate_writes_both_calibrators_and_a_held_out_report(agent: Agent, stub: Any, tmp_path: Path,

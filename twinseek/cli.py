@@ -660,14 +660,16 @@ def calibrate(
     console.print(f"{cal.method} calibrator for {safe(cal.llm)}/{cal.judge} over {', '.join(cal.features)}: "
                   f"{meta['pairs']} judged candidates ({meta['relevant']} relevant) from "
                   f"{len(meta.get('queries', []))} queries")  # type: ignore[arg-type]
-    table = Table(title=f"held out ({report.folds}-fold cross-fitted, tau {report.tau:g})")
-    for col in ("kind", "queries", "R@1", "R@1 retrieval", "positives >= tau", "absent rejected"):
-        table.add_column(col)
-    for kind, m in report.held_out.items():
-        cells = [f"{m[key]:.3f}" if key in m else "-" for key in ("r@1", "r@1_retrieval", "positives_above_tau",
-                                                                  "rejected")]
-        table.add_row(safe(kind), str(int(m["queries"])), *cells)
-    console.print(table)
+    for title, held in ((f"the top {judge_top} judged", report.held_out),
+                        ("none judged (judge_top 0)", report.held_out_unjudged)):
+        table = Table(title=f"held out, {title} ({report.folds}-fold cross-fitted, tau {report.tau:g})")
+        for col in ("kind", "queries", "R@1", "R@1 retrieval", "positives >= tau", "absent rejected"):
+            table.add_column(col)
+        for kind, m in held.items():
+            cells = [f"{m[key]:.3f}" if key in m else "-" for key in ("r@1", "r@1_retrieval", "positives_above_tau",
+                                                                      "rejected")]
+            table.add_row(safe(kind), str(int(m["queries"])), *cells)
+        console.print(table)
     for path in report.paths:
         console.print(f"written: {safe_name(Path(path))}")
 

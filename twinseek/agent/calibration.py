@@ -1,18 +1,24 @@
-"""Calibrated relevance: a monotone map from a candidate's judged score to P(relevant), fitted on labelled queries.
+"""Calibrated relevance: a map from what is known about a candidate to P(relevant), fitted on labelled queries.
 
 With it, ``tau = 0.5`` means "more likely relevant than not", and a query that matches nothing (every candidate
-unlikely) returns no hit. Platt scaling (a logistic fit of the score; scikit-learn's ``LogisticRegression``) is
-the default: it is smooth and needs few labelled pairs; isotonic regression (``IsotonicRegression``) is the
-alternative for large label sets.
+unlikely) returns no hit. Platt scaling is the default: a logistic regression (scikit-learn's
+``LogisticRegression``) over the candidate's features (:func:`candidate_features`): the LLM's judgement when it
+judged the candidate, its absolute retrieval similarity and its retrieval rank; with the one feature ``score`` it
+is the classic ``sigmoid(a * score + b)``. A feature fitted against its direction is dropped (:data:`DIRECTION`).
+Isotonic regression over one feature (``IsotonicRegression``) is the alternative for large label sets.
 
-Where a search finds its calibrator (:func:`find_calibrator`), first match wins:
+Two calibrators work together: ``<judge>`` for the candidates the LLM judged, and ``retrieval`` for the others
+(below ``agent.judge_top``), from similarity and rank alone. Where a search finds them (:func:`find_calibrator`),
+first match wins:
 
-1. ``agent.calibration`` in the settings (a JSON file written by ``twinseek calibrate``);
-2. ``calibration-<judge>.json`` in the store folder (``twinseek calibrate BENCH --store S`` writes it there);
-3. the file shipped in the package for the embedded model and judge mode (``twinseek/data/calibration``).
+1. ``agent.calibration`` in the settings (a JSON file written by ``twinseek calibrate``; the retrieval one beside
+   it, :func:`retrieval_sibling`);
+2. ``calibration-<judge>.json`` / ``calibration-retrieval.json`` in the store folder (``twinseek calibrate BENCH
+   --store S`` writes them there);
+3. the files shipped in the package for the embedded model (``twinseek/data/calibration/<llm>-<judge>.json``).
 
-With none, the relevance is the uncalibrated score (and a search logs once that tau is not a probability).
-A calibrator is fitted for one LLM and one judge mode: a file for another one is not used.
+With none, the relevance is the uncalibrated score. A calibrator is fitted for one LLM and one judge mode: a file
+for another one is not used.
 """
 
 from __future__ import annotations

@@ -72,6 +72,8 @@ class CalibrationReport(BaseModel):
     folds: int
     queries: int
     held_out: dict[str, dict[str, float]] = Field(description="kind -> metric -> value, cross-fitted")
+    held_out_unjudged: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="The same when no candidate is judged (judge_top 0): retrieval calibrator")
     paths: list[str] = Field(default_factory=list)
 
 
@@ -122,8 +124,10 @@ def relevance(row: Row, cal: Calibrator | None, retrieval: Calibrator) -> float:
     return cal.probability(row.features) if row.judged and cal is not None else retrieval.probability(row.features)
 
 
-def held_out_metrics(rows: Sequence[Row], folds: int, tau: float, **fit: Any) -> dict[str, dict[str, float]]:
-    """Cross-fitted metrics per kind (see the module docstring)."""
+def held_out_metrics(rows: Sequence[Row], folds: int, tau: float, *, judged: bool = True,
+                     **fit: Any) -> dict[str, dict[str, float]]:
+    """Cross-fitted metrics per kind (see the module docstring). ``judged=False`` scores every candidate with the
+    retrieval calibrator, as a search that judges none (``judge_top=0``) does."""
     by_query: dict[str, list[Row]] = {}
     for r in rows:
         by_query.setdefault(r.query, []).append(r)
@@ -139,7 +143,7 @@ def held_out_metrics(rows: Sequence[Row], folds: int, tau: float, **fit: Any) ->
         except CalibrationError as exc:
             raise CalibrationError(f"fold {f + 1}/{folds}: {exc}; use fewer folds or more queries") from exc
         for q in (q for q in by_query if fold_of[q] == f):
-            scored[q] = [(r, relevance(r, cal, retrieval)) for r in by_query[q]]
+            scored[q] = [(r, relevance(r, cal if judged else None, retrieval)) for r in by_query[q]]
     out: dict[str, dict[str, float]] = {}
     for kind, qs in kinds.items():
         if kind == "absent":
@@ -217,9 +221,11 @@ def _fit_and_write(rows: list[Row], llm: str, mode: str, root: Path, bench_dir: 
                    tau: float) -> tuple[Calibrator, Path, CalibrationReport]:
     fit: dict[str, Any] = {"llm": llm, "judge": mode, "method": method}
     report = CalibrationReport(judge=mode, llm=llm, tau=tau, folds=folds, queries=len({r.query for r in rows}),
-                               held_out=held_out_metrics(rows, folds, tau, **fit))
+                               held_out=held_out_metrics(rows, folds, tau, **fit),
+                               held_out_unjudged=held_out_metrics(rows, folds, tau, judged=False, **fit))
     meta = {"bench": str(Path(bench_dir).resolve()), "holdout_per_kind": holdout, "k": k,
-            "queries": sorted({r.query for r in rows}), "held_out_report": report.held_out}
+            "queries": sorted({r.query for r in rows}), "held_out_report": report.held_out,
+            "held_out_report_unjudged": report.held_out_unjudged}
     cal, retrieval = fit_pair(rows, fitted_on=meta, **fit)
     if cal is None:
         raise CalibrationError(f"no candidate was judged by the LLM (judge {mode}): nothing to calibrate")
