@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,9 @@ def test_agent_on_bundled_clips_with_the_embedded_llm(tmp_path: Path) -> None:
     llm = {"timeout_s": 90, "max_retries": 0}
     try:
         with Agent.open(store_dir, cache_dir=Path.home() / ".cache" / "twinseek", llm=llm) as agent:
-            result = agent.search("a black swan swimming", k=2, jit=False, tau=0.0)
+            result = agent.search("a black swan swimming", k=2, jit=False, tau=0.0, judge_top=1)
+            default = agent.search("a black swan swimming", k=2, tau=0.0)  # the embedded default: no judgement
+            cal = agent.resources.calibrator("retrieval")  # the one shipped for the embedded LLM
     finally:
         stop_embedded_servers()
     assert result.path == ["decompose", "retrieve", "rerank", "reason", "finalize"]
@@ -38,3 +41,9 @@ def test_agent_on_bundled_clips_with_the_embedded_llm(tmp_path: Path) -> None:
     swan = next(h for h in result.hits if h.video_id == "blackswan")
     assert swan.objects and all(Path(m.path).is_file() for o in swan.objects for m in o.masks)
     assert 0.0 <= swan.relevance <= 1.0
+    assert "reason" not in default.path and all(h.judgement is None and h.reasoning for h in default.hits)
+    # relevance from the shipped retrieval calibrator: a probability from similarity and rank, not min-max scaled
+    assert cal is not None and cal.llm == "qwen2.5-coder-0.5b"
+    for h in default.hits:
+        values = {"similarity": h.similarity, "rank": math.log1p(h.retrieval_rank - 1)}
+        assert h.relevance == pytest.approx(cal.probability(values), abs=1e-4)
