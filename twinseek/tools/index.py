@@ -236,18 +236,19 @@ class VectorIndex:
                 index._add_checked(ids, vectors)
             return index
         ivf = index._new_index("ivfpq", total)
-        wanted, sample_ids, sample = ivf.nlist * params.train_per_list, [], []
+        wanted, buffered, held = ivf.nlist * params.train_per_list, [], 0
         it = iter(chunks)
         for ids, vectors in it:
-            sample_ids.append(np.asarray(ids, np.int64).reshape(-1))
-            sample.append(normalise(vectors))
-            if sum(len(s) for s in sample) >= wanted:
+            buffered.append((ids, normalise(vectors)))
+            held += len(buffered[-1][1])
+            if held >= wanted:
                 break
-        train = np.concatenate(sample) if sample else np.zeros((0, params.dim), np.float32)
-        index._train_ivfpq(ivf, train[:wanted])
+        train = np.concatenate([v for _, v in buffered])[:wanted] if buffered else np.zeros((0, params.dim), np.float32)
+        index._train_ivfpq(ivf, train)
         index._index, index.kind = ivf, "ivfpq"
-        index._add_checked(np.concatenate(sample_ids) if sample_ids else [], train)
-        del train, sample
+        del train
+        while buffered:
+            index._add_checked(*buffered.pop(0))
         for ids, vectors in it:
             index._add_checked(ids, vectors)
         return index
