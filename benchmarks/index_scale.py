@@ -96,7 +96,7 @@ def planted(data: Data, rng: np.random.Generator, count: int) -> np.ndarray:
     rows = []
     for lo in np.unique(picked // CHUNK * CHUNK):
         vecs = data.chunk(int(lo))
-        rows.extend(vecs[i - lo] for i in picked[(picked >= lo) & (picked < lo + CHUNK)])
+        rows.append(vecs[picked[(picked >= lo) & (picked < lo + CHUNK)] - lo])  # a copy: the chunk is freed
     stored = np.vstack(rows)
     return normalise(stored + 0.3 * rng.standard_normal(stored.shape, dtype=np.float32) / np.sqrt(data.dim))
 
