@@ -1,4 +1,4 @@
-"""VectorIndex (exact/HNSW, persistence) and the store-backed component catalogue (sync, recovery)."""
+"""VectorIndex (exact/HNSW/IVF-PQ, persistence) and the store-backed component catalogue (sync, recovery)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ from test_store import make_twin
 
 from twinseek.config import RetrievalSettings
 from twinseek.tools.encoders import ComponentEncoders
-from twinseek.tools.index import ComponentIndex, Hit, IndexCorruptError, VectorIndex
+from twinseek.tools.index import (
+    ComponentIndex,
+    Hit,
+    IndexCorruptError,
+    IndexParams,
+    VectorIndex,
+    coarse_centroids,
+)
 from twinseek.twins.model import Relation, Track, Twin
 from twinseek.twins.refinements import Refinement
 from twinseek.twins.store import TwinStore
@@ -130,6 +137,88 @@ def test_save_is_atomic_and_disagreement_is_detected(tmp_path: Path, monkeypatch
         VectorIndex.load(tmp_path)
     with pytest.raises(IndexCorruptError, match="cannot read"):
         VectorIndex.load(tmp_path / "missing")
+
+
+def clustered(rng: np.random.Generator, n: int, dim: int, centres: int = 64) -> np.ndarray:
+    """Unit vectors around ``centres`` directions (cosine ~0.7 to their centre), as embeddings cluster."""
+    centre = unit(rng, centres, dim)[rng.integers(centres, size=n)]
+    x = centre + rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def near_duplicates(rng: np.random.Generator, data: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Queries at cosine ~0.95 to the given stored rows."""
+    q = data[rows] + 0.3 * rng.standard_normal((len(rows), data.shape[1])).astype(np.float32) / np.sqrt(data.shape[1])
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def test_index_params_pick_kind_lists_and_pq_m() -> None:
+    params = IndexParams(dim=384)
+    assert [params.kind_for(n) for n in (10, 100_001, 2_000_000, 2_000_001, 10**7)] == [
+        "flat", "hnsw", "hnsw", "ivfpq", "ivfpq"]
+    assert params.nlist_for(10**7) == 16384 and params.nlist_for(10**6) == 4096  # ~4 sqrt(N), a power of two
+    assert params.nlist_for(5000) == 64  # capped so that every list has train_per_list training points
+    assert params.pq_m_for() == 48 and IndexParams(dim=100, pq_m=48).pq_m_for() == 25
+    assert IndexParams(dim=8, ivf_nlist=7).nlist_for(10**6) == 7
+    assert IndexParams(dim=8, ivfpq_threshold=0).kind_for(999) == "flat"  # too few vectors to train PQ codebooks
+
+
+def test_two_level_coarse_centroids_are_unit_and_complete() -> None:
+    rng = np.random.default_rng(5)
+    data = clustered(rng, 20_000, 16, centres=8)
+    centroids = coarse_centroids(data, 2048, niter=4)  # two levels: 45 top clusters, split by size
+    assert centroids.shape == (2048, 16)
+    assert np.allclose(np.linalg.norm(centroids, axis=1), 1.0, atol=1e-4)
+
+
+def test_ivfpq_above_threshold_finds_near_duplicates_and_deletes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    data = clustered(rng, 5000, 32)
+    ids = np.arange(5000, dtype=np.int64) * 7 + 100  # sparse ids, as after deletes in a store
+    params = IndexParams(dim=32, hnsw_threshold=1000, ivfpq_threshold=2000, pq_m=16, nprobe=16)
+    index = VectorIndex.from_chunks(((ids[lo:lo + 1000], data[lo:lo + 1000]) for lo in range(0, 5000, 1000)),
+                                    total=5000, params=params)
+    assert index.kind == "ivfpq" and index.count == 5000 and index._index.nlist == 64 and index._index.pq.M == 16
+    assert np.array_equal(np.sort(index.ids()), ids) and int(ids[9]) in index and 101 not in index
+    rows = rng.choice(5000, 50, replace=False)
+    hits = index.search(near_duplicates(rng, data, rows), 10)
+    assert sum(h[0].id == ids[r] for h, r in zip(hits, rows)) >= 48  # planted near-duplicates at rank 1
+    # the decoded vectors are what the caller rescores with: close to the stored ones, and to the search scores
+    decoded = index.reconstruct(ids[rows[:5]])
+    assert np.all(np.sum(decoded * data[rows[:5]], axis=1) > 0.9)
+    assert index.delete([int(ids[r]) for r in rows[:10]] + [101]) == 10 and index.count == 4990
+    after = index.search(near_duplicates(rng, data, rows[:10]), 50)
+    assert all(h.id not in set(ids[rows[:10]].tolist()) for row in after for h in row)
+    with pytest.raises(ValueError, match="unique"):
+        index.add([int(ids[20])], data[:1])
+    index.meta = {"fingerprint": "f"}
+    index.save(tmp_path / "ix")
+    config = json.loads((tmp_path / "ix" / "config.json").read_text())
+    assert config["kind"] == "ivfpq" and config["layout"] == "IVF64_HNSW32,PQ16 nprobe=16" and not config["deleted"]
+    loaded = VectorIndex.load(tmp_path / "ix")
+    q = near_duplicates(rng, data, rows[10:20])
+    assert loaded.kind == "ivfpq" and loaded.count == 4990 and loaded.meta == {"fingerprint": "f"}
+    assert loaded.search(q, 5) == index.search(q, 5)
+    loaded.add([1], data[:1])  # stays IVF-PQ, with the trained quantizers
+    assert loaded.kind == "ivfpq" and loaded.search(data[:1], 1)[0][0].id in (1, int(ids[0]))
+    removed = loaded.delete(ids[:4000])  # far below the thresholds: still IVF-PQ (only decoded vectors are left)
+    loaded.rebuild()
+    assert loaded.kind == "ivfpq" and loaded.count == 4991 - removed <= 1000 and loaded._index.nlist == 64
+    assert loaded.search(near_duplicates(rng, data, np.array([4500])), 1)[0][0].id == ids[4500]
+
+
+def test_growth_past_ivfpq_threshold_converts_a_flat_index() -> None:
+    rng = np.random.default_rng(4)
+    data = clustered(rng, 5000, 32)
+    index = VectorIndex(32, hnsw_threshold=10_000, ivfpq_threshold=3000, pq_m=8, nprobe=8)
+    index.add(np.arange(2500), data[:2500])
+    index.delete([0, 1])
+    assert index.kind == "flat" and index.count == 2498
+    index.add(np.arange(2500, 5000), data[2500:])  # 4998 > 3000: trained on a sample, then everything re-added
+    assert index.kind == "ivfpq" and index.count == 4998 and 0 not in index and 4999 in index
+    rows = rng.choice(np.arange(2, 5000), 40, replace=False)
+    hits = index.search(near_duplicates(rng, data, rows), 5)
+    assert sum(h[0].id == r for h, r in zip(hits, rows)) >= 38
 
 
 # -- ComponentIndex ----------------------------------------------------------------------------------------------

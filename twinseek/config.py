@@ -173,6 +173,10 @@ class RetrievalSettings(_Section):
     hnsw_m: int = Field(32, ge=4)
     ef_construction: int = Field(80, ge=8)
     ef_search: int = Field(128, ge=1)
+    ivfpq_threshold: int = Field(2_000_000, ge=0, description="Vectors above which an index switches to IVF-PQ "
+                                 "(compressed: pq_m bytes per vector, PQ-approximate scores).")
+    pq_m: int = Field(48, ge=1, description="IVF-PQ bytes per vector.")
+    nprobe: int = Field(32, ge=1, description="IVF-PQ lists visited per query.")
     commit_every: int = Field(500, ge=1, description="Videos per committed chunk when syncing an index.")
     dense_embedder: DenseEmbedderName = "ecr"
     tara_model: str = Field("Qwen/Qwen2-VL-2B-Instruct",
