@@ -793,6 +793,8 @@ def demo(
     query: Annotated[str, typer.Option("--query", "-q", help="The sample query.", callback=_query)] = DEMO_QUERY,
     profile: ProfileOpt = None,
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="Videos to return.")] = 3,
+    tau: Annotated[float, typer.Option(min=0.0, max=1.0, help="Relevance threshold; the demo shows every "
+                                       "candidate with its relevance (searches keep >= 0.5 by default).")] = 0.0,
 ) -> None:
     """The main job on the bundled sample clips: ingest them, answer a sample query with the agent, and write
     mask overlays of the answer."""
@@ -819,7 +821,7 @@ def demo(
                 print_twin(twin_store.get_twin(r.video_id))
     console.print(f"\n[bold]query:[/bold] {safe(query)}")
     with _errors_exit(), Agent.open(settings.store, profile=settings.profile) as agent:
-        result = agent.search(query, k=k)
+        result = agent.search(query, k=k, tau=tau)
     print_search_result(result)
     overlays = result.save_overlays(settings.store / "overlays")
     console.print(f"overlays ({len(overlays)} files): {safe_name(settings.store / 'overlays')}")
