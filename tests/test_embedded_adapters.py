@@ -215,3 +215,29 @@ def test_categorise_real_photo_and_person_mask(detector) -> None:  # noqa: ANN00
     if swan.exists():
         cats = detector.categorise([_frame(swan, 10)])
         assert cats[0].label == "black swan" and cats[0].group == "bird"
+
+
+def test_folded_classifier_matches_the_network_it_was_folded_from() -> None:
+    """Batch norms folded into the convolutions (and channels-last weights) give the same logits as the plain
+    network, with running statistics that are not the identity (random weights: no package needed)."""
+    import copy
+
+    import torch
+
+    from twinseek.twins.adapters.embedded.classifier import MobileNetV2, fold_batch_norms
+
+    torch.manual_seed(0)
+    plain = MobileNetV2(num_classes=10)
+    for m in plain.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    plain.eval()
+    folded = fold_batch_norms(copy.deepcopy(plain)).to(memory_format=torch.channels_last)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(3, 3, 96, 96)
+    with torch.inference_mode():
+        want, got = plain(x), folded(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(want, got, atol=1e-4, rtol=1e-4)

@@ -345,3 +345,17 @@ def test_box_labels_a_blob_hints_a_labelled_mask_and_adds_nothing_over_a_covered
     assert blob.label == "cup" and blob.label_score == 0.8 and blob.label_source == "coco"
     assert person.label == "person" and (person.hint, person.hint_score) == ("horse", 0.95)
     assert [p.label for p in props] == ["cup", "person", "bench"] and len(carried) == 4
+
+
+def test_same_padding_matches_tensorflow_layout() -> None:
+    """The COCO graph's SAME padding (extra pixel bottom/right) equals F.pad and keeps channels-last."""
+    import torch
+    import torch.nn.functional as F
+
+    from twinseek.twins.adapters.embedded.coco import _same_pad
+
+    x = torch.randn(2, 5, 9, 12).contiguous(memory_format=torch.channels_last)
+    got = _same_pad(x, 3, 2)  # 9 -> out 5 -> total pad 2 (1, 1); 12 -> out 6 -> total 1 (0, 1)
+    assert torch.equal(got, F.pad(x, [0, 1, 1, 1]))
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert _same_pad(x, 1, 1) is x
