@@ -241,3 +241,29 @@ def test_folded_classifier_matches_the_network_it_was_folded_from() -> None:
     with torch.inference_mode():
         want, got = plain(x), folded(x.contiguous(memory_format=torch.channels_last))
     assert torch.allclose(want, got, atol=1e-4, rtol=1e-4)
+
+
+def test_camera_residual_equals_the_uncached_computation() -> None:
+    """The per-size grids (sample points, pixel coordinates, quadratic basis) are cached and the vector lengths
+    computed without ``np.linalg.norm``: the residual must stay bit-identical to computing everything afresh."""
+    import cv2
+
+    from twinseek.twins.adapters.embedded import proposals as P
+
+    rng = np.random.default_rng(3)
+    for h, w in [(180, 320), (90, 120), (180, 320)]:
+        flow = cv2.GaussianBlur(rng.normal(0, 2, (h, w, 2)).astype(np.float32), (0, 0), 5)
+        flow[20:60, 30:90] += 4.0  # an object moving against the camera
+        ys, xs = np.mgrid[P.GRID_STEP // 2 : h : P.GRID_STEP, P.GRID_STEP // 2 : w : P.GRID_STEP]
+        src = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+        samples = flow[ys.ravel(), xs.ravel()]
+        hom, _ = cv2.findHomography(src, src + samples, cv2.RANSAC, P.RANSAC_PX, maxIters=500)
+        gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+        pts = np.stack([gx, gy], axis=-1)
+        cam = cv2.perspectiveTransform(pts.reshape(-1, 1, 2), hom).reshape(h, w, 2) - pts
+        quad = P._quadratic_flow(src, samples, P._quad_basis(gx, gy, max(h, w)))
+        want = np.minimum(np.linalg.norm(flow - cam, axis=2), np.linalg.norm(flow - quad, axis=2))
+        assert np.array_equal(P.FlowField.camera_residual(flow), want)
+    grid = P.pixel_grid(90, 120)
+    assert grid.shape == (90, 120, 2) and not grid.flags.writeable
+    assert grid[5, 7].tolist() == [7.0, 5.0]
