@@ -41,6 +41,9 @@ PERSON_THRESHOLD = 0.5  # mediapipe segmentation probability above which a pixel
 MIN_PERSON_FRACTION = 0.002  # drop selfie components smaller than this fraction of the frame (noise)
 MAX_SELFIE_PEOPLE = 4
 SOURCE = "mobilenet_v2-imagenet"
+# Images per forward pass. One pass over every crop of a video (40 and more) was ~30% slower per image on one CPU
+# thread than passes of 4 (activations of a small batch stay in cache); the result per image is the same to ~1e-5.
+FORWARD_BATCH = 4
 
 
 # ---------------------------------------------------------------- MobileNetV2 (torchvision layout)
@@ -154,8 +157,10 @@ class MobileNetV2Classifier:
             return self._load()(batch.contiguous(memory_format=torch.channels_last))
 
     def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        batch = torch.stack([preprocess(im) for im in images])
-        return torch.softmax(self.logits(batch), dim=1).numpy()
+        """Softmax rows ``(N, 1000)``, run ``FORWARD_BATCH`` images at a time."""
+        rows = [torch.softmax(self.logits(torch.stack([preprocess(im) for im in images[i:i + FORWARD_BATCH]])), dim=1)
+                for i in range(0, len(images), FORWARD_BATCH)]
+        return torch.cat(rows).numpy() if rows else np.zeros((0, len(self.names)), np.float32)
 
     def top_k(self, images: Sequence[np.ndarray], k: int = 3) -> list[tuple[int, float]]:
         """Top ``k`` (class index, probability) of the softmax averaged over ``images``."""
