@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -41,6 +41,7 @@ PERSON_THRESHOLD = 0.5  # mediapipe segmentation probability above which a pixel
 MIN_PERSON_FRACTION = 0.002  # drop selfie components smaller than this fraction of the frame (noise)
 MAX_SELFIE_PEOPLE = 4
 SOURCE = "mobilenet_v2-imagenet"
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 # Images per forward pass. One pass over every crop of a video (40 and more) was ~30% slower per image on one CPU
 # thread than passes of 4 (activations of a small batch stay in cache); the result per image is the same to ~1e-5.
 FORWARD_BATCH = 4
@@ -89,7 +90,7 @@ class MobileNetV2(nn.Module):
         return self.classifier(self.features(x).mean((2, 3)))
 
 
-def fold_batch_norms(module: nn.Module) -> nn.Module:
+def fold_batch_norms(module: ModuleT) -> ModuleT:
     """Fold every batch norm that directly follows a convolution in a ``Sequential`` into it (eval mode only), in
     place; the batch norm becomes an ``Identity``.
 
