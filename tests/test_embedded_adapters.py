@@ -267,3 +267,34 @@ def test_camera_residual_equals_the_uncached_computation() -> None:
     grid = P.pixel_grid(90, 120)
     assert grid.shape == (90, 120, 2) and not grid.flags.writeable
     assert grid[5, 7].tolist() == [7.0, 5.0]
+
+
+def test_grabcut_refinement_of_a_large_region_at_reduced_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big object's region is cut at a smaller scale (``REFINE_GRABCUT_PIXELS``): the refined mask still snaps a
+    blobby motion mask to the object's edges, as the full-scale cut does, and a small region is cut as before."""
+    import cv2
+
+    from twinseek.twins.adapters.embedded import proposals as P
+
+    frame = _texture(180, 320, seed=5)
+    truth = np.zeros((180, 320), np.uint8)
+    cv2.ellipse(truth, ((160, 90), (190, 120), 0), 1, -1)
+    frame[truth > 0] = (200, 40, 40)
+    blob = cv2.dilate(truth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))) > 0  # flow smears outwards
+    reduced = P.refine_grabcut(frame, blob)
+    monkeypatch.setattr(P, "REFINE_GRABCUT_PIXELS", 10**9)
+    full = P.refine_grabcut(frame, blob)
+    assert blob.sum() > 1.2 * truth.sum()  # the region is over the cap: the reduced path ran
+    assert mask_iou(reduced, truth > 0) > 0.9 and mask_iou(full, truth > 0) > 0.9
+    assert mask_iou(reduced, full) > 0.9
+    small_truth = np.zeros_like(truth)
+    cv2.circle(small_truth, (60, 50), 20, 1, -1)
+    small_frame = frame.copy()
+    small_frame[small_truth > 0] = (30, 30, 220)
+    small_blob = cv2.dilate(small_truth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))) > 0
+    monkeypatch.setattr(P, "REFINE_GRABCUT_PIXELS", 24000)
+    cv2.setRNGSeed(0)
+    a = P.refine_grabcut(small_frame, small_blob)
+    monkeypatch.setattr(P, "REFINE_GRABCUT_PIXELS", 10**9)
+    cv2.setRNGSeed(0)
+    assert np.array_equal(a, P.refine_grabcut(small_frame, small_blob))  # under the cap: unchanged
