@@ -129,7 +129,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--refs", default="pre15=6a5d08d^1,main=main,new=WORKTREE",
                         help="comma-separated NAME=REF (git ref or WORKTREE); the first is the baseline")
-    parser.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "data" / "dev-bench")
+    parser.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "data" / "dev-bench",
+                        help="bench folder (videos/, masks/); default: ../shared/data/dev-bench")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--pattern", default="*", help="only videos whose file name matches")
     parser.add_argument("--limit", type=int, default=None, help="at most this many videos")
@@ -138,6 +139,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ingest_versions.json")
     args = parser.parse_args()
 
+    if not (args.bench / "videos").is_dir():
+        raise SystemExit(f"no bench at {args.bench} (a videos/ folder): pass --bench DIR")
     refs = [tuple(item.split("=", 1)) for item in args.refs.split(",") if item]
     if any(len(r) != 2 for r in refs):
         raise SystemExit("--refs takes NAME=REF pairs, e.g. pre15=6a5d08d^1,new=WORKTREE")
