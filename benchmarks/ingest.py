@@ -12,12 +12,13 @@ on a local Ray instance), ``ray-2nodes`` (a simulated two-node cluster, ``ray.cl
 per node, each node ``--workers``/2 CPUs).
 
     .venv/bin/python benchmarks/ingest.py [--bench DIR] [--frames 16] [--modes serial,workers,ray,ray-2nodes]
-        [--workers 2] [--pattern '*.mp4'] [--limit N] [--profile embedded] [--out FILE]
+        [--workers 2] [--pattern '*.mp4'] [--limit N] [--profile embedded] [--out FILE] [--keep-stores DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import json
 import logging
@@ -151,6 +152,9 @@ def main() -> None:
                         "DAVIS + LOVEU without the MSR-VTT GIFs)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many videos (smoke runs)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ingest.json")
+    parser.add_argument("--keep-stores", type=Path, default=None, metavar="DIR",
+                        help="write each mode's store to DIR/<mode> and keep it (for `twinseek store diff` against "
+                             "another code version, or an eval); default: a temporary folder")
     args = parser.parse_args()
 
     videos = [v for v in collect_videos([args.bench / "videos"]) if fnmatch.fnmatch(v.name, args.pattern)]
@@ -167,7 +171,14 @@ def main() -> None:
 
     summaries: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.keep_stores is not None:
+            tmp = str(args.keep_stores)
+            for mode in modes:
+                if (args.keep_stores / mode).exists():
+                    raise SystemExit(f"{args.keep_stores / mode} exists: --keep-stores needs fresh store folders")
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory())
         for mode in modes:
             summaries[mode], mode_rows = run_mode(mode, videos, settings, args.workers, Path(tmp) / mode, args.bench)
             rows = rows or mode_rows

@@ -215,3 +215,86 @@ def test_categorise_real_photo_and_person_mask(detector) -> None:  # noqa: ANN00
     if swan.exists():
         cats = detector.categorise([_frame(swan, 10)])
         assert cats[0].label == "black swan" and cats[0].group == "bird"
+
+
+def test_folded_classifier_matches_the_network_it_was_folded_from() -> None:
+    """Batch norms folded into the convolutions (and channels-last weights) give the same logits as the plain
+    network, with running statistics that are not the identity (random weights: no package needed)."""
+    import copy
+
+    import torch
+
+    from twinseek.twins.adapters.embedded.classifier import MobileNetV2, fold_batch_norms
+
+    torch.manual_seed(0)
+    plain = MobileNetV2(num_classes=10)
+    for m in plain.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    plain.eval()
+    folded = fold_batch_norms(copy.deepcopy(plain)).to(memory_format=torch.channels_last)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(3, 3, 96, 96)
+    with torch.inference_mode():
+        want, got = plain(x), folded(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(want, got, atol=1e-4, rtol=1e-4)
+
+
+def test_camera_residual_equals_the_uncached_computation() -> None:
+    """The per-size grids (sample points, pixel coordinates, quadratic basis) are cached and the vector lengths
+    computed without ``np.linalg.norm``: the residual must stay bit-identical to computing everything afresh."""
+    import cv2
+
+    from twinseek.twins.adapters.embedded import proposals as P
+
+    rng = np.random.default_rng(3)
+    for h, w in [(180, 320), (90, 120), (180, 320)]:
+        flow = cv2.GaussianBlur(rng.normal(0, 2, (h, w, 2)).astype(np.float32), (0, 0), 5)
+        flow[20:60, 30:90] += 4.0  # an object moving against the camera
+        ys, xs = np.mgrid[P.GRID_STEP // 2 : h : P.GRID_STEP, P.GRID_STEP // 2 : w : P.GRID_STEP]
+        src = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+        samples = flow[ys.ravel(), xs.ravel()]
+        hom, _ = cv2.findHomography(src, src + samples, cv2.RANSAC, P.RANSAC_PX, maxIters=500)
+        gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+        pts = np.stack([gx, gy], axis=-1)
+        cam = cv2.perspectiveTransform(pts.reshape(-1, 1, 2), hom).reshape(h, w, 2) - pts
+        quad = P._quadratic_flow(src, samples, P._quad_basis(gx, gy, max(h, w)))
+        want = np.minimum(np.linalg.norm(flow - cam, axis=2), np.linalg.norm(flow - quad, axis=2))
+        assert np.array_equal(P.FlowField.camera_residual(flow), want)
+    grid = P.pixel_grid(90, 120)
+    assert grid.shape == (90, 120, 2) and not grid.flags.writeable
+    assert grid[5, 7].tolist() == [7.0, 5.0]
+
+
+def test_grabcut_refinement_of_a_large_region_at_reduced_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big object's region is cut at a smaller scale (``REFINE_GRABCUT_PIXELS``): the refined mask still snaps a
+    blobby motion mask to the object's edges, as the full-scale cut does, and a small region is cut as before."""
+    import cv2
+
+    from twinseek.twins.adapters.embedded import proposals as P
+
+    frame = _texture(180, 320, seed=5)
+    truth = np.zeros((180, 320), np.uint8)
+    cv2.ellipse(truth, ((160, 90), (190, 120), 0), 1, -1)
+    frame[truth > 0] = (200, 40, 40)
+    blob = cv2.dilate(truth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))) > 0  # flow smears outwards
+    reduced = P.refine_grabcut(frame, blob)
+    monkeypatch.setattr(P, "REFINE_GRABCUT_PIXELS", 10**9)
+    full = P.refine_grabcut(frame, blob)
+    assert blob.sum() > 1.2 * truth.sum()  # the region is over the cap: the reduced path ran
+    assert mask_iou(reduced, truth > 0) > 0.9 and mask_iou(full, truth > 0) > 0.9
+    assert mask_iou(reduced, full) > 0.9
+    small_truth = np.zeros_like(truth)
+    cv2.circle(small_truth, (60, 50), 20, 1, -1)
+    small_frame = frame.copy()
+    small_frame[small_truth > 0] = (30, 30, 220)
+    small_blob = cv2.dilate(small_truth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))) > 0
+    monkeypatch.setattr(P, "REFINE_GRABCUT_PIXELS", 24000)
+    cv2.setRNGSeed(0)
+    a = P.refine_grabcut(small_frame, small_blob)
+    monkeypatch.setattr(P, "REFINE_GRABCUT_PIXELS", 10**9)
+    cv2.setRNGSeed(0)
+    assert np.array_equal(a, P.refine_grabcut(small_frame, small_blob))  # under the cap: unchanged

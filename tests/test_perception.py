@@ -212,6 +212,37 @@ def test_reader_reads_rendered_text_and_skips_blank_frames(reader) -> None:  # n
     assert not reader.has_text(np.full((360, 640, 3), 110, np.uint8))
 
 
+def test_text_like_boxes_are_lines_or_text_sized() -> None:
+    """The reader's gate: elongated boxes (either way round) and small ones are text; a large squarish box is not."""
+    from twinseek.twins.adapters.embedded.ocr import text_like
+
+    def box(x: float, y: float, w: float, h: float) -> np.ndarray:
+        return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float32)
+
+    shape = (240, 320)
+    assert text_like(box(10, 10, 200, 30), shape)  # a caption line
+    assert text_like(box(10, 10, 20, 120), shape)  # vertical text
+    assert text_like(box(10, 10, 30, 28), shape)  # one short word or a glyph, at text size
+    assert not text_like(box(40, 20, 150, 130), shape)  # a textured blob a third of the frame high
+    assert not text_like(box(40, 20, 83, 92), shape)
+
+
+@pytest.mark.integration
+def test_reader_gate_reads_small_and_large_captions_but_not_texture(reader) -> None:  # noqa: ANN001
+    """The gate skips work only where no text is: a big one-word title, a caption on a 120x90 GIF-sized frame and
+    a normal caption are all read; a frame of large smooth blobs is not."""
+    import cv2
+
+    title = _text_frame("SALE", (640, 360))
+    assert reader.has_text(title) and any("SALE" in t.text for t in reader.read(title))
+    gif = cv2.resize(_text_frame("GOAL 2:1"), (120, 90), interpolation=cv2.INTER_AREA)
+    assert reader.has_text(gif) and reader.read(gif)
+    blobs = np.full((360, 640, 3), 200, np.uint8)
+    cv2.circle(blobs, (320, 180), 120, (20, 20, 20), -1)
+    cv2.circle(blobs, (320, 180), 60, (240, 240, 240), -1)
+    assert not reader.has_text(blobs)
+
+
 @pytest.fixture(scope="module")
 def text_twin(tmp_path_factory: pytest.TempPathFactory, reader):  # noqa: ANN001, ANN201
     """A synthetic clip with a caption burnt in, ingested by the real embedded pipeline."""
@@ -345,3 +376,17 @@ def test_box_labels_a_blob_hints_a_labelled_mask_and_adds_nothing_over_a_covered
     assert blob.label == "cup" and blob.label_score == 0.8 and blob.label_source == "coco"
     assert person.label == "person" and (person.hint, person.hint_score) == ("horse", 0.95)
     assert [p.label for p in props] == ["cup", "person", "bench"] and len(carried) == 4
+
+
+def test_same_padding_matches_tensorflow_layout() -> None:
+    """The COCO graph's SAME padding (extra pixel bottom/right) equals F.pad and keeps channels-last."""
+    import torch
+    import torch.nn.functional as F
+
+    from twinseek.twins.adapters.embedded.coco import _same_pad
+
+    x = torch.randn(2, 5, 9, 12).contiguous(memory_format=torch.channels_last)
+    got = _same_pad(x, 3, 2)  # 9 -> out 5 -> total pad 2 (1, 1); 12 -> out 6 -> total 1 (0, 1)
+    assert torch.equal(got, F.pad(x, [0, 1, 1, 1]))
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert _same_pad(x, 1, 1) is x

@@ -38,7 +38,9 @@ OVERLAY_ALPHA = 0.45
 def encode_mask(mask: np.ndarray) -> bytes:
     """A mask as the bytes of a 1-bit PNG (what :func:`save_mask` writes): how masks travel from a worker."""
     buffer = io.BytesIO()
-    Image.fromarray(np.asarray(mask, dtype=bool)).convert("1").save(buffer, format="PNG", optimize=True)
+    # zlib's default level: ``optimize`` (level 9 and a second pass) cost 4x the time for ~15% fewer bytes of a
+    # ~1 KB file
+    Image.fromarray(np.asarray(mask, dtype=bool)).convert("1").save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -41,6 +41,10 @@ PERSON_THRESHOLD = 0.5  # mediapipe segmentation probability above which a pixel
 MIN_PERSON_FRACTION = 0.002  # drop selfie components smaller than this fraction of the frame (noise)
 MAX_SELFIE_PEOPLE = 4
 SOURCE = "mobilenet_v2-imagenet"
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+# Images per forward pass. One pass over every crop of a video (40 and more) was ~30% slower per image on one CPU
+# thread than passes of 4 (activations of a small batch stay in cache); the result per image is the same to ~1e-5.
+FORWARD_BATCH = 4
 
 
 # ---------------------------------------------------------------- MobileNetV2 (torchvision layout)
@@ -86,6 +90,24 @@ class MobileNetV2(nn.Module):
         return self.classifier(self.features(x).mean((2, 3)))
 
 
+def fold_batch_norms(module: ModuleT) -> ModuleT:
+    """Fold every batch norm that directly follows a convolution in a ``Sequential`` into it (eval mode only), in
+    place; the batch norm becomes an ``Identity``.
+
+    Inference then runs one convolution instead of a convolution and a normalisation pass: with channels-last
+    tensors the classifier runs about 2x faster on one CPU thread, its logits equal to ~1e-5."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:]):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                seq._modules[a] = fuse_conv_bn_eval(conv, bn)
+                seq._modules[b] = nn.Identity()
+    return module
+
+
 def checkpoint_path() -> Path:
     """Locate the checkpoint inside the installed weights package (never downloads)."""
     if importlib.util.find_spec(WEIGHTS_PACKAGE) is None:
@@ -126,17 +148,20 @@ class MobileNetV2Classifier:
                 path = self._weights or checkpoint_path()
                 model = MobileNetV2()
                 model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-                self._model = model.eval()
+                # inference only: batch norms folded into the convolutions, channels-last weights (faster on CPU)
+                self._model = fold_batch_norms(model.eval()).to(memory_format=torch.channels_last)
                 log.info("loaded MobileNetV2 from %s", path)
             return self._model
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return self._load()(batch)
+            return self._load()(batch.contiguous(memory_format=torch.channels_last))
 
     def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        batch = torch.stack([preprocess(im) for im in images])
-        return torch.softmax(self.logits(batch), dim=1).numpy()
+        """Softmax rows ``(N, 1000)``, run ``FORWARD_BATCH`` images at a time."""
+        rows = [torch.softmax(self.logits(torch.stack([preprocess(im) for im in images[i:i + FORWARD_BATCH]])), dim=1)
+                for i in range(0, len(images), FORWARD_BATCH)]
+        return torch.cat(rows).numpy() if rows else np.zeros((0, len(self.names)), np.float32)
 
     def top_k(self, images: Sequence[np.ndarray], k: int = 3) -> list[tuple[int, float]]:
         """Top ``k`` (class index, probability) of the softmax averaged over ``images``."""

@@ -219,13 +219,19 @@ def _packed_varints(buf: bytes) -> list[int]:
 
 # ---------------------------------------------------------------- the network
 def _same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-    """TensorFlow's SAME padding (the extra pixel goes bottom/right)."""
+    """TensorFlow's SAME padding (the extra pixel goes bottom/right), keeping ``x``'s channels-last layout."""
     pads = []
     for size in (x.shape[3], x.shape[2]):
         out = -(-size // stride)
         total = max((out - 1) * stride + kernel - size, 0)
         pads += [total // 2, total - total // 2]
-    return F.pad(x, pads) if any(pads) else x
+    if not any(pads):
+        return x
+    n, c, h, w = x.shape
+    # a zeroed NHWC buffer written once is cheaper than F.pad's fill-then-copy on channels-last tensors
+    padded = x.new_zeros((n, h + pads[2] + pads[3], w + pads[0] + pads[1], c)).permute(0, 3, 1, 2)
+    padded[:, :, pads[2]:pads[2] + h, pads[0]:pads[0] + w] = x
+    return padded
 
 
 @dataclass
@@ -238,6 +244,7 @@ class _Step:
     stride: int = 1
     groups: int = 1
     kernel: int = 1
+    inplace: bool = False
 
 
 class SsdGraph:
@@ -290,6 +297,8 @@ class SsdGraph:
                     self.steps.append(_Step(n["name"], "affine", inputs[:1], None, const(inputs[1])))
             elif op in ("Relu6", "Add", "Identity"):
                 self.steps.append(_Step(n["name"], op.lower(), inputs))
+                # a ReLU6 whose input feeds nothing else clips it in place (no new tensor per layer)
+                self.steps[-1].inplace = op == "Relu6" and consumers.get(inputs[0], 0) == 1
             elif op == "PriorBox":
                 self.priors.append((inputs[0], _attr_floats(n["attr"], "width"), _attr_floats(n["attr"], "height")))
         self.box_outputs = [by_name[i]["inputs"][0] for i in by_name["BoxEncodingPredictor/concat"]["inputs"][:-1]]
@@ -314,7 +323,7 @@ class SsdGraph:
                 y = x * s.weight.view(1, -1, 1, 1) if s.weight is not None else x
                 values[s.name] = y + s.bias.view(1, -1, 1, 1) if s.bias is not None else y
             elif s.op == "relu6":
-                values[s.name] = F.relu6(x)
+                values[s.name] = F.relu6(x, inplace=s.inplace)
             elif s.op == "add":
                 values[s.name] = x + values[s.inputs[1]]
             else:

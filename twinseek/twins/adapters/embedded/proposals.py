@@ -10,6 +10,7 @@ residual saliency, thresholded, cleaned with morphology and split into connected
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ MIN_AREA_FRACTION = 0.004  # proposals smaller than this fraction of the frame a
 MAX_AREA_FRACTION = 0.6  # a "moving" region larger than this is a failed camera model, not an object
 MAX_PROPOSALS = 6
 GRABCUT_ITERS = 1  # refinement iterations per motion proposal (a few ms each at 320 px)
+# GrabCut's cost grows with the pixels of the region it cuts: a larger region (a big object) is cut at the scale that
+# keeps this many pixels and its foreground scaled back. At 24000 (of 57600 in a 320x180 working frame) segmentation
+# costs ~20% less and the DAVIS best-track J is not lower (0.583 -> 0.594 over the 10 clips, 16 frames each).
+REFINE_GRABCUT_PIXELS = 24000
 GRABCUT_MIN_KEEP = 0.3  # per frame, largest/most confident first
 
 
@@ -83,18 +88,50 @@ class FlowField:
         building). A pixel is background when either model explains it, hence the minimum.
         """
         h, w = flow.shape[:2]
-        ys, xs = np.mgrid[GRID_STEP // 2 : h : GRID_STEP, GRID_STEP // 2 : w : GRID_STEP]
-        src = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
-        samples = flow[ys.ravel(), xs.ravel()]
-        hom, _ = cv2.findHomography(src, src + samples, cv2.RANSAC, RANSAC_PX, maxIters=500)
+        grid = _grid(h, w)
+        samples = flow[grid.ys, grid.xs]
+        hom, _ = cv2.findHomography(grid.src, grid.src + samples, cv2.RANSAC, RANSAC_PX, maxIters=500)
         if hom is None:
             hom = np.eye(3)
-        gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
-        pts = np.stack([gx, gy], axis=-1).reshape(-1, 1, 2)
-        cam = cv2.perspectiveTransform(pts, hom).reshape(h, w, 2) - np.stack([gx, gy], axis=-1)
-        res_h = np.linalg.norm(flow - cam, axis=2)
-        quad = _quadratic_flow(src, samples, gx, gy, max(h, w))
-        return np.minimum(res_h, np.linalg.norm(flow - quad, axis=2))
+        cam = cv2.perspectiveTransform(grid.pts, hom).reshape(h, w, 2) - grid.xy
+        res_h = _magnitude(flow - cam)
+        quad = _quadratic_flow(grid.src, samples, grid.basis)
+        return np.minimum(res_h, _magnitude(flow - quad))
+
+
+def pixel_grid(h: int, w: int) -> np.ndarray:
+    """(h, w, 2) float32 pixel coordinates (x, y), shared (read-only) between calls of the same size."""
+    return _grid(h, w).xy
+
+
+def _magnitude(v: np.ndarray) -> np.ndarray:
+    """Length of (H, W, 2) vectors: ``np.linalg.norm(v, axis=2)``'s values, several times faster."""
+    x, y = v[..., 0], v[..., 1]
+    return np.sqrt(x * x + y * y)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """What the camera models need of a frame size, made once per size (every flow of a video shares it)."""
+
+    ys: np.ndarray  # sample rows / columns, one per GRID_STEP px
+    xs: np.ndarray
+    src: np.ndarray  # (N, 2) float32 sample points
+    xy: np.ndarray  # (h, w, 2) float32 pixel coordinates
+    pts: np.ndarray  # the same as (h * w, 1, 2) for cv2.perspectiveTransform
+    basis: np.ndarray  # (h, w, 6) quadratic basis of every pixel
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(h: int, w: int) -> _Grid:
+    ys, xs = np.mgrid[GRID_STEP // 2 : h : GRID_STEP, GRID_STEP // 2 : w : GRID_STEP]
+    src = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    xy = np.stack([gx, gy], axis=-1)
+    grid = _Grid(ys.ravel(), xs.ravel(), src, xy, xy.reshape(-1, 1, 2), _quad_basis(gx, gy, max(h, w)))
+    for a in (grid.ys, grid.xs, grid.src, grid.xy, grid.pts, grid.basis):
+        a.flags.writeable = False  # shared between calls
+    return grid
 
 
 def _quad_basis(x: np.ndarray, y: np.ndarray, side: float) -> np.ndarray:
@@ -102,11 +139,13 @@ def _quad_basis(x: np.ndarray, y: np.ndarray, side: float) -> np.ndarray:
     return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
 
 
-def _quadratic_flow(src: np.ndarray, samples: np.ndarray, gx: np.ndarray, gy: np.ndarray, side: float) -> np.ndarray:
-    """Quadratic flow field fitted with iteratively reweighted least squares (Tukey weights).
+def _quadratic_flow(src: np.ndarray, samples: np.ndarray, pixel_basis: np.ndarray) -> np.ndarray:
+    """Quadratic flow field fitted with iteratively reweighted least squares (Tukey weights), evaluated on
+    ``pixel_basis`` (``_quad_basis`` of every pixel).
 
     Starts from the median flow so a large moving object cannot pull the first fit far.
     """
+    side = float(max(pixel_basis.shape[:2]))
     basis = _quad_basis(src[:, 0], src[:, 1], side).astype(np.float64)
     coef = np.zeros((6, 2))
     coef[0] = np.median(samples, axis=0)
@@ -118,7 +157,7 @@ def _quadratic_flow(src: np.ndarray, samples: np.ndarray, gx: np.ndarray, gy: np
             break
         sw = np.sqrt(wts)[:, None]
         coef = np.linalg.lstsq(basis * sw, samples * sw, rcond=None)[0]
-    return (_quad_basis(gx, gy, side) @ coef).astype(np.float32)
+    return (pixel_basis @ coef).astype(np.float32)
 
 
 def motion_maps(grey: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
@@ -220,11 +259,19 @@ def refine_grabcut(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
     ring = cv2.dilate(sub, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
     gc[ring == 0] = cv2.GC_BGD
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    img = np.ascontiguousarray(frame[y1:y2, x1:x2])
+    scale = min(1.0, float(np.sqrt(REFINE_GRABCUT_PIXELS / gc.size)))
+    if scale < 1.0:
+        size = (max(8, round(gc.shape[1] * scale)), max(8, round(gc.shape[0] * scale)))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        gc = cv2.resize(gc, size, interpolation=cv2.INTER_NEAREST)
     try:
-        cv2.grabCut(np.ascontiguousarray(frame[y1:y2, x1:x2]), gc, None, bgd, fgd, GRABCUT_ITERS, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(img, gc, None, bgd, fgd, GRABCUT_ITERS, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
         return mask
     fg = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+    if scale < 1.0:
+        fg = cv2.resize(fg.astype(np.uint8), (sub.shape[1], sub.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
     if fg.sum() < GRABCUT_MIN_KEEP * sub.sum():
         return mask
     out = np.zeros_like(mask)

@@ -33,6 +33,7 @@ from twinseek.twins.adapters.embedded.proposals import (
     merge_seeds,
     motion_maps,
     moving_mask,
+    pixel_grid,
     refine_grabcut,
     saliency_map,
     to_work,
@@ -246,9 +247,8 @@ def _flow_warp(backward: Sequence[np.ndarray | None]) -> Warp:
             flow = backward[pos]
             if flow is None:
                 continue
-            h, w = flow.shape[:2]
-            gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
-            m = cv2.remap(m, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderValue=0)
+            xy = pixel_grid(*flow.shape[:2])
+            m = cv2.remap(m, xy[..., 0] + flow[..., 0], xy[..., 1] + flow[..., 1], cv2.INTER_LINEAR, borderValue=0)
         return m > 0.5
 
     return warp
