@@ -224,6 +224,8 @@ def main() -> None:
         kind, n = args.row.split(":")
         print(json.dumps(measure(args, kind, int(n))), flush=True)
         return
+    # up front: the index is saved there only after a build that can take most of an hour
+    args.scratch.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     rows = []
     for n in args.sizes.split(","):
