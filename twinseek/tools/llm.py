@@ -628,10 +628,8 @@ class LLMClient:
         the other gets the smallest listed probability (an upper bound on it); when neither is, 0.5. An endpoint
         that sends no logprobs is read from the answer's text.
         """
-        reply = self.complete(messages, max_tokens=1, timeout_s=timeout_s, logprobs=True, top_logprobs=top_logprobs)
-        if not reply.top_logprobs:
-            return _from_text(reply.text)
-        return yes_share(reply.top_logprobs)
+        return self.choice_probabilities(messages, ("yes", "no"), timeout_s=timeout_s,
+                                         top_logprobs=top_logprobs)["yes"]
 
     def choice_probabilities(self, messages: Messages, options: Sequence[str], *, timeout_s: float | None = None,
                              top_logprobs: int = 20) -> dict[str, float]:
@@ -642,6 +640,7 @@ class LLMClient:
         if reply.top_logprobs:
             return choice_shares(reply.top_logprobs, options)
         word = reply.text.strip().lower()
+        logger.info("no logprobs in the reply; the answer read from the text %r", word)
         hit = next((o for o in options if word.startswith(o.lower())), None)
         return {o: (1.0 if o == hit else 0.0) if hit else 1.0 / len(options) for o in options}
 
@@ -707,17 +706,7 @@ def choice_shares(top: Sequence[tuple[str, float]], options: Sequence[str]) -> d
 
 def yes_share(top: Sequence[tuple[str, float]]) -> float:
     """``p_yes / (p_yes + p_no)`` from (token, logprob) pairs; see :meth:`LLMClient.yes_probability`."""
-    if not any(tok.strip().lower() in ("yes", "no") for tok, lp in top if lp is not None and lp > -math.inf):
-        logger.info("neither yes nor no among the top tokens %s; P(yes) = 0.5", [t for t, _ in top[:5]])
-        return 0.5
     return choice_shares(top, ("yes", "no"))["yes"]
-
-
-def _from_text(text: str) -> float:
-    # Endpoints without logprobs: only the answer itself is known.
-    word = text.strip().lower()
-    logger.info("no logprobs in the reply; P(yes) from the text %r", word)
-    return 1.0 if word.startswith("yes") else 0.0 if word.startswith("no") else 0.5
 
 
 def _short_error(e: ValidationError, finish_reason: str | None) -> str:
