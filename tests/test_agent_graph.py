@@ -568,9 +568,11 @@ def test_rerank_options_per_search(agent: Agent, stub: Any) -> None:
 
 def _reference_search(indexes: Any, query: str, decomposition: Any, k: int, tool: str) -> list[tuple[str, float]]:
     """The coarse stage as ``Retriever.search`` computed it before the graph owned the pipeline (no reranker):
-    each tool ranks a pool of max(k, top_k, rerank_top_k) videos; ``fused`` is reciprocal-rank fusion (k = 60,
-    ties by id); the top ``k`` are returned with their scores."""
-    pool = max(k, indexes.settings.top_k, indexes.settings.rerank_top_k)
+    each tool ranks a pool of max(k, top_k, rerank_top_k) videos (fused: at least fusion_pool); ``fused`` sums
+    each tool's min-max scaled scores (a video missing from a list adds 0; ties by id); the top ``k`` are
+    returned with their scores."""
+    s = indexes.settings
+    pool = max(k, s.top_k, s.rerank_top_k, s.fusion_pool if tool == "fused" else 0)
     lists = {}
     if tool != "dense":
         lists["compositional"] = [(h.video_id, h.score) for h in indexes.compositional.search(decomposition.subqueries,
@@ -580,11 +582,12 @@ def _reference_search(indexes: Any, query: str, decomposition: Any, k: int, tool
         lists["dense"] = [(h.video_id, h.score) for h in indexes.dense.search_text(text, k=pool)]
     if tool != "fused":
         return lists[tool][:k]
-    rrf: dict[str, float] = {}
+    fused: dict[str, float] = {}
     for ranked in lists.values():
-        for rank, (vid, _) in enumerate(ranked, start=1):
-            rrf[vid] = rrf.get(vid, 0.0) + 1.0 / (60 + rank)
-    return sorted(rrf.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        lo, hi = min(v for _, v in ranked), max(v for _, v in ranked)
+        for vid, score in ranked:
+            fused[vid] = fused.get(vid, 0.0) + ((score - lo) / (hi - lo) if hi - lo > 1e-12 else 1.0)
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
 
 def test_search_is_the_graph_with_reasoning_off_and_ranks_as_the_retriever_did(tmp_path: Path, clip: Path,

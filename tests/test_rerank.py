@@ -122,3 +122,15 @@ def test_query_aware_rewrite_and_its_fallback(stub) -> None:  # type: ignore[no-
         "The swan is black, which supports the query."
     stub.script = [("status", 500)]
     assert rewrite_ecr(stub.client(), "a black bird", "A black swan swims.") == "A black swan swims."
+
+
+def test_fused_retrieval_ranks_a_fusion_pool_so_scaling_keeps_score_gaps() -> None:
+    """Weighted fusion scales each tool's scores over its pool: a pool of k would pin the k-th video at 0 and
+    put a video missing from one list level with it, so fused searches rank at least ``fusion_pool`` videos."""
+    from twinseek.config import RetrievalSettings
+    from twinseek.tools.retrieval import pool_size
+
+    s = RetrievalSettings(top_k=10, rerank_top_k=5, fusion_pool=40)
+    assert pool_size(3, s) == 10 and pool_size(3, s, fused=True) == 40
+    assert pool_size(60, s, fused=True) == 60 and pool_size(3, s, gallery=500, fused=True) == 500
+    assert RetrievalSettings().fusion == "weighted"

@@ -98,10 +98,12 @@ def dense_candidates(indexes: RetrievalIndexes, query: str, decomposition: Decom
     return indexes.dense.search_text(text, k=k)
 
 
-def pool_size(k: int, settings: RetrievalSettings, gallery: int | None = None) -> int:
-    """How many videos each tool ranks before fusion: at least ``k``, stage 1's ``top_k`` and what the reranker
-    may rescore; the whole ``gallery`` for a search within given videos (they may rank anywhere)."""
-    pool = max(k, settings.top_k, settings.rerank_top_k)
+def pool_size(k: int, settings: RetrievalSettings, gallery: int | None = None, *, fused: bool = False) -> int:
+    """How many videos each tool ranks: at least ``k``, stage 1's ``top_k`` and what the reranker may rescore,
+    and ``fusion_pool`` when the rankings are fused (weighted fusion scales scores over the pool, so a pool of 10
+    would pin the tenth video at 0 whatever its score); the whole ``gallery`` for a search within given videos
+    (they may rank anywhere)."""
+    pool = max(k, settings.top_k, settings.rerank_top_k, settings.fusion_pool if fused else 0)
     return max(pool, gallery) if gallery is not None else pool
 
 
@@ -121,7 +123,7 @@ def retrieve(indexes: RetrievalIndexes, query: str, decomposition: Decomposition
     if tool not in TOOLS:
         raise ValueError(f"unknown retrieval tool {tool!r}")
     r = indexes.settings
-    pool = pool_size(k, r, len(indexes.store) if within is not None else None)
+    pool = pool_size(k, r, len(indexes.store) if within is not None else None, fused=tool == "fused")
     timings: dict[str, float] = {}
     rankings: dict[str, list[tuple[str, float]]] = {}
     evidence: dict[str, list[ComponentMatch]] = {}
