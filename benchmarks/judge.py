@@ -9,14 +9,19 @@ text every judge reads, :func:`twinseek.agent.judge.compact_evidence`). Then, wi
 * ``choice``: one call for all of them, the first token's distribution over ``1``..``n`` and ``0`` (none);
   ``choice_reversed`` lists them last-first (a model that follows the position rather than the evidence shows it);
 * ``pairwise``: the top candidate against each other one, both orders (position bias cancels), P(better);
-* ``listwise``: one JSON call that orders them (score by position).
+* ``listwise``: one JSON call that orders them (score by position);
+* ``likelihood``: no question asked: the query's log-likelihood given the candidate's evidence minus that given
+  no evidence (UPR, Sachan et al. 2022, "Improving Passage Retrieval with Zero-Shot Question Generation"),
+  teacher-forced by the same GGUF weights dequantised into transformers (needs ``pip install gguf``): llama.cpp's
+  server returns no log-probabilities of prompt tokens (``echo`` is unsupported), so it cannot score a given text.
 
 Reported per variant: R@1 when the top candidates are re-ordered by the variant's score alone (against retrieval's
 R@1 on the same queries), the positive's mean score against the others', AUC of positive vs the other top
 candidates, the absent queries' best score, LLM calls and seconds per query (p50/p95). One JSON file.
 
     .venv/bin/python benchmarks/judge.py --store STORE [--bench DIR] [--top 3] [--kinds implicit,absent]
-        [--model qwen2.5-coder-0.5b] [--variants yesno,choice,choice_reversed,pairwise,listwise] [--limit N]
+        [--model qwen2.5-coder-0.5b] [--variants yesno,choice,choice_reversed,pairwise,listwise,likelihood]
+        [--limit N]
         [--out FILE]
 """
 
@@ -44,11 +49,12 @@ from twinseek.agent.judge import (
 )
 from twinseek.evals.bench import load_bench
 from twinseek.evals.calibrate import store_ids
-from twinseek.tools.llm import LLMClient, LLMError, open_llm
+from twinseek.tools.llm import LLMClient, LLMError, embedded_model_path, open_llm
 from twinseek.tools.retrieval import retrieve
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = ("yesno", "choice", "choice_reversed", "pairwise", "listwise")
+VARIANTS = ("yesno", "choice", "choice_reversed", "pairwise", "listwise")  # ``likelihood`` on request (slow)
+Scorer = Callable[[LLMClient, str, list[str]], tuple[list[float], int]]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -100,7 +106,30 @@ def score_listwise(llm: LLMClient, query: str, evidences: list[str]) -> tuple[li
     return listwise_scores(order, len(evidences)), 1
 
 
-SCORERS: dict[str, Callable[[LLMClient, str, list[str]], tuple[list[float], int]]] = {
+def likelihood_scorer(gguf: Path) -> Scorer:
+    """The ``likelihood`` variant over the GGUF file ``gguf`` (loaded once, float32, one thread)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(1)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+
+    def loglik(prefix: str, target: str) -> float:
+        p, t = tok(prefix, add_special_tokens=False).input_ids, tok(target, add_special_tokens=False).input_ids
+        with torch.no_grad():
+            logits = model(torch.tensor([p + t])).logits[0, len(p) - 1:-1]
+        return float(torch.log_softmax(logits, -1).gather(1, torch.tensor(t)[:, None]).sum())
+
+    def score(_llm: LLMClient, query: str, evidences: list[str]) -> tuple[list[float], int]:
+        prior = loglik("Write a search query for a video.\nQuery:", " " + query)
+        return [loglik(f"Video description:\n{e}\n\nWrite a search query that finds this video.\nQuery:",
+                       " " + query) - prior for e in evidences], len(evidences) + 1
+
+    return score
+
+
+SCORERS: dict[str, Scorer] = {
     "yesno": score_yesno, "choice": score_choice, "choice_reversed": score_choice_reversed,
     "pairwise": score_pairwise, "listwise": score_listwise}
 
@@ -184,6 +213,10 @@ def main() -> None:
     rows = []
     with Agent.open(args.store) as agent:
         llm = open_llm(agent.resources.settings, embedded_model=args.model)
+        if "likelihood" in variants:
+            settings = agent.resources.settings.model_copy(deep=True)
+            settings.llm.embedded_model = args.model
+            SCORERS["likelihood"] = likelihood_scorer(embedded_model_path(settings))
         ids = store_ids(agent, bench)
         for q in queries:
             rows.append(judge_query(agent, llm, q, {ids[v] for v in q.positives if v in ids}, args.top, variants))
