@@ -86,7 +86,9 @@ class StubLLMServer:
         self._thread.start()
 
     def client(self, **overrides: Any) -> LLMClient:
-        fields: dict[str, Any] = {"api_key": "test", "model": "stub", "http_retries": 0, "timeout_s": 5.0}
+        # A generous timeout: on a loaded machine a scripted reply must not become a timeout (a 5 s one did);
+        # the tests of timeouts and deadlines set their own.
+        fields: dict[str, Any] = {"api_key": "test", "model": "stub", "http_retries": 0, "timeout_s": 30.0}
         settings = LLMSettings(base_url=self.base_url, **{**fields, **overrides})
         return LLMClient(settings, tier="paper", base_url=self.base_url)
 

@@ -476,7 +476,7 @@ def test_the_deadline_cuts_slow_llm_calls_and_the_search_still_answers(agent: Ag
     start = time.monotonic()
     result = agent.search(QUERY, k=3, deadline_s=1.0)
     took = time.monotonic() - start
-    assert took < 3.0, took  # the LLM's own timeout is 5 s: each call was cut to the time left
+    assert took < 3.0, took  # the LLM's own timeout is 30 s: each call was cut to the time left
     assert result.decomposition.source == "llm" and result.options["deadline_s"] == 1.0
     assert [h.video_id for h in result.hits][0] == "shapes"  # answered from retrieval, ranked as retrieved
     assert {h.judged_by for h in result.hits} == {"retrieval score (deadline)"}
