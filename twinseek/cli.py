@@ -848,9 +848,10 @@ def print_search_result(result) -> None:  # type: ignore[no-untyped-def]
 def _embedded_limits_note(settings: Settings) -> str:
     if settings.profile != "embedded":
         return ""
-    return ("[dim]embedded default: no depth model ships offline (depth is null); categories are ImageNet classes "
-            "(plus 'person' from mediapipe); attributes are colour and size only. Use --profile paper for "
-            "SAM-2, OWLv2, Depth Anything and Qwen2.5-VL.[/dim]")
+    return ("[dim]embedded default: no depth model ships offline (depth is null); categories come from "
+            "COCO boxes and ImageNet classes (plus 'person' from mediapipe); attributes are colour and size "
+            "only; no model describes actions or speech. Use --profile paper for SAM-2, OWLv2, Depth Anything "
+            "and Qwen2.5-VL.[/dim]")
 
 
 @app.command()
