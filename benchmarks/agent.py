@@ -1,7 +1,7 @@
 """Agent latency and quality on a bench (default ../shared/data/dev-bench, implicit queries).
 
 Per query: end-to-end latency and the per-node breakdown (p50/p95), and implicit R@1/R@5/MnR of the full agent
-(the settings' defaults: on the embedded LLM one decomposition and one yes/no judgement per search) against the
+(the settings' defaults: on the embedded LLM one decomposition and no judgement, ``agent.judge_top=0``) against the
 same run's retrieval-only agent (LLM reasoning and JiT off), scored by the eval's own evaluator
 (``twinseek.evals.metrics.evaluate_query`` over ``AgentScorer``, as ``twinseek eval`` does).
 

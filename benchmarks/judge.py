@@ -207,8 +207,11 @@ def main() -> None:
     variants = [v for v in args.variants.split(",") if v]
     bench = load_bench(args.bench, kinds=args.kinds.split(","))
     per_kind: dict[str, int] = {}
-    queries = [q for q in bench.queries if (per_kind.__setitem__(q.kind, per_kind.get(q.kind, 0) + 1) or True)
-               and (args.limit is None or per_kind[q.kind] <= args.limit)]
+    queries = []
+    for q in bench.queries:  # the first --limit queries of each kind
+        per_kind[q.kind] = per_kind.get(q.kind, 0) + 1
+        if args.limit is None or per_kind[q.kind] <= args.limit:
+            queries.append(q)
     load_before = os.getloadavg()[0]
     rows = []
     with Agent.open(args.store) as agent:
@@ -219,7 +222,7 @@ def main() -> None:
             SCORERS["likelihood"] = likelihood_scorer(embedded_model_path(settings))
         ids = store_ids(agent, bench)
         for q in queries:
-            rows.append(judge_query(agent, llm, q, {ids[v] for v in q.positives if v in ids}, args.top, variants))
+            rows.append(judge_query(agent, llm, q, {ids[v] for v in q.videos if v in ids}, args.top, variants))
             print(q.id, q.kind, {n: v["seconds"] for n, v in rows[-1]["variants"].items()}, flush=True)
     summary = {"model": args.model, "top": args.top, "kinds": args.kinds, "load_avg_before": round(load_before, 2),
                "load_avg_after": round(os.getloadavg()[0], 2), "summary": summarise(rows, variants), "rows": rows}
