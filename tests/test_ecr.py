@@ -7,9 +7,10 @@ import pytest
 from test_store import make_twin, put
 from tiny_models import build_tiny_qwen2vl
 
-from twinseek.tools.ecr import TemplateEcr, VlmEcr, ensure_ecr, template_ecr
+from twinseek.tools.ecr import TemplateEcr, VlmEcr, ensure_ecr
 from twinseek.twins.model import Relation, Track
 from twinseek.twins.store import TwinStore
+from twinseek.twins.views import template_ecr
 
 
 def test_template_names_objects_look_motion_scene_and_relations() -> None:
@@ -22,7 +23,7 @@ def test_template_names_objects_look_motion_scene_and_relations() -> None:
                                    kind="spatial", frame_start=0, frame_end=10))
     text = template_ecr(twin)
     assert "Seen in the video: lakeside, seashore." in text and "dog" in text and "brown" in text and "moving right" in text
-    assert "person" in text and "staying still" in text and "The dog is left of the person." in text
+    assert "person" in text and "stationary" in text and "The dog is left of the person." in text
     assert "wolf" not in text  # a runner-up label below the noise floor is not offered as an alternative
 
 
@@ -66,7 +67,7 @@ def test_llm_ecr_keeps_the_template_facts_and_falls_back(stub) -> None:  # type:
     ecr = LLMEcr(stub.client())
     text = ecr.generate(twin)
     assert text.startswith("A brown dog trots") and template_ecr(twin) in text
-    assert '"cat":"dog (dog)"' in stub.requests[0]["messages"][-1]["content"]  # the compact twin was sent
+    assert '"cat":"dog"' in stub.requests[0]["messages"][-1]["content"]  # the compact twin was sent
     assert ecr.source.startswith("llm:stub:")
     stub.script = [("status", 503)]
     assert ecr.generate(twin) == template_ecr(twin)

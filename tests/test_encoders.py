@@ -11,16 +11,10 @@ from test_store import make_twin
 
 from twinseek.config import load_settings
 from twinseek.errors import ModelUnavailableError
-from twinseek.tools.encoders import (
-    ComponentEncoders,
-    ComponentTexts,
-    MiniLMEncoder,
-    TextEncoder,
-    minilm_path,
-    position_words,
-    size_word,
-)
+from twinseek.tools.encoders import ComponentEncoders, MiniLMEncoder, TextEncoder, minilm_path
 from twinseek.twins.model import Instance, Relation, Track, Twin
+from twinseek.twins.views import ComponentTexts
+from twinseek.twins.words import position_words, size_word
 
 
 class KeywordEncoder:

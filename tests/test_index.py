@@ -33,12 +33,12 @@ KEYWORDS = ["dog", "cat", "ball", "horse", "person", "left", "right", "near", "b
 @pytest.fixture(autouse=True)
 def _no_glosses(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests count components: leave out the WordNet gloss rows (tested in test_perception.py)."""
-    from twinseek.tools import encoders
+    from twinseek.twins import views
     from twinseek.twins.knowledge import WordKnowledge
 
     empty = WordKnowledge()
     empty._loaded = True
-    monkeypatch.setattr(encoders, "word_knowledge", lambda: empty)
+    monkeypatch.setattr(views, "word_knowledge", lambda: empty)
 
 
 def add_video(store: TwinStore, video_id: str, categories: Sequence[str],

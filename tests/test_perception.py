@@ -270,8 +270,7 @@ def text_twin(tmp_path_factory: pytest.TempPathFactory, reader):  # noqa: ANN001
 
 @pytest.mark.integration
 def test_screen_text_is_stored_indexed_and_in_the_ecr(text_twin) -> None:  # noqa: ANN001
-    from twinseek.tools.ecr import scene_gist, template_ecr
-    from twinseek.tools.encoders import ComponentTexts
+    from twinseek.twins.views import ComponentTexts, compact, scene_gist, template_ecr
 
     store, twin = text_twin
     texts = [t.text.replace(" ", "") for t in twin.video.screen_text]
@@ -281,7 +280,7 @@ def test_screen_text_is_stored_indexed_and_in_the_ecr(text_twin) -> None:  # noq
     rows = [r for r in ComponentTexts.rows(twin) if r["kind"] == "text"]
     assert rows and rows[0]["text"].startswith('on-screen text "') and "HOURS" in rows[0]["text"]
     assert "On-screen text:" in template_ecr(twin) and "On-screen text:" in scene_gist(twin)
-    assert "text" in twin.to_compact()
+    assert "text" in compact(twin)
     roles = {p.role: p for p in twin.video.specialists}
     assert roles["text reader"].tier == "embedded" and "ocr" in roles["text reader"].model.lower()
     assert roles["object detector"].model.startswith("ssd_mobilenet_v2_coco")
@@ -319,7 +318,7 @@ def test_glosses_resolve_imagenet_and_coco_names(knowledge) -> None:  # noqa: AN
 
 
 def test_glosses_reach_components_and_the_llm_view(knowledge) -> None:  # noqa: ANN001
-    from twinseek.tools.encoders import ComponentTexts
+    from twinseek.twins.views import ComponentTexts, compact
 
     video = Video(video_id="v", path="/v.mp4", content_hash="h", width=64, height=48, fps=10, frame_count=10,
                   duration_s=1, sampled_frames=[0, 9], profile="embedded")
@@ -330,7 +329,7 @@ def test_glosses_reach_components_and_the_llm_view(knowledge) -> None:  # noqa: 
     gloss = [r for r in ComponentTexts.rows(twin) if r["kind"] == "gloss"]
     assert [(r["track_id"], r["text"].split(":")[0]) for r in gloss] == [(1, "English setter"),
                                                                          (1, "dog (domestic dog, Canis familiaris)")]
-    know = twin.to_compact()["know"]
+    know = compact(twin)["know"]
     assert "wolf" in know["dog"] and "English setter" in know and "zzz" not in know
 
 

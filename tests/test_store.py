@@ -14,6 +14,7 @@ from twinseek.errors import StoreError, VideoNotFoundError
 from twinseek.twins.masks import mask_geometry
 from twinseek.twins.model import Instance, Provenance, Relation, Track, Twin, Video
 from twinseek.twins.store import TwinStore
+from twinseek.twins.views import compact_json
 
 
 def make_twin(video_id: str = "clip", frames: tuple[int, ...] = (0, 5, 10)) -> tuple[Twin, dict]:
@@ -74,12 +75,14 @@ def test_db_is_plain_sql_readable(tmp_path: Path) -> None:
 
 def test_compact_json_is_small_and_rounded(tmp_path: Path) -> None:
     twin, _ = make_twin()
-    compact = json.loads(twin.to_compact_json())
+    compact = json.loads(compact_json(twin))
     obj = compact["o"][0]
-    assert obj["id"] == 1 and obj["cat"] == "dog (dog)" and obj["mv"].startswith("right")
+    # one vocabulary (twins/words.py): no "dog (dog)", motion said as every other text says it
+    assert obj["id"] == 1 and obj["cat"] == "dog" and obj["mv"].startswith("moving") and "right" in obj["mv"]
+    assert compact["desc"].startswith("objects:")
     assert all(len(str(v)) <= 5 for frame in obj["f"] for v in frame[1:4])
     assert compact["r"] == [[1, "moving right", None, 0, 10]]
-    assert len(twin.to_compact_json()) < len(twin.to_full_json()) / 4
+    assert len(compact_json(twin)) < len(twin.to_full_json()) / 4
 
 
 def test_replace_swaps_rows_and_removes_old_masks(tmp_path: Path) -> None:
@@ -159,7 +162,7 @@ def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     with TwinStore(tmp_path) as store:
         applied = list(store.db.query("select name from _sqlite_migrations where migration_set='twinseek'"))
         assert [r["name"] for r in applied] == ["m001_initial", "m002_decompositions", "m003_refinements",
-                                                "m004_perception"]
+                                                "m004_perception", "m005_words", "m007_judgements"]
         assert store.db.table("decompositions").exists() and store.db.table("decompositions").pks == [
             "query", "model", "prompt_version"]
         assert store.db.table("refinements").exists()

@@ -1,5 +1,6 @@
-"""What the agent's nodes call besides the retrieval stages: the compact twin view given to the LLM, and the registry of
-specialist actions that just-in-time refinement may run on a candidate's twin.
+"""What the agent's nodes call besides the retrieval stages: the registry of specialist actions that just-in-time
+refinement may run on a candidate's twin (the compact twin view given to the LLM is :func:`twinseek.twins.views.
+compact_view`).
 
 Every action has a pydantic argument model (closed, bounded). A planned call runs only when its action is
 registered, available with the configured specialists, and its arguments validate against the twin; anything
@@ -39,23 +40,6 @@ from twinseek.twins.relations import APPROACH_MIN, MIN_SHARED, spatial_predicate
 logger = logging.getLogger(__name__)
 
 MAX_PLAN_CALLS = 3
-
-
-# -- the twin as the LLM sees it ---------------------------------------------------------------------------------
-def select_tracks(twin: Twin, evidence_tracks: Sequence[int], max_tracks: int) -> set[int]:
-    """The tracks worth showing: those the retrieval evidence points at, then the largest, ``max_tracks`` in all."""
-    known = {t.track_id for t in twin.tracks}
-    chosen = list(dict.fromkeys(t for t in evidence_tracks if t in known))[:max_tracks]
-    for track in sorted(twin.tracks, key=lambda t: -t.mean_area * t.frame_count):
-        if len(chosen) >= max_tracks:
-            break
-        if track.track_id not in chosen:
-            chosen.append(track.track_id)
-    return set(chosen)
-
-
-def compact_twin(twin: Twin, evidence_tracks: Sequence[int], max_tracks: int, max_frames: int) -> str:
-    return twin.to_compact_json(max_frames=max_frames, track_ids=select_tracks(twin, evidence_tracks, max_tracks))
 
 
 # -- action arguments ---------------------------------------------------------------------------------------------

@@ -338,8 +338,8 @@ def _object_queries(track: Any) -> list[str]:
 def twin_pairs(store_root: str | Path, seed: int = 0, leak_filter: LeakFilter | None = None,
                paraphraser: Any = None) -> list[TwinPair]:
     """Template sub-queries for every object, relation and scene component of every twin in a store."""
-    from twinseek.tools.encoders import ComponentTexts
     from twinseek.twins.store import TwinStore
+    from twinseek.twins.views import ComponentTexts
 
     out: list[TwinPair] = []
     with TwinStore(store_root, create=False) as store:

@@ -24,11 +24,11 @@ from pydantic import BaseModel
 
 from twinseek.config import RetrievalSettings, SamplingSettings
 from twinseek.errors import ModelUnavailableError
-from twinseek.tools.ecr import scene_gist, template_ecr
 from twinseek.tools.encoders import MiniLMEncoder, TextEncoder
 from twinseek.tools.index import CatalogIndex, _digest, params_from
 from twinseek.twins.model import Twin
 from twinseek.twins.store import TwinStore
+from twinseek.twins.views import TEXT_VERSION, scene_gist, template_ecr
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class EcrTextEmbedder:
 
     @property
     def fingerprint(self) -> str:
-        return f"ecr-text;{getattr(self.encoder, 'fingerprint', self.encoder.model)};dense-text=3"
+        return f"ecr-text;{getattr(self.encoder, 'fingerprint', self.encoder.model)};dense-text=3;{TEXT_VERSION}"
 
     @property
     def dim(self) -> int:

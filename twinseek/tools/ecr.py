@@ -2,7 +2,8 @@
 
 Three generators, all recording their source beside the text:
 
-- ``template`` (always available): a deterministic description built from the twin;
+- ``template`` (always available): a deterministic description built from the twin
+  (:func:`twinseek.twins.views.template_ecr`);
 - ``llm``: an LLM summary of the compact twin JSON (embedded default: the local llama.cpp model);
 - ``vlm`` (paper tier): a Qwen2-VL-family model describing sampled frames of the video itself.
 """
@@ -10,124 +11,19 @@ Three generators, all recording their source beside the text:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from twinseek.prompts import ecr as prompts
-from twinseek.twins.model import Relation, Track, Twin, screen_lines
+from twinseek.twins.model import Twin
+from twinseek.twins.views import compact_json, template_ecr
 
 logger = logging.getLogger(__name__)
-
-MAX_OBJECTS = 5
-SCENE_WORDS = 6
-MAX_RELATIONS = 6
-PAIR_PREDICATES = ("above", "below", "left of", "right of", "near", "overlapping", "in front of", "behind",
-                   "approaching", "moving away from")
-
 
 class EcrGenerator(Protocol):
     @property
     def source(self) -> str: ...
 
     def generate(self, twin: Twin) -> str: ...
-
-
-def _position_word(x: float, y: float) -> str:
-    horizontal = "left" if x < 0.33 else "right" if x > 0.67 else "centre"
-    vertical = "top" if y < 0.33 else "bottom" if y > 0.67 else ""
-    return f"{vertical} {horizontal}".strip() if vertical else horizontal
-
-
-def _motion_phrase(track: Track) -> str:
-    if track.direction == "stationary":
-        return "staying still"
-    if track.direction == "in place":
-        return "moving about"
-    return f"moving {track.direction}"
-
-
-UNSURE_SCORE = 0.15  # below this a category is a guess, and the text says so
-
-
-def _name(track: Track) -> str:
-    if track.category_score < UNSURE_SCORE:
-        return f"object (unclear, perhaps a {track.category})"
-    name = track.category
-    if track.category_group and track.category_group.lower() not in name.lower():
-        name += f" (a {track.category_group})"
-    return name
-
-
-GIST_OBJECT_SCORE = 0.5  # objects named this confidently join the gist
-MAX_SCREEN_LINES = 6
-
-
-def scene_gist(twin: Twin) -> str:
-    """The video's gist: its whole-frame labels, the objects named with confidence and the on-screen text,
-    without the noisier per-object guesses."""
-    parts = []
-    if twin.video.scene:
-        parts.append("Seen in the video: " + ", ".join(label for label, _ in twin.video.scene[:SCENE_WORDS]) + ".")
-    named = list(dict.fromkeys(_name(t) for t in sorted(twin.tracks, key=lambda t: -t.mean_area * t.frame_count)
-                               if t.category_score >= GIST_OBJECT_SCORE))[:MAX_OBJECTS]
-    if named:
-        parts.append("Objects: " + ", ".join(named) + ".")
-    if twin.video.screen_text:
-        parts.append(screen_sentence(twin))
-    return " ".join(parts)
-
-
-def screen_sentence(twin: Twin) -> str:
-    lines = screen_lines(twin.video.screen_text, limit=MAX_SCREEN_LINES)
-    return "On-screen text: " + " / ".join(f'"{line}"' for line in lines) + "." if lines else ""
-
-
-def template_ecr(twin: Twin) -> str:
-    """A deterministic description of the twin's main objects, their look, motion and relations."""
-    tracks = sorted(twin.tracks, key=lambda t: -t.mean_area * t.frame_count)[:MAX_OBJECTS]
-    sentences = [scene_gist(twin)] if twin.video.scene or twin.video.screen_text else []
-    if not tracks:
-        return " ".join(sentences + ["No object was clearly segmented."])
-    positions = _mean_positions(twin)
-    for t in tracks:
-        x, y = positions.get(t.track_id, (0.5, 0.5))
-        alternatives = [label for label, score in t.category_candidates[:2]
-                        if label != t.category and score >= UNSURE_SCORE / 2]
-        maybe = f", or perhaps a {' or a '.join(alternatives)}" if alternatives else ""
-        look = f", {t.attributes}" if t.attributes else ""
-        sentences.append(f"A {_name(t)}{maybe}{look}, {_motion_phrase(t)}, mostly in the "
-                         f"{_position_word(x, y)} of the frame.")
-    names = {t.track_id: t.category for t in twin.tracks}
-    kept = {t.track_id for t in tracks}
-    relations = _main_relations(twin.relations, kept)
-    if relations:
-        sentences.append(" ".join(f"The {names[r.subject_track]} is {r.predicate} the {names[r.object_track]}."
-                                  for r in relations if r.object_track in names))
-    return " ".join(sentences)
-
-
-def _mean_positions(twin: Twin) -> dict[int, tuple[float, float]]:
-    sums: dict[int, list[float]] = {}
-    for inst in twin.instances:
-        acc = sums.setdefault(inst.track_id, [0.0, 0.0, 0.0])
-        acc[0] += inst.centroid[0]
-        acc[1] += inst.centroid[1]
-        acc[2] += 1
-    return {tid: (a[0] / a[2], a[1] / a[2]) for tid, a in sums.items()}
-
-
-def _main_relations(relations: Sequence[Relation], tracks: set[int]) -> list[Relation]:
-    """The longest-lasting pair relation per (subject, object), one direction of each pair."""
-    best: dict[tuple[int, int], Relation] = {}
-    for r in relations:
-        if r.object_track is None or r.predicate not in PAIR_PREDICATES:
-            continue
-        if r.subject_track not in tracks or r.object_track not in tracks or r.subject_track > r.object_track:
-            continue
-        key = (r.subject_track, r.object_track)
-        if key not in best or (r.frame_end - r.frame_start) > (best[key].frame_end - best[key].frame_start):
-            best[key] = r
-    return list(best.values())[:MAX_RELATIONS]
 
 
 class TemplateEcr:
@@ -153,7 +49,7 @@ class LLMEcr:
         from twinseek.errors import TwinseekError
 
         try:
-            text = self.llm.chat_text(prompts.ecr_messages(twin.to_compact_json(max_frames=self.max_frames)),
+            text = self.llm.chat_text(prompts.ecr_messages(compact_json(twin, max_frames=self.max_frames)),
                                       max_tokens=self.max_tokens).strip()
         except TwinseekError as exc:
             logger.warning("LLM ECR failed for %s (%s); using the template", twin.video.video_id, exc)

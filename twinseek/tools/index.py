@@ -54,8 +54,9 @@ from tqdm.auto import tqdm
 
 from twinseek.config import RetrievalSettings
 from twinseek.errors import TwinseekError
-from twinseek.tools.encoders import ComponentEncoders, ComponentTexts
+from twinseek.tools.encoders import ComponentEncoders
 from twinseek.twins.store import TwinStore
+from twinseek.twins.views import TEXT_VERSION, ComponentTexts
 
 logger = logging.getLogger(__name__)
 _faiss: Any = faiss  # faiss's type stubs lack much of its SWIG API (DirectMap, SearchParametersIVF, ...)
@@ -759,7 +760,7 @@ class ComponentSource:
 
     @property
     def fingerprint(self) -> str:
-        return self.encoders.fingerprint + f";texts={COMPONENT_TEXT_VERSION}"
+        return self.encoders.fingerprint + f";texts={COMPONENT_TEXT_VERSION};{TEXT_VERSION}"
 
     @property
     def dim(self) -> int:
@@ -784,8 +785,8 @@ class ComponentSource:
         return self.encoders.encode_components([r["kind"] for r in rows], [r["text"] for r in rows])
 
 
-# Bump when ComponentTexts renders differently: stored vectors are then rebuilt.
-COMPONENT_TEXT_VERSION = 4  # bump when ComponentTexts changes: indexes rebuild
+# Bump when the catalogue's own handling of component rows changes; the texts' version is views.TEXT_VERSION.
+COMPONENT_TEXT_VERSION = 4
 
 
 class ComponentIndex(CatalogIndex):

@@ -7,7 +7,7 @@ ImageNet-1k class name by its class index (the 1000 classes are the sorted wnids
 a COCO name through :data:`COCO_SYNSETS` where the plain word is ambiguous; otherwise the first synset whose first
 lemma is the word, then the first that lists it among its lemmas.
 
-So "a descendant of the wolf" can meet a track named ``dog``: its gloss says "... probably descended from the
+So "a close relative of the wolf" can meet a track named ``dog``: its gloss says "... probably descended from the
 common wolf ...".
 """
 

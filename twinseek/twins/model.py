@@ -7,13 +7,10 @@ depth model ran. Frame references use ``frame_index``, the index of the decoded 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
-
-from twinseek.media import spread
 
 Tier = Literal["embedded", "paper", "heuristic"]
 RelationKind = Literal["spatial", "temporal"]
@@ -64,6 +61,13 @@ class Video(BaseModel):
         default_factory=list, description="Whole-frame labels (most likely first), e.g. lakeside, seashore.")
     screen_text: list[ScreenText] = Field(
         default_factory=list, description="On-screen text read on a few keyframes (empty where none was found).")
+    frame_votes: dict[str, float] = Field(
+        default_factory=dict, description="Share of the whole frames labelled (the scene frames) on which each label "
+        "came first: how much the frames agree on it.")
+    description: str | None = Field(
+        None, description="What the video shows in one line (twinseek.twins.views.describe): what a judge, the ECR "
+        "text and a person read first.")
+    description_source: str | None = Field(None, description="Which rules (and version) wrote the description.")
     ecr_text: str | None = Field(None, description="Video-level description (ECR) written by later stages.")
     ecr_source: str | None = None
     ingested_at: str = Field(default_factory=utc_now)
@@ -77,6 +81,9 @@ class Track(BaseModel):
     category_source: str
     category_group: str | None = Field(None, description="Coarser word for the category (bird for black swan).")
     category_candidates: list[tuple[str, float]] = Field(default_factory=list, description="Runner-up labels.")
+    votes: dict[str, float] = Field(
+        default_factory=dict, description="Share of the object's classified views on which each candidate label "
+        "came first (empty where the categoriser gives none).")
     attributes: str = ""
     first_frame: int
     last_frame: int
@@ -124,58 +131,3 @@ class Twin(BaseModel):
     @classmethod
     def from_full_json(cls, text: str) -> Twin:
         return cls.model_validate_json(text)
-
-    def to_compact(self, max_frames: int | None = 8, track_ids: set[int] | None = None) -> dict[str, Any]:
-        """A small dict meant for an LLM prompt: short keys, rounded numbers, a few frames per track.
-
-        Keys: ``o`` objects (``id``, ``cat``, ``attr``, ``mv`` motion, ``f`` frames as
-        ``[frame, x, y, size, depth]``), ``r`` relations as ``[subject, predicate, object, from, to]``,
-        ``text`` on-screen text lines, ``know`` each category's WordNet lemmas and gloss.
-        """
-        from twinseek.twins.knowledge import word_knowledge
-
-        by_track: dict[int, list[Instance]] = {}
-        for inst in self.instances:
-            if track_ids is None or inst.track_id in track_ids:
-                by_track.setdefault(inst.track_id, []).append(inst)
-        objects = []
-        for track in self.tracks:
-            if track_ids is not None and track.track_id not in track_ids:
-                continue
-            insts = sorted(by_track.get(track.track_id, []), key=lambda i: i.frame_index)
-            if max_frames:
-                insts = [insts[k] for k in spread(len(insts), max_frames)]
-            objects.append(
-                {
-                    "id": track.track_id,
-                    "cat": track.category if not track.category_group else f"{track.category} ({track.category_group})",
-                    "attr": track.attributes,
-                    "mv": f"{track.direction} {track.speed:.2f}" if track.direction != "stationary" else "still",
-                    "f": [
-                        [i.frame_index, round(i.centroid[0], 2), round(i.centroid[1], 2), round(i.area, 3),
-                         None if i.depth is None else round(i.depth, 2)]
-                        for i in insts
-                    ],
-                }
-            )
-        relations = [
-            [r.subject_track, r.predicate, r.object_track, r.frame_start, r.frame_end]
-            for r in self.relations
-            if track_ids is None or (r.subject_track in track_ids and (r.object_track in track_ids or r.object_track is None))
-        ]
-        compact: dict[str, Any] = {"video": self.video.video_id, "secs": round(self.video.duration_s, 1)}
-        if self.video.scene:
-            compact["scene"] = [label for label, _ in self.video.scene]
-        if self.video.screen_text:
-            compact["text"] = screen_lines(self.video.screen_text, limit=8)
-        compact.update(o=objects, r=relations)
-        knowledge = word_knowledge()
-        words = [(t.category, t.category_group) for t in self.tracks if track_ids is None or t.track_id in track_ids]
-        words += [(group, None) for _, group in words if group]  # the coarse group's gloss: what the kind is
-        glosses = {word: knowledge.gloss(word, group) for word, group in words}
-        if any(glosses.values()):
-            compact["know"] = {cat: gloss for cat, gloss in glosses.items() if gloss}
-        return compact
-
-    def to_compact_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_compact(**kwargs), separators=(",", ":"))

@@ -38,6 +38,7 @@ from twinseek.twins.model import Instance, ScreenText, Track, Twin, Video, utc_n
 from twinseek.twins.relations import compute_relations, track_motion
 from twinseek.twins.specialists import Specialists, build_specialists
 from twinseek.twins.store import TwinStore
+from twinseek.twins.views import DESCRIPTION_SOURCE, describe
 
 logger = logging.getLogger(__name__)
 
@@ -399,9 +400,11 @@ def build_twin(
         if track_insts:
             built.append((obj, track_insts, track_masks))
     with timer.step("categorise"):
-        categories, scene = _categorise_video([b[0] for b in built], frames, specialists, settings, vocabulary)
+        labelled = _categorise_video([b[0] for b in built], frames, specialists, settings, vocabulary)
+    categories = labelled.choices
     tracks, instances, masks = [], [], {}
-    for new_id, ((obj, track_insts, track_masks), category) in enumerate(zip(built, categories), start=1):
+    for new_id, ((obj, track_insts, track_masks), category, votes) in enumerate(
+            zip(built, categories, labelled.votes), start=1):
         with timer.step("describe"):
             attributes = _describe(obj, frames, specialists, category[0])
         for inst in track_insts:
@@ -410,9 +413,9 @@ def build_twin(
         tracks.append(Track(
             video_id=video_id, track_id=new_id, category=category[0], category_score=category[1],
             category_source=category[2], category_group=category[3], category_candidates=category[4],
-            attributes=attributes, first_frame=track_insts[0].frame_index, last_frame=track_insts[-1].frame_index,
-            frame_count=len(track_insts), mean_area=float(np.mean([i.area for i in track_insts])),
-            speed=speed, direction=direction,
+            votes=votes, attributes=attributes, first_frame=track_insts[0].frame_index,
+            last_frame=track_insts[-1].frame_index, frame_count=len(track_insts),
+            mean_area=float(np.mean([i.area for i in track_insts])), speed=speed, direction=direction,
         ))
         instances.extend(track_insts)
         masks.update(track_masks)
@@ -425,19 +428,37 @@ def build_twin(
     video = Video(
         video_id=video_id, path=str(info.path.resolve()), content_hash=content_hash, width=info.width,
         height=info.height, fps=info.fps, frame_count=info.frame_count, duration_s=info.duration_s,
-        sampled_frames=indices, profile=settings.profile, specialists=specialists.provenance(), scene=scene,
-        screen_text=screen_text,
+        sampled_frames=indices, profile=settings.profile, specialists=specialists.provenance(),
+        scene=labelled.scene, frame_votes=labelled.frame_votes, screen_text=screen_text,
     )
-    return Twin(video=video, tracks=tracks, instances=instances, relations=relations), masks
+    twin = Twin(video=video, tracks=tracks, instances=instances, relations=relations)
+    with timer.step("words"):
+        twin.video.description, twin.video.description_source = describe(twin), DESCRIPTION_SOURCE
+    return twin, masks
 
 
 CategoryChoice = tuple[str, float, str, str | None, list[tuple[str, float]]]
 
 
+@dataclass
+class VideoLabels:
+    """What the categoriser said about a video: each object's category (``choices``) and the share of its views
+    each candidate label won (``votes``), the scene labels, and the share of scene frames each label won."""
+
+    choices: list[CategoryChoice]
+    votes: list[dict[str, float]]
+    scene: list[tuple[str, float]]
+    frame_votes: dict[str, float]
+
+
+def _votes(found: Sequence[Category]) -> dict[str, float]:
+    return {c.label: round(c.votes, 3) for c in found if c.votes}
+
+
 def _categorise_video(
     objects: Sequence[TrackedObject], frames: Sequence[np.ndarray], specialists: Specialists, settings: Settings,
     vocabulary: Sequence[str] | None,
-) -> tuple[list[CategoryChoice], list[tuple[str, float]]]:
+) -> VideoLabels:
     """Categories of every object and the scene labels, from one batched call where the detector allows it.
 
     A confident label from the object detector (COCO) is used as a hint: the classifier then only refines it
@@ -460,11 +481,16 @@ def _categorise_video(
                                hints + [None] * len(picks))
     choices = [_categorise(obj, f, specialists, hint, detector_model) for obj, f, hint in zip(objects, found, hints)]
     totals: dict[str, float] = defaultdict(float)
+    firsts: dict[str, float] = defaultdict(float)
     for labels in found[len(objects):]:
         for c in labels[:2]:
             totals[c.label] += c.score / max(len(picks), 1)
+        if labels:
+            firsts[labels[0].label] += 1 / len(picks)
     ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:SCENE_LABELS]
-    return choices, [(label, round(score, 3)) for label, score in ranked]
+    frame_votes = {label: round(share, 3) for label, share in sorted(firsts.items(), key=lambda kv: -kv[1])}
+    return VideoLabels(choices, [_votes(f) for f in found[:len(objects)]],
+                       [(label, round(score, 3)) for label, score in ranked], frame_votes)
 
 
 def _categorise_groups(

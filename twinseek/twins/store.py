@@ -177,6 +177,26 @@ def m004_perception(db: sqlite_utils.Database) -> None:
         db.table("videos").add_column("screen_text", str)
 
 
+@migrations()
+def m005_words(db: sqlite_utils.Database) -> None:
+    """What the twin's words are made from and the description itself (twinseek.twins.views.describe): per-track
+    and per-video label votes (JSON; null in stores ingested before them) and the one-line description."""
+    for table, columns in (("tracks", ("votes",)), ("videos", ("frame_votes", "description", "description_source"))):
+        existing = db.table(table).columns_dict
+        for column in columns:
+            if column not in existing:
+                db.table(table).add_column(column, str)
+
+
+@migrations()
+def m007_judgements(db: sqlite_utils.Database) -> None:
+    """The judge's answers (P(yes) of one prompt by one model, at temperature 0): a candidate judged again for the
+    same query, after a restart or in another eval run, is not sent to the LLM again. Not twin data: searches write
+    it, like the decompositions."""
+    db.table("judgements").create({"key": str, "model": str, "value": float, "created_at": str}, pk="key",
+                                  if_not_exists=True)
+
+
 class TwinStore:
     """A folder holding the twin database and mask files. Use as a context manager or call ``close``."""
 
@@ -379,6 +399,24 @@ class TwinStore:
                 raise VideoNotFoundError(video_id)
             self.db.table("videos").update(video_id, {"ecr_text": text, "ecr_source": source})
 
+    def judgement(self, key: str) -> float | None:
+        """A judge's cached answer (see :func:`m007_judgements`), or None."""
+        row = self.db.execute("select value from judgements where key = ?", [key]).fetchone()
+        return None if row is None else float(row[0])
+
+    def put_judgement(self, key: str, model: str, value: float) -> None:
+        with self.writer(), self.db.atomic():
+            self.db.table("judgements").upsert({"key": key, "model": model, "value": value,
+                                                "created_at": utc_now()}, pk="key")
+
+    def set_description(self, video_id: str, text: str, source: str) -> None:
+        """Replace a video's one-line description (derived from its ingest rows: rewritten when the rules that
+        write it change, like the ECR text; nothing else of the twin changes)."""
+        with self.writer(), self.db.atomic():
+            if video_id not in self:
+                raise VideoNotFoundError(video_id)
+            self.db.table("videos").update(video_id, {"description": text, "description_source": source})
+
     def delete(self, video_id: str) -> None:
         """Remove a video's rows and its mask files (a folder an ingest of it is still writing stays)."""
         with self.writer():
@@ -461,6 +499,7 @@ class TwinStore:
         row["specialists"] = json.dumps([p.model_dump() for p in video.specialists])
         row["scene"] = json.dumps(video.scene)
         row["screen_text"] = json.dumps([t.model_dump() for t in video.screen_text])
+        row["frame_votes"] = json.dumps(video.frame_votes)
         row["mask_dir"] = mask_dir
         self.db.table("videos").insert(row)
 
@@ -605,18 +644,21 @@ def _video_from_row(row: dict[str, Any]) -> Video:
     row["specialists"] = [Provenance(**p) for p in json.loads(row["specialists"] or "[]")]
     row["scene"] = [tuple(s) for s in json.loads(row.get("scene") or "[]")]
     row["screen_text"] = [ScreenText(**t) for t in json.loads(row.get("screen_text") or "[]")]
+    row["frame_votes"] = json.loads(row.get("frame_votes") or "{}")
     return Video(**row)
 
 
 def _track_to_row(track: Track) -> dict[str, Any]:
     row = track.model_dump()
     row["category_candidates"] = json.dumps(track.category_candidates)
+    row["votes"] = json.dumps(track.votes)
     return row
 
 
 def _track_from_row(row: dict[str, Any]) -> Track:
     row = dict(row)
     row["category_candidates"] = [tuple(c) for c in json.loads(row["category_candidates"] or "[]")]
+    row["votes"] = json.loads(row.get("votes") or "{}")
     return Track(**row)
 
 

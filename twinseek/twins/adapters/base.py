@@ -48,12 +48,14 @@ class TrackedObject:
 
 @dataclass
 class Category:
-    """A label for one object. ``group`` is a coarser word (``bird`` for ``black swan``) where known."""
+    """A label for one object. ``group`` is a coarser word (``bird`` for ``black swan``) where known; ``votes`` the
+    share of the object's images on which this label came first (how much its views agree; None: not counted)."""
 
     label: str
     score: float
     source: str
     group: str | None = None
+    votes: float | None = None
 
 
 @runtime_checkable

@@ -326,17 +326,19 @@ class EmbeddedDetector(SpecialistBase):
             if not g:
                 out.append([])
                 continue
-            mean = probs[start:start + len(g)].mean(axis=0)
+            rows = probs[start:start + len(g)]
             start += len(g)
-            cats = [self._category(i, float(mean[i])) for i in np.argsort(-mean)[: self.top_k]]
+            mean = rows.mean(axis=0)
+            firsts = np.bincount(rows.argmax(axis=1), minlength=len(mean)) / len(rows)  # each view's top-1 vote
+            cats = [self._category(i, float(mean[i]), float(firsts[i])) for i in np.argsort(-mean)[: self.top_k]]
             allowed = self._coco.get(hint) if hint else None
             if allowed is not None and len(allowed):
                 best = allowed[np.argsort(-mean[allowed])[: self.top_k]]
-                within = [Category(clf.names[i], float(mean[i]), SOURCE, hint) for i in best]
+                within = [Category(clf.names[i], float(mean[i]), SOURCE, hint, float(firsts[i])) for i in best]
                 cats = within + [c for c in cats if c.label not in {w.label for w in within}]
             out.append(cats)
         return out
 
-    def _category(self, index: int, score: float) -> Category:
+    def _category(self, index: int, score: float, votes: float | None = None) -> Category:
         clf = self.classifier
-        return Category(label=clf.names[index], score=score, source=SOURCE, group=clf.groups[index])
+        return Category(label=clf.names[index], score=score, source=SOURCE, group=clf.groups[index], votes=votes)

@@ -20,3 +20,13 @@ def imagenet_classes() -> tuple[list[str], list[str | None]]:
     if len(names) != 1000 or len(groups) != 1000:
         raise ModelUnavailableError("imagenet_classes.txt / imagenet_groups.txt must have 1000 lines each")
     return names, groups
+
+
+def imagenet_words() -> list[tuple[str, bool, bool]]:
+    """Per ImageNet-1k class (model order): its basic-level name, whether it names a scene, whether the leaf is
+    distinctive (``imagenet_words.tsv``; made by ``scripts/make_imagenet_words.py`` from WordNet 3.0)."""
+    lines = _read_lines("imagenet_words.tsv")
+    rows = [line.split("\t") for line in lines[1:] if line.strip()]
+    if len(rows) != 1000 or any(len(r) < 6 for r in rows):
+        raise ModelUnavailableError("imagenet_words.tsv must have a header and 1000 rows of 6 columns")
+    return [(r[3], r[4] == "1", r[5] == "1") for r in rows]
