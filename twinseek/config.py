@@ -127,6 +127,10 @@ class LLMSettings(_Section):
     api_key: str | None = Field(None, description="Key for base_url (local servers accept any value).")
     model: str = Field("gpt-4.1-mini", description="Model name sent to base_url (ignored by the embedded server).")
     embedded_model: EmbeddedLLMName = "qwen2.5-coder-0.5b"
+    judge_model: EmbeddedLLMName | None = Field(
+        "qwen2.5-coder-1.5b", description="The embedded model that judges candidates in the 'describe' mode (its own "
+        "llama.cpp server beside the decomposer's); None: the decomposer's model. Ignored with base_url (the "
+        "endpoint judges). The 1.5B reads a description far better than the 0.5B (see the README's reasoning).")
     threads: int | None = Field(None, ge=1, description="Embedded server threads; None = half the CPU cores.")
     context: int = Field(4096, ge=256, description="Embedded server context tokens per parallel slot.")
     n_parallel: int = Field(2, ge=1, description="Embedded server slots (requests decoded concurrently).")
@@ -202,9 +206,10 @@ class RetrievalSettings(_Section):
     rewrite: bool = Field(False, description="Query-aware ECR rewriting before reranking (one LLM call each).")
 
 
+JudgeName = Literal["verdict", "yesno", "listwise", "describe"]
 EMBEDDED_LLM_WEIGHT = 0.5
-EMBEDDED_JUDGE_TOP = 0
-JudgeName = Literal["verdict", "yesno", "listwise"]
+EMBEDDED_JUDGE: JudgeName = "describe"
+EMBEDDED_JUDGE_TOP = 10
 DEFAULT_DEADLINE_S = 120.0
 
 
@@ -221,13 +226,15 @@ class AgentSettings(_Section):
         "None: no deadline. The default leaves the embedded LLM room for a full search on a slow CPU.")
     judge: JudgeName | None = Field(
         None, description="How the LLM judges candidates: 'verdict' (a chain-of-thought verdict per candidate, the "
-        "paper), 'yesno' (P(yes) per candidate from log-probabilities over compact evidence) or 'listwise' (one "
-        "call orders the candidates). None = 'verdict' with a user's endpoint, 'yesno' with the embedded LLM.")
+        "paper), 'describe' (P(yes) of the judge model reading each candidate's one-line description), 'yesno' "
+        "(P(yes) over compact evidence) or 'listwise' (one call orders the candidates). None = 'verdict' with a "
+        f"user's endpoint, '{EMBEDDED_JUDGE}' with the embedded LLMs.")
     judge_top: int | None = Field(
         None, ge=0, description="Candidates the LLM judges, best-ranked first; the others keep their retrieval "
-        f"relevance. None = every candidate with a user's endpoint, {EMBEDDED_JUDGE_TOP} with the embedded LLM "
-        "(none: no way of asking the 0.5B model about a candidate carried information on the dev bench, see the "
-        "README's reasoning results; set 1 or more to judge with it anyway).")
+        f"relevance. None = every candidate with a user's endpoint, {EMBEDDED_JUDGE_TOP} with the embedded LLMs.")
+    judge_prior: bool = Field(
+        False, description="In the 'describe' mode, take each description's agreeableness out of P(yes) (the logit "
+        "of P(yes) for a content-free query is subtracted; one more call per description, cached).")
     calibration: Path | None = Field(
         None, description="Calibrator file (``twinseek calibrate``) mapping judged scores to P(relevant). None: "
         "the store's calibration-<judge>.json, else the one shipped for the embedded LLM, else none.")

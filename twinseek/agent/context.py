@@ -17,8 +17,8 @@ from twinseek.tools.retrieval import TOOLS, Tool
 __all__ = ["JUDGES", "PROMPTS", "AgentContext", "DecomposerName", "JudgeName", "RerankerName", "Tool"]
 
 DecomposerName = Literal["llm", "rules"]
-PROMPTS = ("decompose", "reason", "yesno", "listwise", "plan")  # system prompts a search may replace
-JUDGES: tuple[JudgeName, ...] = ("verdict", "yesno", "listwise")
+PROMPTS = ("decompose", "reason", "yesno", "listwise", "describe", "plan")  # system prompts a search may replace
+JUDGES: tuple[JudgeName, ...] = ("verdict", "yesno", "listwise", "describe")
 
 
 @dataclass(kw_only=True)
@@ -62,13 +62,13 @@ class AgentContext:
     # gets its own entries in the decomposition cache.
     prompts: Mapping[str, str] | None = None
     # How the LLM judges candidates (see twinseek.agent.judge); None: the settings' ``agent.judge`` (by the LLM's
-    # tier: "verdict" for a user's endpoint, "yesno" for the embedded LLM).
+    # tier: "verdict" for a user's endpoint, "describe" for the embedded LLMs).
     judge: JudgeName | None = None
     # Map judged scores to P(relevant) with the calibrator of the LLM and judge mode, when there is one (then tau
     # is a probability threshold). Off: the relevance is the uncalibrated score (``twinseek calibrate`` reads it).
     calibrate: bool = True
     # How many candidates the LLM judges (best-ranked first); the others keep their retrieval relevance. None: the
-    # settings' ``agent.judge_top`` (every candidate with a user's endpoint, 3 with the embedded LLM).
+    # settings' ``agent.judge_top`` (every candidate with a user's endpoint, the top 10 with the embedded LLMs).
     judge_top: int | None = None
 
     def __post_init__(self) -> None:

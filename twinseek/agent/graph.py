@@ -19,29 +19,24 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
-from pydantic import BaseModel, ConfigDict, Field
 
 from twinseek.agent import prompts
-from twinseek.agent.calibration import RETRIEVAL_JUDGE, candidate_features
 from twinseek.agent.context import AgentContext
 from twinseek.agent.judge import (
-    LISTWISE_MAX_TOKENS,
-    ListwiseOrder,
-    blend,
-    compact_evidence,
+    Judge,
     evidence_reasoning,
+    evidence_tracks,
+    from_retrieval,
     grounded_tracks,
-    listwise_messages,
-    listwise_scores,
-    yesno_messages,
+    retrieval_relevance,
 )
 from twinseek.agent.resources import Resources
 from twinseek.agent.state import (
@@ -49,43 +44,30 @@ from twinseek.agent.state import (
     AgentState,
     Candidate,
     DroppedCandidate,
-    Fallback,
     FrameMask,
     Hit,
     HitObject,
     InputState,
     Judgement,
+    fallback,
 )
-from twinseek.agent.tools import Plan, applied_refinements, catalogue, compact_twin, run_call, search_twin
+from twinseek.agent.tools import Plan, applied_refinements, catalogue, run_call, search_twin
 from twinseek.errors import TwinseekError
 from twinseek.tools.deadline import BoundedLLM, Deadline
 from twinseek.tools.decompose import Decomposition, SubQuery
-from twinseek.tools.fusion import minmax
 from twinseek.tools.llm import LLMError
 from twinseek.tools.rerank import rerank as rerank_scores
 from twinseek.tools.rerank import rewrite_ecr
 from twinseek.tools.retrieval import retrieve as retrieve_stage
 from twinseek.twins.model import Twin
+from twinseek.twins.views import compact_view, description
 
 logger = logging.getLogger(__name__)
 
 GRAPH_NAME = "twinseek"
-REASON_MAX_TOKENS = 160
 PLAN_MAX_TOKENS = 200
 JUDGED_BY = {"fallback": "retrieval score (LLM failed)", "deadline": "retrieval score (deadline)",
              "retrieval": "retrieval score (lr off)", "unjudged": "retrieval similarity (not among the judged top)"}
-
-
-class Verdict(BaseModel):
-    """The LLM's judgement of one candidate (reasoning first: the verdict follows the argument)."""
-
-    model_config = ConfigDict(extra="forbid", title="Verdict")
-
-    # Bounded strings: llama.cpp turns maxLength into its grammar, so the small model stops early (latency).
-    reasoning: str = Field(max_length=240)
-    missing: list[Annotated[str, Field(max_length=60)]] = Field(max_length=3)
-    objects: list[int] = Field(max_length=8)
-    relevance: float = Field(ge=0, le=1)
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
@@ -101,11 +83,6 @@ def _timed(out: dict[str, Any], name: str) -> Iterator[None]:
     finally:
         out.setdefault("timings", {})[name] = round(time.perf_counter() - start, 4)
         out.setdefault("path", []).append(name)
-
-
-def _fallback(node: str, video_id: str | None, reason: str) -> Fallback:
-    logger.warning("%s%s: %s", node, f" ({video_id})" if video_id else "", reason)
-    return Fallback(node=node, video_id=video_id, reason=reason[:300])
 
 
 def _started(state: AgentState, out: dict[str, Any]) -> float:
@@ -126,36 +103,10 @@ def whole_query(query: str) -> Decomposition:
                          rewritten=query, source="fallback")
 
 
-def _evidence_tracks(candidate: Candidate) -> list[int]:
-    """Tracks behind the matched components (a negated sub-query's match is counter-evidence, not a hit)."""
-    return [t for e in candidate.evidence if not e.negated and e.similarity > 0 for t in e.track_ids]
-
-
-def _retrieval_relevance(candidates: list[Candidate], ctx: AgentContext) -> dict[str, float]:
-    """Relevance from retrieval alone (reasoning off, or the LLM failed): the retrieval score min-max scaled over
-    the candidates (all equal: all 1); in a search within given videos, their absolute similarity (a candidate
-    alone would always scale to 1)."""
-    if ctx.videos is not None:
-        return {c.video_id: c.similarity for c in candidates}
-    return dict(zip((c.video_id for c in candidates), minmax([c.score for c in candidates])))
-
-
-def _position(state: AgentState, cand: Candidate) -> int:
-    """The candidate's 0-based position in the retrieval (or reranked) order."""
-    ids = [c.video_id for c in state.get("candidates", [])]
-    return ids.index(cand.video_id) if cand.video_id in ids else len(ids)
-
-
 def _to_judge(candidates: list[Candidate], ctx: AgentContext) -> list[str]:
     """The candidates the LLM judges: the best-ranked ``judge_top`` (all when None)."""
     ids = [c.video_id for c in candidates]
     return ids if ctx.judge_top is None else ids[: ctx.judge_top]
-
-
-def _from_retrieval(candidate: Candidate, relevance: float,
-                    source: Literal["fallback", "deadline", "retrieval", "unjudged"],
-                    round_: int = 0) -> Judgement:
-    return Judgement(relevance=round(relevance, 4), source=source, round=round_)  # finalize grounds it
 
 
 # -- the nodes, bound to one store's resources -----------------------------------------------------------------
@@ -183,7 +134,7 @@ class Nodes:
             out["models"] = {"decompose": got.model}
             if got.fallback is not None:
                 why = "deadline" if deadline.passed else got.fallback
-                out["fallbacks"] = [_fallback("decompose", None, f"{why}; rule-based split used")]
+                out["fallbacks"] = [fallback("decompose", None, f"{why}; rule-based split used")]
             source = dec.source + (", cached" if got.cached else "")
             out["trace"] = [f"decompose: {len(dec.subqueries)} sub-queries ({source})"]
         runtime.stream_writer({"node": "decompose", "subqueries": [s.text for s in dec.subqueries]})
@@ -224,7 +175,7 @@ class Nodes:
                 return out
             deadline = _deadline(state, ctx)
             if deadline.passed:
-                out["fallbacks"] = [_fallback("rerank", None, "deadline; retrieval order kept")]
+                out["fallbacks"] = [fallback("rerank", None, "deadline; retrieval order kept")]
                 return out
             query = state["query"]
             ranked = [(c.video_id, c.score) for c in candidates]
@@ -238,7 +189,7 @@ class Nodes:
                 new = rerank_scores(ranked, docs, reranker, query, top_k=top, weight=r.rerank_weight)
             except (TwinseekError, OSError) as exc:
                 why = "deadline" if deadline.passed else f"reranker failed ({exc})"
-                out["fallbacks"] = [_fallback("rerank", None, f"{why}; retrieval order kept")]
+                out["fallbacks"] = [fallback("rerank", None, f"{why}; retrieval order kept")]
                 return out
             by_id = {c.video_id: c for c in candidates}
             reranked = [by_id[vid].model_copy(update={"score": score, "scores": {**by_id[vid].scores, "rerank": score}})
@@ -249,133 +200,39 @@ class Nodes:
         return out
 
     # -- reason
-    def _verdict(self, ctx: AgentContext, state: AgentState, llm: BoundedLLM, cand: Candidate, twin: Twin,
-                 round_: int) -> tuple[Judgement, Fallback | None]:
-        """The paper's judgement: a chain-of-thought verdict over the compact twin (``judge = "verdict"``)."""
-        dec = state["decomposition"]
-        view = compact_twin(twin, _evidence_tracks(cand), ctx.max_tracks, ctx.max_frames)
-        messages = prompts.reason_messages(state["query"], [(s.text, s.negated) for s in dec.subqueries], view,
-                                           system=ctx.prompt("reason"))
-        try:
-            verdict = llm.chat_json(messages, Verdict, max_tokens=REASON_MAX_TOKENS)
-        except LLMError as exc:
-            return self._llm_failed(ctx, state, llm, cand, exc, round_)
-        missing = [m.strip()[:120] for m in verdict.missing if m.strip()]
-        return Judgement(relevance=round(self._relevance(ctx, state, verdict.relevance, cand), 4),
-                         judged=verdict.relevance, reasoning=verdict.reasoning.strip(), objects=grounded_tracks(cand, twin, dec, verdict.objects),
-                         missing=missing, source="llm", round=round_), None
-
-    def _yesno(self, ctx: AgentContext, state: AgentState, llm: BoundedLLM, cand: Candidate, twin: Twin,
-               round_: int) -> tuple[Judgement, Fallback | None]:
-        """P(yes) on the candidate's compact evidence: one call of one generated token (``judge = "yesno"``)."""
-        evidence = compact_evidence(cand, twin, twin.video.ecr_text)
-        messages = yesno_messages(state["query"], state.get("decomposition"), evidence, system=ctx.prompt("yesno"))
-        try:
-            p_yes = llm.yes_probability(messages)
-        except LLMError as exc:
-            return self._llm_failed(ctx, state, llm, cand, exc, round_)
-        objects = grounded_tracks(cand, twin, state.get("decomposition"))
-        return Judgement(relevance=round(self._relevance(ctx, state, p_yes, cand), 4), judged=round(p_yes, 4),
-                         source="llm", round=round_,
-                         reasoning=evidence_reasoning(cand, twin, p_yes, objects), objects=objects), None
-
-    def _listwise(self, ctx: AgentContext, state: AgentState, llm: BoundedLLM, todo: list[Candidate],
-                  twins: dict[str, Twin], round_: int) -> list[tuple[str, Judgement, Fallback | None]]:
-        """One call orders all the candidates by their compact evidence (``judge = "listwise"``)."""
-        evidences = [compact_evidence(c, twins[c.video_id], twins[c.video_id].video.ecr_text) for c in todo]
-        messages = listwise_messages(state["query"], evidences, system=ctx.prompt("listwise"))
-        try:
-            order = llm.chat_json(messages, ListwiseOrder, max_tokens=LISTWISE_MAX_TOKENS, retries=0).order
-        except LLMError as exc:  # one call failed: one fallback for all the candidates
-            failed = [(c.video_id, *self._llm_failed(ctx, state, llm, c, exc, round_)) for c in todo]
-            return [(vid, j, f if i == 0 else None) for i, (vid, j, f) in enumerate(failed)]
-        out: list[tuple[str, Judgement, Fallback | None]] = []
-        for c, score in zip(todo, listwise_scores(order, len(todo))):
-            twin = twins[c.video_id]
-            objects = grounded_tracks(c, twin, state.get("decomposition"))
-            out.append((c.video_id, Judgement(relevance=round(self._relevance(ctx, state, score, c), 4), source="llm",
-                                              judged=score,
-                                              round=round_, objects=objects,
-                                              reasoning=evidence_reasoning(c, twin, None, objects)), None))
-        return out
-
-    def _relevance(self, ctx: AgentContext, state: AgentState, judged: float, cand: Candidate) -> float:
-        """P(relevant) from the calibrator of this LLM and judge mode, which reads the judgement, the retrieval
-        similarity and rank (see :mod:`twinseek.agent.calibration`); without one, the judgement blended with the
-        absolute retrieval similarity (a small LLM's judgement is noisy)."""
-        weight = ctx.llm_weight if ctx.llm_weight is not None else self.res.llm_weight
-        score = blend(judged, cand.similarity, weight)
-        calibrator = self.res.calibrator(ctx.judge or self.res.judge) if ctx.calibrate else None
-        if calibrator is None:
-            return score
-        return calibrator.probability(candidate_features(similarity=cand.similarity, rank=_position(state, cand),
-                                                         judged=judged, score=score))
-
-    def _unjudged(self, ctx: AgentContext, state: AgentState, cand: Candidate) -> Judgement:
-        """A candidate below the judged top: P(relevant) from its retrieval similarity and rank by the retrieval
-        calibrator when there is one (so it compares with the judged candidates'), else its absolute similarity."""
-        calibrator = self.res.calibrator(RETRIEVAL_JUDGE) if ctx.calibrate else None
-        if calibrator is None:
-            return _from_retrieval(cand, cand.similarity, "unjudged")
-        values = candidate_features(similarity=cand.similarity, rank=_position(state, cand))
-        return _from_retrieval(cand, calibrator.probability(values), "unjudged")
-
-    def _llm_failed(self, ctx: AgentContext, state: AgentState, llm: BoundedLLM, cand: Candidate, exc: LLMError,
-                    round_: int) -> tuple[Judgement, Fallback | None]:
-        rel = _retrieval_relevance(state["candidates"], ctx)[cand.video_id]
-        if llm.deadline.passed:  # one fallback for the node, recorded by the caller
-            return _from_retrieval(cand, rel, "deadline", round_), None
-        return _from_retrieval(cand, rel, "fallback", round_), _fallback(
-            "reason", cand.video_id, f"LLM failed ({exc}); relevance from retrieval")
-
     def reason(self, state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         ctx, writer = _ctx(runtime), runtime.stream_writer
         with _timed(out, "reason"):
             res = self.res
-            mode = ctx.judge or res.judge
+            judge = Judge(res, ctx, state)
             by_id = {c.video_id: c for c in state.get("candidates", [])}
             todo = [by_id[v] for v in state.get("to_reason", []) if v in by_id]
-            order = {c.video_id: i for i, c in enumerate(todo)}
             actions = state.get("actions", [])  # the twins as this search's refinements left them
             twins = {c.video_id: search_twin(res, c.video_id, actions) for c in todo}  # read here: one DB thread
             round_ = state.get("refine_round", 0)
-            llm = self._llm(_deadline(state, ctx))
 
-            results: list[tuple[str, Judgement, Fallback | None]] = []
-            if mode == "listwise":
-                results = self._listwise(ctx, state, llm, todo, twins, round_)
-                for vid, judgement, _ in results:
-                    writer({"node": "reason", "video_id": vid, "relevance": judgement.relevance,
-                            "source": judgement.source})
-            else:
-                judge = self._yesno if mode == "yesno" else self._verdict
-                # the embedded server decodes n_parallel requests at once; the shared prompt prefix is cached
-                with ThreadPoolExecutor(max_workers=min(res.parallel, max(1, len(todo)))) as pool:
-                    futures = {pool.submit(judge, ctx, state, llm, c, twins[c.video_id], round_): c.video_id
-                               for c in todo}
-                    for future in as_completed(futures):  # report here: the stream writer belongs to this thread
-                        judgement, fallback = future.result()
-                        results.append((futures[future], judgement, fallback))
-                        writer({"node": "reason", "video_id": futures[future], "relevance": judgement.relevance,
-                                "source": judgement.source})
-            results.sort(key=lambda r: order[r[0]])
+            def report(video_id: str, judgement: Judgement) -> None:
+                writer({"node": "reason", "video_id": video_id, "relevance": judgement.relevance,
+                        "source": judgement.source})
+
+            results = judge.judge_all(todo, twins, round_, report)
             out["judgements"] = {vid: j for vid, j, _ in results}
             out["fallbacks"] = [f for _, _, f in results if f is not None]
             late = [vid for vid, j, _ in results if j.source == "deadline"]
             if late:
-                out["fallbacks"].append(_fallback("reason", None, f"deadline; {len(late)} candidate(s) judged by "
-                                                  f"retrieval: {', '.join(late)}"))
+                out["fallbacks"].append(fallback("reason", None, f"deadline; {len(late)} candidate(s) judged by "
+                                                 f"retrieval: {', '.join(late)}"))
             out["to_reason"] = []
-            out["models"] = {"reason": res.llm_name, "judge": mode}
-            out["trace"] = [f"reason[{round_}] {vid}: {j.relevance:.2f} ({j.source}, {mode})"
+            out["models"] = {"reason": judge.model_name, "judge": judge.mode}
+            out["trace"] = [f"reason[{round_}] {vid}: {j.relevance:.2f} ({j.source}, {judge.mode})"
                             + (f", missing {j.missing}" if j.missing else "") for vid, j, _ in results]
         return out
 
     # -- refine
     def _plan(self, ctx: AgentContext, state: AgentState, llm: BoundedLLM, cand: Candidate, twin: Twin) -> Plan:
         missing = state["judgements"][cand.video_id].missing
-        view = compact_twin(twin, _evidence_tracks(cand), ctx.max_tracks, ctx.max_frames)
+        view = compact_view(twin, evidence_tracks(cand), ctx.max_tracks, ctx.max_frames)
         messages = prompts.plan_messages(catalogue(self.res), state["query"], missing, view, system=ctx.prompt("plan"))
         # a plan is optional: an invalid one is not worth re-generating (each retry costs seconds on a small LLM)
         return llm.chat_json(messages, Plan, max_tokens=PLAN_MAX_TOKENS, retries=0)
@@ -390,7 +247,7 @@ class Nodes:
             todo = _to_refine(state, ctx)
             if deadline.passed:
                 out.update(refine_round=round_, to_reason=[], fallbacks=[
-                    _fallback("refine", None, f"deadline; {len(todo)} candidate(s) not refined")])
+                    fallback("refine", None, f"deadline; {len(todo)} candidate(s) not refined")])
                 out["trace"] = [f"refine[{round_}]: skipped (deadline)"]
                 return out
             by_id = {c.video_id: c for c in state.get("candidates", [])}
@@ -408,12 +265,12 @@ class Nodes:
                     plan = planned[vid].result()
                 except LLMError as exc:
                     why = "deadline" if deadline.passed else f"the LLM failed ({exc})"
-                    fallbacks.append(_fallback("refine", vid, f"no plan: {why}; judgement kept"))
+                    fallbacks.append(fallback("refine", vid, f"no plan: {why}; judgement kept"))
                     continue
                 augmented = False
                 for i, call in enumerate(plan.calls):
                     if deadline.passed:  # specialists are slow too: stop acting once time is up
-                        fallbacks.append(_fallback("refine", vid, f"deadline; {len(plan.calls) - i} planned "
+                        fallbacks.append(fallback("refine", vid, f"deadline; {len(plan.calls) - i} planned "
                                                    "call(s) not run"))
                         break
                     record, did = run_call(res, twin, call, round_, query=state["query"], applied=applied[vid])
@@ -457,7 +314,7 @@ class Nodes:
         reasoning = j.reasoning or (evidence_reasoning(cand, twin, None, objects) if j.source == "unjudged" else "")
         return Hit(rank=rank, video_id=cand.video_id, path=cand.path, relevance=j.relevance,
                    retrieval_score=cand.score, retrieval_rank=retrieval_rank, similarity=cand.similarity,
-                   judgement=j.judged, scores=cand.scores, reasoning=reasoning, missing=j.missing,
+                   judgement=j.judged, description=j.read or description(twin), scores=cand.scores, reasoning=reasoning, missing=j.missing,
                    judged_by=judged_by, refined=j.round > 0, objects=self._objects(twin, objects, root),
                    evidence=cand.evidence)
 
@@ -470,7 +327,7 @@ class Nodes:
             judged = self._judgements_or_scores(state, ctx)
             kept = [c for c in candidates if not ctx.lr or judged[c.video_id].relevance >= ctx.tau]
             kept.sort(key=lambda c: (-judged[c.video_id].relevance, order[c.video_id]))
-            names = {**JUDGED_BY, "llm": self.res.llm_name if ctx.lr else ""}
+            names = {**JUDGED_BY, "llm": Judge(self.res, ctx, state).model_name if ctx.lr else ""}
             root = self.res.store.root.resolve()  # mask paths are relative to the store: absolute for callers
             actions, dec = state.get("actions", []), state.get("decomposition")
             out["hits"] = [self._hit(c, judged[c.video_id], rank, names[judged[c.video_id].source], root, actions,
@@ -487,10 +344,11 @@ class Nodes:
         (``judge_top``), its calibrated retrieval similarity."""
         candidates = state.get("candidates", [])
         if not ctx.lr:
-            scaled = _retrieval_relevance(candidates, ctx)
-            return {c.video_id: _from_retrieval(c, scaled[c.video_id], "retrieval") for c in candidates}
+            scaled = retrieval_relevance(candidates, ctx)
+            return {c.video_id: from_retrieval(scaled[c.video_id], "retrieval") for c in candidates}
         judged = dict(state.get("judgements", {}))
-        return {c.video_id: judged.get(c.video_id) or self._unjudged(ctx, state, c) for c in candidates}
+        judge = Judge(self.res, ctx, state)
+        return {c.video_id: judged.get(c.video_id) or judge.unjudged(c) for c in candidates}
 
 
 def _to_refine(state: AgentState, ctx: AgentContext) -> list[str]:

@@ -1,19 +1,23 @@
-"""How the reason node judges candidates: the judgement modes, the compact evidence they read, and grounding.
+"""How a search judges its candidates: the :class:`Judge` (modes, relevance, calibration, LLM-failure fallback), what
+each mode reads, and grounding.
 
-Three modes (``agent.judge`` / ``AgentContext.judge``):
+Four modes (``agent.judge`` / ``AgentContext.judge``):
 
+- ``describe``: the embedded default. The judge model (``llm.judge_model``, the Qwen2.5-Coder-1.5B on its own
+  llama.cpp server) reads the candidate's one-line description (:func:`twinseek.twins.views.description`: what
+  the video shows, the names a person uses) after the query, ``Query: ...\nVideo: ...\nDoes this video match the
+  query? Answer yes or no.``; the judgement is P(yes) from the first token's log-probabilities. The query comes
+  first, so every candidate of a search shares its tokens in llama.cpp's prompt cache; answers are cached in the
+  store. With ``agent.judge_prior`` the description's own agreeableness is taken out (contextual calibration).
 - ``verdict``: the paper's per-candidate chain of thought over the compact twin (a JSON verdict with reasoning,
   missing facts, objects and a relevance). The default with a user's endpoint, whose model can argue.
-- ``yesno``: one yes/no question per candidate over its *compact evidence*; the relevance is P(yes) read from the
-  first token's log-probabilities, never a generated number. The default with the embedded model: a 0.5B LLM
-  copies the numbers of its worked examples, but its yes/no token probabilities still order candidates. The
-  fixed prompt prefix (system text and examples) is the same for every candidate and query, so llama.cpp's prompt
-  cache reuses it and each call only reads the candidate's few hundred tokens.
+- ``yesno``: one yes/no question per candidate over its *compact evidence* (the components that matched the
+  sub-queries, the scene labels and the start of the ECR text), with a fixed prompt prefix of two examples.
+  Measured on the dev bench: it echoes the sub-queries as if found, so every candidate looks matched.
 - ``listwise``: one call that orders the top candidates (their evidence numbered); relevance by position.
 
-Compact evidence = the components that matched the sub-queries (object category and attributes, relations),
-the scene labels and the start of the ECR text. The reasoning a person reads in ``yesno``/``listwise`` is built
-from the same evidence, with no extra LLM call.
+The reasoning a person reads is built from the evidence (which sub-query matched which object), with no extra LLM
+call; the description the judge read is kept with the hit.
 
 Grounding (:func:`grounded_tracks`): the objects returned with a hit are the tracks behind the component
 evidence of the object sub-queries; an LLM may only order them (tracks it names first), never add its own.
@@ -21,15 +25,60 @@ evidence of the object sub-queries; an LLM may only order them (tracks it names 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from twinseek.agent import prompts
+from twinseek.agent.calibration import RETRIEVAL_JUDGE, candidate_features
+from twinseek.agent.context import AgentContext, JudgeName
+from twinseek.agent.state import AgentState, Fallback, Judgement, fallback
 from twinseek.tools.compositional import ComponentMatch
+from twinseek.tools.deadline import BoundedLLM, Deadline
 from twinseek.tools.decompose import Decomposition
+from twinseek.tools.fusion import minmax
+from twinseek.tools.llm import LLMError
 from twinseek.tools.retrieval import Candidate
 from twinseek.twins.model import Track, Twin
+from twinseek.twins.views import compact_view, description
+from twinseek.twins.words import category_phrase, motion_words
+
+if TYPE_CHECKING:
+    from twinseek.agent.calibration import Calibrator
+    from twinseek.tools.deadline import ChatModel
+    from twinseek.twins.store import TwinStore
+
+
+class JudgeResources(Protocol):
+    """What a :class:`Judge` reads of a store's resources (:class:`twinseek.agent.resources.Resources`)."""
+
+    store: TwinStore
+
+    @property
+    def llm(self) -> ChatModel: ...
+
+    @property
+    def judge_llm(self) -> ChatModel: ...
+
+    @property
+    def judge(self) -> JudgeName: ...
+
+    @property
+    def judge_prior(self) -> bool: ...
+
+    @property
+    def llm_weight(self) -> float: ...
+
+    @property
+    def parallel(self) -> int: ...
+
+    def calibrator(self, judge: str) -> Calibrator | None: ...
+
 
 ECR_CHARS = 280  # the ECR text's share of the evidence (its first sentences name the main objects)
 MAX_OTHER_OBJECTS = 3
@@ -67,13 +116,11 @@ def grounded_tracks(candidate: Candidate, twin: Twin, decomposition: Decompositi
 
 # -- compact evidence ---------------------------------------------------------------------------------------------
 def _describe(track: Track) -> str:
-    cat = track.category if not track.category_group or track.category_group == track.category \
-        else f"{track.category} ({track.category_group})"
-    parts = [cat]
+    parts = [category_phrase(track)]
     if track.attributes:
         parts.append(track.attributes[:80])
-    if track.direction and track.direction != "stationary":
-        parts.append(f"moving {track.direction}")
+    if track.direction != "stationary":
+        parts.append(motion_words(track))
     return ", ".join(parts)
 
 
@@ -132,12 +179,12 @@ Think about what the query means (it may describe a thing indirectly), then answ
 
 # Ours, not from any bench: a match described indirectly, then a miss whose objects are near the query's words.
 YESNO_EXAMPLES: list[tuple[str, str]] = [
-    ("Query: a pet that purrs, sleeping on a sofa\nFound:\nScene: living room\nMatches:\n"
-     '- "a pet that purrs" -> object 1: cat, grey, lying still\n- "a sofa" -> object 2: couch\n'
-     "Summary: A grey cat lies curled up on a couch in a living room.", "yes"),
-    ("Query: a horse jumping over a fence\nFound:\nScene: field\nMatches:\n"
-     '- "a horse" -> object 1: cow, brown\n- "a fence" -> object 2: fence\n'
-     "Summary: A brown cow grazes beside a wooden fence.", "no"),
+    ("Query: an animal that hoots at night, perched on a branch\nFound:\nScene: forest\nMatches:\n"
+     '- "an animal that hoots at night" -> object 1: great grey owl (bird), stationary\n'
+     '- "a branch" -> object 2: tree\nSummary: A grey owl sits still on a tree in a forest.', "yes"),
+    ("Query: a train crossing a bridge\nFound:\nScene: street\nMatches:\n"
+     '- "a train" -> object 1: bus, red\n- "a bridge" -> object 2: road\n'
+     "Summary: A red bus stands parked at the side of a road.", "no"),
 ]
 
 
@@ -216,3 +263,212 @@ def choice_messages(query: str, evidences: Sequence[str], system: str | None = N
     return [{"role": "system", "content": CHOICE_SYSTEM if system is None else system},
             {"role": "user", "content": f"Query: {query}\n\n{blocks}\n\nWhich video matches the query? "
                                         f"Answer 1 to {len(evidences)}, or 0 for none."}]
+
+
+# -- the description judge ---------------------------------------------------------------------------------------
+DESCRIBE_QUESTION = "Does this video match the query? Answer yes or no."
+CONTENT_FREE_QUERY = "N/A"  # a query that says nothing: P(yes) for it measures how agreeable a description is
+
+
+def describe_messages(query: str, description: str, system: str | None = None) -> list[dict[str, str]]:
+    """The question about one candidate in the ``describe`` mode: the query first (every candidate of a search
+    shares those tokens, which llama.cpp's prompt cache keeps), then the video's one-line description."""
+    messages = [{"role": "system", "content": system}] if system else []
+    return messages + [{"role": "user", "content": f"Query: {query}\nVideo: {description}\n{DESCRIBE_QUESTION}"}]
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+def prior_corrected(p_yes: float, p_content_free: float) -> float:
+    """P(yes) with the description's own agreeableness taken out (contextual calibration, Zhao et al. 2021): the
+    logit of P(yes) for a content-free query is subtracted, so a line with many plausible nouns no longer says
+    yes to every query."""
+    return sigmoid(logit(p_yes) - logit(p_content_free))
+
+
+# -- the judge -----------------------------------------------------------------------------------------------------
+Judged = tuple[str, Judgement, Fallback | None]
+REASON_MAX_TOKENS = 160
+
+
+class Verdict(BaseModel):
+    """The LLM's judgement of one candidate (reasoning first: the verdict follows the argument)."""
+
+    model_config = ConfigDict(extra="forbid", title="Verdict")
+
+    # Bounded strings: llama.cpp turns maxLength into its grammar, so the small model stops early (latency).
+    reasoning: str = Field(max_length=240)
+    missing: list[Annotated[str, Field(max_length=60)]] = Field(max_length=3)
+    objects: list[int] = Field(max_length=8)
+    relevance: float = Field(ge=0, le=1)
+
+
+def from_retrieval(relevance: float, source: Literal["fallback", "deadline", "retrieval", "unjudged"],
+                   round_: int = 0) -> Judgement:
+    return Judgement(relevance=round(relevance, 4), source=source, round=round_)  # finalize grounds it
+
+
+def retrieval_relevance(candidates: Sequence[Candidate], ctx: AgentContext) -> dict[str, float]:
+    """Relevance from retrieval alone (reasoning off, or the LLM failed): the retrieval score min-max scaled over
+    the candidates (all equal: all 1); in a search within given videos, their absolute similarity (a candidate
+    alone would always scale to 1)."""
+    if ctx.videos is not None:
+        return {c.video_id: c.similarity for c in candidates}
+    return dict(zip((c.video_id for c in candidates), minmax([c.score for c in candidates])))
+
+
+def evidence_tracks(candidate: Candidate) -> list[int]:
+    """Tracks behind the matched components (a negated sub-query's match is counter-evidence, not a hit)."""
+    return [t for e in candidate.evidence if not e.negated and e.similarity > 0 for t in e.track_ids]
+
+
+class Judge:
+    """How one search judges its candidates: the judgement mode (``ctx.judge``, else the store's default), the
+    LLM that judges (the ``describe`` mode's judge model, else the search's LLM), bounded by the search's deadline,
+    the relevance each judgement becomes (calibrated, else blended with the retrieval similarity) and the fallback
+    to retrieval when the LLM fails. Made per reason step from the run options and the state; keeps nothing."""
+
+    def __init__(self, res: JudgeResources, ctx: AgentContext, state: AgentState) -> None:
+        self.res, self.ctx, self.state = res, ctx, state
+        self.mode: JudgeName = ctx.judge or res.judge
+        deadline = Deadline.after(state.get("started_at"), ctx.deadline_s)
+        self.llm = BoundedLLM(res.judge_llm if self.mode == "describe" else res.llm, deadline)
+        self.positions = {c.video_id: i for i, c in enumerate(state.get("candidates", []))}
+
+    @property
+    def model_name(self) -> str:
+        return f"{self.llm.tier}:{self.llm.model}"
+
+    # -- the candidates it judges
+    def judge_all(self, todo: list[Candidate], twins: dict[str, Twin], round_: int,
+                  report: Callable[[str, Judgement], None]) -> list[Judged]:
+        """Judge ``todo`` (best-ranked first), reporting each judgement as it comes; results in ``todo``'s order."""
+        if self.mode == "listwise":
+            results = self._listwise(todo, twins, round_)
+            for vid, judgement, _ in results:
+                report(vid, judgement)
+            return results
+        one = {"describe": self._describe, "yesno": self._yesno}.get(self.mode, self._verdict)
+        results = []
+        # the embedded server decodes n_parallel requests at once; the shared prompt prefix is cached
+        with ThreadPoolExecutor(max_workers=min(self.res.parallel, max(1, len(todo)))) as pool:
+            futures = {pool.submit(one, c, twins[c.video_id], round_): c.video_id for c in todo}
+            for future in as_completed(futures):  # reported here: the stream writer belongs to this thread
+                judgement, failure = future.result()
+                results.append((futures[future], judgement, failure))
+                report(futures[future], judgement)
+        order = {c.video_id: i for i, c in enumerate(todo)}
+        return sorted(results, key=lambda r: order[r[0]])
+
+    def unjudged(self, cand: Candidate) -> Judgement:
+        """A candidate below the judged top: P(relevant) from its retrieval similarity and rank by the retrieval
+        calibrator when there is one (so it compares with the judged candidates'), else its absolute similarity."""
+        calibrator = self.res.calibrator(RETRIEVAL_JUDGE) if self.ctx.calibrate else None
+        if calibrator is None:
+            return from_retrieval(cand.similarity, "unjudged")
+        values = candidate_features(similarity=cand.similarity, rank=self._position(cand))
+        return from_retrieval(calibrator.probability(values), "unjudged")
+
+    def relevance(self, judged: float, cand: Candidate) -> float:
+        """P(relevant) from the calibrator of this LLM and judge mode, which reads the judgement, the retrieval
+        similarity and rank (see :mod:`twinseek.agent.calibration`); without one, the judgement blended with the
+        absolute retrieval similarity (a small LLM's judgement is noisy)."""
+        weight = self.ctx.llm_weight if self.ctx.llm_weight is not None else self.res.llm_weight
+        score = blend(judged, cand.similarity, weight)
+        calibrator = self.res.calibrator(self.mode) if self.ctx.calibrate else None
+        if calibrator is None:
+            return score
+        return calibrator.probability(candidate_features(similarity=cand.similarity, rank=self._position(cand),
+                                                         judged=judged, score=score))
+
+    # -- the modes
+    def _describe(self, cand: Candidate, twin: Twin, round_: int) -> tuple[Judgement, Fallback | None]:
+        """P(yes) of the judge model reading the candidate's one-line description (``judge = "describe"``),
+        with the description's agreeableness taken out when ``agent.judge_prior`` is on."""
+        text = description(twin)
+        try:
+            p_yes = self._ask(describe_messages(self.state["query"], text, self.ctx.prompt("describe")))
+            judged = prior_corrected(p_yes, self._ask(describe_messages(CONTENT_FREE_QUERY, text))) \
+                if self.res.judge_prior else p_yes
+        except LLMError as exc:
+            return self._failed(cand, exc, round_)
+        objects = grounded_tracks(cand, twin, self.state.get("decomposition"))
+        return Judgement(relevance=round(self.relevance(judged, cand), 4), judged=round(judged, 4), source="llm",
+                         round=round_, read=text, objects=objects,
+                         reasoning=evidence_reasoning(cand, twin, p_yes, objects)), None
+
+    def _ask(self, messages: list[dict[str, str]]) -> float:
+        """P(yes) for ``messages``, from the store's cache of the judge's answers when this model was asked the same
+        before (the answer of a temperature-0 model to the same prompt; other temperatures are keyed apart)."""
+        key = hashlib.sha256(json.dumps([self.llm.model, self.llm.settings.temperature, messages]).encode()).hexdigest()
+        cached = self.res.store.judgement(key)
+        if cached is not None:
+            return cached
+        p_yes = self.llm.yes_probability(messages)
+        self.res.store.put_judgement(key, self.llm.model, p_yes)
+        return p_yes
+
+    def _verdict(self, cand: Candidate, twin: Twin, round_: int) -> tuple[Judgement, Fallback | None]:
+        """The paper's judgement: a chain-of-thought verdict over the compact twin (``judge = "verdict"``)."""
+        dec = self.state["decomposition"]
+        view = compact_view(twin, evidence_tracks(cand), self.ctx.max_tracks, self.ctx.max_frames)
+        messages = prompts.reason_messages(self.state["query"], [(s.text, s.negated) for s in dec.subqueries], view,
+                                           system=self.ctx.prompt("reason"))
+        try:
+            verdict = self.llm.chat_json(messages, Verdict, max_tokens=REASON_MAX_TOKENS)
+        except LLMError as exc:
+            return self._failed(cand, exc, round_)
+        missing = [m.strip()[:120] for m in verdict.missing if m.strip()]
+        return Judgement(relevance=round(self.relevance(verdict.relevance, cand), 4), judged=verdict.relevance,
+                         reasoning=verdict.reasoning.strip(), objects=grounded_tracks(cand, twin, dec, verdict.objects),
+                         missing=missing, source="llm", round=round_), None
+
+    def _yesno(self, cand: Candidate, twin: Twin, round_: int) -> tuple[Judgement, Fallback | None]:
+        """P(yes) on the candidate's compact evidence: one call of one generated token (``judge = "yesno"``)."""
+        evidence = compact_evidence(cand, twin, twin.video.ecr_text)
+        messages = yesno_messages(self.state["query"], self.state.get("decomposition"), evidence,
+                                  system=self.ctx.prompt("yesno"))
+        try:
+            p_yes = self.llm.yes_probability(messages)
+        except LLMError as exc:
+            return self._failed(cand, exc, round_)
+        objects = grounded_tracks(cand, twin, self.state.get("decomposition"))
+        return Judgement(relevance=round(self.relevance(p_yes, cand), 4), judged=round(p_yes, 4), source="llm",
+                         round=round_, reasoning=evidence_reasoning(cand, twin, p_yes, objects), objects=objects), None
+
+    def _listwise(self, todo: list[Candidate], twins: dict[str, Twin], round_: int) -> list[Judged]:
+        """One call orders all the candidates by their compact evidence (``judge = "listwise"``)."""
+        evidences = [compact_evidence(c, twins[c.video_id], twins[c.video_id].video.ecr_text) for c in todo]
+        messages = listwise_messages(self.state["query"], evidences, system=self.ctx.prompt("listwise"))
+        try:
+            order = self.llm.chat_json(messages, ListwiseOrder, max_tokens=LISTWISE_MAX_TOKENS, retries=0).order
+        except LLMError as exc:  # one call failed: one fallback for all the candidates
+            failed = [(c.video_id, *self._failed(c, exc, round_)) for c in todo]
+            return [(vid, j, f if i == 0 else None) for i, (vid, j, f) in enumerate(failed)]
+        out: list[Judged] = []
+        for c, score in zip(todo, listwise_scores(order, len(todo))):
+            twin = twins[c.video_id]
+            objects = grounded_tracks(c, twin, self.state.get("decomposition"))
+            out.append((c.video_id, Judgement(relevance=round(self.relevance(score, c), 4), source="llm",
+                                              judged=score, round=round_, objects=objects,
+                                              reasoning=evidence_reasoning(c, twin, None, objects)), None))
+        return out
+
+    # -- when the LLM fails
+    def _failed(self, cand: Candidate, exc: LLMError, round_: int) -> tuple[Judgement, Fallback | None]:
+        rel = retrieval_relevance(self.state["candidates"], self.ctx)[cand.video_id]
+        if self.llm.deadline.passed:  # one fallback for the node, recorded by the caller
+            return from_retrieval(rel, "deadline", round_), None
+        return from_retrieval(rel, "fallback", round_), fallback(
+            "reason", cand.video_id, f"LLM failed ({exc}); relevance from retrieval")
+
+    def _position(self, cand: Candidate) -> int:
+        """The candidate's 0-based position in the retrieval (or reranked) order."""
+        return self.positions.get(cand.video_id, len(self.positions))

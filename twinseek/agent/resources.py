@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 
 import sqlite_utils
 
-from twinseek.config import EMBEDDED_JUDGE_TOP, EMBEDDED_LLM_WEIGHT, JudgeName, Settings, load_settings
+from twinseek.config import (
+    EMBEDDED_JUDGE,
+    EMBEDDED_JUDGE_TOP,
+    EMBEDDED_LLM_WEIGHT,
+    JudgeName,
+    Settings,
+    load_settings,
+)
 from twinseek.errors import TwinseekError
 from twinseek.tools.decompose import Decomposer, DecompositionCache
 from twinseek.tools.rerank import LLM_RERANKERS, Reranker, RerankerName, make_reranker
@@ -47,6 +54,7 @@ class Resources:
         self.indexes = indexes
         self.decomposer = Decomposer(DecompositionCache(store))
         self._llm = llm
+        self._judge_llm: LLMClient | None = None
         self._specialists = specialists
         self._rerankers: dict[str, Reranker] = {}
         self._lock = threading.Lock()
@@ -85,11 +93,37 @@ class Resources:
                 self._llm = open_llm(self.settings)
             return self._llm
 
+    @property
+    def judge_llm(self) -> LLMClient:
+        """The LLM of the 'describe' judge: the embedded ``llm.judge_model`` on its own server (built without a
+        request), else the search's LLM (a user's endpoint, or no separate judge model)."""
+        model = self.settings.llm.judge_model
+        if self.llm_tier == "paper" or model is None or model == self.settings.llm.embedded_model:
+            return self.llm
+        with self._lock:
+            if self._judge_llm is None:
+                from twinseek.tools.llm import open_llm
+
+                self._judge_llm = open_llm(self.settings, embedded_model=model)
+            return self._judge_llm
+
+    def judge_llm_key(self, judge: str) -> str:
+        """The model name a calibrator of ``judge`` records: the judge model's for 'describe', else the LLM's."""
+        if judge != "describe" or self.llm_tier == "paper" or self.settings.llm.judge_model is None:
+            return self.llm_key
+        return self.settings.llm.judge_model
+
+    @property
+    def judge_prior(self) -> bool:
+        return self.settings.agent.judge_prior
+
     def warm(self) -> threading.Thread | None:
         """Start the embedded LLM server now and fill its prompt cache with the fixed prefixes a search sends (see
         :func:`warm_llm`), in the background; nothing for a user's endpoint."""
         if self.llm_tier != "embedded":
             return None
+        if self.judge == "describe" and self.judge_top != 0 and self.judge_llm is not self.llm:
+            start_in_background(self.judge_llm)
         return warm_llm(self.llm, self.judge if self.judge_top != 0 else None)
 
     @property
@@ -129,7 +163,7 @@ class Resources:
     def judge(self) -> JudgeName:
         """The settings' ``agent.judge``, or by the LLM's tier: a user's endpoint argues a verdict per candidate,
         the embedded model answers yes/no (see :mod:`twinseek.agent.judge`)."""
-        return self.settings.agent.judge or ("verdict" if self.llm_tier == "paper" else "yesno")
+        return self.settings.agent.judge or ("verdict" if self.llm_tier == "paper" else EMBEDDED_JUDGE)
 
     def calibrator(self, judge: str) -> Calibrator | None:
         """The calibrator of this LLM and ``judge`` mode (see :func:`~twinseek.agent.calibration.find_calibrator`)."""
@@ -139,7 +173,7 @@ class Resources:
         if explicit is not None and judge == RETRIEVAL_JUDGE:  # the one fitted with the explicit file, beside it
             sibling = retrieval_sibling(explicit, self.judge)
             explicit = sibling if sibling.is_file() else None
-        return find_calibrator(explicit, self.store.root, self.llm_key, judge)
+        return find_calibrator(explicit, self.store.root, self.judge_llm_key(judge), judge)
 
     @property
     def llm_weight(self) -> float:
@@ -189,8 +223,9 @@ class Resources:
         self.indexes.sync(self.ecr_generator())
 
     def close(self) -> None:
-        if self._llm is not None:
-            self._llm.close()
+        for client in (self._llm, self._judge_llm):
+            if client is not None:
+                client.close()
         self.store.close()
 
 
@@ -210,6 +245,21 @@ def open_shared_store(root: str | Path) -> TwinStore:
     else:  # pragma: no cover - distributions build SQLite serialised
         logger.warning("SQLite is not built thread-safe: run one search at a time, from one thread")
     return store
+
+
+def start_in_background(llm: LLMClient) -> threading.Thread:
+    """Start ``llm``'s embedded server on a background thread (a judge model loads while the query is decomposed);
+    a failure is logged, and the first request reports its own."""
+
+    def run() -> None:
+        try:
+            llm.start()
+        except (TwinseekError, OSError) as exc:
+            logger.info("the judge LLM did not start in the background: %s", exc)
+
+    thread = threading.Thread(target=run, name="twinseek-judge-start", daemon=True)
+    thread.start()
+    return thread
 
 
 def warm_llm(llm: LLMClient, judge: JudgeName | None = "yesno") -> threading.Thread:

@@ -9,6 +9,7 @@ carries.
 
 from __future__ import annotations
 
+import logging
 import operator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,8 +23,10 @@ from twinseek.tools.compositional import ComponentMatch
 from twinseek.tools.decompose import Decomposition
 from twinseek.tools.retrieval import Candidate
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["ActionRecord", "AgentState", "Candidate", "DroppedCandidate", "Fallback", "FrameMask", "Hit",
-           "HitObject", "InputState", "Judgement"]
+           "HitObject", "InputState", "Judgement", "fallback"]
 
 JudgementSource = Literal["llm", "fallback", "deadline", "retrieval", "unjudged"]
 
@@ -54,6 +57,8 @@ class Judgement(BaseModel):
     missing: list[str] = Field(default_factory=list, description="Facts the twin lacks (refinement asks for them).")
     source: JudgementSource
     round: int = Field(0, ge=0, description="Refinement round it was made in (0: before any refinement).")
+    read: str = Field("", description="What the judge read about the candidate (its description, in the "
+                      "'describe' mode); empty when it read the compact twin or evidence, or did not judge.")
 
 
 class Fallback(BaseModel):
@@ -62,6 +67,12 @@ class Fallback(BaseModel):
     node: str
     video_id: str | None = None
     reason: str
+
+
+def fallback(node: str, video_id: str | None, reason: str) -> Fallback:
+    """A fallback, logged as it is recorded."""
+    logger.warning("%s%s: %s", node, f" ({video_id})" if video_id else "", reason)
+    return Fallback(node=node, video_id=video_id, reason=reason[:300])
 
 
 class ActionRecord(BaseModel):
@@ -103,6 +114,7 @@ class Hit(BaseModel):
     retrieval_rank: int = Field(1, ge=1, description="Position in the retrieval (or reranked) order, 1 = first.")
     similarity: float = Field(0.0, description="Absolute retrieval similarity (comparable across queries).")
     judgement: float | None = Field(None, description="The LLM's own judgement before blending and calibration.")
+    description: str = Field("", description="The video in one line (what the judge reads in the 'describe' mode).")
     scores: dict[str, float] = Field(default_factory=dict, description="Score per retrieval stage.")
     reasoning: str = ""
     missing: list[str] = Field(default_factory=list)

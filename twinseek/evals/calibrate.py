@@ -12,16 +12,20 @@ candidate_features`) and whether the bench lists it as a positive. Two calibrato
 * ``calibration-retrieval.json``: P(relevant) of a candidate the LLM did not judge (below ``agent.judge_top``),
   from its similarity and rank.
 
-**Held-out report.** The queries are split into ``folds`` by their position within each kind; each fold is scored
-by calibrators fitted on the other folds only, so every reported number comes from a query the calibrators did
-not see: per kind R@1 after ordering the candidates by calibrated relevance (against the retrieval order), the
-share of positives at or above tau and, for absent queries, the share rejected (every candidate below tau). The
-calibrators written are then fitted on all the queries (``fitted_on`` records their ids). The first ``holdout``
-of each kind (what ``twinseek eval BENCH --limit holdout`` reports) can also be kept out of everything.
+**Held-out report.** The queries are split into ``folds`` *by video*: a query goes to the fold of its positive
+video (a hash of the video id; a query with no positive, by a hash of its own id), so no video is seen by both the
+fit and the report. Each fold is scored by calibrators fitted on the other folds only, so every reported number
+comes from queries and videos the calibrators did not see: per kind R@1 after ordering the candidates by calibrated
+relevance (against the retrieval order), the share of positives at or above tau and, for absent queries, the share
+rejected (every candidate below tau). The calibrators written are then fitted on all the queries, or with
+``fit_fold`` on that fold's alone (``fitted_on`` records the query ids, the videos and the fold). The first
+``holdout`` of each kind (what ``twinseek eval BENCH --limit holdout`` reports) can also be kept out of
+everything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import statistics
 from collections.abc import Iterable, Sequence
@@ -61,6 +65,21 @@ class Row(BaseModel):
     features: dict[str, float]
     judged: bool
     relevant: bool
+    positives: list[str] = Field(default_factory=list, description="The query's positive videos (store ids).")
+
+
+def video_fold(key: str, folds: int) -> int:
+    """The fold of a video (or of a query with no positive), from a hash of its id: stable across runs."""
+    return int(hashlib.sha1(key.encode()).hexdigest(), 16) % folds
+
+
+def query_folds(rows: Sequence[Row], folds: int) -> dict[str, int]:
+    """Each query's fold: its (first) positive video's, so a video's queries never straddle folds."""
+    out: dict[str, int] = {}
+    for r in rows:
+        if r.query not in out:
+            out[r.query] = video_fold(sorted(r.positives)[0] if r.positives else r.query, folds)
+    return out
 
 
 class CalibrationReport(BaseModel):
@@ -100,21 +119,25 @@ def rows_for(agent: Any, queries: Sequence[Any], ids: dict[str, str], k: int = 1
             values = candidate_features(similarity=h.similarity, rank=h.retrieval_rank - 1, judged=h.judgement,
                                         score=h.relevance)
             rows.append(Row(query=q.id, kind=q.kind, video_id=h.video_id, rank=h.retrieval_rank - 1,
-                            features=values, judged=h.judgement is not None, relevant=h.video_id in positives))
+                            features=values, judged=h.judgement is not None, relevant=h.video_id in positives,
+                            positives=sorted(positives)))
         logger.info("%s: %d candidates, %d positive", q.id, len(result.hits), sum(h.video_id in positives
                                                                                   for h in result.hits))
     return rows
 
 
 def fit_pair(rows: Sequence[Row], *, llm: str, judge: str, method: CalibrationMethod,
-             fitted_on: dict[str, object] | None = None) -> tuple[Calibrator | None, Calibrator]:
-    """The judged candidates' calibrator (None when no candidate was judged) and the retrieval one."""
+             fitted_on: dict[str, object] | None = None,
+             retrieval_llm: str | None = None) -> tuple[Calibrator | None, Calibrator]:
+    """The judged candidates' calibrator (None when no candidate was judged) and the retrieval one (recorded for
+    ``retrieval_llm``, the decomposer's model, when the judge is another model)."""
     judged = [r for r in rows if r.judged]
     features = JUDGED_FEATURES if method == "platt" else ("score",)
     meta = fitted_on or {}
     cal = fit_calibrator([r.features for r in judged], [r.relevant for r in judged], llm=llm, judge=judge,
                          method=method, features=features, fitted_on=meta) if judged else None
-    retrieval = fit_calibrator([r.features for r in rows], [r.relevant for r in rows], llm=llm, judge=RETRIEVAL,
+    retrieval = fit_calibrator([r.features for r in rows], [r.relevant for r in rows], llm=retrieval_llm or llm,
+                               judge=RETRIEVAL,
                                method="platt", features=RETRIEVAL_FEATURES, fitted_on=meta)
     return cal, retrieval
 
@@ -134,7 +157,7 @@ def held_out_metrics(rows: Sequence[Row], folds: int, tau: float, *, judged: boo
     kinds: dict[str, list[str]] = {}
     for q, group in by_query.items():
         kinds.setdefault(group[0].kind, []).append(q)
-    fold_of = {q: i % folds for qs in kinds.values() for i, q in enumerate(qs)}
+    fold_of = query_folds(rows, folds)
     scored: dict[str, list[tuple[Row, float]]] = {}
     for f in range(folds):
         train = [r for r in rows if fold_of[r.query] != f]
@@ -166,27 +189,31 @@ def _mean(values: Iterable[float | bool]) -> float:
 def calibrate(bench_dir: str | Path, store: str | Path, *, holdout: int = 0, method: CalibrationMethod = "platt",
               judge: str | None = None, out: Path | None = None, k: int = 10, limit: int | None = None,
               kinds: Iterable[str] = RANKED_KINDS, folds: int = 2, tau: float = 0.5, progress: bool = False,
-              rows_from: Path | None = None, judge_top: int = 1,
+              rows_from: Path | None = None, judge_top: int = 1, fit_fold: int | None = None,
               **agent_settings: Any) -> tuple[Calibrator, Path, CalibrationReport]:
     """Fit and write the calibrators (see the module docstring); ``limit`` caps the fit queries per kind; ``out``
     is the judged candidates' calibrator file (the retrieval one and the labelled rows, ``*-rows.jsonl``, go next
     to it). ``rows_from`` refits from rows saved by an earlier run instead of searching again. ``judge_top``: how
     many of each query's best-ranked candidates the LLM judges for the fit (at least 1, whatever the settings'
-    default, or there would be no judgement to calibrate). Returns the judged candidates' calibrator, its path and
-    the held-out report."""
+    default, or there would be no judgement to calibrate). ``fit_fold``: the calibrators written are fitted on that
+    fold's queries only (the other folds' numbers in the report are then held out from them). Returns the judged
+    candidates' calibrator, its path and the held-out report."""
     if judge_top < 1:
         raise ValueError(f"judge_top must be >= 1 to calibrate judgements, got {judge_top}")
     if folds < 2:
         raise ValueError(f"folds must be >= 2 (each fold is scored by calibrators fitted on the others), got {folds}")
+    if fit_fold is not None and not 0 <= fit_fold < folds:
+        raise ValueError(f"fit_fold must be in [0, {folds}), got {fit_fold}")
     if rows_from is not None:
         saved = [line for line in Path(rows_from).read_text().splitlines() if line.strip()]
         head = SavedRun.model_validate_json(saved[0])
         rows = [Row.model_validate_json(line) for line in saved[1:]]
-        return _fit_and_write(rows, head.llm, judge or head.judge, Path(store), bench_dir, holdout, k, method, out,
-                              folds, tau)
-    rows, llm, mode, root = _search_rows(bench_dir, store, holdout, judge, k, limit, kinds, progress, judge_top,
-                                         agent_settings)
-    return _fit_and_write(rows, llm, mode, root, bench_dir, holdout, k, method, out, folds, tau)
+        run = head.model_copy(update={"judge": judge or head.judge})
+    else:
+        rows, run, root = _search_rows(bench_dir, store, holdout, judge, k, limit, kinds, progress, judge_top,
+                                       agent_settings)
+        store = root
+    return _fit_and_write(rows, run, Path(store), bench_dir, holdout, k, method, out, folds, tau, fit_fold)
 
 
 class SavedRun(BaseModel):
@@ -194,11 +221,12 @@ class SavedRun(BaseModel):
 
     llm: str
     judge: str
+    retrieval_llm: str | None = Field(None, description="The decomposer's model, when another model judged.")
 
 
 def _search_rows(bench_dir: str | Path, store: str | Path, holdout: int, judge: str | None, k: int,
                  limit: int | None, kinds: Iterable[str], progress: bool, judge_top: int,
-                 agent_settings: dict[str, Any]) -> tuple[list[Row], str, str, Path]:
+                 agent_settings: dict[str, Any]) -> tuple[list[Row], SavedRun, Path]:
     from twinseek.agent import Agent
 
     bench = load_any_bench(bench_dir, [k_ for k_ in kinds if k_ in RANKED_KINDS])
@@ -213,26 +241,33 @@ def _search_rows(bench_dir: str | Path, store: str | Path, holdout: int, judge: 
         if not ids:
             raise ValueError(f"none of the bench's videos is in the store {store}: ingest them first (twinseek eval)")
         rows = _with_progress(agent, queries, ids, k, mode, progress, judge_top)
-        return rows, agent.resources.llm_key, mode, agent.resources.store.root
+        res = agent.resources
+        return rows, SavedRun(llm=res.judge_llm_key(mode), judge=mode, retrieval_llm=res.llm_key), res.store.root
 
 
-def _fit_and_write(rows: list[Row], llm: str, mode: str, root: Path, bench_dir: str | Path, holdout: int, k: int,
-                   method: CalibrationMethod, out: Path | None, folds: int,
-                   tau: float) -> tuple[Calibrator, Path, CalibrationReport]:
-    fit: dict[str, Any] = {"llm": llm, "judge": mode, "method": method}
-    report = CalibrationReport(judge=mode, llm=llm, tau=tau, folds=folds, queries=len({r.query for r in rows}),
+def _fit_and_write(rows: list[Row], run: SavedRun, root: Path, bench_dir: str | Path, holdout: int, k: int,
+                   method: CalibrationMethod, out: Path | None, folds: int, tau: float,
+                   fit_fold: int | None = None) -> tuple[Calibrator, Path, CalibrationReport]:
+    mode = run.judge
+    fit: dict[str, Any] = {"llm": run.llm, "judge": mode, "method": method, "retrieval_llm": run.retrieval_llm}
+    report = CalibrationReport(judge=mode, llm=run.llm, tau=tau, folds=folds, queries=len({r.query for r in rows}),
                                held_out=held_out_metrics(rows, folds, tau, **fit),
                                held_out_unjudged=held_out_metrics(rows, folds, tau, judged=False, **fit))
+    fitted = rows
+    if fit_fold is not None:
+        fold_of = query_folds(rows, folds)
+        fitted = [r for r in rows if fold_of[r.query] == fit_fold]
     meta = {"bench": str(Path(bench_dir).resolve()), "holdout_per_kind": holdout, "k": k,
-            "queries": sorted({r.query for r in rows}), "held_out_report": report.held_out,
-            "held_out_report_unjudged": report.held_out_unjudged}
-    cal, retrieval = fit_pair(rows, fitted_on=meta, **fit)
+            "queries": sorted({r.query for r in fitted}), "fold": fit_fold, "folds": folds,
+            "videos": sorted({v for r in fitted for v in (r.video_id, *r.positives)}),
+            "held_out_report": report.held_out, "held_out_report_unjudged": report.held_out_unjudged}
+    cal, retrieval = fit_pair(fitted, fitted_on=meta, **fit)
     if cal is None:
         raise CalibrationError(f"no candidate was judged by the LLM (judge {mode}): nothing to calibrate")
     path = cal.save(out or store_calibration_path(root, mode))
     retrieval_path = retrieval.save(retrieval_sibling(path, mode))
     rows_path = path.with_name(path.stem + "-rows.jsonl")
-    rows_path.write_text("\n".join([SavedRun(llm=llm, judge=mode).model_dump_json()]
+    rows_path.write_text("\n".join([run.model_dump_json()]
                                    + [r.model_dump_json() for r in rows]) + "\n")
     report.paths = [str(path), str(retrieval_path), str(rows_path)]
     return cal, path, report
