@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-VERSION = "rerank-1"
+VERSION = "rerank-2"
 
 INSTRUCTION = "Given a video search query, judge whether the video description matches the query"
 
@@ -29,7 +29,7 @@ def yes_no_messages(query: str, document: str, instruction: str = INSTRUCTION) -
 
 LISTWISE_SYSTEM = (
     "You rank video descriptions by how well each matches a search query that may need reasoning "
-    "(e.g. 'an animal famous for crossing deserts' means a camel). Reply with the candidate numbers, best first."
+    "(e.g. 'a bird that cannot fly' may mean an ostrich or a penguin). Reply with the candidate numbers, best first."
 )
 
 
