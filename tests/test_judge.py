@@ -465,3 +465,24 @@ def test_a_feature_fitted_against_its_direction_is_dropped() -> None:
     cal = fit_calibrator(rows, labels, llm="m", judge="yesno", features=("judged", "similarity", "rank"))
     assert "judged" not in cal.features and cal.fitted_on["features_dropped"] == ["judged"]
     assert cal.coef[cal.features.index("similarity")] > 0  # a yes never lowers P(relevant); similarity still counts
+
+
+def test_without_reasoning_a_retrieval_calibrator_gives_probabilities_that_tau_thresholds(agent: Agent,
+                                                                                          stub: Any) -> None:
+    stub.script = Script(stub)
+    plain = agent.search(QUERY, k=3, lr=False, tau=0.5)
+    assert len(plain.hits) == 3 and plain.hits[0].relevance == 1.0  # no calibrator: min-max scaled, all returned
+    sims = sorted({h.similarity for h in plain.hits})
+    cut = (sims[0] + sims[-1]) / 2  # P(relevant) = 0.5 between the least and the most similar (rank: no weight)
+    cal = Calibrator(method="platt", features=["similarity", "rank"], coef=[200.0, 0.0], intercept=-200.0 * cut,
+                     llm="stub", judge="retrieval")
+    cal.save(store_calibration_path(agent.resources.store.root, "retrieval"))
+    result = agent.search(QUERY, k=3, lr=False, tau=0.5)
+    expected = {h.video_id: cal.probability(candidate_features(similarity=h.similarity, rank=h.retrieval_rank - 1))
+                for h in plain.hits}
+    kept = [h.video_id for h in plain.hits if expected[h.video_id] >= 0.5]
+    assert [h.video_id for h in result.hits] == kept and 0 < len(kept) < 3  # retrieval order, below tau dropped
+    assert {h.video_id: h.relevance for h in result.hits} == pytest.approx({v: expected[v] for v in kept}, abs=1e-4)
+    assert {d.video_id for d in result.dropped} == {h.video_id for h in plain.hits} - set(kept)
+    raw = agent.search(QUERY, k=3, lr=False, tau=0.5, calibrate=False)
+    assert [h.relevance for h in raw.hits] == [h.relevance for h in plain.hits]

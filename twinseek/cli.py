@@ -495,7 +495,7 @@ def search(
     from twinseek.agent.api import Agent
 
     options = _search_context(k, tool=tool, reranker=rerank, decomposer="rules" if no_llm else "llm", qd=not no_qd,
-                              ca=not no_ca, lr=False, jit=False)
+                              ca=not no_ca, lr=False, jit=False, tau=0.0)  # a ranking: every candidate shown
     settings = _settings(store, profile)
     with _errors_exit(), Agent.open(settings.store, profile=settings.profile) as agent:
         result = agent.search(query, k=k, **options)

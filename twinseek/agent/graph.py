@@ -324,9 +324,10 @@ class Nodes:
         with _timed(out, "finalize"):
             candidates = state.get("candidates", [])
             order = {c.video_id: i for i, c in enumerate(candidates)}
-            judged = self._judgements_or_scores(state, ctx)
-            kept = [c for c in candidates if not ctx.lr or judged[c.video_id].relevance >= ctx.tau]
-            kept.sort(key=lambda c: (-judged[c.video_id].relevance, order[c.video_id]))
+            judged, probable = self._judgements_or_scores(state, ctx)
+            kept = [c for c in candidates if not probable or judged[c.video_id].relevance >= ctx.tau]
+            if ctx.lr:  # reasoning orders the candidates; without it they keep the retrieval order
+                kept.sort(key=lambda c: (-judged[c.video_id].relevance, order[c.video_id]))
             names = {**JUDGED_BY, "llm": Judge(self.res, ctx, state).model_name if ctx.lr else ""}
             root = self.res.store.root.resolve()  # mask paths are relative to the store: absolute for callers
             actions, dec = state.get("actions", []), state.get("decomposition")
@@ -339,16 +340,24 @@ class Nodes:
             out["trace"] = [f"finalize: {len(out['hits'])} hits, {len(out['dropped'])} below tau={ctx.tau}"]
         return out
 
-    def _judgements_or_scores(self, state: AgentState, ctx: AgentContext) -> dict[str, Judgement]:
-        """The LLM's judgements; with reasoning off, the scaled retrieval score; a candidate below the judged top
-        (``judge_top``), its calibrated retrieval similarity."""
+    def _judgements_or_scores(self, state: AgentState, ctx: AgentContext) -> tuple[dict[str, Judgement], bool]:
+        """Each candidate's judgement, and whether its relevance is a probability that tau thresholds.
+
+        The LLM's judgements; a candidate below the judged top (``judge_top``), its calibrated retrieval
+        relevance. With reasoning off, P(relevant) from the retrieval calibrator when there is one (so a search
+        without reasoning rejects what matches nothing too), else the retrieval score scaled over the candidates
+        (not a probability: every candidate is returned)."""
         candidates = state.get("candidates", [])
-        if not ctx.lr:
-            scaled = retrieval_relevance(candidates, ctx)
-            return {c.video_id: from_retrieval(scaled[c.video_id], "retrieval") for c in candidates}
-        judged = dict(state.get("judgements", {}))
         judge = Judge(self.res, ctx, state)
-        return {c.video_id: judged.get(c.video_id) or judge.unjudged(c) for c in candidates}
+        if not ctx.lr:
+            calibrated = {c.video_id: p for c in candidates
+                          if ctx.videos is None and (p := judge.retrieval_probability(c)) is not None}
+            if calibrated:
+                return {v: from_retrieval(p, "retrieval") for v, p in calibrated.items()}, True
+            scaled = retrieval_relevance(candidates, ctx)
+            return {c.video_id: from_retrieval(scaled[c.video_id], "retrieval") for c in candidates}, False
+        judged = dict(state.get("judgements", {}))
+        return {c.video_id: judged.get(c.video_id) or judge.unjudged(c) for c in candidates}, True
 
 
 def _to_refine(state: AgentState, ctx: AgentContext) -> list[str]:

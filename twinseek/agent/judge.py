@@ -370,11 +370,16 @@ class Judge:
     def unjudged(self, cand: Candidate) -> Judgement:
         """A candidate below the judged top: P(relevant) from its retrieval similarity and rank by the retrieval
         calibrator when there is one (so it compares with the judged candidates'), else its absolute similarity."""
+        p = self.retrieval_probability(cand)
+        return from_retrieval(cand.similarity if p is None else p, "unjudged")
+
+    def retrieval_probability(self, cand: Candidate) -> float | None:
+        """P(relevant) from the candidate's retrieval similarity and rank (the retrieval calibrator), or None when
+        there is no calibrator or the search asked for uncalibrated relevance."""
         calibrator = self.res.calibrator(RETRIEVAL_JUDGE) if self.ctx.calibrate else None
         if calibrator is None:
-            return from_retrieval(cand.similarity, "unjudged")
-        values = candidate_features(similarity=cand.similarity, rank=self._position(cand))
-        return from_retrieval(calibrator.probability(values), "unjudged")
+            return None
+        return calibrator.probability(candidate_features(similarity=cand.similarity, rank=self._position(cand)))
 
     def relevance(self, judged: float, cand: Candidate) -> float:
         """P(relevant) from the calibrator of this LLM and judge mode, which reads the judgement, the retrieval
