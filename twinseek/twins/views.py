@@ -49,10 +49,12 @@ class DescriptionRules:
 
     agree: float = 0.5  # a classifier label's basic-level name must come first on this share of the object's views
     min_score: float = 0.2  # ... and the label's mean probability be at least this
+    sure_score: float = 0.5  # below this mean probability, the whole frames must also agree on the name ...
+    frame_support: float = 0.25  # ... coming first (any label of that name) on at least this share of them
     detector_min: float = 0.5  # a detector's label (COCO, a person mask) needs this score
     leaf_agree: float = 0.75  # a distinctive leaf ("black swan") is said when it wins this share of views ...
     leaf_score: float = 0.5  # ... with this mean probability
-    min_presence: float = 0.25  # the object is seen on at least this share of the sampled frames
+    min_presence: float = 0.3  # the object is seen on at least this share of the sampled frames
     scene_agree: float = 0.5  # a scene label must come first on this share of the whole frames
     text_score: float = 0.9  # on-screen text read at least this confidently
     max_objects: int = 4
@@ -109,12 +111,19 @@ def _agreement(track: Track, basic: str) -> float:
     return sum(v for label, v in track.votes.items() if lex.basic(label, track.category_group) == basic)
 
 
-def track_name(track: Track, rules: DescriptionRules = DEFAULT_RULES) -> TrackName | None:
+def frame_agreement(twin: Twin, basic: str) -> float:
+    """Share of the whole frames (the scene frames) whose first label has the basic-level name ``basic``."""
+    lex = lexicon()
+    return sum(v for label, v in twin.video.frame_votes.items() if lex.basic(label) == basic)
+
+
+def track_name(track: Track, rules: DescriptionRules = DEFAULT_RULES, frames: float | None = None) -> TrackName | None:
     """The words a person would use for the track, or None when its label is not sure enough to say.
 
     A detector's label (COCO, a person mask) is said when the detector is sure; the classifier's finer name for
     it ("ox" for COCO's cow) only where the object's views agree on it. A classifier's own label needs its views
-    to agree on the basic-level name and a fair mean probability, and is never a scene class."""
+    to agree on the basic-level name and a fair mean probability, and is never a scene class; below
+    ``sure_score`` the whole frames must name it too (``frames``: their agreement on the name; None: not known)."""
     lex = lexicon()
     label, group = track.category, track.category_group
     said = lex.words(label, group)
@@ -128,6 +137,8 @@ def track_name(track: Track, rules: DescriptionRules = DEFAULT_RULES) -> TrackNa
     else:
         agreed = _agreement(track, said.basic) if track.votes else track.category_score
         if agreed < rules.agree or track.category_score < rules.min_score or said.scene:
+            return None
+        if track.category_score < rules.sure_score and frames is not None and frames < rules.frame_support:
             return None
     leaf = said.label if (said.distinctive and said.label.lower() != said.basic.lower()
                           and track.votes.get(label, 0.0) >= rules.leaf_agree
@@ -180,7 +191,9 @@ def named_objects(twin: Twin, rules: DescriptionRules = DEFAULT_RULES) -> list[N
     for track in twin.tracks:
         if track.frame_count / frames < rules.min_presence:
             continue
-        named = track_name(track, rules)
+        support = frame_agreement(twin, lexicon().basic(track.category, track.category_group)) \
+            if twin.video.frame_votes else None
+        named = track_name(track, rules, support)
         if named is not None:
             kinds[named.basic].append((track, named))
     out = []
