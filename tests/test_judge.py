@@ -99,9 +99,8 @@ def test_describe_reads_each_candidates_description_with_the_query_first(agent: 
 
     stub.script = Script(stub)
     result = agent.search(QUERY, k=3, judge="describe", llm_weight=1.0, tau=0.2)
-    assert [h.video_id for h in result.hits] == ["shapes", "dogs"]  # cats (P 0.1) below tau
-    assert [h.judgement for h in result.hits] == [pytest.approx(0.8), pytest.approx(0.3)]
-    asked = [r for r in stub.requests if r.get("logprobs")]
+    assert [h.video_id for h in result.hits] == ["shapes", "dogs"]  # cats below tau
+    asked = [r for r in stub.requests if r.get("logprobs") and not r["messages"][0]["content"].startswith("Query: N/A")]
     assert len(asked) == 3 and all(r["max_tokens"] == 1 and len(r["messages"]) == 1 for r in asked)
     for hit in result.hits:
         read = description(agent.resources.store.get_twin(hit.video_id))
@@ -114,19 +113,23 @@ def test_describe_reads_each_candidates_description_with_the_query_first(agent: 
     assert len(stub.requests) == before and [h.judgement for h in again.hits] == [h.judgement for h in result.hits]
 
 
-def test_describe_takes_a_descriptions_agreeableness_out_when_asked(tmp_path: Path, clip: Path, stub: Any) -> None:
+def test_describe_takes_a_descriptions_agreeableness_out_unless_told_not_to(agent: Agent, stub: Any,
+                                                                             tmp_path: Path, clip: Path) -> None:
     from twinseek.agent.judge import prior_corrected
 
     stub.script = Script(stub)
-    with open_agent(tmp_path / "store", clip, stub, agent={"judge_prior": True}) as agent:
-        first = agent.search(QUERY, k=3, judge="describe", llm_weight=1.0, tau=0.0)
-        again = agent.search(QUERY + " again", k=3, judge="describe", llm_weight=1.0, tau=0.0)
+    first = agent.search(QUERY, k=3, judge="describe", llm_weight=1.0, tau=0.0)
+    again = agent.search(QUERY + " again", k=3, judge="describe", llm_weight=1.0, tau=0.0)
     judged = {h.video_id: h.judgement for h in first.hits}
     assert judged == pytest.approx({v: prior_corrected(P_YES[v], P_CONTENT_FREE) for v in judged}, abs=1e-4)
     content_free = [r for r in stub.requests if r.get("logprobs")
                     and r["messages"][-1]["content"].startswith("Query: N/A\n")]
     assert len(content_free) == 3  # once per description, then read from the store's cache of the judge's answers
     assert {h.video_id: h.judgement for h in again.hits} == pytest.approx(judged, abs=1e-4)
+    stub.script = Script(stub)
+    with open_agent(tmp_path / "plain", clip, stub, agent={"judge_prior": False}) as plain:
+        raw = plain.search(QUERY, k=3, judge="describe", llm_weight=1.0, tau=0.0)
+    assert {h.video_id: h.judgement for h in raw.hits} == pytest.approx({v: P_YES[v] for v in judged}, abs=1e-4)
 
 
 def test_yesno_blends_with_retrieval_like_the_verdict(agent: Agent, stub: Any) -> None:

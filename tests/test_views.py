@@ -114,6 +114,14 @@ def test_the_stored_description_is_read_only_when_todays_rules_wrote_it(tmp_path
         assert description(store.get_twin("v")) == "objects: swan"
 
 
+def test_with_a_vlm_caption_the_description_leads_with_it() -> None:
+    swan = twin(track(1, "black swan", 0.95, group="bird", votes={"black swan": 1.0}))
+    swan.video.ecr_text, swan.video.ecr_source = "A black swan  glides on a pond.", "vlm:qwen2.5-vl:ecr-1"
+    assert description(swan) == "A black swan glides on a pond. (objects: black swan (bird))"
+    swan.video.ecr_source = "template"  # the twin's own template says nothing new: not repeated
+    assert description(swan) == "objects: black swan (bird)"
+
+
 def test_every_renderer_says_a_track_one_way() -> None:
     dog = track(1, "dog", 0.9, group="dog", source="test").model_copy(update={"direction": "right", "speed": 0.3})
     model = twin(dog)

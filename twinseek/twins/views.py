@@ -38,7 +38,7 @@ from twinseek.twins.words import (
 )
 
 TEXT_VERSION = f"{words.VERSION}/views-1"  # the component and ECR texts: index vectors are rebuilt when it changes
-DESCRIPTION_VERSION = "describe-2"  # bump when describe() says things differently: stored lines are not read
+DESCRIPTION_VERSION = "describe-3"  # bump when describe() says things differently: stored lines are not read
 
 
 # -- the description ---------------------------------------------------------------------------------------------
@@ -54,7 +54,7 @@ class DescriptionRules:
     detector_min: float = 0.5  # a detector's label (COCO, a person mask) needs this score
     leaf_agree: float = 0.75  # a distinctive leaf ("black swan") is said when it wins this share of views ...
     leaf_score: float = 0.5  # ... with this mean probability
-    min_presence: float = 0.3  # the object is seen on at least this share of the sampled frames
+    min_presence: float = 0.25  # the object is seen on at least this share of the sampled frames
     scene_agree: float = 0.5  # a scene label must come first on this share of the whole frames
     text_score: float = 0.9  # on-screen text read at least this confidently
     max_objects: int = 4
@@ -248,11 +248,15 @@ def describe(twin: Twin, rules: DescriptionRules = DEFAULT_RULES) -> str:
 
 
 def description(twin: Twin) -> str:
-    """The stored description when it was written by today's rules, else one written now."""
+    """The stored description when it was written by today's rules, else one written now; with the paper tier's
+    VLM caption of the video (its ECR text from ``retrieval.ecr = "vlm"``), the caption first and the twin's
+    structured line after it."""
     video = twin.video
-    if video.description is not None and video.description_source == DESCRIPTION_SOURCE:
-        return video.description
-    return describe(twin)
+    line = video.description if video.description is not None and video.description_source == DESCRIPTION_SOURCE \
+        else describe(twin)
+    if video.ecr_text and (video.ecr_source or "").startswith("vlm:"):
+        return f"{' '.join(video.ecr_text.split())} ({line})"
+    return line
 
 
 # -- the compact view an LLM reasons over ------------------------------------------------------------------------
