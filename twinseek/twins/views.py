@@ -30,14 +30,14 @@ from twinseek.twins.words import (
     ANIMAL_GROUPS,
     category_phrase,
     depth_word,
-    is_unsure,
     lexicon,
     motion_words,
     position_words,
+    prose_name,
     size_word,
 )
 
-TEXT_VERSION = f"{words.VERSION}/views-1"  # the component and ECR texts: index vectors are rebuilt when it changes
+TEXT_VERSION = f"{words.VERSION}/views-2"  # the component and ECR texts: index vectors are rebuilt when it changes
 DESCRIPTION_VERSION = "describe-3"  # bump when describe() says things differently: stored lines are not read
 
 
@@ -441,20 +441,13 @@ PAIR_PREDICATES = ("above", "below", "left of", "right of", "near", "overlapping
                    "approaching", "moving away from")
 
 
-def ecr_name(track: Track) -> str:
-    """The name the ECR text gives a track: its category phrase, or a guess said as one."""
-    if is_unsure(track):
-        return f"object (unclear, perhaps a {track.category})"
-    return category_phrase(track)
-
-
 def scene_gist(twin: Twin) -> str:
     """The video's gist: its whole-frame labels, the objects named with confidence and the on-screen text,
     without the noisier per-object guesses."""
     parts = []
     if twin.video.scene:
         parts.append("Seen in the video: " + ", ".join(label for label, _ in twin.video.scene[:SCENE_WORDS]) + ".")
-    named = list(dict.fromkeys(ecr_name(t) for t in _salient(twin.tracks)
+    named = list(dict.fromkeys(prose_name(t) for t in _salient(twin.tracks)
                                if t.category_score >= GIST_OBJECT_SCORE))[:MAX_ECR_OBJECTS]
     if named:
         parts.append("Objects: " + ", ".join(named) + ".")
@@ -485,7 +478,7 @@ def template_ecr(twin: Twin) -> str:
                         if label != t.category and score >= words.UNSURE_SCORE / 2]
         maybe = f", or perhaps a {' or a '.join(alternatives)}" if alternatives else ""
         look = f", {t.attributes}" if t.attributes else ""
-        sentences.append(f"A {ecr_name(t)}{maybe}{look}, {motion_words(t)}, mostly at "
+        sentences.append(f"A {prose_name(t)}{maybe}{look}, {motion_words(t)}, mostly at "
                          f"{position_words(x, y)} of the frame.")
     names = {t.track_id: t.category for t in twin.tracks}
     kept = {t.track_id for t in tracks}

@@ -40,6 +40,17 @@ def category_phrase(track: Track) -> str:
     return f"{track.category} ({group})"
 
 
+def prose_name(track: Track) -> str:
+    """The category as prose says it (the ECR text): ``"black swan (a bird)"``, ``"puck (a sports gear)"``; the group
+    only where its word is not already in the name; a guess said as one."""
+    if is_unsure(track):
+        return f"object (unclear, perhaps a {track.category})"
+    group = track.category_group
+    if group and group.lower() not in track.category.lower():
+        return f"{track.category} (a {group})"
+    return track.category
+
+
 def is_unsure(track: Track) -> bool:
     """A category that is a guess (a classifier's top score below :data:`UNSURE_SCORE`)."""
     return track.category_score < UNSURE_SCORE
