@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from web_support import QUERY, scripted_agent, wait_for_job
 
 from twinseek.agent import Agent
+from twinseek.data import sample_clips
 from twinseek.errors import ConfigError
 from twinseek.twins.pipeline import Ingestor
 from twinseek.web import WebSettings, check_bind, create_app
@@ -58,7 +59,8 @@ def settings(store_dir: Path, **overrides: Any) -> WebSettings:
 
 @pytest.fixture(scope="module")
 def client(store_dir: Path, agent: Agent) -> Iterator[TestClient]:
-    app = create_app(settings(store_dir, ingest_roots=[store_dir.parent]), agent=agent)
+    # the bundled clips' folder is an ingest root too: their files are served only from below one
+    app = create_app(settings(store_dir, ingest_roots=[store_dir.parent, sample_clips()[0].parent]), agent=agent)
     with TestClient(app, base_url=BASE) as c:
         yield c
 
@@ -404,6 +406,7 @@ def test_cross_site_posts_and_foreign_hosts_are_refused(client: TestClient, clip
     assert forged.status_code == 403
     assert client.post("/api/ingest/folder", json={"path": "."}, headers={"Sec-Fetch-Site": "cross-site"}
                        ).status_code == 403
+    assert client.post("/api/ingest/folder", json={"path": "."}, headers={"Origin": "null"}).status_code == 403
     assert client.get("/api/health", headers={"Host": "evil.example"}).status_code == 400  # DNS rebinding
     assert "access-control-allow-origin" not in client.get("/api/health", headers={"Origin": "http://a.b"}).headers
 
@@ -540,3 +543,89 @@ def test_the_index_lock_lets_searches_run_together_and_a_sync_alone() -> None:
     for t in threads:
         t.join(10)
     assert sync_done.is_set() and order == ["second search", "long search done", "sync"]
+
+
+# -- hardening (issue 28) ---------------------------------------------------------------------------------------
+CROSS_SITE = [{"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example"},
+              {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+              {"Origin": "http://127.0.0.1:3000"}]
+
+
+@pytest.mark.parametrize("path", ["/api/files/masks/%00.png", "/api/files/%00", "/api/files/masks/a%00b/c.png",
+                                  "/reports/eval-nul/%00", "/reports/eval-nul/plots/%00.png", "/api/videos/%00/file",
+                                  "/videos/%00", "/reports/%00/", "/api/reports/%00"])
+def test_a_nul_byte_in_a_path_is_a_404(client: TestClient, store_dir: Path, path: str) -> None:
+    run = store_dir.parent / "runs" / "eval-nul"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "report.md").write_text("# nul\n")
+    assert client.get(path).status_code == 404
+
+
+def test_a_nul_byte_in_a_folder_to_ingest_is_refused(client: TestClient) -> None:
+    for path in ("vids\u0000/..", "\u0000", "store\u0000"):
+        response = client.post("/api/ingest/folder", json={"path": path})
+        assert response.status_code == 422, response.text
+    assert client.post("/api/ingest/folder", json={"path": "~no-such-user-here/x"}).status_code in (403, 404)
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE)
+def test_cross_site_requests_are_refused_on_every_route(client: TestClient, agent: Agent,
+                                                        headers: dict[str, str]) -> None:
+    """One policy for the app: another site's page can neither run a search (which asks the LLM and writes its
+    decomposition to the store) nor read anything, streamed or not."""
+    decompositions = agent.resources.store.db["decompositions"].count
+    query = {"q": "a cross-site swan", "k": 2}
+    for path in ("/api/search", "/api/search/stream", "/api/videos", "/api/videos/blackswan/overlay.gif",
+                 "/api/videos/blackswan/file", "/api/stats", "/openapi.json", "/videos/blackswan"):
+        response = client.get(path, params=query if "search" in path else None, headers=headers)
+        assert response.status_code == 403, (path, response.status_code)
+    assert agent.resources.store.db["decompositions"].count == decompositions  # nothing ran
+
+
+def test_same_origin_requests_and_links_to_pages_pass(client: TestClient) -> None:
+    own = {"Origin": BASE, "Sec-Fetch-Site": "same-origin"}
+    assert client.get("/api/search", params={"q": QUERY, "k": 2, **NO_LLM}, headers=own).status_code == 200
+    assert client.get("/api/health", headers={"Sec-Fetch-Site": "none"}).status_code == 200
+    # following a link from elsewhere opens a page (a shared /?q=... link); the page's own requests are same-origin
+    link = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document",
+            "Accept": "text/html"}
+    assert client.get("/", params={"q": QUERY}, headers=link).status_code == 200
+    framed = {**link, "Sec-Fetch-Dest": "iframe"}
+    assert client.get("/", headers=framed).status_code == 403
+    assert client.get("/api/health", headers={**link, "Accept": "application/json"}).status_code == 403
+
+
+def test_folder_ingest_refuses_a_symlink_out_of_the_roots(client: TestClient, store_dir: Path, clip: Path) -> None:
+    vids = store_dir.parent / "linked-vids"
+    vids.mkdir()
+    (vids / "x.mp4").symlink_to(clip)  # the clip lies outside every ingest root
+    jobs = len(client.get("/api/ingest/jobs").json())
+    response = client.post("/api/ingest/folder", json={"path": "linked-vids"})
+    assert response.status_code == 403 and "x.mp4" in response.json()["detail"]
+    assert client.post("/api/ingest/folder", json={"path": "linked-vids/x.mp4"}).status_code == 403
+    assert len(client.get("/api/ingest/jobs").json()) == jobs  # nothing was queued
+
+
+def test_a_video_file_is_served_only_from_below_a_root(store_dir: Path, agent: Agent, tmp_path: Path) -> None:
+    app = create_app(settings(store_dir, ingest_roots=[tmp_path]), agent=agent)  # the clips' folder is no root
+    with TestClient(app, base_url=BASE) as c:
+        refused = c.get("/api/videos/blackswan/file")
+        assert refused.status_code == 404 and "not served" in refused.json()["detail"]
+        assert c.get("/api/videos/blackswan").status_code == 200  # the twin itself is there
+
+
+def test_no_server_paths_in_responses_when_a_token_is_set(store_dir: Path, agent: Agent) -> None:
+    app = create_app(settings(store_dir, token="s3cret", ingest_roots=[store_dir.parent]), agent=agent)
+    clips = str(sample_clips()[0].parent)
+    with TestClient(app, base_url=BASE, headers={"Authorization": "Bearer s3cret"}) as c:
+        bodies = [c.get("/api/stats"), c.get("/api/videos/blackswan"), c.get("/api/videos"),
+                  c.get("/api/search", params={"q": QUERY, "k": 2, **NO_LLM}),
+                  c.post("/api/ingest/folder", json={"path": "/etc"}), c.get("/api/ingest/jobs")]
+        assert [b.status_code for b in bodies] == [200, 200, 200, 200, 403, 200]
+        for body in bodies:
+            assert str(store_dir) not in body.text and clips not in body.text and str(store_dir.parent) not in body.text
+        assert bodies[0].json()["store"] == store_dir.name
+        assert bodies[1].json()["twin"]["video"]["path"] == "blackswan.mp4"
+    # without a token (a loopback server for this machine's user) the paths stay
+    with TestClient(create_app(settings(store_dir), agent=agent), base_url=BASE) as c:
+        assert c.get("/api/stats").json()["store"] == str(store_dir)

@@ -27,7 +27,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from twinseek import __version__
 from twinseek.errors import TwinseekError, VideoNotFoundError
 from twinseek.web import api, pages
-from twinseek.web.deps import TOKEN_COOKIE, NotAuthenticated, TokenAccepted, WebState, is_api, require_token
+from twinseek.web.deps import (
+    TOKEN_COOKIE,
+    NotAuthenticated,
+    TokenAccepted,
+    WebState,
+    is_api,
+    require_token,
+    same_origin,
+)
 from twinseek.web.ingest import UploadRejected
 from twinseek.web.media import OutsideRootError, css_colour
 from twinseek.web.settings import WebSettings, check_bind
@@ -83,10 +91,10 @@ def create_app(settings: WebSettings, *, agent: Agent | None = None,
     app.add_middleware(SecurityHeaders)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.hosts())
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    auth = [Depends(require_token)]
-    app.include_router(api.router, dependencies=auth)
-    app.include_router(pages.router, dependencies=auth)
-    app.include_router(docs, dependencies=auth)
+    guards = [Depends(same_origin), Depends(require_token)]  # one cross-site policy, then the token
+    app.include_router(api.router, dependencies=guards)
+    app.include_router(pages.router, dependencies=guards)
+    app.include_router(docs, dependencies=guards)
     _error_handlers(app)
     return app
 
