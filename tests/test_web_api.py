@@ -4,6 +4,7 @@ uploads, escaping)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -629,3 +630,45 @@ def test_no_server_paths_in_responses_when_a_token_is_set(store_dir: Path, agent
     # without a token (a loopback server for this machine's user) the paths stay
     with TestClient(create_app(settings(store_dir), agent=agent), base_url=BASE) as c:
         assert c.get("/api/stats").json()["store"] == str(store_dir)
+
+
+def test_a_dropped_stream_cancels_its_search_and_closes_the_llm_request(store_dir: Path) -> None:
+    """The client of a stream goes away while the LLM is decomposing its query: the request to the LLM is closed
+    at once (the server stops working for nobody) and the search ends within moments, not at the LLM's
+    timeout."""
+    import asyncio
+    import time
+
+    from test_llm_cancel import HangingServer
+
+    from twinseek.agent import Resources
+    from twinseek.config import load_settings
+    from twinseek.tools.llm import LLMClient
+    from twinseek.web.search import SearchParams, SearchService
+
+    hanging = HangingServer()
+    llm = LLMClient(load_settings().llm.model_copy(update={"base_url": hanging.base_url, "api_key": "t",
+                                                             "model": "stub", "timeout_s": 60.0}),
+                    tier="paper", base_url=hanging.base_url).start()
+    agent = Agent(Resources.open(store_dir, load_settings(store=store_dir), llm=llm))
+    service = SearchService(agent)
+
+    async def drop_while_decomposing() -> float:
+        stream = service.stream(SearchParams(q="a swan that nobody waits for", lr=True, qd=True))
+        first = asyncio.ensure_future(stream.__anext__())
+        while hanging.requests == 0:  # the decomposition is being asked
+            await asyncio.sleep(0.05)
+        first.cancel()  # what Starlette does when the client disconnects
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        return time.monotonic()
+
+    try:
+        dropped_at = asyncio.run(drop_while_decomposing())
+        service.executor.shutdown(wait=True)  # the search's worker thread has finished
+        assert time.monotonic() - dropped_at < 10.0
+        assert hanging.closed and hanging.closed[0] - dropped_at < 2.0
+        assert hanging.requests == 1  # nothing else was asked once it was cancelled
+    finally:
+        agent.close()
+        hanging.close()
