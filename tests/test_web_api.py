@@ -672,3 +672,50 @@ def test_a_dropped_stream_cancels_its_search_and_closes_the_llm_request(store_di
     finally:
         agent.close()
         hanging.close()
+
+
+def test_a_one_megabyte_url_is_answered_414_not_reset(store_dir: Path, agent: Agent) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    from twinseek.web import background_server
+
+    with background_server(create_app(settings(store_dir, warm_llm=False), agent=agent)) as base:
+        port = urlsplit(base).port
+        request = b"GET /api/search?q=" + b"x" * (1 << 20) + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(request)  # the whole megabyte goes out: no reset half-way
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 414 "), answer[:200]
+        # a long URL that fits the buffer still reaches the app (a 422 from the query's length limit)
+        assert httpx_get(base + "/api/search?q=" + "x" * 5000).status_code == 422
+
+
+def httpx_get(url: str) -> Any:
+    import httpx
+
+    return httpx.get(url, timeout=30)
+
+
+def test_the_token_is_in_no_start_up_line_and_no_access_log(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    import uvicorn
+
+    from twinseek.web.app import log_config, serve
+
+    ran: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: ran.update(kwargs))
+    shown: list[str] = []
+    serve(settings(store_dir, token="s3cret-token"), on_ready=shown.append)
+    assert shown == ["http://127.0.0.1:8000/"] and ran["log_config"] == log_config()
+    # the access log's filter, on a record as uvicorn makes it
+    config = ran["log_config"]
+    redact = config["filters"]["redact_tokens"]["()"]()
+    assert config["handlers"]["access"]["filters"] == ["redact_tokens"]
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "GET", "/videos?token=s3cret-token&page=2", "1.1", 303), None)
+    assert redact.filter(record) and "s3cret" not in record.getMessage()
+    assert "/videos?token=***&page=2" in record.getMessage()

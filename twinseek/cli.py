@@ -926,7 +926,9 @@ def serve(
         first = exc.errors()[0]
         _usage_error(f"--{'-'.join(map(str, first['loc'])).replace('_', '-')}: {first['msg']}")
     with _errors_exit():
-        run_server(web, on_ready=lambda url: console.print(f"twinseek on {safe(url)} (store {safe_name(web.store)})"))
+        run_server(web, on_ready=lambda url: console.print(
+            f"twinseek on {safe(url)} (store {safe_name(web.store)})"
+            + ("; it asks for the token: open the address with ?token=TOKEN once" if web.token else "")))
 
 
 if __name__ == "__main__":  # pragma: no cover
