@@ -837,6 +837,7 @@ def demo(
 ) -> None:
     """The main job on the bundled sample clips: ingest them, answer a sample query with the agent, and write
     mask overlays of the answer."""
+    settings = _settings(store, profile)  # first: an unusable --store says so before anything loads
     from twinseek.agent.api import Agent
     from twinseek.agent.resources import warm_llm
     from twinseek.data import sample_clips
@@ -844,7 +845,6 @@ def demo(
     from twinseek.twins.pipeline import Ingestor
     from twinseek.twins.store import TwinStore
 
-    settings = _settings(store, profile)
     if settings.profile == "embedded" and not settings.llm.base_url:
         # the LLM loads and caches its prompt prefixes while the clips are ingested (ingest uses one core)
         console.print("[dim]starting the embedded LLM in the background (Qwen2.5-Coder-0.5B on llama.cpp; the first "

@@ -195,8 +195,8 @@ def store_file(path: str, store: Store) -> FileResponse:
 
 
 @router.get("/stats", summary="The store's statistics")
-def stats(store: Store, web: Web) -> dict[str, Any]:
-    return web.public(store.stats())  # type: ignore[no-any-return]
+def stats(store: Store, web: Web) -> Any:
+    return web.public(store.stats())
 
 
 @router.get("/health", response_model=Health)
@@ -208,7 +208,7 @@ def health(web: Web) -> Health:
 @router.post("/ingest", response_model=IngestJob, status_code=202,
              summary="Upload video files and ingest them in the background",
              responses={413: {"description": "Larger than --max-upload-mb"}, 415: {"description": "Not a video"}})
-async def upload(web: Web, files: Annotated[list[UploadFile], File(description="Video files.")]) -> IngestJob:
+async def upload(web: Web, files: Annotated[list[UploadFile], File(description="Video files.")]) -> Any:
     if not files:
         raise HTTPException(400, "no files in the upload")
     if len(files) > web.settings.max_upload_files:
@@ -220,12 +220,12 @@ async def upload(web: Web, files: Annotated[list[UploadFile], File(description="
     names = [f.filename or p.name for f, p in zip(files, saved)]
     label = names[0] if len(names) == 1 else f"{len(names)} files"
     job = web.ingest.submit(list(zip(names, saved)), "upload", label, job_id=job_id, upload_folder=folder)
-    return web.public(job.model_dump(mode="json"))  # type: ignore[no-any-return]
+    return web.public(job.model_dump(mode="json"))
 
 
 @router.post("/ingest/folder", response_model=IngestJob, status_code=202,
              summary="Ingest a folder (or file) on the server, below an allowed ingest root")
-def ingest_folder(body: FolderRequest, web: Web) -> IngestJob:
+def ingest_folder(body: FolderRequest, web: Web) -> Any:
     from twinseek.twins.pipeline import collect_videos
 
     roots = web.ingest_roots()
@@ -254,7 +254,7 @@ def ingest_folder(body: FolderRequest, web: Web) -> IngestJob:
     # the real paths go into the store (a link swapped later changes nothing); named as the user sees them
     named = [(str(f.relative_to(base)) if f.is_relative_to(base) else f.name, real) for f, real in files]
     job = web.ingest.submit(named, "folder", body.path if web.settings.token else str(target))
-    return web.public(job.model_dump(mode="json"))  # type: ignore[no-any-return]
+    return web.public(job.model_dump(mode="json"))
 
 
 @router.get("/ingest/jobs", response_model=list[IngestJob], summary="Ingest jobs, newest first")
