@@ -69,12 +69,12 @@ class WebState:
         return [*self.ingest_roots(), real_path(self.store.root)]
 
 
-PATH_KEYS = frozenset({"path", "store", "root"})
+PATH_KEYS = frozenset({"path", "store", "root", "label"})  # label: a folder ingest job's folder
 
 
 def hide_paths(data: Any) -> Any:
-    """``data`` (JSON-ready: dicts, lists, scalars) with every absolute path under a ``path``, ``store`` or
-    ``root`` key cut to its file name."""
+    """``data`` (JSON-ready: dicts, lists, scalars) with every absolute path under a ``path``, ``store``,
+    ``root`` or ``label`` key cut to its last part."""
     if isinstance(data, dict):
         return {k: pathlib.PurePath(v).name if k in PATH_KEYS and isinstance(v, str) and v.startswith("/")
                 else hide_paths(v) for k, v in data.items()}
