@@ -143,6 +143,15 @@ def main() -> None:
 
     server = Server(store, root, server_log)
     job = server.get(f"/api/ingest/jobs/{job_id}")
+    if "status" not in job:  # a server that kept its queue in memory only
+        time.sleep(5)
+        log(f"after restart 1: GET /api/ingest/jobs/{job_id} -> {job}; videos in the store after 5 s: "
+            f"{len(server.get('/api/videos'))}")
+        server.stop()
+        log("FAIL: the queued files were lost with the server")
+        if args.out:
+            args.out.write_text("\n".join(LOG) + "\n")
+        sys.exit(1)
     log(f"after restart 1: job {job['status']}: {statuses(job)}")
     job = wait_for(server, job_id, lambda j: sum(f["status"] == "ingested" for f in j["files"]) >= 2
                    and any(f["status"] == "running" for f in j["files"]))
