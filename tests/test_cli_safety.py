@@ -225,3 +225,95 @@ def test_real_sigint_during_a_hanging_llm_call_returns_to_the_prompt(tmp_path: P
     assert "cancelled" in flat and "1. a red square -> a red square" in flat and "a slow query ->" not in flat
     # not the hanging request's 300 s nor the 400 s timeout; the margin is for the second turn on a busy machine
     assert time.monotonic() - t0 < 120
+
+
+# -- unusable options and stores (issue 28) ---------------------------------------------------------------------
+def _one_line_usage_error(result: Any) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [["ingest", "CLIP"], ["serve"], ["search", "a dog"], ["ask", "a dog"],
+                                     ["twins", "list"], ["store", "check"], ["chat"], ["demo"]])
+@pytest.mark.parametrize("where", ["a-file", "a-file/below", "/dev/null/x"])
+def test_a_store_that_cannot_be_one_is_a_one_line_usage_error(tmp_path: Path, clip: Path, command: list[str],
+                                                              where: str) -> None:
+    (tmp_path / "a-file").write_text("not a store\n")
+    store = where if where.startswith("/") else str(tmp_path / where)
+    args = [str(clip) if a == "CLIP" else a for a in command]
+    line = _one_line_usage_error(runner.invoke(app, [*args, "--store", store]))
+    assert "--store" in line and "a-file" in line or "/dev/null" in line
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_serve_refuses_a_port_out_of_range_in_one_line(tmp_path: Path, port: str) -> None:
+    line = _one_line_usage_error(runner.invoke(app, ["serve", "--store", str(tmp_path / "s"), "--port", port]))
+    assert "--port" in line and not (tmp_path / "s").exists()
+
+
+def test_ingest_of_a_missing_file_creates_no_store(tmp_path: Path) -> None:
+    line = _one_line_usage_error(runner.invoke(app, ["ingest", str(tmp_path / "missing.mp4"), "--store",
+                                                     str(tmp_path / "store")]))
+    assert "missing.mp4" in line and not (tmp_path / "store").exists()
+
+
+def test_ingest_of_a_file_that_is_not_a_video_says_so(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(bytes(range(256)) * 16)
+    result = runner.invoke(app, ["ingest", str(junk), "--store", str(tmp_path / "store")])
+    flat = _flat(result.output)
+    assert result.exit_code == 1 and "not a video, or a damaged one" in flat and "Errno" not in flat
+
+
+def test_a_command_on_a_missing_store_fails_before_loading_models(tmp_path: Path) -> None:
+    code = ("import sys\nfrom twinseek.cli import app\n"
+            f"try:\n    app(['search', 'a dog', '--store', {str(tmp_path / 'none')!r}])\n"
+            "except SystemExit as e:\n    code = e.code\n"
+            "heavy = sorted(m for m in ('torch', 'langgraph', 'twinseek.agent.graph') if m in sys.modules)\n"
+            "print('exit', code, 'heavy', heavy)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "exit 1 heavy []" in proc.stdout, proc.stdout + proc.stderr
+    assert "no twin store" in _flat(proc.stderr)
+
+
+def _commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    out = [(path, group)]
+    for name, sub in getattr(group, "commands", {}).items():
+        out += _commands(sub, (*path, name))
+    return out
+
+
+def test_every_help_text_keeps_its_bracketed_notes() -> None:
+    """Help texts are plain text: "[env TWINSEEK_STORE]" or "[default: the current folder]" is not rich markup
+    to be swallowed."""
+    import re
+
+    import typer
+
+    checked = 0
+    for path, command in _commands(typer.main.get_command(app)):
+        notes = [note for text in [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]
+                 for note in re.findall(r"\[[^\]\n]+\]", text)]
+        if not notes:
+            continue
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "100"})
+        assert result.exit_code == 0, result.output
+        shown = " ".join(result.output.split())
+        for note in notes:
+            assert " ".join(note.split()) in shown, (path, note)
+            checked += 1
+    assert checked >= 20  # the walk reached the commands
+
+
+def test_native_library_noise_is_dropped_from_stderr_and_the_rest_kept() -> None:
+    code = ("import os, sys, warnings\nfrom twinseek.quiet import quiet_third_party\nquiet_third_party()\n"
+            "os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n'\n"
+            "         b'W0000 00:00:1796559476.348187    8872 inference_feedback_manager.cc:114] Feedback\\n'\n"
+            "         b'E0000 00:00:1.1 1 x.cc:1] a real native error\\n')\n"
+            "print('from python', file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stderr.splitlines()) == ["E0000 00:00:1.1 1 x.cc:1] a real native error", "from python"]

@@ -162,7 +162,8 @@ def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     with TwinStore(tmp_path) as store:
         applied = list(store.db.query("select name from _sqlite_migrations where migration_set='twinseek'"))
         assert [r["name"] for r in applied] == ["m001_initial", "m002_decompositions", "m003_refinements",
-                                                "m004_perception", "m005_words", "m007_judgements"]
+                                                "m004_perception", "m005_words", "m006_ingest_queue",
+                                                "m007_judgements"]
         assert store.db.table("decompositions").exists() and store.db.table("decompositions").pks == [
             "query", "model", "prompt_version"]
         assert store.db.table("refinements").exists()

@@ -4,6 +4,7 @@ uploads, escaping)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 from web_support import QUERY, scripted_agent, wait_for_job
 
 from twinseek.agent import Agent
+from twinseek.data import sample_clips
 from twinseek.errors import ConfigError
 from twinseek.twins.pipeline import Ingestor
 from twinseek.web import WebSettings, check_bind, create_app
@@ -58,7 +60,8 @@ def settings(store_dir: Path, **overrides: Any) -> WebSettings:
 
 @pytest.fixture(scope="module")
 def client(store_dir: Path, agent: Agent) -> Iterator[TestClient]:
-    app = create_app(settings(store_dir, ingest_roots=[store_dir.parent]), agent=agent)
+    # the bundled clips' folder is an ingest root too: their files are served only from below one
+    app = create_app(settings(store_dir, ingest_roots=[store_dir.parent, sample_clips()[0].parent]), agent=agent)
     with TestClient(app, base_url=BASE) as c:
         yield c
 
@@ -303,6 +306,7 @@ def test_oversized_uploads_are_refused_with_413(store_dir: Path, agent: Agent, c
     app = create_app(settings(store_dir, max_upload_mb=0.05), agent=agent)
     big = clip.read_bytes() + b"\x00" * 60_000
     with TestClient(app, base_url=BASE) as c:
+        jobs = c.get("/api/ingest/jobs").json()  # earlier tests' jobs: the queue is kept in the store
         response = c.post("/api/ingest", files=[("files", ("big.mp4", io.BytesIO(big), "video/mp4"))])
         assert response.status_code == 413 and "0.05 MB" in response.json()["detail"]
 
@@ -315,7 +319,7 @@ def test_oversized_uploads_are_refused_with_413(store_dir: Path, agent: Agent, c
 
         streamed = c.post("/api/ingest", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
         assert streamed.status_code == 413
-        assert c.get("/api/ingest/jobs").json() == []
+        assert c.get("/api/ingest/jobs").json() == jobs  # no job for either
 
 
 def test_folder_ingest_stays_below_the_allowed_roots(client: TestClient, tmp_path: Path) -> None:
@@ -404,6 +408,7 @@ def test_cross_site_posts_and_foreign_hosts_are_refused(client: TestClient, clip
     assert forged.status_code == 403
     assert client.post("/api/ingest/folder", json={"path": "."}, headers={"Sec-Fetch-Site": "cross-site"}
                        ).status_code == 403
+    assert client.post("/api/ingest/folder", json={"path": "."}, headers={"Origin": "null"}).status_code == 403
     assert client.get("/api/health", headers={"Host": "evil.example"}).status_code == 400  # DNS rebinding
     assert "access-control-allow-origin" not in client.get("/api/health", headers={"Origin": "http://a.b"}).headers
 
@@ -540,3 +545,178 @@ def test_the_index_lock_lets_searches_run_together_and_a_sync_alone() -> None:
     for t in threads:
         t.join(10)
     assert sync_done.is_set() and order == ["second search", "long search done", "sync"]
+
+
+# -- hardening (issue 28) ---------------------------------------------------------------------------------------
+CROSS_SITE = [{"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example"},
+              {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+              {"Origin": "http://127.0.0.1:3000"}]
+
+
+@pytest.mark.parametrize("path", ["/api/files/masks/%00.png", "/api/files/%00", "/api/files/masks/a%00b/c.png",
+                                  "/reports/eval-nul/%00", "/reports/eval-nul/plots/%00.png", "/api/videos/%00/file",
+                                  "/videos/%00", "/reports/%00/", "/api/reports/%00"])
+def test_a_nul_byte_in_a_path_is_a_404(client: TestClient, store_dir: Path, path: str) -> None:
+    run = store_dir.parent / "runs" / "eval-nul"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "report.md").write_text("# nul\n")
+    assert client.get(path).status_code == 404
+
+
+def test_a_nul_byte_in_a_folder_to_ingest_is_refused(client: TestClient) -> None:
+    for path in ("vids\u0000/..", "\u0000", "store\u0000"):
+        response = client.post("/api/ingest/folder", json={"path": path})
+        assert response.status_code == 422, response.text
+    assert client.post("/api/ingest/folder", json={"path": "~no-such-user-here/x"}).status_code in (403, 404)
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE)
+def test_cross_site_requests_are_refused_on_every_route(client: TestClient, agent: Agent,
+                                                        headers: dict[str, str]) -> None:
+    """One policy for the app: another site's page can neither run a search (which asks the LLM and writes its
+    decomposition to the store) nor read anything, streamed or not."""
+    decompositions = agent.resources.store.db["decompositions"].count
+    query = {"q": "a cross-site swan", "k": 2}
+    for path in ("/api/search", "/api/search/stream", "/api/videos", "/api/videos/blackswan/overlay.gif",
+                 "/api/videos/blackswan/file", "/api/stats", "/openapi.json", "/videos/blackswan"):
+        response = client.get(path, params=query if "search" in path else None, headers=headers)
+        assert response.status_code == 403, (path, response.status_code)
+    assert agent.resources.store.db["decompositions"].count == decompositions  # nothing ran
+
+
+def test_same_origin_requests_and_links_to_pages_pass(client: TestClient) -> None:
+    own = {"Origin": BASE, "Sec-Fetch-Site": "same-origin"}
+    assert client.get("/api/search", params={"q": QUERY, "k": 2, **NO_LLM}, headers=own).status_code == 200
+    assert client.get("/api/health", headers={"Sec-Fetch-Site": "none"}).status_code == 200
+    # following a link from elsewhere opens a page (a shared /?q=... link); the page's own requests are same-origin
+    link = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document",
+            "Accept": "text/html"}
+    assert client.get("/", params={"q": QUERY}, headers=link).status_code == 200
+    framed = {**link, "Sec-Fetch-Dest": "iframe"}
+    assert client.get("/", headers=framed).status_code == 403
+    assert client.get("/api/health", headers={**link, "Accept": "application/json"}).status_code == 403
+
+
+def test_folder_ingest_refuses_a_symlink_out_of_the_roots(client: TestClient, store_dir: Path, clip: Path) -> None:
+    vids = store_dir.parent / "linked-vids"
+    vids.mkdir()
+    (vids / "x.mp4").symlink_to(clip)  # the clip lies outside every ingest root
+    jobs = len(client.get("/api/ingest/jobs").json())
+    response = client.post("/api/ingest/folder", json={"path": "linked-vids"})
+    assert response.status_code == 403 and "x.mp4" in response.json()["detail"]
+    assert client.post("/api/ingest/folder", json={"path": "linked-vids/x.mp4"}).status_code == 403
+    assert len(client.get("/api/ingest/jobs").json()) == jobs  # nothing was queued
+
+
+def test_a_video_file_is_served_only_from_below_a_root(store_dir: Path, agent: Agent, tmp_path: Path) -> None:
+    app = create_app(settings(store_dir, ingest_roots=[tmp_path]), agent=agent)  # the clips' folder is no root
+    with TestClient(app, base_url=BASE) as c:
+        refused = c.get("/api/videos/blackswan/file")
+        assert refused.status_code == 404 and "not served" in refused.json()["detail"]
+        assert c.get("/api/videos/blackswan").status_code == 200  # the twin itself is there
+
+
+def test_no_server_paths_in_responses_when_a_token_is_set(store_dir: Path, agent: Agent) -> None:
+    app = create_app(settings(store_dir, token="s3cret", ingest_roots=[store_dir.parent]), agent=agent)
+    clips = str(sample_clips()[0].parent)
+    with TestClient(app, base_url=BASE, headers={"Authorization": "Bearer s3cret"}) as c:
+        bodies = [c.get("/api/stats"), c.get("/api/videos/blackswan"), c.get("/api/videos"),
+                  c.get("/api/search", params={"q": QUERY, "k": 2, **NO_LLM}),
+                  c.post("/api/ingest/folder", json={"path": "/etc"}), c.get("/api/ingest/jobs")]
+        assert [b.status_code for b in bodies] == [200, 200, 200, 200, 403, 200]
+        for body in bodies:
+            assert str(store_dir) not in body.text and clips not in body.text and str(store_dir.parent) not in body.text
+        assert bodies[0].json()["store"] == store_dir.name
+        assert bodies[1].json()["twin"]["video"]["path"] == "blackswan.mp4"
+    # without a token (a loopback server for this machine's user) the paths stay
+    with TestClient(create_app(settings(store_dir), agent=agent), base_url=BASE) as c:
+        assert c.get("/api/stats").json()["store"] == str(store_dir)
+
+
+def test_a_dropped_stream_cancels_its_search_and_closes_the_llm_request(store_dir: Path) -> None:
+    """The client of a stream goes away while the LLM is decomposing its query: the request to the LLM is closed
+    at once (the server stops working for nobody) and the search ends within moments, not at the LLM's
+    timeout."""
+    import asyncio
+    import time
+
+    from test_llm_cancel import HangingServer
+
+    from twinseek.agent import Resources
+    from twinseek.config import load_settings
+    from twinseek.tools.llm import LLMClient
+    from twinseek.web.search import SearchParams, SearchService
+
+    hanging = HangingServer()
+    llm = LLMClient(load_settings().llm.model_copy(update={"base_url": hanging.base_url, "api_key": "t",
+                                                             "model": "stub", "timeout_s": 60.0}),
+                    tier="paper", base_url=hanging.base_url).start()
+    agent = Agent(Resources.open(store_dir, load_settings(store=store_dir), llm=llm))
+    service = SearchService(agent)
+
+    async def drop_while_decomposing() -> float:
+        stream = service.stream(SearchParams(q="a swan that nobody waits for", lr=True, qd=True))
+        first = asyncio.ensure_future(stream.__anext__())
+        while hanging.requests == 0:  # the decomposition is being asked
+            await asyncio.sleep(0.05)
+        first.cancel()  # what Starlette does when the client disconnects
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        return time.monotonic()
+
+    try:
+        dropped_at = asyncio.run(drop_while_decomposing())
+        service.executor.shutdown(wait=True)  # the search's worker thread has finished
+        assert time.monotonic() - dropped_at < 10.0
+        assert hanging.closed and hanging.closed[0] - dropped_at < 2.0
+        assert hanging.requests == 1  # nothing else was asked once it was cancelled
+    finally:
+        agent.close()
+        hanging.close()
+
+
+def test_a_one_megabyte_url_is_answered_414_not_reset(store_dir: Path, agent: Agent) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    from twinseek.web import background_server
+
+    with background_server(create_app(settings(store_dir, warm_llm=False), agent=agent)) as base:
+        port = urlsplit(base).port
+        request = b"GET /api/search?q=" + b"x" * (1 << 20) + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(request)  # the whole megabyte goes out: no reset half-way
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 414 "), answer[:200]
+        # a long URL that fits the buffer still reaches the app (a 422 from the query's length limit)
+        assert httpx_get(base + "/api/search?q=" + "x" * 5000).status_code == 422
+
+
+def httpx_get(url: str) -> Any:
+    import httpx
+
+    return httpx.get(url, timeout=30)
+
+
+def test_the_token_is_in_no_start_up_line_and_no_access_log(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    import uvicorn
+
+    from twinseek.web.app import log_config, serve
+
+    ran: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: ran.update(kwargs))
+    shown: list[str] = []
+    serve(settings(store_dir, token="s3cret-token"), on_ready=shown.append)
+    assert shown == ["http://127.0.0.1:8000/"] and ran["log_config"] == log_config()
+    # the access log's filter, on a record as uvicorn makes it
+    config = ran["log_config"]
+    redact = config["filters"]["redact_tokens"]["()"]()
+    assert config["handlers"]["access"]["filters"] == ["redact_tokens"]
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "GET", "/videos?token=s3cret-token&page=2", "1.1", 303), None)
+    assert redact.filter(record) and "s3cret" not in record.getMessage()
+    assert "/videos?token=***&page=2" in record.getMessage()

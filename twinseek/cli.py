@@ -28,12 +28,14 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# Help texts are plain text (rich_markup_mode=None): their bracketed notes ("[env TWINSEEK_STORE]", "[default:
+# ...]") would otherwise be read as rich markup and vanish.
 app = typer.Typer(help="Reasoning text-to-video retrieval over digital twins.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
-twins_app = typer.Typer(help="Inspect digital twins.", no_args_is_help=True)
-store_app = typer.Typer(help="Manage a twin store.", no_args_is_help=True)
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
+twins_app = typer.Typer(help="Inspect digital twins.", no_args_is_help=True, rich_markup_mode=None)
+store_app = typer.Typer(help="Manage a twin store.", no_args_is_help=True, rich_markup_mode=None)
 refinements_app = typer.Typer(help="What searches learned about the twins (an overlay on the ingest rows).",
-                              no_args_is_help=True)
+                              no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(twins_app, name="twins")
 app.add_typer(store_app, name="store")
 store_app.add_typer(refinements_app, name="refinements")
@@ -97,25 +99,58 @@ class ControlCharFilter(logging.Filter):
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, and the third-party "
+                                                "libraries' own output (TF Lite, mediapipe, progress bars).")] = False
+          ) -> None:
+    if not verbose:
+        from twinseek.quiet import quiet_third_party
+
+        quiet_third_party()
     handler = RichHandler(console=err_console, show_path=False)  # markup off: messages are plain text
     handler.addFilter(ControlCharFilter())
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
                         handlers=[handler])
 
 
-def _settings(store: Path | None = None, profile: str | None = None, **sampling: object) -> Settings:
+def _settings(store: Path | None = None, profile: str | None = None, *, existing: bool = False,
+              **sampling: object) -> Settings:
+    """The settings of a command, with its store folder (``--store`` or ``TWINSEEK_STORE``) checked before
+    anything heavy loads: the one place where the CLI's options are validated. ``existing``: the command reads a
+    store, which must be there (otherwise it is created on first write)."""
     sampling = {k: v for k, v in sampling.items() if v is not None}
     try:
-        return load_settings(store=store, profile=profile, sampling=sampling or None)
+        settings = load_settings(store=store, profile=profile, sampling=sampling or None)
     except ConfigError as exc:  # e.g. a misspelt TWINSEEK_* variable
         _fail(exc)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    _check_store(settings.store, existing)
+    return settings
+
+
+def _check_store(path: Path, existing: bool) -> None:
+    """A store folder that cannot be one (a file, below a file) is a usage error; a missing one is an error
+    of commands that read a store."""
+    from twinseek.errors import StoreError
+    from twinseek.twins.store import DB_NAME
+
+    if path.exists() and not path.is_dir():
+        _usage_error(f"--store {path} is a file, not a store folder")
+    ancestor = next((p for p in (path, *path.parents) if p.exists()), None)
+    if ancestor is not None and not ancestor.is_dir():
+        _usage_error(f"--store {path} cannot be created: {ancestor} is not a folder")
+    if existing and not (path / DB_NAME).is_file():
+        _fail(StoreError(f"no twin store at {path} (expected {path / DB_NAME})"))
+
+
+def _usage_error(message: str) -> NoReturn:
+    """A bad option or argument: one line on stderr, exit status 2 (as click's own usage errors)."""
+    err_console.print(f"[red]error:[/red] {safe(message)}", soft_wrap=True)
+    raise typer.Exit(2)
 
 
 def _fail(exc: TwinseekError) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {safe(exc)}")
+    err_console.print(f"[red]error:[/red] {safe(exc)}", soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -132,7 +167,7 @@ def _with_store(store: Path | None, action: Callable[[TwinStore], T]) -> T:
     """Run ``action`` on an existing store; a missing store or video exits with a clear message."""
     from twinseek.twins.store import TwinStore
 
-    with _errors_exit(), TwinStore(_settings(store).store, create=False) as twin_store:
+    with _errors_exit(), TwinStore(_settings(store, existing=True).store, create=False) as twin_store:
         return action(twin_store)
 
 
@@ -165,6 +200,10 @@ def ingest(
     from twinseek.twins.store import TwinStore
 
     settings = _settings(store, profile, fps=fps, frames=frames, max_side=max_side)
+    missing = [p for p in paths if not p.exists() and not p.is_symlink()]
+    if missing:  # checked before the store is opened: a mistyped path creates no empty store
+        _usage_error(f"no such file or folder: {missing[0]}" + (f" (and {len(missing) - 1} more)"
+                                                              if len(missing) > 1 else ""))
     files = collect_videos(paths)
     if not files:
         err_console.print("[yellow]no video files found[/yellow]")
@@ -492,11 +531,11 @@ def search(
 ) -> None:
     """Rank the videos of a store for a query: the agent with reasoning and refinement off (decomposition,
     retrieval and reranking; no twin reasoning)."""
-    from twinseek.agent.api import Agent
-
+    settings = _settings(store, profile, existing=True)  # first: a missing store says so before anything loads
     options = _search_context(k, tool=tool, reranker=rerank, decomposer="rules" if no_llm else "llm", qd=not no_qd,
                               ca=not no_ca, lr=False, jit=False, tau=0.0)  # a ranking: every candidate shown
-    settings = _settings(store, profile)
+    from twinseek.agent.api import Agent
+
     with _errors_exit(), Agent.open(settings.store, profile=settings.profile) as agent:
         result = agent.search(query, k=k, **options)
     if as_json:
@@ -559,14 +598,14 @@ def ask(
 ) -> None:
     """Ask the reasoning agent once: decompose, retrieve, rerank, reason over each candidate's twin and refine it
     just in time. Node-by-node progress goes to stderr; the answer (or --json) to stdout."""
-    from twinseek.agent.api import Agent
-
+    settings = _settings(store, profile, existing=True)  # first: a missing store says so before anything loads
     options = _search_context(k, tau=tau, tool=tool, reranker=rerank, decomposer="rules" if no_llm else "llm",
                               qd=not no_qd, ca=not no_ca, lr=not no_lr, jit=not no_jit,
                               videos=tuple(video) if video else None, llm_weight=llm_weight, deadline_s=deadline)
     if no_deadline:
         options["deadline_s"] = None
-    settings = _settings(store, profile)
+    from twinseek.agent.api import Agent
+
     result = None
     with _errors_exit(), Agent.open(settings.store, profile=settings.profile) as agent:
         for event in agent.stream(query, k=k, **options):
@@ -739,10 +778,10 @@ def chat(
     Ctrl-C cancels the running search and returns to the prompt; Ctrl-D leaves."""
     import sys
 
+    settings = _settings(store, profile, existing=True)
     from twinseek.agent.api import Agent
     from twinseek.agent.chat import HELP, ChatSession
 
-    settings = _settings(store, profile)
     with _errors_exit(), Agent.open(settings.store, profile=settings.profile, warm=True) as agent:
         session_ = ChatSession(agent, settings.store, session=session, k=k)
         console.print(f"[dim]session {session!r} in {safe_name(settings.store)}: {len(session_.turns)} earlier "
@@ -829,6 +868,7 @@ def demo(
 ) -> None:
     """The main job on the bundled sample clips: ingest them, answer a sample query with the agent, and write
     mask overlays of the answer."""
+    settings = _settings(store, profile)  # first: an unusable --store says so before anything loads
     from twinseek.agent.api import Agent
     from twinseek.agent.resources import start_in_background, warm_llm
     from twinseek.data import sample_clips
@@ -836,7 +876,6 @@ def demo(
     from twinseek.twins.pipeline import Ingestor
     from twinseek.twins.store import TwinStore
 
-    settings = _settings(store, profile)
     if settings.profile == "embedded" and not settings.llm.base_url:
         # the LLM loads and caches its prompt prefixes while the clips are ingested (ingest uses one core)
         console.print("[dim]starting the embedded LLMs in the background (Qwen2.5-Coder-0.5B decomposes, 1.5B judges, "
@@ -915,12 +954,20 @@ def serve(
     except ImportError as exc:
         err_console.print(f"[red]error:[/red] the web app needs the web extra: pip install 'twinseek[web]' ({safe(exc)})")
         raise typer.Exit(1) from exc
+    from pydantic import ValidationError
+
     settings = _settings(store, profile)
-    web = WebSettings(store=settings.store, host=host, port=port, token=token, insecure=insecure,
-                      profile=settings.profile, runs=runs, max_upload_mb=max_upload_mb,
-                      ingest_roots=ingest_root or [Path.cwd()])
+    try:
+        web = WebSettings(store=settings.store, host=host, port=port, token=token, insecure=insecure,
+                          profile=settings.profile, runs=runs, max_upload_mb=max_upload_mb,
+                          ingest_roots=ingest_root or [Path.cwd()])
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        _usage_error(f"--{'-'.join(map(str, first['loc'])).replace('_', '-')}: {first['msg']}")
     with _errors_exit():
-        run_server(web, on_ready=lambda url: console.print(f"twinseek on {safe(url)} (store {safe_name(web.store)})"))
+        run_server(web, on_ready=lambda url: console.print(
+            f"twinseek on {safe(url)} (store {safe_name(web.store)})"
+            + ("; it asks for the token: open the address with ?token=TOKEN once" if web.token else "")))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,8 +21,10 @@ train_app = typer.Typer(
         "Each prints the retrieval settings that load the result."
     ),
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help text, as the rest of the CLI (twinseek.cli)
 )
-data_app = typer.Typer(help="Build training data (JSONL with provenance).", no_args_is_help=True)
+data_app = typer.Typer(help="Build training data (JSONL with provenance).", no_args_is_help=True,
+                       rich_markup_mode=None)
 train_app.add_typer(data_app, name="data")
 
 BenchOpt = Annotated[list[Path] | None, typer.Option(

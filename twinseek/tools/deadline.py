@@ -2,7 +2,9 @@
 
 Every LLM call made through :class:`BoundedLLM` gets ``timeout_s = min(configured, remaining)``; once the
 deadline has passed a call fails at once with :class:`DeadlineExceeded` (an :class:`LLMError`, so every caller's
-existing fallback applies) instead of waiting for a reply nobody will use.
+existing fallback applies) instead of waiting for a reply nobody will use. Likewise once the search is cancelled
+(:mod:`twinseek.tools.cancel`): a :class:`BoundedLLM` keeps the cancel scope of the code that made it, so calls
+from the worker threads a node starts can be cancelled too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel
 
 from twinseek.config import LLMSettings
-from twinseek.tools.llm import LLMError, Messages
+from twinseek.tools import cancel
+from twinseek.tools.llm import LLMCancelled, LLMError, Messages
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -69,21 +72,28 @@ class BoundedLLM:
         self.settings = llm.settings
         self.tier = llm.tier
         self.model = llm.model
+        self.scope = cancel.current()  # the search's, carried into whatever thread makes the calls
 
     def timeout(self, timeout_s: float | None = None) -> float:
-        """The timeout of a call made now; raises :class:`DeadlineExceeded` when no time is left."""
+        """The timeout of a call made now; raises :class:`DeadlineExceeded` when no time is left, and
+        :class:`LLMCancelled` when the search was cancelled."""
+        if self.scope is not None and self.scope.cancelled:
+            raise LLMCancelled("the search was cancelled")
         left = self.deadline.remaining()
         if left <= 0:
             raise DeadlineExceeded("the search's deadline has passed")
         return min(timeout_s or self.settings.timeout_s, left)
 
     def chat_text(self, messages: Messages, *, max_tokens: int = 256, timeout_s: float | None = None) -> str:
-        return self.llm.chat_text(messages, max_tokens=max_tokens, timeout_s=self.timeout(timeout_s))
+        with cancel.using(self.scope):
+            return self.llm.chat_text(messages, max_tokens=max_tokens, timeout_s=self.timeout(timeout_s))
 
     def chat_json(self, messages: Messages, schema: type[T], *, max_tokens: int = 512, timeout_s: float | None = None,
                   fallback: Callable[[], T] | None = None, retries: int | None = None) -> T:
-        return self.llm.chat_json(messages, schema, max_tokens=max_tokens, timeout_s=self.timeout(timeout_s),
-                                  fallback=fallback, retries=retries)
+        with cancel.using(self.scope):
+            return self.llm.chat_json(messages, schema, max_tokens=max_tokens, timeout_s=self.timeout(timeout_s),
+                                      fallback=fallback, retries=retries)
 
     def yes_probability(self, messages: Messages, *, timeout_s: float | None = None, top_logprobs: int = 20) -> float:
-        return self.llm.yes_probability(messages, timeout_s=self.timeout(timeout_s), top_logprobs=top_logprobs)
+        with cancel.using(self.scope):
+            return self.llm.yes_probability(messages, timeout_s=self.timeout(timeout_s), top_logprobs=top_logprobs)

@@ -14,6 +14,7 @@ safe to share between threads; the embedded server decodes ``n_parallel`` reques
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import functools
 import hashlib
@@ -38,11 +39,13 @@ from pydantic import BaseModel, Field, ValidationError
 
 from twinseek.config import LLMSettings, Settings
 from twinseek.errors import ModelUnavailableError, TwinseekError
+from twinseek.tools import cancel
 
 __all__ = [
     "EMBEDDED_MODELS",
     "EmbeddedModel",
     "EmbeddedServer",
+    "LLMCancelled",
     "LLMClient",
     "LLMError",
     "LLMOutputError",
@@ -68,6 +71,10 @@ class LLMError(TwinseekError):
 
 class LLMOutputError(LLMError):
     """The LLM kept replying with output that does not validate (and the caller gave no fallback)."""
+
+
+class LLMCancelled(LLMError):
+    """The search this call belonged to was cancelled (see :mod:`twinseek.tools.cancel`)."""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -492,6 +499,9 @@ class LLMClient:
                     timeout=self.settings.timeout_s,
                     # Retries are ours (_complete): the SDK's would retry timeouts and multiply the wait.
                     max_retries=0,
+                    # a local server decodes on our CPU: a cancelled request's connection is closed (and the
+                    # server stops); a remote one keeps the SDK's own client (proxies from the environment)
+                    http_client=_abortable_http_client() if _is_loopback(self._base_url) else None,
                 )
             return self._sdk
 
@@ -518,12 +528,15 @@ class LLMClient:
             params["seed"] = self.settings.seed
         retries = 0 if self.tier == "embedded" else self.settings.http_retries  # a dead local server stays dead
         client = self._client()  # here, not on the worker thread: starting the embedded server has its own timeout
+        scope = cancel.current()
         for attempt in range(retries + 1):
             left = deadline.left()
+            if scope is not None and scope.cancelled:
+                raise LLMCancelled("the search was cancelled")
             if left <= 0:
                 raise self._timed_out(deadline)
             try:
-                resp = _within(left, functools.partial(client.chat.completions.create, timeout=left, **params))
+                resp = _within(left, functools.partial(client.chat.completions.create, timeout=left, **params), scope)
             except (openai.APITimeoutError, TimeoutError) as e:
                 raise self._timed_out(deadline) from e
             except openai.APIConnectionError as e:
@@ -540,10 +553,15 @@ class LLMClient:
                 raise LLMError(f"the LLM at {self._base_url} sent a malformed reply ({type(e).__name__}: {e})") from e
             else:
                 return self._checked(resp)
+            if scope is not None and scope.cancelled:  # the error was the cancelled request's closed connection
+                raise LLMCancelled("the search was cancelled") from error
             if attempt == retries or wait >= deadline.left():
                 raise error
             logger.info("%s; retrying in %.1fs (%d/%d)", error, wait, attempt + 1, retries)
-            time.sleep(wait)
+            if scope is not None:
+                scope.wait(wait)
+            else:
+                time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _checked(self, resp: Any) -> Reply:
@@ -662,30 +680,143 @@ def _backoff(attempt: int, retry_after: str | None) -> float:
     return min(0.5 * 2**attempt, MAX_BACKOFF_S)
 
 
-def _within(seconds: float, call: Callable[[], Any]) -> Any:
-    """``call()`` on a worker thread, given up after ``seconds`` (:class:`TimeoutError`).
+CANCEL_POLL_S = 0.05
+
+
+def _within(seconds: float, call: Callable[[], Any], scope: cancel.CancelScope | None = None) -> Any:
+    """``call()`` on a worker thread, given up after ``seconds`` (:class:`TimeoutError`), or as soon as ``scope``
+    is cancelled (:class:`LLMCancelled`; the request's connection is closed when it is one of
+    :func:`_abortable_http_client`'s).
 
     httpx's timeout applies to each network operation, so a server that trickles its reply byte by byte never
     trips it; this bounds the wall time. An abandoned request ends by itself at its own (per-operation) timeout.
     """
     done = threading.Event()
     box: dict[str, Any] = {}
+    request = _Request()
 
     def run() -> None:
+        _requests.current = request
         try:
             box["value"] = call()
         except BaseException as e:  # handed to the caller below
             box["error"] = e
         finally:
+            _requests.current = None
             done.set()
 
     threading.Thread(target=run, name="twinseek-llm-request", daemon=True).start()
     # a little grace so that the request's own timeout, with its clearer error, usually fires first
-    if not done.wait(seconds + 0.25):
-        raise TimeoutError(f"no reply within {seconds:.1f}s")
+    end = time.monotonic() + seconds + 0.25
+    with scope.on_cancel(request.abort) if scope is not None else contextlib.nullcontext():
+        while not done.wait(max(0.0, min(CANCEL_POLL_S if scope is not None else seconds + 0.25,
+                                         end - time.monotonic()))):
+            if scope is not None and scope.cancelled:
+                raise LLMCancelled("the search was cancelled")
+            if time.monotonic() >= end:
+                raise TimeoutError(f"no reply within {seconds:.1f}s")
+    if scope is not None and scope.cancelled and "error" in box:
+        raise LLMCancelled("the search was cancelled") from box["error"]
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+# -- closing a request's connection from another thread -------------------------------------------------------
+class _Request:
+    """One request on its worker thread: the connection it is using, to shut down when it is cancelled."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.stream: _TrackedStream | None = None
+        self.aborted = False
+
+    def bind(self, stream: _TrackedStream) -> None:
+        with self._lock:
+            self.stream = stream
+            aborted = self.aborted
+        if aborted:
+            stream.abort()
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            stream = self.stream
+        if stream is not None:
+            stream.abort()
+
+
+_requests = threading.local()  # .current: the _Request of the request running on this thread
+
+
+def _is_loopback(url: str | None) -> bool:
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url or "").hostname or "").lower()
+    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+
+
+def _abortable_http_client() -> Any:
+    """The SDK's own httpx client, over a connection pool whose connections the request that uses one can shut
+    down from another thread (a blocked read returns at once; the server sees the connection close)."""
+    import openai
+
+    try:  # the openai SDK builds on httpx2 (recent versions) or httpx
+        import httpcore2 as httpcore  # type: ignore[import-not-found]
+        import httpx2 as httpx  # type: ignore[import-not-found]
+    except ImportError:
+        import httpcore  # type: ignore[no-redef]
+        import httpx  # type: ignore[no-redef]
+    client = openai.DefaultHttpxClient()
+    if not isinstance(client, httpx.Client) or not hasattr(httpx.HTTPTransport(), "_pool"):
+        logger.info("cancelled LLM requests will be abandoned, not closed (unknown HTTP client %s)", type(client))
+        return client  # the SDK on a library this does not know: cancelling abandons the request instead
+
+    class TrackingBackend(httpcore.SyncBackend):  # type: ignore[misc,name-defined]
+        def connect_tcp(self, *args: Any, **kwargs: Any) -> Any:
+            return _TrackedStream(super().connect_tcp(*args, **kwargs))
+
+    client.close()
+    transport = httpx.HTTPTransport()
+    transport._pool = httpcore.ConnectionPool(network_backend=TrackingBackend(), max_connections=100,
+                                              max_keepalive_connections=20, keepalive_expiry=5.0)
+    return openai.DefaultHttpxClient(transport=transport)
+
+
+class _TrackedStream:
+    """A connection that tells the request reading or writing it that it is in use (``_requests.current``)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _bind(self) -> None:
+        request = getattr(_requests, "current", None)
+        if request is not None and request.stream is not self:
+            request.bind(self)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        self._bind()
+        return self._stream.read(max_bytes, timeout)  # type: ignore[no-any-return]
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._bind()
+        self._stream.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, *args: Any, **kwargs: Any) -> _TrackedStream:
+        return _TrackedStream(self._stream.start_tls(*args, **kwargs))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+    def abort(self) -> None:
+        """Shut the socket down both ways: a read blocked on it returns, and the peer sees the close."""
+        sock = self._stream.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def choice_shares(top: Sequence[tuple[str, float]], options: Sequence[str]) -> dict[str, float]:

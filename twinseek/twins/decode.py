@@ -109,11 +109,21 @@ def _not_regular(mode: int) -> str | None:
     return None if stat.S_ISREG(mode) else "an unknown kind of file"
 
 
+def ffmpeg_reason(exc: Exception) -> str:
+    """What went wrong, in words: "not a video, or a damaged one" for data FFmpeg cannot read, else FFmpeg's own
+    message without its ``[Errno N]`` code and the path (which the error names already)."""
+    if isinstance(exc, av.error.InvalidDataError):
+        return "not a video, or a damaged one"
+    if isinstance(exc, av.error.FFmpegError):
+        return (exc.strerror or str(exc)).strip()
+    return str(exc)
+
+
 def _open(path: Path) -> av.container.InputContainer:
     try:
         container = av.open(str(path), mode="r")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise CorruptVideoError(path, str(exc)) from exc
+        raise CorruptVideoError(path, ffmpeg_reason(exc)) from exc
     if not container.streams.video:
         container.close()
         raise CorruptVideoError(path, "no video stream")
@@ -208,7 +218,7 @@ def iter_frames(path: str | Path, max_side: int = 640, wanted: set[int] | None =
                 if last is not None and index >= last:
                     return
         except av.error.FFmpegError as exc:
-            raise CorruptVideoError(path, f"decoding failed after frame {index}: {exc}") from exc
+            raise CorruptVideoError(path, f"decoding failed after frame {index}: {ffmpeg_reason(exc)}") from exc
 
 
 def decode_video(

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -20,9 +20,16 @@ from twinseek.agent.api import SearchResult
 from twinseek.errors import TwinseekError
 from twinseek.twins.model import Twin, Video
 from twinseek.twins.store import TwinStore
-from twinseek.web.deps import Store, TwinDep, Web, WebState, same_origin
+from twinseek.web.deps import Store, TwinDep, Web, WebState
 from twinseek.web.ingest import IngestJob, UploadRejected, new_job_id, save_uploads
-from twinseek.web.media import OutsideRootError, file_inside, mask_layer, track_selection
+from twinseek.web.media import (
+    OutsideRootError,
+    file_inside,
+    is_inside,
+    mask_layer,
+    real_path,
+    track_selection,
+)
 from twinseek.web.reports import RunInfo, list_runs, load_run, run_folder
 from twinseek.web.search import SearchParams
 
@@ -57,7 +64,8 @@ class Health(BaseModel):
 
 
 class FolderRequest(BaseModel):
-    path: str = Field(min_length=1, description="A folder (or file) on the server, below an allowed ingest root.")
+    path: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00]*$",
+                      description="A folder (or file) on the server, below an allowed ingest root.")
 
 
 def parse_tracks(tracks: str | None) -> list[int] | None:
@@ -89,6 +97,8 @@ async def search(params: Annotated[SearchParams, Query()], web: Web) -> Response
         result = await web.searches.asearch(params)
     except TwinseekError as exc:
         raise HTTPException(400, str(exc)) from exc
+    if web.settings.token:
+        return JSONResponse(web.public(result.model_dump(mode="json")))
     # serialised once by the model itself (FastAPI would validate it again against response_model first)
     return Response(result.model_dump_json(), media_type="application/json")
 
@@ -120,30 +130,37 @@ async def _events(web: WebState, params: SearchParams, request: Request) -> Asyn
         elif item.kind == "result" and item.result is not None:
             html = web.templates.get_template("_hits.html").render(
                 result=item.result, base=request.scope.get("root_path", ""))
-            yield sse("result", {"result": item.result.model_dump(mode="json"), "html": html})
+            yield sse("result", {"result": web.public(item.result.model_dump(mode="json")), "html": html})
         else:
             yield sse(item.kind, {"node": item.node, "data": item.data})
 
 
 # -- twins and media --------------------------------------------------------------------------------------------
 @router.get("/videos", response_model=list[VideoSummary], summary="Videos in the store")
-def videos(store: Store, offset: Annotated[int, Query(ge=0)] = 0,
-           limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[VideoSummary]:
-    return [summary(store.get_twin(v.video_id)) for v in store.videos()[offset:offset + limit]]
+def videos(store: Store, web: Web, offset: Annotated[int, Query(ge=0)] = 0,
+           limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Any:
+    return web.public([summary(store.get_twin(v.video_id)).model_dump(mode="json")
+                       for v in store.videos()[offset:offset + limit]])
 
 
 @router.get("/videos/{video_id}", response_model=TwinView, summary="A video's twin")
-def twin(twin: TwinDep, store: Store) -> TwinView:
-    return TwinView(twin=twin, refinements=store_refinements(store, twin.video.video_id))
+def twin(twin: TwinDep, store: Store, web: Web) -> Any:
+    return web.public(TwinView(twin=twin, refinements=store_refinements(store, twin.video.video_id))
+                      .model_dump(mode="json"))
 
 
 @router.get("/videos/{video_id}/file", summary="The video file (byte ranges supported)",
             response_class=FileResponse)
-def video_file(twin: TwinDep) -> FileResponse:
-    # only a video registered in the store, found by its id: the client never names a path
-    path = Path(twin.video.path)
-    if not path.is_file():
-        raise HTTPException(404, f"the file of {twin.video.video_id} is no longer on the server")
+def video_file(twin: TwinDep, web: Web) -> FileResponse:
+    # only a video registered in the store, found by its id (the client never names a path), and only while its
+    # real file lies below an ingest root or in the store: a link swapped to point elsewhere is not followed
+    try:
+        path = real_path(twin.video.path, strict=True)
+    except OutsideRootError as exc:
+        raise HTTPException(404, f"the file of {twin.video.video_id} is no longer on the server") from exc
+    if not path.is_file() or not is_inside(path, web.served_roots()):
+        raise HTTPException(404, f"the file of {twin.video.video_id} is not served (it is not below an ingest "
+                                 "root or in the store)")
     media_type = VIDEO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media_type, content_disposition_type="inline")
 
@@ -178,8 +195,8 @@ def store_file(path: str, store: Store) -> FileResponse:
 
 
 @router.get("/stats", summary="The store's statistics")
-def stats(store: Store) -> dict[str, Any]:
-    return store.stats()
+def stats(store: Store, web: Web) -> Any:
+    return web.public(store.stats())
 
 
 @router.get("/health", response_model=Health)
@@ -188,10 +205,10 @@ def health(web: Web) -> Health:
 
 
 # -- ingest -----------------------------------------------------------------------------------------------------
-@router.post("/ingest", response_model=IngestJob, status_code=202, dependencies=[Depends(same_origin)],
+@router.post("/ingest", response_model=IngestJob, status_code=202,
              summary="Upload video files and ingest them in the background",
              responses={413: {"description": "Larger than --max-upload-mb"}, 415: {"description": "Not a video"}})
-async def upload(web: Web, files: Annotated[list[UploadFile], File(description="Video files.")]) -> IngestJob:
+async def upload(web: Web, files: Annotated[list[UploadFile], File(description="Video files.")]) -> Any:
     if not files:
         raise HTTPException(400, "no files in the upload")
     if len(files) > web.settings.max_upload_files:
@@ -202,43 +219,55 @@ async def upload(web: Web, files: Annotated[list[UploadFile], File(description="
                                     web.settings.max_upload_bytes)
     names = [f.filename or p.name for f, p in zip(files, saved)]
     label = names[0] if len(names) == 1 else f"{len(names)} files"
-    return web.ingest.submit(list(zip(names, saved)), "upload", label, job_id=job_id, upload_folder=folder)
+    job = web.ingest.submit(list(zip(names, saved)), "upload", label, job_id=job_id, upload_folder=folder)
+    return web.public(job.model_dump(mode="json"))
 
 
-@router.post("/ingest/folder", response_model=IngestJob, status_code=202, dependencies=[Depends(same_origin)],
+@router.post("/ingest/folder", response_model=IngestJob, status_code=202,
              summary="Ingest a folder (or file) on the server, below an allowed ingest root")
-def ingest_folder(body: FolderRequest, web: Web) -> IngestJob:
+def ingest_folder(body: FolderRequest, web: Web) -> Any:
     from twinseek.twins.pipeline import collect_videos
 
-    target = Path(body.path).expanduser()
-    roots = [r.resolve() for r in web.settings.ingest_roots]
+    roots = web.ingest_roots()
+    where = "" if web.settings.token else f" ({', '.join(map(str, roots)) or 'none'})"
+    try:
+        target = Path(body.path).expanduser()
+    except RuntimeError as exc:  # ~someone with no home here
+        raise HTTPException(404, f"{body.path}: no such file or folder on the server") from exc
     if not target.is_absolute():
         target = roots[0] / target if roots else target
-    target = target.resolve()
-    if not any(target.is_relative_to(r) for r in roots):
-        raise HTTPException(403, f"{body.path} is outside the folders the server may ingest from "
-                                 f"({', '.join(map(str, roots)) or 'none'}; see twinseek serve --ingest-root)")
+    target = real_path(target)
+    if not is_inside(target, roots):
+        raise HTTPException(403, f"{body.path} is outside the folders the server may ingest from{where}; see "
+                                 "twinseek serve --ingest-root")
     if not target.exists():
         raise HTTPException(404, f"{body.path}: no such file or folder on the server")
-    files = collect_videos([target])
+    base = target if target.is_dir() else target.parent
+    files = [(f, real_path(f)) for f in collect_videos([target])]
     if not files:
         raise HTTPException(400, f"{body.path}: no video files found")
-    base = target if target.is_dir() else target.parent
-    named = [(str(f.relative_to(base)) if f.is_relative_to(base) else f.name, f) for f in files]
-    return web.ingest.submit(named, "folder", str(target))
+    outside = [f for f, real in files if not is_inside(real, roots)]
+    if outside:  # a symlink that leads out of the roots: the whole request is refused, naming the links
+        names = ", ".join(str(f.relative_to(base)) if f.is_relative_to(base) else f.name for f in outside[:5])
+        raise HTTPException(403, f"{len(outside)} of the files in {body.path} lead outside the folders the server "
+                                 f"may ingest from{where} through symbolic links: {names}")
+    # the real paths go into the store (a link swapped later changes nothing); named as the user sees them
+    named = [(str(f.relative_to(base)) if f.is_relative_to(base) else f.name, real) for f, real in files]
+    job = web.ingest.submit(named, "folder", body.path if web.settings.token else str(target))
+    return web.public(job.model_dump(mode="json"))
 
 
 @router.get("/ingest/jobs", response_model=list[IngestJob], summary="Ingest jobs, newest first")
-def ingest_jobs(web: Web) -> list[IngestJob]:
-    return web.ingest.jobs()
+def ingest_jobs(web: Web) -> Any:
+    return web.public([j.model_dump(mode="json") for j in web.ingest.jobs()])
 
 
 @router.get("/ingest/jobs/{job_id}", response_model=IngestJob)
-def ingest_job(job_id: str, web: Web) -> IngestJob:
+def ingest_job(job_id: str, web: Web) -> Any:
     job = web.ingest.job(job_id)
     if job is None:
         raise HTTPException(404, f"no ingest job {job_id}")
-    return job
+    return web.public(job.model_dump(mode="json"))
 
 
 # -- eval reports -----------------------------------------------------------------------------------------------

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -27,7 +31,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from twinseek import __version__
 from twinseek.errors import TwinseekError, VideoNotFoundError
 from twinseek.web import api, pages
-from twinseek.web.deps import TOKEN_COOKIE, NotAuthenticated, TokenAccepted, WebState, is_api, require_token
+from twinseek.web.deps import (
+    TOKEN_COOKIE,
+    NotAuthenticated,
+    TokenAccepted,
+    WebState,
+    is_api,
+    require_token,
+    same_origin,
+)
 from twinseek.web.ingest import UploadRejected
 from twinseek.web.media import OutsideRootError, css_colour
 from twinseek.web.settings import WebSettings, check_bind
@@ -83,10 +95,10 @@ def create_app(settings: WebSettings, *, agent: Agent | None = None,
     app.add_middleware(SecurityHeaders)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.hosts())
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    auth = [Depends(require_token)]
-    app.include_router(api.router, dependencies=auth)
-    app.include_router(pages.router, dependencies=auth)
-    app.include_router(docs, dependencies=auth)
+    guards = [Depends(same_origin), Depends(require_token)]  # one cross-site policy, then the token
+    app.include_router(api.router, dependencies=guards)
+    app.include_router(pages.router, dependencies=guards)
+    app.include_router(docs, dependencies=guards)
     _error_handlers(app)
     return app
 
@@ -278,8 +290,72 @@ def _error_handlers(app: FastAPI) -> None:
 
 
 # -- serving ----------------------------------------------------------------------------------------------------
+TOKEN_IN_QUERY = re.compile(r"(?i)([?&]token=)[^&#\s]*")
+
+
+def redact_token(text: str) -> str:
+    """``text`` with the value of every ``token=`` query parameter replaced by ``***``."""
+    return TOKEN_IN_QUERY.sub(r"\1***", text)
+
+
+class RedactTokens(logging.Filter):
+    """The access log without the tokens of ``?token=`` links (uvicorn logs the full path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_token(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration with :class:`RedactTokens` on its access log."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_tokens"] = {"()": RedactTokens}
+    config["handlers"]["access"]["filters"] = ["redact_tokens"]
+    return config
+
+
+def http_protocol() -> type:
+    """uvicorn's h11 protocol, but a request whose request line or headers outgrow its buffer is answered 414 URI
+    Too Long (or 431) instead of 400, and the rest of what the client sends is read and dropped before the
+    connection closes: the client reads the answer instead of a connection reset."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        drain_s = 2.0
+        _draining = False
+
+        def data_received(self, data: bytes) -> None:
+            if not self._draining:
+                super().data_received(data)
+
+        def send_400_response(self, msg: str) -> None:
+            pending, _ = self.conn.trailing_data
+            if len(pending) < OVERSIZED_REQUEST:
+                super().send_400_response(msg)
+                return
+            status, text = (414, "URI too long") if b"\r\n" not in pending else (431, "request headers too large")
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+            for event in (h11.Response(status_code=status, headers=headers), h11.Data(data=text.encode()),
+                          h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+            self._draining = True
+            with contextlib.suppress(Exception):  # half-close: the answer is complete; reading goes on
+                self.transport.write_eof()
+            asyncio.get_running_loop().call_later(self.drain_s, self.transport.close)
+
+    return Protocol
+
+
+OVERSIZED_REQUEST = 16 * 1024  # h11's receive buffer limit (uvicorn's h11_max_incomplete_event_size default)
+
+
 def serve(settings: WebSettings, log_level: str = "info", on_ready: Callable[[str], Any] | None = None) -> None:
-    """Check the bind policy, open (or create) the store and serve until interrupted."""
+    """Check the bind policy, open (or create) the store and serve until interrupted. ``on_ready`` gets the
+    address (never the token: it would end up in terminals' scrollback and logs)."""
     import uvicorn
 
     from twinseek.tools.llm import stop_embedded_servers
@@ -290,10 +366,10 @@ def serve(settings: WebSettings, log_level: str = "info", on_ready: Callable[[st
     app = create_app(settings)
     url = f"http://{settings.host}:{settings.port}/"
     if on_ready is not None:
-        on_ready(url + (f"?token={settings.token}" if settings.token else ""))
+        on_ready(url)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, proxy_headers=False,
-                    server_header=False)
+                    server_header=False, http=http_protocol(), log_config=log_config())
     finally:
         stop_embedded_servers()
 
@@ -307,7 +383,8 @@ def background_server(app: FastAPI, host: str = "127.0.0.1", startup_timeout_s: 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", http=http_protocol(),
+                                           log_config=log_config()))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="twinseek-web", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout_s

@@ -3,10 +3,12 @@ checks."""
 
 from __future__ import annotations
 
+import contextlib
+import pathlib
 import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Path, Request
@@ -44,6 +46,41 @@ class WebState:
     @property
     def store(self) -> TwinStore:
         return self.agent.resources.store
+
+    def public(self, data: Any) -> Any:
+        """JSON-ready ``data`` as a client may see it: with a token set (a server reachable from elsewhere), the
+        server's absolute paths are cut to their last part (see :func:`hide_paths`)."""
+        return hide_paths(data) if self.settings.token else data
+
+    def ingest_roots(self) -> list[pathlib.Path]:
+        """The real folders folder ingest may name (``--ingest-root``)."""
+        from twinseek.web.media import OutsideRootError, real_path
+
+        roots = []
+        for root in self.settings.ingest_roots:
+            with contextlib.suppress(OutsideRootError):
+                roots.append(real_path(root))
+        return roots
+
+    def served_roots(self) -> list[pathlib.Path]:
+        """Where the video files the app serves may lie: the ingest roots and the store (its uploads)."""
+        from twinseek.web.media import real_path
+
+        return [*self.ingest_roots(), real_path(self.store.root)]
+
+
+PATH_KEYS = frozenset({"path", "store", "root", "label"})  # label: a folder ingest job's folder
+
+
+def hide_paths(data: Any) -> Any:
+    """``data`` (JSON-ready: dicts, lists, scalars) with every absolute path under a ``path``, ``store``,
+    ``root`` or ``label`` key cut to its last part."""
+    if isinstance(data, dict):
+        return {k: pathlib.PurePath(v).name if k in PATH_KEYS and isinstance(v, str) and v.startswith("/")
+                else hide_paths(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [hide_paths(v) for v in data]
+    return data
 
 
 def get_web(request: Request) -> WebState:
@@ -105,15 +142,25 @@ def require_token(request: Request) -> None:
         raise TokenAccepted(url.path + (f"?{url.query}" if url.query else ""), expected)
 
 
+SAFE_FETCH_SITES = frozenset({"same-origin", "none"})  # "none": typed into the address bar, a bookmark
+
+
 def same_origin(request: Request) -> None:
-    """State-changing requests must come from the app's own pages (or from a client that sends no Origin,
-    such as curl): a page on another site cannot make the browser upload into the store."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
+    """The app's one cross-site policy, on every route (before the token check): a request that another site's
+    page made the browser send is refused with 403, reading or writing, so no page elsewhere can run searches,
+    upload or ingest, or read the store through the user's browser. The one exception is following a link to a
+    page (a top-level ``GET`` navigation), so a shared ``/?q=...`` link still opens. Clients that send neither
+    ``Sec-Fetch-Site`` nor ``Origin`` (curl, scripts) are not browsers and pass."""
+    headers = request.headers
+    navigation = (request.method in ("GET", "HEAD") and headers.get("sec-fetch-mode") == "navigate"
+                  and headers.get("sec-fetch-dest", "document") == "document" and not is_api(request))
+    if navigation:
+        return
+    site = headers.get("sec-fetch-site")
+    if site is not None and site not in SAFE_FETCH_SITES:
         raise HTTPException(403, "cross-site request refused")
-    origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host", ""):
-        raise HTTPException(403, "cross-origin request refused")
-    if origin == "null":
+    origin = headers.get("origin")
+    if origin is not None and (origin == "null" or urlsplit(origin).netloc != headers.get("host", "")):
         raise HTTPException(403, "cross-origin request refused")
 
 

@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from twinseek.twins.decode import SUPPORTED_SUFFIXES
+from twinseek.twins.store import IngestQueue
 
 if TYPE_CHECKING:
     from twinseek.config import Settings
@@ -148,9 +149,13 @@ def new_job_id() -> str:
 class IngestWorker:
     """A queue of ingest jobs run one file at a time by a single background thread.
 
-    ``on_ingested`` runs after every newly ingested video (the app syncs the search indexes there).
-    ``ingestor_factory`` builds the :class:`Ingestor` inside the worker thread (its store connection belongs
-    to that thread); the default opens the store at ``store_root`` with ``settings``.
+    The queue is kept in the store (:class:`~twinseek.twins.store.IngestQueue`): every job and each file's
+    progress is written there as it happens, and a new worker resumes the jobs a stopped or killed server left
+    unfinished (a file that was being ingested runs again; had its twin been committed, the store skips it as
+    already there, so each file is ingested once). ``on_ingested`` runs after every newly ingested video (the
+    app syncs the search indexes there). ``ingestor_factory`` builds the :class:`Ingestor` inside the worker
+    thread (its store connection belongs to that thread); the default opens the store at ``store_root`` with
+    ``settings``.
     """
 
     def __init__(self, store_root: Path, settings: Settings, on_ingested: Callable[[], None] = lambda: None,
@@ -164,6 +169,8 @@ class IngestWorker:
         self._jobs: OrderedDict[str, IngestJob] = OrderedDict()
         self._owned: dict[str, Path] = {}  # job id -> its upload folder (removed files are ours to delete)
         self._lock = threading.Lock()
+        self._saved = IngestQueue(self.store_root)
+        self._resume()
         self._thread = threading.Thread(target=self._run, name="twinseek-ingest", daemon=True)
         self._thread.start()
 
@@ -177,8 +184,11 @@ class IngestWorker:
         """Queue ``(display name, path)`` files as one job. ``upload_folder``: the job's own copies, deleted
         when a file is skipped or fails."""
         job = IngestJob(id=job_id or new_job_id(), source=source, label=label,
-                        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        created=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
                         files=[FileProgress(name=name, path=str(path)) for name, path in files])
+        self._saved.add({**job.model_dump(exclude={"files"}),
+                         "upload_folder": str(upload_folder) if upload_folder else None},
+                        [f.model_dump() for f in job.files])
         with self._lock:
             self._jobs[job.id] = job
             if upload_folder is not None:
@@ -203,14 +213,44 @@ class IngestWorker:
             return any(j.status != "done" for j in self._jobs.values())
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop after the file being ingested (the store's writes are atomic either way)."""
+        """Stop after the file being ingested (the store's writes are atomic either way; the jobs still queued
+        stay in the store for the next start)."""
         self._queue.put(None)
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._saved.close()
 
     def _forget_old(self) -> None:
         done = [k for k, j in self._jobs.items() if j.status == "done"]
-        for key in done[: max(0, len(done) - self.history)]:
+        old = done[: max(0, len(done) - self.history)]
+        for key in old:
             del self._jobs[key]
+        self._saved.remove(old)
+
+    def _resume(self) -> None:
+        """Load the jobs kept in the store: the finished ones as history, the others queued again (a file that
+        was running when the server stopped starts over)."""
+        for row, files in self._saved.jobs():
+            job = IngestJob(id=row["id"], source=row["source"], label=row["label"], created=row["created"],
+                            status=row["status"], error=row["error"],
+                            files=[FileProgress(**{k: f[k] for k in IngestQueue.FILE_FIELDS if f[k] is not None})
+                                   for f in files])
+            if row["upload_folder"]:
+                self._owned[job.id] = Path(row["upload_folder"])
+            self._jobs[job.id] = job
+            if job.status == "done":
+                continue
+            job.status = "queued"
+            for n, f in enumerate(job.files):
+                if f.status == "running":
+                    f.status, f.started = "queued", None
+                    self._saved.update_file(job.id, n, status="queued", started=None)
+            self._saved.update_job(job.id, status="queued")
+            logger.info("resuming ingest job %s (%d of %d files left)", job.id,
+                        sum(f.status == "queued" for f in job.files), len(job.files))
+            self._queue.put(job)
+        with self._lock:
+            self._forget_old()
 
     # -- the worker thread ----------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -238,15 +278,21 @@ class IngestWorker:
     def _process(self, job: IngestJob, ingestor: Ingestor) -> None:
         with self._lock:
             job.status = "running"
-        for f in job.files:
+        self._saved.update_job(job.id, status="running")
+        for n, f in enumerate(job.files):
+            if f.status != "queued":  # a resumed job: this file was finished before the restart
+                continue
             with self._lock:
                 f.status, f.started = "running", time.time()
+            self._saved.update_file(job.id, n, status="running", started=f.started)
             result = self._ingest_one(ingestor, Path(f.path))
             # the file as the user named it, not where the server keeps it
             error = result.error.replace(f.path, f.name) if result.error else None
             with self._lock:
                 f.status, f.video_id, f.error = result.status, result.video_id, error
                 f.frames, f.tracks, f.seconds = result.frames, result.tracks, round(result.seconds, 2)
+            self._saved.update_file(job.id, n, status=f.status, video_id=f.video_id, error=f.error, frames=f.frames,
+                                    tracks=f.tracks, seconds=f.seconds)
             if result.status != "ingested":
                 self._discard(job.id, Path(f.path))
                 continue
@@ -256,8 +302,10 @@ class IngestWorker:
                 logger.exception("index sync after ingesting %s failed", f.path)
                 with self._lock:
                     job.error = f"{f.name} was ingested but the search indexes could not be synced: {exc}"
+                self._saved.update_job(job.id, error=job.error)
         with self._lock:
             job.status = "done"
+        self._saved.update_job(job.id, status="done")
 
     def _ingest_one(self, ingestor: Ingestor, path: Path) -> IngestResult:
         from twinseek.twins.pipeline import IngestResult
@@ -284,8 +332,11 @@ class IngestWorker:
 
     def _fail_all(self, job: IngestJob, error: str) -> None:
         with self._lock:
-            for f in job.files:
+            failed = [(n, f) for n, f in enumerate(job.files) if f.status in ("queued", "running")]
+            for _, f in failed:
                 f.status, f.error = "failed", error
             job.status = "done"
-        for f in job.files:
+        for n, f in failed:
+            self._saved.update_file(job.id, n, status="failed", error=error)
             self._discard(job.id, Path(f.path))
+        self._saved.update_job(job.id, status="done")

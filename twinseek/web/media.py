@@ -31,17 +31,30 @@ class OutsideRootError(LookupError):
     """A path that is not a file inside the folder a route serves (answered with 404)."""
 
 
+def real_path(path: str | Path, *, strict: bool = False) -> Path:
+    """``path`` with every ``..`` and symlink resolved: the one place the web app turns a path it was given into
+    a real one. :class:`OutsideRootError` (a 404 on every route) when no file can have it: a NUL byte, a symlink
+    loop, or (``strict``) nothing there."""
+    try:
+        return Path(path).resolve(strict=strict)
+    except (OSError, RuntimeError, ValueError) as exc:  # missing, a loop, an embedded NUL byte
+        raise OutsideRootError(str(path)) from exc
+
+
+def is_inside(path: Path, roots: Sequence[Path]) -> bool:
+    """Whether the real ``path`` lies in (or is) one of the real ``roots``."""
+    return any(path.is_relative_to(root) for root in roots)
+
+
 def file_inside(root: Path, relative: str | Path) -> Path:
     """``root / relative`` when it is an existing file inside ``root`` once every ``..`` and symlink is
-    resolved; :class:`OutsideRootError` otherwise (absolute paths, escapes, links pointing out, folders)."""
+    resolved; :class:`OutsideRootError` otherwise (absolute paths, escapes, links pointing out, folders, NUL
+    bytes)."""
     relative = Path(relative)
     if relative.is_absolute() or relative.drive:
         raise OutsideRootError(str(relative))
-    base = root.resolve()
-    try:
-        target = (base / relative).resolve(strict=True)
-    except (OSError, RuntimeError) as exc:  # missing, or a symlink loop
-        raise OutsideRootError(str(relative)) from exc
+    base = real_path(root)
+    target = real_path(base / relative, strict=True)
     if not target.is_relative_to(base) or not target.is_file():
         raise OutsideRootError(str(relative))
     return target

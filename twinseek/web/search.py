@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from twinseek.tools import cancel
+from twinseek.tools.cancel import CancelScope
+
 if TYPE_CHECKING:
     from twinseek.agent.api import Agent, ProgressEvent, SearchResult
 
@@ -95,14 +98,21 @@ class SearchService:
         self.lock = ReadWriteLock()
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="twinseek-search")
 
-    def search(self, params: SearchParams) -> SearchResult:
-        """Blocking: one search (call from a worker thread)."""
-        with self.lock.read():
+    def search(self, params: SearchParams, scope: CancelScope | None = None) -> SearchResult:
+        """Blocking: one search (call from a worker thread); ``scope`` cancels it."""
+        with self.lock.read(), cancel.using(scope):
             return self.agent.search(params.q, k=params.k, **params.overrides())
 
     async def asearch(self, params: SearchParams) -> SearchResult:
-        """One search on the pool; the event loop stays free."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.search, params)
+        """One search on the pool; the event loop stays free. Cancelling the awaiting task (the request went
+        away) cancels the search, its LLM requests included."""
+        scope = CancelScope()
+        future = asyncio.get_running_loop().run_in_executor(self.executor, self.search, params, scope)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            scope.cancel()
+            raise
 
     def sync(self) -> None:
         """Sync the indexes as soon as no search is running (searches starting during the sync wait for it)."""
@@ -112,10 +122,11 @@ class SearchService:
     async def stream(self, params: SearchParams) -> AsyncIterator[ProgressEvent | BaseException | None]:
         """The agent's progress events, bridged from its worker thread; ``None`` now and then while nothing
         happens (a keep-alive), an exception if the search failed. Closing the iterator (the client went away)
-        stops the search at its next event."""
+        cancels the search at once: the LLM request in flight is closed, later ones are not made, and the loop
+        stops at the agent's next event."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancelled = threading.Event()
+        scope = CancelScope()
 
         def put(item: Any) -> None:
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
@@ -123,11 +134,11 @@ class SearchService:
 
         def work() -> None:
             try:
-                with self.lock.read():
+                with self.lock.read(), cancel.using(scope):
                     events = self.agent.stream(params.q, k=params.k, **params.overrides())
                     try:
                         for event in events:
-                            if cancelled.is_set():
+                            if scope.cancelled:
                                 logger.info("search %r abandoned by its client", params.q[:80])
                                 break
                             put(event)
@@ -150,7 +161,7 @@ class SearchService:
                     break
                 yield item
         finally:
-            cancelled.set()
+            scope.cancel()
             if future.done():
                 future.result()
 
