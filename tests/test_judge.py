@@ -408,7 +408,8 @@ def test_calibrate_writes_both_calibrators_and_a_held_out_report(agent: Agent, s
     half, _, _ = module.calibrate("bench", agent.resources.store.root, folds=2, rows_from=saved, fit_fold=0,
                                   out=tmp_path / "half.json")
     assert half.fitted_on["queries"] == ["a2", "q0", "q2"] and half.fitted_on["fold"] == 0
-    assert "shapes" in half.fitted_on["videos"] and half.coef != cal.coef
+    assert half.fitted_on["videos"] == ["shapes"] and "dogs" in half.fitted_on["candidate_videos"]
+    assert half.coef != cal.coef
 
 
 class _Borrowed:

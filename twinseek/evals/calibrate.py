@@ -259,7 +259,8 @@ def _fit_and_write(rows: list[Row], run: SavedRun, root: Path, bench_dir: str | 
         fitted = [r for r in rows if fold_of[r.query] == fit_fold]
     meta = {"bench": str(Path(bench_dir).resolve()), "holdout_per_kind": holdout, "k": k,
             "queries": sorted({r.query for r in fitted}), "fold": fit_fold, "folds": folds,
-            "videos": sorted({v for r in fitted for v in (r.video_id, *r.positives)}),
+            "videos": sorted({v for r in fitted for v in r.positives}),  # whose queries were fitted
+            "candidate_videos": sorted({r.video_id for r in fitted}),
             "held_out_report": report.held_out, "held_out_report_unjudged": report.held_out_unjudged}
     cal, retrieval = fit_pair(fitted, fitted_on=meta, **fit)
     if cal is None:
