@@ -1,12 +1,13 @@
 """Agent latency and quality on a bench (default ../shared/data/dev-bench, implicit queries).
 
 Per query: end-to-end latency and the per-node breakdown (p50/p95), and implicit R@1/R@5/MnR of the full agent
-(the settings' defaults: on the embedded LLM one decomposition and no judgement, ``agent.judge_top=0``) against the
+(the settings' defaults: on the embedded LLMs the 0.5B's decomposition and the 1.5B's judgement of the top 10
+candidates' descriptions) against the
 same run's retrieval-only agent (LLM reasoning and JiT off), scored by the eval's own evaluator
 (``twinseek.evals.metrics.evaluate_query`` over ``AgentScorer``, as ``twinseek eval`` does).
 
-The agent works on a copy of the store. ``--cold`` empties the copy's decomposition cache first, so the full
-agent's latency includes asking the LLM for each decomposition, as a user's new query does (the retrieval-only
+The agent works on a copy of the store. ``--cold`` empties the copy's decomposition and judgement caches first, so
+the full agent's latency includes asking the LLMs for each decomposition and judgement, as a user's new query does (the retrieval-only
 run comes second and reuses them: its latency excludes decomposition). The embedded server is started and its
 prompt prefixes warmed before the first query (as ``twinseek chat`` and the web app do).
 
@@ -82,9 +83,10 @@ def main() -> None:
     # refinement writes what it learns into the store: work on a copy so the cached store stays as ingested
     work = Path(tempfile.mkdtemp(prefix="twinseek-agent-bench-")) / "store"
     shutil.copytree(args.store, work)
-    if args.cold:
+    if args.cold:  # a new query: neither its decomposition nor its judge's answers are cached
         with TwinStore(work) as store:
             store.db.execute("delete from decompositions")
+            store.db.execute("delete from judgements")
             store.db.conn.commit()
     load_before = os.getloadavg()[0]
     with Agent.open(work) as agent:

