@@ -482,11 +482,30 @@ def test_without_reasoning_a_retrieval_calibrator_gives_probabilities_that_tau_t
                      llm="stub", judge="retrieval")
     cal.save(store_calibration_path(agent.resources.store.root, "retrieval"))
     result = agent.search(QUERY, k=3, lr=False, tau=0.5)
-    expected = {h.video_id: cal.probability(candidate_features(similarity=h.similarity, rank=h.retrieval_rank - 1))
-                for h in plain.hits}
+    expected, ceiling = {}, 1.0  # never above a candidate ranked higher: tau keeps a prefix of the order
+    for h in plain.hits:
+        ceiling = min(ceiling, cal.probability(candidate_features(similarity=h.similarity, rank=h.retrieval_rank - 1)))
+        expected[h.video_id] = ceiling
     kept = [h.video_id for h in plain.hits if expected[h.video_id] >= 0.5]
     assert [h.video_id for h in result.hits] == kept and 0 < len(kept) < 3  # retrieval order, below tau dropped
     assert {h.video_id: h.relevance for h in result.hits} == pytest.approx({v: expected[v] for v in kept}, abs=1e-4)
     assert {d.video_id for d in result.dropped} == {h.video_id for h in plain.hits} - set(kept)
     raw = agent.search(QUERY, k=3, lr=False, tau=0.5, calibrate=False)
     assert [h.relevance for h in raw.hits] == [h.relevance for h in plain.hits]
+
+
+def test_an_eval_ranks_the_whole_gallery_when_a_retrieval_calibrator_drops_candidates(agent: Agent,
+                                                                                      stub: Any) -> None:
+    from twinseek.evals.runner import AgentScorer
+    from twinseek.evals.scorers import RetrievalScorer
+
+    stub.script = Script(stub)
+    ids = {v: v for v in ("shapes", "dogs", "cats")}
+    before_rest = AgentScorer(agent, ids, k=3, switches={"lr": False})._retrieval_order(QUERY, None)
+    before_scores = RetrievalScorer(agent, ids=ids).score_videos(QUERY)
+    Calibrator(method="platt", features=["similarity", "rank"], coef=[0.0, 0.0], intercept=-5.0, llm="stub",
+               judge="retrieval").save(store_calibration_path(agent.resources.store.root, "retrieval"))
+    assert agent.search(QUERY, k=3, lr=False).hits == []  # every candidate below tau now
+    # the retrieval order below the hits, and a baseline's scores, still cover the whole gallery
+    assert AgentScorer(agent, ids, k=3, switches={"lr": False})._retrieval_order(QUERY, None) == before_rest
+    assert RetrievalScorer(agent, ids=ids).score_videos(QUERY) == before_scores and len(before_rest) == 3

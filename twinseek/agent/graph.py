@@ -345,15 +345,21 @@ class Nodes:
 
         The LLM's judgements; a candidate below the judged top (``judge_top``), its calibrated retrieval
         relevance. With reasoning off, P(relevant) from the retrieval calibrator when there is one (so a search
-        without reasoning rejects what matches nothing too), else the retrieval score scaled over the candidates
-        (not a probability: every candidate is returned)."""
+        without reasoning rejects what matches nothing too), capped by the candidates ranked above it, else the
+        retrieval score scaled over the candidates (not a probability: every candidate is returned)."""
         candidates = state.get("candidates", [])
         judge = Judge(self.res, ctx, state)
         if not ctx.lr:
             calibrated = {c.video_id: p for c in candidates
                           if ctx.videos is None and (p := judge.retrieval_probability(c)) is not None}
             if calibrated:
-                return {v: from_retrieval(p, "retrieval") for v, p in calibrated.items()}, True
+                # the retrieval order is the ranking: a candidate is never more probable than one ranked above it,
+                # so tau keeps a prefix of the order
+                ceiling, ordered = 1.0, {}
+                for c in candidates:
+                    ceiling = min(ceiling, calibrated[c.video_id])
+                    ordered[c.video_id] = from_retrieval(ceiling, "retrieval")
+                return ordered, True
             scaled = retrieval_relevance(candidates, ctx)
             return {c.video_id: from_retrieval(scaled[c.video_id], "retrieval") for c in candidates}, False
         judged = dict(state.get("judgements", {}))

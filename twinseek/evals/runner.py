@@ -193,7 +193,7 @@ class AgentScorer:
         if getattr(self.agent, "resources", None) is None:  # not a twinseek Agent: no retrieval to ask
             return []
         options = getattr(result, "options", {}) or {}
-        found = self.agent.search(text, k=max(1, len(self.ids)), lr=False, jit=False,
+        found = self.agent.search(text, k=max(1, len(self.ids)), lr=False, jit=False, tau=0.0,
                                   qd=self.switches.get("qd", True), tool=options.get("tool", "fused"),
                                   reranker="none")
         return [h.video_id for h in found.hits]

@@ -36,9 +36,9 @@ class RetrievalScorer:
         self.timings: list[dict[str, float]] = []
 
     def search(self, query_text: str, k: int) -> SearchResult:
-        return self.agent.search(query_text, k=max(1, k), tool=self.tool, lr=False, jit=False,
+        return self.agent.search(query_text, k=max(1, k), tool=self.tool, lr=False, jit=False, tau=0.0,
                                  decomposer="llm" if self.use_llm else "rules", reranker=self.reranker,
-                                 rerank_top=self.rerank_top, deadline_s=None)
+                                 rerank_top=self.rerank_top, deadline_s=None)  # every candidate: a ranking
 
     def score_videos(self, query_text: str) -> dict[str, float]:
         ids = self.ids if self.ids is not None else {v: v for v in self.agent.resources.store.video_ids()}
