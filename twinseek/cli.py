@@ -53,7 +53,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CONTROL_ALL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 # Ours, not from any bench (tests/test_generalisation.py): an indirect description of the sample clips' black swan.
-DEMO_QUERY = "a swimming bird with feathers the colour of coal, not the white kind most people picture"
+DEMO_QUERY = "a dark-feathered waterbird gliding across a pond"
 StoreOpt = Annotated[Path | None, typer.Option("--store", "-s", help="Store folder [env TWINSEEK_STORE].")]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", "-p", help="embedded (default) or paper.")]
 
@@ -906,16 +906,17 @@ def print_search_result(result) -> None:  # type: ignore[no-untyped-def]
     _print_decomposition(result)
     judged = any(h.judgement is not None for h in result.hits)
     table = Table(show_edge=False)
-    columns = ["#", "video", "relevance"] + (["judge"] if judged else []) + ["objects (masks)", "what it shows",
-                                                                           "reasoning"]
+    columns = ["#", "video", "relevance"] + (["judge"] if judged else []) + ["objects (masks)", "what it shows"]
     for col in columns:
         table.add_column(col)
     for hit in result.hits:
         objects = ", ".join(f"#{o.track_id} {o.category} ({len(o.masks)})" for o in hit.objects)
         judge = [f"{hit.judgement:.2f}" if hit.judgement is not None else "-"] if judged else []
         table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", *judge, safe(objects),
-                      safe(hit.description), safe(hit.reasoning or hit.judged_by))
+                      safe(hit.description))
     console.print(table if result.hits else "no video above the relevance threshold")
+    for hit in result.hits:  # below the table: a paragraph each reads better than a narrow column
+        console.print(f"  [bold]{hit.rank}[/bold] {safe(hit.reasoning or hit.judged_by)}")
     if result.dropped:  # what the threshold hid, so a person sees how close the rest came
         tau = result.options.get("tau")
         console.print(f"[dim]below tau={tau}: " + safe(", ".join(f"{d.video_id} {d.relevance:.2f}"

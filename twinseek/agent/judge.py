@@ -154,8 +154,10 @@ def compact_evidence(candidate: Candidate, twin: Twin, ecr_text: str | None) -> 
     return "\n".join(lines) or "Nothing was detected in this video."
 
 
-def evidence_reasoning(candidate: Candidate, twin: Twin, p_yes: float | None, grounded: Sequence[int]) -> str:
-    """A short explanation for a person, from the evidence (no LLM call)."""
+def evidence_reasoning(candidate: Candidate, twin: Twin, p_yes: float | None, grounded: Sequence[int],
+                       corrected: float | None = None) -> str:
+    """A short explanation for a person, from the evidence (no LLM call); ``corrected``: P(yes) with the judged
+    description's own agreeableness taken out."""
     tracks = {t.track_id: t for t in twin.tracks}
     parts = []
     for e in _supporting(candidate)[:3]:
@@ -168,7 +170,10 @@ def evidence_reasoning(candidate: Candidate, twin: Twin, p_yes: float | None, gr
     text = "; ".join(parts) if parts else "no component of the query was found"
     if not grounded:
         text += "; no object to point at"
-    lead = f"The LLM answers yes with p={p_yes:.2f}. " if p_yes is not None else ""
+    lead = f"The LLM answers yes with p={p_yes:.2f}" if p_yes is not None else ""
+    if lead and corrected is not None:
+        lead += f" ({corrected:.2f} for this query beyond what the description says yes to)"
+    lead += ". " if lead else ""
     return (lead + text[0].upper() + text[1:] + ".")[:400]
 
 
@@ -407,7 +412,8 @@ class Judge:
         objects = grounded_tracks(cand, twin, self.state.get("decomposition"))
         return Judgement(relevance=round(self.relevance(judged, cand), 4), judged=round(judged, 4), source="llm",
                          round=round_, read=text, objects=objects,
-                         reasoning=evidence_reasoning(cand, twin, p_yes, objects)), None
+                         reasoning=evidence_reasoning(cand, twin, p_yes, objects,
+                                                      judged if self.res.judge_prior else None)), None
 
     def _ask(self, messages: list[dict[str, str]]) -> float:
         """P(yes) for ``messages``, from the store's cache of the judge's answers when this model was asked the same
