@@ -31,7 +31,7 @@ def test_agent_on_bundled_clips_with_the_embedded_llm(tmp_path: Path) -> None:
     llm = {"timeout_s": 90, "max_retries": 0}
     try:
         with Agent.open(store_dir, cache_dir=Path.home() / ".cache" / "twinseek", llm=llm) as agent:
-            default = agent.search("a black swan swimming", k=2, jit=False, tau=0.0)  # the 1.5B judges the top 10
+            default = agent.search("a black swan swimming", k=2, jit=False, tau=0.0)  # the 1.5B judges the top 5
             unjudged = agent.search("a black swan swimming", k=2, tau=0.0, judge_top=0)
             cal = agent.resources.calibrator("retrieval")  # the one shipped for the embedded LLM
             judge_cal = agent.resources.calibrator("describe")

@@ -68,7 +68,7 @@ class AgentContext:
     # is a probability threshold). Off: the relevance is the uncalibrated score (``twinseek calibrate`` reads it).
     calibrate: bool = True
     # How many candidates the LLM judges (best-ranked first); the others keep their retrieval relevance. None: the
-    # settings' ``agent.judge_top`` (every candidate with a user's endpoint, the top 10 with the embedded LLMs).
+    # settings' ``agent.judge_top`` (every candidate with a user's endpoint, the top 5 with the embedded LLMs).
     judge_top: int | None = None
 
     def __post_init__(self) -> None:
