@@ -24,7 +24,7 @@ from twinseek.twins.words import category_phrase, lexicon, motion_words
 
 FRAMES = list(range(0, 16))
 CLASSIFIER = "mobilenet_v2-imagenet"
-COCO = "ssd_mobilenet_v2_coco"
+COCO = "ssd_mobilenet_v2_coco_2018_03_29"
 
 
 def track(tid: int, category: str, score: float, *, group: str | None = None, source: str = CLASSIFIER,
@@ -78,6 +78,9 @@ def test_a_detector_word_stays_unless_the_views_agree_on_the_classifiers_finer_n
     assert describe(twin(doubtful)) == "objects: bird (animal)"  # the detector's word
     kite = track(1, "kite", 0.8, source=COCO)  # COCO's kite (the toy), not ImageNet's kite (the bird)
     assert describe(twin(kite)) == "objects: kite"
+    weak_coco = track(1, "surfboard", 0.3, source=COCO)
+    owl = track(1, "ladder", 0.3, source="google/owlv2-base-patch16-ensemble")  # passed OWLv2's own threshold
+    assert describe(twin(weak_coco)) == NOTHING and describe(twin(owl)) == "objects: ladder"
 
 
 def test_counts_are_objects_seen_at_once_and_overlapping_tracks_count_once() -> None:

@@ -38,7 +38,7 @@ from twinseek.twins.words import (
 )
 
 TEXT_VERSION = f"{words.VERSION}/views-2"  # the component and ECR texts: index vectors are rebuilt when it changes
-DESCRIPTION_VERSION = "describe-3"  # bump when describe() says things differently: stored lines are not read
+DESCRIPTION_VERSION = "describe-4"  # bump when describe() says things differently: stored lines are not read
 
 
 # -- the description ---------------------------------------------------------------------------------------------
@@ -100,9 +100,16 @@ class TrackName:
     group: str | None
 
 
+# The embedded models' sources (twins/adapters/embedded: the ImageNet classifier; the COCO detector and mediapipe's
+# person masks), whose scores the rules' floors were chosen on; a paper-tier detector's label (OWLv2) passed that
+# model's own threshold already.
+CLASSIFIER_SOURCE = "mobilenet_v2-imagenet"
+EMBEDDED_DETECTORS = ("ssd_mobilenet_v2_coco", "ssd-mobilenet-v2-coco", "mediapipe")
+
+
 def _detector_named(track: Track) -> bool:
     """Named by a detector (a COCO box, a person mask), possibly refined by the classifier within its category."""
-    return not track.category_source.startswith("mobilenet") or "+" in track.category_source
+    return not track.category_source.startswith(CLASSIFIER_SOURCE) or "+" in track.category_source
 
 
 def _agreement(track: Track, basic: str) -> float:
@@ -128,7 +135,7 @@ def track_name(track: Track, rules: DescriptionRules = DEFAULT_RULES, frames: fl
     label, group = track.category, track.category_group
     said = lex.words(label, group)
     if _detector_named(track):
-        if track.category_score < rules.detector_min:
+        if track.category_score < rules.detector_min and track.category_source.startswith(EMBEDDED_DETECTORS):
             return None
         if "+" not in track.category_source:  # the detector's own word ("car", "person", COCO's "kite")
             return TrackName(label, None, None)
