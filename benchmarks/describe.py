@@ -40,6 +40,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from twinseek.agent.judge import logit
 from twinseek.config import load_settings
 from twinseek.evals.bench import load_bench
 from twinseek.tools.llm import LLMClient, open_llm
@@ -49,6 +50,9 @@ from twinseek.twins.views import DEFAULT_RULES, DescriptionRules, describe
 from twinseek.twins.words import category_phrase
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from judge import auc  # noqa: E402  (the judgement benchmark's Mann-Whitney AUC)
+
 PROMPT = "Query: {query}\nVideo: {line}\nDoes this video match the query? Answer yes or no."
 CONTENT_FREE = "N/A"
 GRID: dict[str, Sequence[Any]] = {  # "prior": the judge's content-free correction (agent.judge_prior)
@@ -97,18 +101,6 @@ class Judge:
         tmp.replace(self.cache_path)
 
 
-def logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
-def auc(pos: list[float], neg: list[float]) -> float:
-    if not pos or not neg:
-        return float("nan")
-    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
-
-
 def fold_of(video_id: str) -> int:
     return int(hashlib.sha1(video_id.encode()).hexdigest(), 16) % 2
 
@@ -132,7 +124,7 @@ def score(queries: list[dict[str, Any]], lines: dict[str, str], judge: Judge, vi
     n = len(ranks)
     return {"queries": n, "r1": sum(r == 1 for r in ranks), "r1_share": round(sum(r == 1 for r in ranks) / max(n, 1), 3),
             "mean_rank": round(statistics.mean(ranks), 2) if ranks else None,
-            "auc": round(auc(pos_scores, neg_scores), 3), "videos": len(videos), "per_query": per_query}
+            "auc": round(auc(pos_scores, neg_scores) or math.nan, 3), "videos": len(videos), "per_query": per_query}
 
 
 def product_lines(twins: dict[str, Twin], rules: DescriptionRules) -> dict[str, str]:

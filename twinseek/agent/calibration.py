@@ -59,6 +59,11 @@ def candidate_features(*, similarity: float, rank: int, judged: float | None = N
     return values
 
 
+def sigmoid(z: float) -> float:
+    """The logistic function, without overflow for large negative ``z``."""
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
 def _one_score() -> list[FeatureName]:
     return ["score"]
 
@@ -107,8 +112,7 @@ class Calibrator(BaseModel):
             raise CalibrationError(f"the calibrator reads {missing}, which this candidate lacks")
         if self.method == "isotonic":
             return float(np.interp(values[self.features[0]], self.xs, self.ys))
-        z = self.intercept + sum(c * values[f] for c, f in zip(self.coef, self.features))
-        return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+        return sigmoid(self.intercept + sum(c * values[f] for c, f in zip(self.coef, self.features)))
 
     def __call__(self, score: float) -> float:
         """P(relevant) of a one-feature calibrator from that feature's value."""

@@ -324,11 +324,12 @@ class Nodes:
         with _timed(out, "finalize"):
             candidates = state.get("candidates", [])
             order = {c.video_id: i for i, c in enumerate(candidates)}
-            judged, probable = self._judgements_or_scores(state, ctx)
+            judge = Judge(self.res, ctx, state)
+            judged, probable = self._judgements_or_scores(state, ctx, judge)
             kept = [c for c in candidates if not probable or judged[c.video_id].relevance >= ctx.tau]
             if ctx.lr:  # reasoning orders the candidates; without it they keep the retrieval order
                 kept.sort(key=lambda c: (-judged[c.video_id].relevance, order[c.video_id]))
-            names = {**JUDGED_BY, "llm": Judge(self.res, ctx, state).model_name if ctx.lr else ""}
+            names = {**JUDGED_BY, "llm": judge.model_name if ctx.lr else ""}
             root = self.res.store.root.resolve()  # mask paths are relative to the store: absolute for callers
             actions, dec = state.get("actions", []), state.get("decomposition")
             out["hits"] = [self._hit(c, judged[c.video_id], rank, names[judged[c.video_id].source], root, actions,
@@ -340,7 +341,8 @@ class Nodes:
             out["trace"] = [f"finalize: {len(out['hits'])} hits, {len(out['dropped'])} below tau={ctx.tau}"]
         return out
 
-    def _judgements_or_scores(self, state: AgentState, ctx: AgentContext) -> tuple[dict[str, Judgement], bool]:
+    def _judgements_or_scores(self, state: AgentState, ctx: AgentContext,
+                              judge: Judge) -> tuple[dict[str, Judgement], bool]:
         """Each candidate's judgement, and whether its relevance is a probability that tau thresholds.
 
         The LLM's judgements; a candidate below the judged top (``judge_top``), its calibrated retrieval
@@ -348,7 +350,6 @@ class Nodes:
         without reasoning rejects what matches nothing too), capped by the candidates ranked above it, else the
         retrieval score scaled over the candidates (not a probability: every candidate is returned)."""
         candidates = state.get("candidates", [])
-        judge = Judge(self.res, ctx, state)
         if not ctx.lr:
             calibrated = {c.video_id: p for c in candidates
                           if ctx.videos is None and (p := judge.retrieval_probability(c)) is not None}

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from twinseek.agent import prompts
-from twinseek.agent.calibration import RETRIEVAL_JUDGE, candidate_features
+from twinseek.agent.calibration import RETRIEVAL_JUDGE, candidate_features, sigmoid
 from twinseek.agent.context import AgentContext, JudgeName
 from twinseek.agent.state import AgentState, Fallback, Judgement, fallback
 from twinseek.tools.compositional import ComponentMatch
@@ -285,10 +285,6 @@ def describe_messages(query: str, description: str, system: str | None = None) -
 def logit(p: float) -> float:
     p = min(max(p, 1e-6), 1 - 1e-6)
     return math.log(p / (1 - p))
-
-
-def sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
 def prior_corrected(p_yes: float, p_content_free: float) -> float:

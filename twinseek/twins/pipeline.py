@@ -39,6 +39,7 @@ from twinseek.twins.relations import compute_relations, track_motion
 from twinseek.twins.specialists import Specialists, build_specialists
 from twinseek.twins.store import TwinStore
 from twinseek.twins.views import DESCRIPTION_SOURCE, describe
+from twinseek.twins.words import ANIMAL_GROUPS
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +49,6 @@ SCENE_LABELS = 6  # labels kept for the scene
 SEED_LABEL_MIN = 0.5  # a seed label at least this confident beats the categoriser (e.g. "person") ...
 CLASSIFIER_UNSURE = 0.15  # a classifier top score below this is a guess: a weak seed label beats it
 COCO_ANIMALS = frozenset({"bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"})
-ANIMAL_GROUPS = frozenset({
-    "dog", "bird", "insect", "fish", "snake", "lizard", "monkey", "spider", "crab", "sea creature", "butterfly",
-    "amphibian", "frog", "turtle", "elephant", "camel", "cat", "wolf", "rodent", "crocodile", "big cat", "fox",
-    "pig", "zebra", "bear", "dinosaur", "animal", "goat", "seal", "rabbit", "horse", "hippopotamus", "cattle",
-    "whale", "hyena", "panda", "antelope", "sheep"})
 OTHER_ANIMAL_MIN = 0.3  # an ImageNet animal outside COCO's category needs this to rename a COCO animal
 CLASSIFIER_SURE = 0.5  # a classifier top score outside the detector's category (and above its score) wins
 REFINE_MIN = 0.1  # a classifier candidate within the detector's category needs this to name it (car -> cab)

@@ -23,7 +23,8 @@ VERSION = "words-1"
 UNSURE_SCORE = 0.15  # a classifier's category below this is a guess: texts say so, descriptions leave it out
 
 # Coarse groups that name animals (imagenet_groups.txt, plus COCO's animals): "camel (animal)" tells a reader what
-# kind of thing a group name equal to the object's name is.
+# kind of thing a group name equal to the object's name is; ingest reads it to let a classifier's animal rename
+# COCO's nearest animal.
 ANIMAL_GROUPS = frozenset({
     "dog", "bird", "insect", "fish", "snake", "lizard", "monkey", "spider", "crab", "sea creature", "butterfly",
     "amphibian", "frog", "turtle", "elephant", "camel", "cat", "wolf", "rodent", "crocodile", "big cat", "fox",
