@@ -43,7 +43,7 @@ from typing import Any
 from twinseek.agent.judge import logit
 from twinseek.config import load_settings
 from twinseek.evals.bench import load_bench
-from twinseek.tools.llm import LLMClient, open_llm
+from twinseek.llm.client import LLMClient, open_llm
 from twinseek.twins.model import Twin, screen_lines
 from twinseek.twins.store import TwinStore
 from twinseek.twins.views import DEFAULT_RULES, DescriptionRules, describe

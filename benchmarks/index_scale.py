@@ -1,6 +1,6 @@
 """Component search at large N through twinseek's index facade: build time, memory, p50/p95 latency, recall.
 
-What is measured is :class:`twinseek.tools.index.VectorIndex`, built the way twinseek builds a large index of known
+What is measured is :class:`twinseek.retrieval.vectors.VectorIndex`, built the way twinseek builds a large index of known
 size (:meth:`VectorIndex.from_chunks`: the kind for that size, vectors added chunk by chunk). With the default
 :class:`IndexParams` the facade is exact up to 100k vectors, HNSW-Flat up to ``ivfpq_threshold`` (2M) and IVF-PQ
 above, so at 10M it picks ``IVF16384_HNSW32,PQ48`` (nprobe 32). Kinds:
@@ -44,7 +44,7 @@ import faiss
 import numpy as np
 import psutil
 
-from twinseek.tools.index import IndexParams, VectorIndex, normalise
+from twinseek.retrieval.vectors import IndexParams, VectorIndex, normalise
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK = 250_000

@@ -49,8 +49,10 @@ from twinseek.agent.judge import (
 )
 from twinseek.evals.bench import load_bench
 from twinseek.evals.calibrate import store_ids
-from twinseek.tools.llm import LLMClient, LLMError, embedded_model_path, open_llm
-from twinseek.tools.retrieval import retrieve
+from twinseek.llm.base import LLMError
+from twinseek.llm.client import LLMClient, open_llm
+from twinseek.llm.embedded import embedded_model_path
+from twinseek.retrieval.stages import retrieve
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("yesno", "choice", "choice_reversed", "pairwise", "listwise")  # ``likelihood`` on request (slow)

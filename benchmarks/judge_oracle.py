@@ -28,7 +28,7 @@ from twinseek.agent.judge import prior_corrected  # noqa: E402
 from twinseek.config import load_settings  # noqa: E402
 from twinseek.evals.bench import load_bench  # noqa: E402
 from twinseek.evals.calibrate import Row, held_out_metrics  # noqa: E402
-from twinseek.tools.llm import open_llm  # noqa: E402
+from twinseek.llm.client import open_llm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from twinseek.config import load_settings
-from twinseek.tools.decompose import Decomposer
-from twinseek.tools.llm import EMBEDDED_MODELS, EmbeddedServer, LLMClient, assemble_model
+from twinseek.llm.client import LLMClient
+from twinseek.llm.embedded import EMBEDDED_MODELS, assemble_model
+from twinseek.llm.server import EmbeddedServer
+from twinseek.retrieval.decompose import Decomposer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -29,7 +29,7 @@ import numpy as np
 import psutil
 from threadpoolctl import threadpool_limits
 
-from twinseek.tools.index import IndexParams, VectorIndex
+from twinseek.retrieval.vectors import IndexParams, VectorIndex
 
 logger = logging.getLogger("benchmarks.search")
 RESULTS = Path(__file__).parent / "results" / "search_latency.json"

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from twinseek.config import LLMSettings
-from twinseek.tools.llm import LLMClient
+from twinseek.llm.client import LLMClient
 
 
 def completion(content: str, *, finish_reason: str = "stop", logprobs: Any = None) -> dict[str, Any]:

@@ -19,11 +19,11 @@ from test_encoders import KeywordEncoder
 from test_store import make_twin
 
 from twinseek.agent import Agent, Resources
-from twinseek.agent.tools import ACTIONS
+from twinseek.agent.refine import ACTIONS
 from twinseek.config import load_settings
-from twinseek.tools.dense import EcrTextEmbedder
-from twinseek.tools.encoders import ComponentEncoders
-from twinseek.tools.fusion import minmax
+from twinseek.retrieval.dense import EcrTextEmbedder
+from twinseek.retrieval.encoders import ComponentEncoders
+from twinseek.retrieval.fusion import minmax
 from twinseek.twins.adapters.base import Category, SpecialistBase
 from twinseek.twins.masks import mask_geometry
 from twinseek.twins.model import Instance, Track, Twin, Video
@@ -393,7 +393,7 @@ def test_llm_reranker_reorders_and_its_failure_is_a_fallback(agent: Agent, stub:
 def test_the_graph_state_is_typed_models_end_to_end(agent: Agent, stub: Any) -> None:
     from twinseek.agent.context import AgentContext
     from twinseek.agent.state import Candidate, DroppedCandidate, Fallback, Hit, Judgement
-    from twinseek.tools.decompose import Decomposition
+    from twinseek.retrieval.decompose import Decomposition
 
     route(stub, responder(lambda _: verdict(0.9, [1]), others=0.3))
     state = agent.graph.invoke({"query": QUERY}, context=agent.context(3))

@@ -11,8 +11,8 @@ import pytest
 from test_index import add_video, keyword_index
 
 from twinseek.config import RetrievalSettings
-from twinseek.tools.compositional import CompositionalSearch, SubQuery, aggregate
-from twinseek.tools.index import ComponentIndex
+from twinseek.retrieval.components import ComponentIndex
+from twinseek.retrieval.compositional import CompositionalSearch, SubQuery, aggregate
 from twinseek.twins.store import TwinStore
 
 

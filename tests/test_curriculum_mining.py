@@ -124,7 +124,7 @@ def test_conflict_free_batches_keep_videos_and_matching_components_apart() -> No
 def minilm() -> object:
     from sentence_transformers import SentenceTransformer
 
-    from twinseek.tools.encoders import minilm_path
+    from twinseek.retrieval.encoders import minilm_path
 
     try:
         return SentenceTransformer(str(minilm_path()), device="cpu")

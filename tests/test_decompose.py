@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 from llm_stub import StubLLMServer, completion
 
-from twinseek.config import load_settings
+from twinseek.config import LLMSettings, load_settings
 from twinseek.errors import StoreBusyError
+from twinseek.llm.base import LLMOutputError
+from twinseek.llm.client import LLMClient, open_llm
+from twinseek.llm.server import stop_embedded_servers
 from twinseek.prompts import decompose as prompt
-from twinseek.tools.decompose import (
+from twinseek.retrieval.decompose import (
     Decomposer,
     Decomposition,
     DecompositionCache,
@@ -24,7 +27,6 @@ from twinseek.tools.decompose import (
     llm_decompose,
     prompt_version,
 )
-from twinseek.tools.llm import LLMClient, LLMOutputError, LLMSettings, open_llm, stop_embedded_servers
 from twinseek.twins.store import TwinStore
 
 BENCH_QUERIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev-bench" / "queries.jsonl"

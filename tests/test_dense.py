@@ -13,7 +13,7 @@ from tiny_models import assert_placed, build_tiny_qwen2vl
 
 from twinseek.config import RetrievalSettings
 from twinseek.errors import ModelUnavailableError
-from twinseek.tools.dense import (
+from twinseek.retrieval.dense import (
     DenseIndex,
     EcrTextEmbedder,
     TaraEmbedder,
@@ -96,7 +96,7 @@ def test_tara_video_and_composed_embeddings(tiny_qwen: Path, device: str) -> Non
     assert video.shape == composed.shape == (HIDDEN,)
     assert np.linalg.norm(video) == pytest.approx(1, abs=1e-5) and not np.allclose(video, composed)
     assert "<|video_pad|>" in tara.prompt("<video>\nSummary above video in one word:")
-    from twinseek.tools.dense import DenseInput
+    from twinseek.retrieval.dense import DenseInput
 
     from_file = tara.embed_videos([DenseInput("swan", str(SAMPLES / "blackswan.mp4"), "")])
     assert from_file.shape == (1, HIDDEN) and np.linalg.norm(from_file[0]) == pytest.approx(1, abs=1e-5)

@@ -7,7 +7,7 @@ import pytest
 from test_store import make_twin, put
 from tiny_models import build_tiny_qwen2vl
 
-from twinseek.tools.ecr import TemplateEcr, VlmEcr, ensure_ecr
+from twinseek.retrieval.ecr import TemplateEcr, VlmEcr, ensure_ecr
 from twinseek.twins.model import Relation, Track
 from twinseek.twins.store import TwinStore
 from twinseek.twins.views import template_ecr
@@ -60,7 +60,7 @@ def test_vlm_ecr_runs_the_real_processor_and_generate(qwen2vl_dir: Path) -> None
 def test_llm_ecr_keeps_the_template_facts_and_falls_back(stub) -> None:  # type: ignore[no-untyped-def]
     from llm_stub import completion
 
-    from twinseek.tools.ecr import LLMEcr
+    from twinseek.retrieval.ecr import LLMEcr
 
     twin, _ = make_twin()
     stub.script = [completion("A brown dog trots to the right across a field.")]

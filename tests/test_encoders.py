@@ -11,7 +11,7 @@ from test_store import make_twin
 
 from twinseek.config import load_settings
 from twinseek.errors import ModelUnavailableError
-from twinseek.tools.encoders import ComponentEncoders, MiniLMEncoder, TextEncoder, minilm_path
+from twinseek.retrieval.encoders import ComponentEncoders, MiniLMEncoder, TextEncoder, minilm_path
 from twinseek.twins.model import Instance, Relation, Track, Twin
 from twinseek.twins.views import ComponentTexts
 from twinseek.twins.words import position_words, size_word

@@ -271,7 +271,7 @@ def test_a_search_loads_no_training_code(env: dict[str, Path], tmp_path: Path) -
                           env={**os.environ, "PYTHONPATH": root})
     assert done.returncode == 0, done.stderr[-2000:]
     modules = json.loads(done.stdout.strip().splitlines()[-1])
-    assert "twinseek.tools.dense" in modules and "sentence_transformers" in modules  # it did search
+    assert "twinseek.retrieval.dense" in modules and "sentence_transformers" in modules  # it did search
     assert not [m for m in modules if m.startswith("twinseek.embedders")]
 
 

@@ -14,15 +14,9 @@ from test_encoders import KeywordEncoder
 from test_store import make_twin
 
 from twinseek.config import RetrievalSettings
-from twinseek.tools.encoders import ComponentEncoders
-from twinseek.tools.index import (
-    ComponentIndex,
-    Hit,
-    IndexCorruptError,
-    IndexParams,
-    VectorIndex,
-    coarse_centroids,
-)
+from twinseek.retrieval.components import ComponentIndex
+from twinseek.retrieval.encoders import ComponentEncoders
+from twinseek.retrieval.vectors import Hit, IndexCorruptError, IndexParams, VectorIndex, coarse_centroids
 from twinseek.twins.model import Relation, Track, Twin
 from twinseek.twins.refinements import Refinement
 from twinseek.twins.store import TwinStore

@@ -11,7 +11,7 @@ import pytest
 from twinseek.agent.api import Agent
 from twinseek.config import load_settings
 from twinseek.data import sample_clips
-from twinseek.tools.llm import stop_embedded_servers
+from twinseek.llm.server import stop_embedded_servers
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore
 

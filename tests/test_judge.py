@@ -26,10 +26,10 @@ from twinseek.agent.calibration import (
 )
 from twinseek.agent.judge import grounded_tracks, listwise_scores
 from twinseek.config import load_settings
-from twinseek.tools.compositional import ComponentMatch
-from twinseek.tools.decompose import Decomposition, SubQuery
-from twinseek.tools.llm import choice_shares
-from twinseek.tools.retrieval import Candidate
+from twinseek.llm.client import choice_shares
+from twinseek.retrieval.compositional import ComponentMatch
+from twinseek.retrieval.decompose import Decomposition, SubQuery
+from twinseek.retrieval.stages import Candidate
 
 __all__ = ["clip"]  # the session fixture of test_agent_graph, used here too
 P_YES = {"shapes": 0.8, "dogs": 0.3, "cats": 0.1}

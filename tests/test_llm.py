@@ -17,17 +17,10 @@ from pydantic import BaseModel, Field
 
 from twinseek.config import LLMSettings, load_settings
 from twinseek.errors import ModelUnavailableError
-from twinseek.tools.llm import (
-    EmbeddedModel,
-    EmbeddedServer,
-    LLMClient,
-    LLMError,
-    LLMOutputError,
-    assemble_model,
-    find_parts,
-    open_llm,
-    yes_share,
-)
+from twinseek.llm.base import LLMError, LLMOutputError
+from twinseek.llm.client import LLMClient, open_llm, yes_share
+from twinseek.llm.embedded import EmbeddedModel, assemble_model, find_parts
+from twinseek.llm.server import EmbeddedServer
 
 
 class Pair(BaseModel):
@@ -64,7 +57,7 @@ def test_malformed_then_valid_retries_with_the_error(stub: StubLLMServer) -> Non
 def test_always_malformed_uses_fallback_and_logs(stub: StubLLMServer, caplog: pytest.LogCaptureFixture) -> None:
     stub.script += [completion("not json")] * 3
     fallback = Pair(names=["fallback"], score=0.0)
-    with caplog.at_level(logging.WARNING, logger="twinseek.tools.llm"):
+    with caplog.at_level(logging.WARNING, logger="twinseek.llm.client"):
         out = stub.client(max_retries=2).chat_json("hi", Pair, fallback=lambda: fallback)
     assert out is fallback
     assert len(stub.requests) == 3
@@ -209,7 +202,7 @@ def _fake_model(tmp_path: Path, data: list[bytes], sha: str | None) -> tuple[Emb
 def test_assemble_model_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     data = [b"GGUF" + os.urandom(1000), os.urandom(777), os.urandom(5)]
     model, parts = _fake_model(tmp_path, data, hashlib.sha256(b"".join(data)).hexdigest())
-    with caplog.at_level(logging.INFO, logger="twinseek.tools.llm"):
+    with caplog.at_level(logging.INFO, logger="twinseek.llm.embedded"):
         path = assemble_model(model, tmp_path / "cache", parts)
     assert path == tmp_path / "cache" / "models" / "fake.gguf"
     assert path.read_bytes() == b"".join(data)
@@ -217,7 +210,7 @@ def test_assemble_model_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     caplog.clear()
     for part in parts:
         part.unlink()  # reused: the parts are not read again
-    with caplog.at_level(logging.INFO, logger="twinseek.tools.llm"):
+    with caplog.at_level(logging.INFO, logger="twinseek.llm.embedded"):
         assert assemble_model(model, tmp_path / "cache", parts) == path
     assert "assembling" not in caplog.text
 

@@ -1,4 +1,4 @@
-"""Cancelling a search's LLM calls (twinseek.tools.cancel): a cancelled call returns at once, its connection to
+"""Cancelling a search's LLM calls (twinseek.llm.cancel): a cancelled call returns at once, its connection to
 a local server is closed (the server stops decoding for nobody), later calls are not made, and a BoundedLLM
 carries its search's scope into the worker threads a node starts."""
 
@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from twinseek.config import LLMSettings
-from twinseek.tools import cancel
-from twinseek.tools.cancel import CancelScope
-from twinseek.tools.deadline import BoundedLLM, Deadline
-from twinseek.tools.llm import LLMCancelled, LLMClient
+from twinseek.llm import cancel
+from twinseek.llm.base import LLMCancelled
+from twinseek.llm.cancel import CancelScope
+from twinseek.llm.client import LLMClient
+from twinseek.llm.deadline import BoundedLLM, Deadline
 
 
 class HangingServer:

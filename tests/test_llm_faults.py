@@ -14,8 +14,8 @@ from pydantic import BaseModel
 from synthetic import Scene, write_video
 from test_agent_graph import DECOMPOSITION, QUERY, open_agent, reply, responder, route, verdict
 
-from twinseek.tools.decompose import Decomposer
-from twinseek.tools.llm import LLMError, LLMOutputError
+from twinseek.llm.base import LLMError, LLMOutputError
+from twinseek.retrieval.decompose import Decomposer
 
 
 @pytest.fixture(scope="module")

@@ -176,7 +176,7 @@ def test_a_search_is_not_changed_by_what_another_search_refined(agent: Agent, st
 
 def test_retrieval_reads_the_ingest_rows_only(agent: Agent, stub: Any) -> None:
     from twinseek.agent.graph import whole_query
-    from twinseek.tools.retrieval import retrieve
+    from twinseek.retrieval.stages import retrieve
 
     indexes = agent.resources.indexes
     square = whole_query("a square")  # the track that becomes a kite is the one square

@@ -9,8 +9,8 @@ import torch
 from tiny_models import assert_placed, build_tiny_cross_encoder, build_tiny_qwen3_reranker
 
 from twinseek.errors import ModelUnavailableError
-from twinseek.tools.fusion import fuse, reciprocal_rank_fusion, weighted_fusion
-from twinseek.tools.rerank import CrossEncoderReranker, Qwen3Reranker, rerank
+from twinseek.retrieval.fusion import fuse, reciprocal_rank_fusion, weighted_fusion
+from twinseek.retrieval.rerank import CrossEncoderReranker, Qwen3Reranker, rerank
 from twinseek.weights import model_dtype
 
 
@@ -88,7 +88,7 @@ def test_rerank_reorders_the_head_and_keeps_the_tail_below() -> None:
 def test_llm_yes_no_reranker_reads_first_token_logprobs(stub) -> None:  # type: ignore[no-untyped-def]
     from llm_stub import completion, top_logprobs
 
-    from twinseek.tools.rerank import LLMYesNoReranker
+    from twinseek.retrieval.rerank import LLMYesNoReranker
 
     stub.script = [completion("yes", logprobs=top_logprobs([("yes", 0.8), ("no", 0.2)])),
                    completion("no", logprobs=top_logprobs([("No", 0.9), ("yes", 0.1)]))]
@@ -102,7 +102,7 @@ def test_llm_yes_no_reranker_reads_first_token_logprobs(stub) -> None:  # type: 
 def test_listwise_reranker_orders_and_survives_a_bad_reply(stub) -> None:  # type: ignore[no-untyped-def]
     from llm_stub import completion
 
-    from twinseek.tools.rerank import ListwiseReranker
+    from twinseek.retrieval.rerank import ListwiseReranker
 
     stub.script = [completion('{"order": [2, 0, 7, 2]}')]  # out-of-range and repeated numbers are ignored
     scores = ListwiseReranker(stub.client(max_retries=0)).score("q", ["a", "b", "c"])
@@ -115,7 +115,7 @@ def test_listwise_reranker_orders_and_survives_a_bad_reply(stub) -> None:  # typ
 def test_query_aware_rewrite_and_its_fallback(stub) -> None:  # type: ignore[no-untyped-def]
     from llm_stub import completion
 
-    from twinseek.tools.rerank import rewrite_ecr
+    from twinseek.retrieval.rerank import rewrite_ecr
 
     stub.script = [completion("The swan is black, which supports the query.")]
     assert rewrite_ecr(stub.client(), "a black bird", "A black swan swims.") == \
@@ -128,7 +128,7 @@ def test_fused_retrieval_ranks_a_fusion_pool_so_scaling_keeps_score_gaps() -> No
     """Weighted fusion scales each tool's scores over its pool: a pool of k would pin the k-th video at 0 and
     put a video missing from one list level with it, so fused searches rank at least ``fusion_pool`` videos."""
     from twinseek.config import RetrievalSettings
-    from twinseek.tools.retrieval import pool_size
+    from twinseek.retrieval.stages import pool_size
 
     s = RetrievalSettings(top_k=10, rerank_top_k=5, fusion_pool=40)
     assert pool_size(3, s) == 10 and pool_size(3, s, fused=True) == 40

@@ -644,7 +644,7 @@ def test_a_dropped_stream_cancels_its_search_and_closes_the_llm_request(store_di
 
     from twinseek.agent import Resources
     from twinseek.config import load_settings
-    from twinseek.tools.llm import LLMClient
+    from twinseek.llm.client import LLMClient
     from twinseek.web.search import SearchParams, SearchService
 
     hanging = HangingServer()

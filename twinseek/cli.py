@@ -447,7 +447,7 @@ def refinements_list(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per refinement, with provenance.")] = False,
 ) -> None:
     """List the refinements (oldest first): what each action found, its confidence, model and provenance."""
-    from twinseek.agent.tools import describe_refinement
+    from twinseek.agent.refine import describe_refinement
 
     rows = _with_store(store, lambda s: s.refinements(_known(s, video)))
     if as_json:
@@ -872,7 +872,7 @@ def demo(
     from twinseek.agent.api import Agent
     from twinseek.agent.resources import start_in_background, warm_llm
     from twinseek.data import sample_clips
-    from twinseek.tools.llm import open_llm
+    from twinseek.llm.client import open_llm
     from twinseek.twins.pipeline import Ingestor
     from twinseek.twins.store import TwinStore
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from twinseek.config import JudgeName
-from twinseek.tools.rerank import RERANKERS, RerankerName
-from twinseek.tools.retrieval import TOOLS, Tool
+from twinseek.retrieval.rerank import RERANKERS, RerankerName
+from twinseek.retrieval.stages import TOOLS, Tool
 
 __all__ = ["JUDGES", "PROMPTS", "AgentContext", "DecomposerName", "JudgeName", "RerankerName", "Tool"]
 

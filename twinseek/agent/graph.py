@@ -38,6 +38,7 @@ from twinseek.agent.judge import (
     grounded_tracks,
     retrieval_relevance,
 )
+from twinseek.agent.refine import Plan, applied_refinements, catalogue, run_call, search_twin
 from twinseek.agent.resources import Resources
 from twinseek.agent.state import (
     ActionRecord,
@@ -51,14 +52,13 @@ from twinseek.agent.state import (
     Judgement,
     fallback,
 )
-from twinseek.agent.tools import Plan, applied_refinements, catalogue, run_call, search_twin
 from twinseek.errors import TwinseekError
-from twinseek.tools.deadline import BoundedLLM, Deadline
-from twinseek.tools.decompose import Decomposition, SubQuery
-from twinseek.tools.llm import LLMError
-from twinseek.tools.rerank import rerank as rerank_scores
-from twinseek.tools.rerank import rewrite_ecr
-from twinseek.tools.retrieval import retrieve as retrieve_stage
+from twinseek.llm.base import LLMError
+from twinseek.llm.deadline import BoundedLLM, Deadline
+from twinseek.retrieval.decompose import Decomposition, SubQuery
+from twinseek.retrieval.rerank import rerank as rerank_scores
+from twinseek.retrieval.rerank import rewrite_ecr
+from twinseek.retrieval.stages import retrieve as retrieve_stage
 from twinseek.twins.model import Twin
 from twinseek.twins.views import compact_view, description
 

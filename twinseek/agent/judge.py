@@ -38,19 +38,19 @@ from twinseek.agent import prompts
 from twinseek.agent.calibration import RETRIEVAL_JUDGE, candidate_features, sigmoid
 from twinseek.agent.context import AgentContext, JudgeName
 from twinseek.agent.state import AgentState, Fallback, Judgement, fallback
-from twinseek.tools.compositional import ComponentMatch
-from twinseek.tools.deadline import BoundedLLM, Deadline
-from twinseek.tools.decompose import Decomposition
-from twinseek.tools.fusion import minmax
-from twinseek.tools.llm import LLMError
-from twinseek.tools.retrieval import Candidate
+from twinseek.llm.base import ChatModel, LLMError
+from twinseek.llm.deadline import BoundedLLM, Deadline
+from twinseek.retrieval.compositional import ComponentMatch
+from twinseek.retrieval.decompose import Decomposition
+from twinseek.retrieval.fusion import minmax
+from twinseek.retrieval.stages import Candidate
 from twinseek.twins.model import Track, Twin
 from twinseek.twins.views import compact_view, description
 from twinseek.twins.words import category_phrase, motion_words
 
 if TYPE_CHECKING:
     from twinseek.agent.calibration import Calibrator
-    from twinseek.tools.deadline import ChatModel
+    from twinseek.llm.base import ChatModel
     from twinseek.twins.store import TwinStore
 
 

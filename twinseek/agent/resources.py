@@ -4,7 +4,7 @@ store), the LLM client, the rerankers and the specialist models.
 They are bound when the graph is built for a store (:func:`twinseek.agent.graph.build_graph`); nothing here
 enters the graph state or the run context, and nothing is shared between two :class:`Resources` (two stores
 in one process share no index, cache or client; only the embedded LLM server process is shared, see
-:func:`twinseek.tools.llm.open_llm`).
+:func:`twinseek.llm.client.open_llm`).
 """
 
 from __future__ import annotations
@@ -26,17 +26,17 @@ from twinseek.config import (
     load_settings,
 )
 from twinseek.errors import TwinseekError
-from twinseek.tools.decompose import Decomposer, DecompositionCache
-from twinseek.tools.rerank import LLM_RERANKERS, Reranker, RerankerName, make_reranker
+from twinseek.retrieval.decompose import Decomposer, DecompositionCache
+from twinseek.retrieval.rerank import LLM_RERANKERS, Reranker, RerankerName, make_reranker
 
 if TYPE_CHECKING:
     from twinseek.agent.calibration import Calibrator
-    from twinseek.tools.deadline import ChatModel
-    from twinseek.tools.dense import VideoEmbedder
-    from twinseek.tools.ecr import EcrGenerator
-    from twinseek.tools.encoders import ComponentEncoders
-    from twinseek.tools.llm import LLMClient
-    from twinseek.tools.retrieval import RetrievalIndexes
+    from twinseek.llm.base import ChatModel
+    from twinseek.llm.client import LLMClient
+    from twinseek.retrieval.dense import VideoEmbedder
+    from twinseek.retrieval.ecr import EcrGenerator
+    from twinseek.retrieval.encoders import ComponentEncoders
+    from twinseek.retrieval.stages import RetrievalIndexes
     from twinseek.twins.specialists import Specialists
     from twinseek.twins.store import TwinStore
 
@@ -69,7 +69,7 @@ class Resources:
         ``encoders`` / ``dense_embedder`` replace the configured component encoders and dense embedder (tests,
         experiments); ``llm`` and ``specialists`` replace the configured ones.
         """
-        from twinseek.tools.retrieval import RetrievalIndexes
+        from twinseek.retrieval.stages import RetrievalIndexes
 
         settings = settings or load_settings()
         store = open_shared_store(store_dir or settings.store)
@@ -88,7 +88,7 @@ class Resources:
         """The LLM client (built without a request: the embedded server starts on the first call)."""
         with self._lock:
             if self._llm is None:
-                from twinseek.tools.llm import open_llm
+                from twinseek.llm.client import open_llm
 
                 self._llm = open_llm(self.settings)
             return self._llm
@@ -102,7 +102,7 @@ class Resources:
             return self.llm
         with self._lock:
             if self._judge_llm is None:
-                from twinseek.tools.llm import open_llm
+                from twinseek.llm.client import open_llm
 
                 self._judge_llm = open_llm(self.settings, embedded_model=model)
             return self._judge_llm
@@ -200,7 +200,7 @@ class Resources:
 
     def ecr_generator(self) -> EcrGenerator:
         """Who writes each video's ECR text (``retrieval.ecr``)."""
-        from twinseek.tools.ecr import LLMEcr, TemplateEcr, VlmEcr
+        from twinseek.retrieval.ecr import LLMEcr, TemplateEcr, VlmEcr
 
         r = self.settings.retrieval
         if r.ecr == "llm":
@@ -271,8 +271,8 @@ def warm_llm(llm: LLMClient, judge: JudgeName | None = "yesno") -> threading.Thr
     from concurrent.futures import ThreadPoolExecutor
 
     from twinseek.agent.judge import listwise_messages, yesno_messages
+    from twinseek.llm.base import LLMError
     from twinseek.prompts import decompose as decompose_prompt
-    from twinseek.tools.llm import LLMError
 
     judged = {"yesno": yesno_messages("warm-up", None, "warm-up"),
               "listwise": listwise_messages("warm-up", ["a"])}.get(judge or "")  # a verdict's prompt is per candidate

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import Required, TypedDict  # pydantic needs these (Studio's schemas) before 3.12
 
 from twinseek.media import load_mask
-from twinseek.tools.compositional import ComponentMatch
-from twinseek.tools.decompose import Decomposition
-from twinseek.tools.retrieval import Candidate
+from twinseek.retrieval.compositional import ComponentMatch
+from twinseek.retrieval.decompose import Decomposition
+from twinseek.retrieval.stages import Candidate
 
 logger = logging.getLogger(__name__)
 

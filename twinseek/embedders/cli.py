@@ -70,7 +70,7 @@ def data_triplets(
             texts += [s.strip() for s in sentences.read_text().splitlines() if s.strip()]
         elif name == "llm":
             from twinseek.config import load_settings
-            from twinseek.tools.llm import open_llm
+            from twinseek.llm.client import open_llm
 
             texts += data.llm_sentences(open_llm(load_settings()), n, seed)
         else:
@@ -95,7 +95,7 @@ def data_twin(
     paraphraser = None
     if paraphrase:
         from twinseek.config import load_settings
-        from twinseek.tools.llm import open_llm
+        from twinseek.llm.client import open_llm
 
         paraphraser = data.llm_paraphraser(open_llm(load_settings()), paraphrase)
     pairs = data.twin_pairs(store, seed, leak_filter=_leak_filter(bench), paraphraser=paraphraser)

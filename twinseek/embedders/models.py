@@ -4,7 +4,7 @@
   the sentence-transformers folder format plus a ``twinseek.json`` manifest (:func:`save_sentence_transformer`),
   so ``MiniLMEncoder(path)`` and ``retrieval.*_encoder`` settings load it.
 * :class:`TaraTextModule`: a Qwen2-VL-family MLLM with TARA's EOL text prompt and last-token pooling (the
-  prompts and pooling of :class:`~twinseek.tools.dense.TaraEmbedder`), LoRA adapters via peft on the language
+  prompts and pooling of :class:`~twinseek.retrieval.dense.TaraEmbedder`), LoRA adapters via peft on the language
   model only; saved merged (``from_pretrained`` folder for ``retrieval.tara_model``) plus the adapter in
   ``lora/`` and the manifest.
 """
@@ -72,7 +72,7 @@ class TaraTextModule(nn.Module):
         super().__init__()
         from peft import LoraConfig, get_peft_model
 
-        from twinseek.tools.dense import TaraEmbedder
+        from twinseek.retrieval.dense import TaraEmbedder
 
         self.source = str(path)
         self.embedder = TaraEmbedder(str(path), device="cpu")
@@ -87,7 +87,7 @@ class TaraTextModule(nn.Module):
         self.processor: Any = self.embedder._processor
 
     def forward(self, texts: Sequence[str]) -> Tensor:
-        from twinseek.tools.dense import TEXT_PROMPT, last_token_pool
+        from twinseek.retrieval.dense import TEXT_PROMPT, last_token_pool
 
         prompts = [self.embedder.prompt(TEXT_PROMPT, t) for t in texts]
         # wherever the trainer put the model (an accelerator), the processor's tensors follow it

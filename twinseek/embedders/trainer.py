@@ -139,7 +139,7 @@ def _fit(trainer: Trainer, config: TrainConfig, params: Mapping[str, Any]) -> tu
 def _base_path(base: str | None) -> str:
     if base:
         return base
-    from twinseek.tools.encoders import minilm_path
+    from twinseek.retrieval.encoders import minilm_path
 
     return str(minilm_path())
 

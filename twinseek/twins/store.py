@@ -146,7 +146,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
 
 @migrations()
 def m002_decompositions(db: sqlite_utils.Database) -> None:
-    # LLM decompositions of query texts (twinseek.tools.decompose.Decomposer): a query asked again, after a
+    # LLM decompositions of query texts (twinseek.retrieval.decompose.Decomposer): a query asked again, after a
     # restart or in another eval run, is not sent to the LLM again. Not twin data: searches write it.
     db.table("decompositions").create(
         {"query": str, "model": str, "prompt_version": str, "decomposition": str, "created_at": str},

@@ -358,7 +358,7 @@ def serve(settings: WebSettings, log_level: str = "info", on_ready: Callable[[st
     address (never the token: it would end up in terminals' scrollback and logs)."""
     import uvicorn
 
-    from twinseek.tools.llm import stop_embedded_servers
+    from twinseek.llm.server import stop_embedded_servers
     from twinseek.twins.store import TwinStore
 
     check_bind(settings)

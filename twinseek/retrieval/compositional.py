@@ -29,11 +29,12 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from twinseek.config import AggregationName, RetrievalSettings
-from twinseek.tools.encoders import ComponentEncoders
-from twinseek.tools.index import CatalogIndex, ComponentIndex
+from twinseek.retrieval.catalogue import CatalogIndex
+from twinseek.retrieval.components import ComponentIndex
+from twinseek.retrieval.encoders import ComponentEncoders
 
 try:  # the decomposer's model, when present; any object with text/weight/negated is accepted
-    from twinseek.tools.decompose import SubQuery
+    from twinseek.retrieval.decompose import SubQuery
 except ImportError:  # pragma: no cover - decompose.py is written in parallel
 
     class SubQuery(BaseModel):  # type: ignore[no-redef]

@@ -23,7 +23,7 @@ from twinseek.errors import StoreError
 from twinseek.prompts import decompose as prompt
 
 if TYPE_CHECKING:
-    from twinseek.tools.deadline import ChatModel
+    from twinseek.llm.base import ChatModel
     from twinseek.twins.store import TwinStore
 
 __all__ = ["Decomposed", "Decomposer", "Decomposition", "DecompositionCache", "SubQuery", "SubQueryType",
@@ -297,7 +297,7 @@ class Decomposer:
     """Decomposes queries: the LLM's answer from ``cache`` or the LLM, else the recorded rule-based fallback.
 
     ``cache`` is optional (``None``: every call asks the LLM). The LLM is passed per call, so a search can bound
-    it by its deadline (:class:`~twinseek.tools.deadline.BoundedLLM`); ``llm=None`` decomposes by rules.
+    it by its deadline (:class:`~twinseek.llm.deadline.BoundedLLM`); ``llm=None`` decomposes by rules.
     """
 
     def __init__(self, cache: DecompositionCache | None = None, *, max_tokens: int = 200) -> None:
@@ -305,7 +305,7 @@ class Decomposer:
         self.max_tokens = max_tokens
 
     def decompose(self, query: str, llm: ChatModel | None, *, system: str | None = None) -> Decomposed:
-        from twinseek.tools.llm import LLMError
+        from twinseek.llm.base import LLMError
 
         query = query.strip()
         if not query:

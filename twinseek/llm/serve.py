@@ -1,8 +1,8 @@
 """Process entry point of the embedded LLM server: llama.cpp's OpenAI-compatible HTTP server via ``xllamacpp``.
 
-Started by :class:`twinseek.tools.llm.EmbeddedServer`, never by hand in normal use::
+Started by :class:`twinseek.llm.server.EmbeddedServer`, never by hand in normal use::
 
-    python -m twinseek.tools.llm_server --model M.gguf --port 8123 --parent-pid 4242
+    python -m twinseek.llm.serve --model M.gguf --port 8123 --parent-pid 4242
 
 ``xllamacpp.Server`` has no stop method, so the server lives in its own process and ends with it: on SIGTERM,
 or by itself once its parent process is gone (so a crashed parent leaves no orphan).

@@ -24,11 +24,12 @@ from pydantic import BaseModel
 
 from twinseek.config import RetrievalSettings, SamplingSettings
 from twinseek.errors import ModelUnavailableError
-from twinseek.tools.encoders import MiniLMEncoder, TextEncoder
-from twinseek.tools.index import CatalogIndex, _digest, params_from
+from twinseek.retrieval.catalogue import CatalogIndex, digest, params_from
+from twinseek.retrieval.encoders import MiniLMEncoder, TextEncoder
 from twinseek.twins.model import Twin
 from twinseek.twins.store import TwinStore
 from twinseek.twins.views import TEXT_VERSION, scene_gist, template_ecr
+from twinseek.weights import is_hub_id, model_dtype, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +148,6 @@ def resolve_model(source: str) -> str:
         return str(path)
     from huggingface_hub import try_to_load_from_cache
 
-    from twinseek.twins.adapters.paper._common import is_hub_id
-
     if is_hub_id(source) and isinstance(try_to_load_from_cache(source, "config.json"), str):
         return source
     raise ModelUnavailableError(
@@ -165,8 +164,6 @@ class TaraEmbedder:
 
     def __init__(self, model: str, device: str = "auto", frames: int = 16, max_side: int = 448,
                  batch_size: int = 4, padding_side: Literal["left", "right"] | None = "left") -> None:
-        from twinseek.twins.adapters.paper._common import model_dtype, resolve_device
-
         self.model = model
         self.source = resolve_model(model)
         self.device = resolve_device(device)
@@ -274,7 +271,7 @@ class DenseSource:
             "(select count(*) from relations r where r.video_id = v.video_id), "
             "(select max(id) from relations r where r.video_id = v.video_id) from videos v"
         ).fetchall()
-        return {r[0]: _digest(r[1:]) for r in rows}
+        return {r[0]: digest(r[1:]) for r in rows}
 
     def rows(self, store: TwinStore, video_id: str) -> list[dict[str, Any]]:
         return [dense_text(store.get_twin(video_id, refinements=False))]  # retrieval sees ingest rows only

@@ -24,42 +24,31 @@ size directly in its final kind, chunk by chunk.
 On disk an index is a folder with ``config.json`` and ``index.faiss``, each written to a temporary name and
 ``os.replace``d. The two replaces are not one atomic step, so ``config.json`` records the digest of the live
 ids: :meth:`VectorIndex.load` raises :class:`IndexCorruptError` when the files disagree.
-
-:class:`CatalogIndex` keeps one vector per *item* (a twin component, or a whole video) for every video of a
-:class:`~twinseek.twins.store.TwinStore`: the items live in the store's SQLite (a table per catalogue, plus
-``indexed_videos`` recording each video's signature), the vectors under ``<store>/index/<name>/``. ``sync``
-brings it up to date incrementally; the faiss files are saved before the SQLite transaction commits and the
-ids are checked against the DB on load, so an interrupted sync is detected and repaired by a rebuild.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple
 
 import faiss
 import numpy as np
-import sqlite_utils
 from pydantic import BaseModel, Field
-from sqlite_utils.migrations import Migrations
 from tqdm.auto import tqdm
 
-from twinseek.config import RetrievalSettings
 from twinseek.errors import TwinseekError
-from twinseek.tools.encoders import ComponentEncoders
-from twinseek.twins.store import TwinStore
-from twinseek.twins.views import TEXT_VERSION, ComponentTexts
 
 logger = logging.getLogger(__name__)
+
+
 _faiss: Any = faiss  # faiss's type stubs lack much of its SWIG API (DirectMap, SearchParametersIVF, ...)
+
 
 # Measured by benchmarks/search.py (results/search_latency.json; 5 queries, k=256, dim 384, 1 search thread on
 # a busy 2-core machine): exact p50 2 ms at 10k, 11 ms at 30k, 55 ms at 100k, 500 ms at 1M; HNSW (M=32) 9 ms at
@@ -67,25 +56,48 @@ _faiss: Any = faiss  # faiss's type stubs lack much of its SWIG API (DirectMap, 
 # takes minutes to build. Stage 1 is followed by seconds of LLM reranking, so exact search is worth its tens of
 # milliseconds up to ~100k components (~5k videos); beyond that its latency grows linearly and HNSW takes over.
 DEFAULT_HNSW_THRESHOLD = 100_000
+
+
 # benchmarks/index_scale.py (results/index_scale.json, dim 384, 2 busy cores): HNSW-Flat needs ~1.8 GB and a
 # 22-minute build at 1M, ~3.6 GB at 2M, ~18 GB at 10M; the facade's IVF-PQ (PQ48, nprobe 32) holds ~0.15 GB at 1M
 # and ~0.7 GB at 5M, builds in 2 and 14 minutes, p50 3-6 ms. HNSW stays below a few million vectors (better
 # recall, no training), IVF-PQ above.
 DEFAULT_IVFPQ_THRESHOLD = 2_000_000
+
+
 COMPACT_FRACTION = 0.1
+
+
 CONFIG_FILE = "config.json"
+
+
 INDEX_FILE = "index.faiss"
+
+
 FORMAT_VERSION = 1
 
+
 IndexKind = Literal["flat", "hnsw", "ivfpq"]
+
+
 KIND_ORDER: dict[str, int] = {"flat": 0, "hnsw": 1, "ivfpq": 2}  # an index only moves up this order
+
+
 IVF_QUANTIZER_M = 32  # HNSW degree of the IVF coarse quantizer (a graph over the list centroids)
+
+
 # Its beam when adding: at 8192 lists, 16 (faiss's default) put 4% of vectors outside their nearest list and 1.2%
 # of near-duplicate queries then missed their target's list (nprobe 32); 32 costs ~13% more per assignment and
 # cuts those to 0.6% and 0.14% (measured on the benchmark's clustered vectors, 20k samples).
 IVF_QUANTIZER_EF_ADD = 32
+
+
 TWO_LEVEL_FROM = 2048  # lists from which the coarse k-means runs in two levels (sqrt(nlist) x sqrt(nlist))
+
+
 IVFPQ_MIN_VECTORS = 1000  # PQ codebooks need >= 256 training vectors each: never IVF-PQ below this size
+
+
 BUILD_CHUNK = 50_000  # vectors per add / reconstruct while (re)building: bounds the raw vectors held at once
 
 
@@ -492,315 +504,3 @@ def _progress(iterable: Iterable[Any], desc: str, enabled: bool = True, total: i
     """A tqdm bar on a terminal when the log level shows INFO; the bare iterable otherwise."""
     show = enabled and sys.stderr.isatty() and logging.getLogger("twinseek").getEffectiveLevel() <= logging.INFO
     return tqdm(iterable, desc=desc, total=total, leave=False) if show else iterable
-
-
-# -- store-backed catalogues ---------------------------------------------------------------------------------
-index_migrations = Migrations("twinseek.index")
-
-
-@index_migrations()
-def m001_catalogues(db: sqlite_utils.Database) -> None:
-    # AUTOINCREMENT: ids are never reused, so a faiss file from an interrupted sync can never match the DB
-    db.execute(
-        "create table if not exists components (id integer primary key autoincrement, video_id text not null, "
-        "kind text not null, track_id integer, object_track integer, predicate text, text text not null, "
-        "frame_start integer, frame_end integer)"
-    )
-    db.execute(
-        "create table if not exists dense_items (id integer primary key autoincrement, video_id text not null, "
-        "source text not null, text text not null)"
-    )
-    db.table("indexed_videos").create(
-        {"index_name": str, "video_id": str, "signature": str, "items": int, "indexed_at": float},
-        pk=("index_name", "video_id"), if_not_exists=True,
-    )
-    db.table("components").create_index(["video_id"], if_not_exists=True)
-    db.table("components").create_index(["kind", "predicate"], if_not_exists=True)
-    db.table("dense_items").create_index(["video_id"], if_not_exists=True)
-
-
-class ItemSource(Protocol):
-    """What a :class:`CatalogIndex` indexes: rows per video, their vectors and a per-video signature."""
-
-    name: str  # folder under <store>/index/ and key in indexed_videos
-    table: str  # the items table (columns: id, video_id, then the row keys)
-
-    @property
-    def fingerprint(self) -> str: ...
-
-    @property
-    def dim(self) -> int: ...
-
-    def signatures(self, store: TwinStore) -> dict[str, str]: ...
-
-    def rows(self, store: TwinStore, video_id: str) -> list[dict[str, Any]]: ...
-
-    def embed(self, store: TwinStore, rows: list[dict[str, Any]]) -> np.ndarray: ...
-
-
-class SyncReport(BaseModel):
-    index: str
-    added: int = 0
-    updated: int = 0
-    removed: int = 0
-    items: int = 0
-    rebuilt: bool = False
-    seconds: float = 0.0
-
-
-@dataclass
-class _Catalogue:
-    """In-memory view of the items table used on the search path."""
-
-    ids: np.ndarray  # sorted item ids
-    video_of: np.ndarray  # video id (str) per item, aligned with ids
-    by_video: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def _digest(parts: Iterable[Any]) -> str:
-    return hashlib.sha1("\x1f".join("" if p is None else str(p) for p in parts).encode()).hexdigest()[:16]
-
-
-class CatalogIndex:
-    """Items of every video in a store, embedded and kept in a :class:`VectorIndex` under
-    ``<store>/index/<source.name>/``; the items table and ``indexed_videos`` live in the store's SQLite."""
-
-    def __init__(self, store: TwinStore, source: ItemSource, params: IndexParams | None = None,
-                 commit_every: int = 500) -> None:
-        self.store = store
-        self.source = source
-        self.params = params
-        self.commit_every = commit_every
-        self.folder = store.root / "index" / source.name
-        self._vectors: VectorIndex | None = None
-        self._catalogue: _Catalogue | None = None
-        with store.writer():  # its own migration set: the twin store's schema stays the twin store's
-            index_migrations.apply(store.db)
-
-    @property
-    def db(self) -> sqlite_utils.Database:
-        return self.store.db
-
-    # -- consistency -------------------------------------------------------------------------------------
-    def _db_ids(self) -> np.ndarray:
-        rows = self.db.execute(f"select id from [{self.source.table}]").fetchall()
-        return np.array([r[0] for r in rows], np.int64)
-
-    def problem(self) -> str | None:
-        """Why the files and the DB disagree (None when they agree); loads the vectors when they do."""
-        try:
-            vectors = VectorIndex.load(self.folder)
-        except IndexCorruptError as exc:
-            has_rows = bool(self.db.execute(f"select 1 from [{self.source.table}] limit 1").fetchall())
-            return str(exc) if has_rows or (self.folder / CONFIG_FILE).exists() else "no index yet"
-        if vectors.meta.get("fingerprint") != self.source.fingerprint:
-            return f"encoder changed ({vectors.meta.get('fingerprint')} -> {self.source.fingerprint})"
-        if vectors.dim != self.source.dim:
-            return f"dimension changed ({vectors.dim} -> {self.source.dim})"
-        if ids_digest(vectors.ids()) != ids_digest(self._db_ids()):
-            return "faiss ids disagree with the items table (interrupted sync?)"
-        self._vectors = vectors
-        return None
-
-    def vectors(self) -> VectorIndex:
-        """The loaded, verified vectors; raises :class:`IndexCorruptError` when a sync is needed first."""
-        if self._vectors is None and (reason := self.problem()) is not None:
-            raise IndexCorruptError(f"{self.source.name} index needs a sync or rebuild: {reason}")
-        assert self._vectors is not None
-        return self._vectors
-
-    # -- updates -----------------------------------------------------------------------------------------
-    def sync(self) -> SyncReport:
-        """Index new and changed videos and drop deleted ones; rebuilds when the files cannot be trusted."""
-        started = time.perf_counter()
-        with self.store.writer():
-            report = SyncReport(index=self.source.name)
-            if self._vectors is None and (reason := self.problem()) is not None:
-                if reason != "no index yet":
-                    logger.warning("%s index: %s; rebuilding", self.source.name, reason)
-                self._reset()
-                report.rebuilt = reason != "no index yet"
-            self._apply_changes(report)
-        report.items = self.vectors().count
-        report.seconds = round(time.perf_counter() - started, 3)
-        logger.info("synced %s index: %s", self.source.name, report.model_dump(exclude={"index"}))
-        return report
-
-    def rebuild(self) -> SyncReport:
-        """Drop every item and vector and index the whole store again."""
-        started = time.perf_counter()
-        with self.store.writer():
-            self._reset()
-            report = SyncReport(index=self.source.name, rebuilt=True)
-            self._apply_changes(report)
-        report.items = self.vectors().count
-        report.seconds = round(time.perf_counter() - started, 3)
-        return report
-
-    def _empty_vectors(self) -> VectorIndex:
-        params = self.params or IndexParams(dim=self.source.dim)
-        vectors = VectorIndex(params=params.model_copy(update={"dim": self.source.dim}))
-        vectors.meta = {"fingerprint": self.source.fingerprint, "source": self.source.name}
-        return vectors
-
-    def _reset(self) -> None:
-        vectors = self._empty_vectors()
-        with self._transaction():
-            self.db.execute(f"delete from [{self.source.table}]")
-            self.db.execute("delete from indexed_videos where index_name = ?", [self.source.name])
-            vectors.save(self.folder)  # before the commit: a crash in between is caught by problem()
-        self._vectors = vectors
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """A DB transaction; on failure the in-memory vectors are dropped so the files are re-verified."""
-        self._catalogue = None
-        try:
-            with self.db.atomic():
-                yield
-        except BaseException:
-            self._vectors = None
-            raise
-
-    def _apply_changes(self, report: SyncReport) -> None:
-        current = self.source.signatures(self.store)
-        indexed = {r["video_id"]: r["signature"] for r in self.db.query(
-            "select video_id, signature from indexed_videos where index_name = ?", [self.source.name])}
-        gone = sorted(set(indexed) - set(current))
-        todo = sorted(v for v, sig in current.items() if indexed.get(v) != sig)
-        if gone:
-            with self._transaction():
-                self._drop_videos(gone)
-                self.vectors().save(self.folder)
-            report.removed = len(gone)
-        chunks = [todo[i:i + self.commit_every] for i in range(0, len(todo), self.commit_every)]
-        bar = _progress(chunks, f"indexing {self.source.name}", len(todo) > 20)
-        for chunk in bar:
-            self._index_chunk(chunk, current)
-        report.updated = sum(v in indexed for v in todo)
-        report.added = len(todo) - report.updated
-
-    def _drop_videos(self, video_ids: Sequence[str]) -> None:
-        marks = ",".join("?" * len(video_ids))
-        table = self.source.table
-        old = [r[0] for r in self.db.execute(f"select id from [{table}] where video_id in ({marks})", list(video_ids))]
-        self.db.execute(f"delete from [{table}] where video_id in ({marks})", list(video_ids))
-        self.db.execute(f"delete from indexed_videos where index_name = ? and video_id in ({marks})",
-                        [self.source.name, *video_ids])
-        self.vectors().delete(old)
-
-    def _index_chunk(self, video_ids: list[str], signatures: dict[str, str]) -> None:
-        per_video = {v: self.source.rows(self.store, v) for v in video_ids}
-        rows = [dict(row, video_id=v) for v, items in per_video.items() for row in items]
-        embedded = self.source.embed(self.store, rows)  # the slow part, outside the transaction
-        with self._transaction():
-            self._drop_videos(video_ids)
-            seq = self.db.execute("select seq from sqlite_sequence where name = ?", [self.source.table]).fetchall()
-            start = (seq[0][0] if seq else 0) + 1
-            ids = np.arange(start, start + len(rows), dtype=np.int64)
-            for item_id, row in zip(ids, rows):
-                row["id"] = int(item_id)
-            self.db.table(self.source.table).insert_all(rows, batch_size=500)
-            now = time.time()
-            self.db.table("indexed_videos").insert_all(
-                ({"index_name": self.source.name, "video_id": v, "signature": signatures[v], "items": len(items),
-                  "indexed_at": now} for v, items in per_video.items()), pk=("index_name", "video_id"),
-                replace=True)
-            self.vectors().add(ids, embedded)
-            self.vectors().save(self.folder)
-
-    # -- reads -------------------------------------------------------------------------------------------
-    def catalogue(self) -> _Catalogue:
-        if self._catalogue is None:
-            rows = self.db.execute(f"select id, video_id from [{self.source.table}] order by id").fetchall()
-            ids = np.array([r[0] for r in rows], np.int64)
-            video_of = np.array([r[1] for r in rows], dtype=object)
-            by_video: dict[str, list[int]] = {}
-            for item_id, video_id in rows:
-                by_video.setdefault(video_id, []).append(item_id)
-            self._catalogue = _Catalogue(ids, video_of, {v: np.array(i, np.int64) for v, i in by_video.items()})
-        return self._catalogue
-
-    def videos_of(self, ids: np.ndarray) -> np.ndarray:
-        """Video id per item id (``None`` for -1 / unknown ids), as an object array."""
-        cat = self.catalogue()
-        ids = np.asarray(ids, np.int64)
-        out = np.full(ids.shape, None, dtype=object)
-        if len(cat.ids):
-            pos = np.clip(np.searchsorted(cat.ids, ids), 0, len(cat.ids) - 1)
-            found = cat.ids[pos] == ids
-            out[found] = cat.video_of[pos[found]]
-        return out
-
-    def items(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-        """Item rows by id."""
-        wanted = sorted({int(i) for i in ids})
-        if not wanted:
-            return {}
-        marks = ",".join("?" * len(wanted))
-        return {r["id"]: r for r in self.db.query(f"select * from [{self.source.table}] where id in ({marks})", wanted)}
-
-    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
-        return self.vectors().search(queries, k)
-
-    def indexed_videos(self) -> list[str]:
-        return [r["video_id"] for r in self.db.query(
-            "select video_id from indexed_videos where index_name = ? order by video_id", [self.source.name])]
-
-
-# -- the component index -------------------------------------------------------------------------------------
-class ComponentSource:
-    """Twin components (objects and relations) as catalogue items, embedded with :class:`ComponentEncoders`."""
-
-    name = "components"
-    table = "components"
-
-    def __init__(self, encoders: ComponentEncoders) -> None:
-        self.encoders = encoders
-
-    @property
-    def fingerprint(self) -> str:
-        return self.encoders.fingerprint + f";texts={COMPONENT_TEXT_VERSION};{TEXT_VERSION}"
-
-    @property
-    def dim(self) -> int:
-        return self.encoders.dim
-
-    def signatures(self, store: TwinStore) -> dict[str, str]:
-        # mask_dir is unique per ingest (the rows below never change after it; refinements are not indexed)
-        rows = store.db.execute(
-            "select v.video_id, v.content_hash, v.mask_dir, v.ingested_at, "
-            "(select count(*) from relations r where r.video_id = v.video_id), "
-            "(select max(id) from relations r where r.video_id = v.video_id), "
-            "(select count(*) from tracks t where t.video_id = v.video_id), "
-            "(select group_concat(t.track_id || ':' || t.category || ':' || coalesce(t.attributes, ''), '|') "
-            "from tracks t where t.video_id = v.video_id) from videos v"
-        ).fetchall()
-        return {r[0]: _digest(r[1:]) for r in rows}
-
-    def rows(self, store: TwinStore, video_id: str) -> list[dict[str, Any]]:
-        return ComponentTexts.rows(store.get_twin(video_id, refinements=False))  # retrieval sees ingest rows only
-
-    def embed(self, store: TwinStore, rows: list[dict[str, Any]]) -> np.ndarray:
-        return self.encoders.encode_components([r["kind"] for r in rows], [r["text"] for r in rows])
-
-
-# Bump when the catalogue's own handling of component rows changes; the texts' version is views.TEXT_VERSION.
-COMPONENT_TEXT_VERSION = 4
-
-
-class ComponentIndex(CatalogIndex):
-    """The component catalogue of a store: ``components`` table + ``<store>/index/components/``."""
-
-    def __init__(self, store: TwinStore, encoders: ComponentEncoders | None = None,
-                 settings: RetrievalSettings | None = None) -> None:
-        settings = settings or RetrievalSettings()
-        self.encoders = encoders or ComponentEncoders.from_settings(settings)
-        super().__init__(store, ComponentSource(self.encoders), params_from(settings, 1), settings.commit_every)
-
-
-def params_from(settings: RetrievalSettings, dim: int) -> IndexParams:
-    """Index parameters from settings (``dim`` is replaced by the source's when the index is built)."""
-    return IndexParams(dim=dim, hnsw_threshold=settings.hnsw_threshold, hnsw_m=settings.hnsw_m,
-                       ef_construction=settings.ef_construction, ef_search=settings.ef_search,
-                       ivfpq_threshold=settings.ivfpq_threshold, pq_m=settings.pq_m, nprobe=settings.nprobe)

@@ -17,13 +17,13 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from twinseek.config import RetrievalSettings
-from twinseek.tools.compositional import ComponentMatch, CompositionalHit, CompositionalSearch
-from twinseek.tools.decompose import Decomposition
-from twinseek.tools.dense import DenseHit, DenseIndex, VideoEmbedder
-from twinseek.tools.ecr import EcrGenerator, ensure_ecr
-from twinseek.tools.encoders import ComponentEncoders
-from twinseek.tools.fusion import fuse
-from twinseek.tools.index import ComponentIndex
+from twinseek.retrieval.components import ComponentIndex
+from twinseek.retrieval.compositional import ComponentMatch, CompositionalHit, CompositionalSearch
+from twinseek.retrieval.decompose import Decomposition
+from twinseek.retrieval.dense import DenseHit, DenseIndex, VideoEmbedder
+from twinseek.retrieval.ecr import EcrGenerator, ensure_ecr
+from twinseek.retrieval.encoders import ComponentEncoders
+from twinseek.retrieval.fusion import fuse
 from twinseek.twins.store import TwinStore
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from twinseek.config import RetrievalSettings
 from twinseek.prompts import ecr as ecr_prompts
 from twinseek.prompts import rerank as prompts
-from twinseek.tools.fusion import minmax
+from twinseek.retrieval.fusion import minmax
 from twinseek.weights import WeightsSpec, load_pretrained, model_dtype, resolve_device, resolve_source
 
 logger = logging.getLogger(__name__)

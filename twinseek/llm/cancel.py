@@ -3,10 +3,10 @@ one (a context variable, so LangGraph's node threads see it), and that someone e
 the client of a stream went away).
 
 Who checks it: the LLM client before each request and while it waits for a reply, when it also closes the
-request's connection so that a local llama.cpp server stops decoding for nobody; :class:`~twinseek.tools.deadline.
+request's connection so that a local llama.cpp server stops decoding for nobody; :class:`~twinseek.llm.deadline.
 BoundedLLM`, which carries the scope of the node that made it into the worker threads the node starts; and the
-web app's stream loop between agent events. What is cancelled fails as an :class:`~twinseek.tools.llm.LLMError`
-(:class:`~twinseek.tools.llm.LLMCancelled`), so the search ends through its ordinary fallbacks.
+web app's stream loop between agent events. What is cancelled fails as an :class:`~twinseek.llm.base.LLMError`
+(:class:`~twinseek.llm.base.LLMCancelled`), so the search ends through its ordinary fallbacks.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every LLM call made through :class:`BoundedLLM` gets ``timeout_s = min(configured, remaining)``; once the
 deadline has passed a call fails at once with :class:`DeadlineExceeded` (an :class:`LLMError`, so every caller's
 existing fallback applies) instead of waiting for a reply nobody will use. Likewise once the search is cancelled
-(:mod:`twinseek.tools.cancel`): a :class:`BoundedLLM` keeps the cancel scope of the code that made it, so calls
+(:mod:`twinseek.llm.cancel`): a :class:`BoundedLLM` keeps the cancel scope of the code that made it, so calls
 from the worker threads a node starts can be cancelled too.
 """
 
@@ -13,13 +13,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel
 
-from twinseek.config import LLMSettings
-from twinseek.tools import cancel
-from twinseek.tools.llm import LLMCancelled, LLMError, Messages
+from twinseek.llm import cancel
+from twinseek.llm.base import ChatModel, LLMCancelled, LLMError, Messages
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -28,32 +27,28 @@ class DeadlineExceeded(LLMError):
     """The search's deadline passed before (or while) the LLM was asked."""
 
 
-class ChatModel(Protocol):
-    """What the search's LLM consumers call: :class:`~twinseek.tools.llm.LLMClient` or :class:`BoundedLLM`."""
-
-    settings: LLMSettings
-    tier: Any
-    model: str
-
-    def chat_text(self, messages: Messages, *, max_tokens: int = ..., timeout_s: float | None = ...) -> str: ...
-
-    def chat_json(self, messages: Messages, schema: type[T], *, max_tokens: int = ..., timeout_s: float | None = ...,
-                  fallback: Callable[[], T] | None = ..., retries: int | None = ...) -> T: ...
-
-    def yes_probability(self, messages: Messages, *, timeout_s: float | None = ..., top_logprobs: int = ...) -> float: ...
 
 
 @dataclass(frozen=True)
 class Deadline:
-    """A point in wall-clock time (``time.time()`` seconds); ``at=None`` never passes."""
+    """A point in wall-clock time (``time.time()`` seconds); ``at=None`` never passes.
+
+    One class for both budgets: a search's (:meth:`after` its start) and one LLM call's (:meth:`within`).
+    """
 
     at: float | None = None
+    budget_s: float | None = None  # the length it was given, for messages
+
+    @classmethod
+    def within(cls, seconds: float) -> Deadline:
+        """``seconds`` from now."""
+        return cls(time.time() + seconds, seconds)
 
     @classmethod
     def after(cls, started_at: float | None, seconds: float | None) -> Deadline:
         if started_at is None or seconds is None:
             return cls(None)
-        return cls(started_at + seconds)
+        return cls(started_at + seconds, seconds)
 
     def remaining(self) -> float:
         return math.inf if self.at is None else self.at - time.time()
