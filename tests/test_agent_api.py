@@ -148,3 +148,41 @@ def test_make_graph_is_the_langgraph_json_factory(tmp_path: Path, clip: Path, st
     assert [h.video_id for h in state["hits"]] == ["shapes"] and state["path"][-1] == "finalize"
     with pytest.raises(twinseek.errors.StoreError):  # TWINSEEK_STORE when the config names none
         asyncio.run(make_graph().__aenter__())
+
+
+def test_the_three_entry_points_resolve_and_rank_alike(tmp_path: Path, clip: Path, stub: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Agent.search``, the HTTP API and the ``make_graph`` graph (``langgraph dev``) run one graph that resolves
+    the same options (tier defaults and deadline included) and ranks alike."""
+    from fastapi.testclient import TestClient
+
+    from twinseek.agent.context import AgentContext
+    from twinseek.agent.graph import make_graph
+    from twinseek.web import WebSettings, create_app
+
+    root = build_store(tmp_path / "store", clip)
+    for key, value in {"BASE_URL": stub.base_url, "API_KEY": "test", "MODEL": "stub", "MAX_RETRIES": "0"}.items():
+        monkeypatch.setenv(f"TWINSEEK_LLM__{key}", value)
+    monkeypatch.setenv("TWINSEEK_AGENT__JUDGE_TOP", "2")  # a settings' value every entry point must honour
+    route(stub, responder(lambda _: verdict(0.9, [1]), others=0.1))
+
+    with Agent.open(root) as agent:
+        direct = agent.search(QUERY, k=3, tau=0.0)
+    with TestClient(create_app(WebSettings(store=root, runs=tmp_path / "runs", warm_llm=False)),
+                    base_url="http://127.0.0.1") as client:
+        response = client.get("/api/search", params={"q": QUERY, "k": 3, "tau": 0.0})
+        assert response.status_code == 200, response.text
+        http = SearchResult.model_validate(response.json())
+
+    async def studio() -> dict[str, Any]:
+        async with make_graph({"configurable": {"store": str(root)}}) as graph:
+            return await graph.ainvoke({"query": QUERY}, context=AgentContext(k=3, tau=0.0))
+
+    graph = SearchResult.from_state(asyncio.run(studio()), 0.0)
+    assert direct.options["judge_top"] == 2 and direct.options["judge"] == "verdict"  # settings, then tier
+    assert direct.options["deadline_s"] == 120.0 and direct.options["reranker"] == "none"  # none left unresolved
+    assert None not in (direct.options[k] for k in ("llm_weight", "judge", "reranker", "rerank_top", "judge_top"))
+    for other in (http, graph):
+        assert other.options == direct.options
+        assert [(h.video_id, h.relevance) for h in other.hits] == [(h.video_id, h.relevance) for h in direct.hits]
+    assert len(direct.hits) == 3 and [h.judged_by for h in direct.hits].count("paper:stub") == 2  # judge_top 2

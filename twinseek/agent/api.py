@@ -14,6 +14,7 @@ with Agent.open("my-store") as agent:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field
 from twinseek.agent.context import AgentContext
 from twinseek.agent.graph import build_graph
 from twinseek.agent.resources import Resources
+from twinseek.agent.run import Run, resolve
 from twinseek.agent.state import (
     ActionRecord,
     AgentState,
@@ -58,7 +60,7 @@ class SearchResult(BaseModel):
     decomposition: Decomposition
     hits: list[Hit]
     dropped: list[DroppedCandidate] = Field(default_factory=list, description="Candidates below tau.")
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="The search's resolved run options.")
     path: list[str] = Field(default_factory=list, description="Graph nodes in the order they ran.")
     trace: list[str] = Field(default_factory=list)
     actions: list[ActionRecord] = Field(default_factory=list)
@@ -67,10 +69,11 @@ class SearchResult(BaseModel):
     models: dict[str, str] = Field(default_factory=dict, description="tier:model behind each part.")
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any], options: Mapping[str, Any], seconds: float) -> SearchResult:
-        """The result of a finished graph run (its state holds the typed parts already)."""
+    def from_state(cls, state: Mapping[str, Any], seconds: float) -> SearchResult:
+        """The result of a finished graph run (its state holds the typed parts already, and the resolved
+        :class:`~twinseek.agent.run.Run` the options record)."""
         return cls(query=state["query"], decomposition=state["decomposition"], hits=state.get("hits", []),
-                   dropped=state.get("dropped", []), options=dict(options), path=state.get("path", []),
+                   dropped=state.get("dropped", []), options=state["run"].options(), path=state.get("path", []),
                    trace=state.get("trace", []), actions=state.get("actions", []),
                    fallbacks=state.get("fallbacks", []),
                    timings={**state.get("timings", {}), "total": round(seconds, 4)}, models=state.get("models", {}))
@@ -122,17 +125,15 @@ class Agent:
 
     # -- searching ----------------------------------------------------------------------------------------------
     def context(self, k: int = 10, **overrides: Any) -> AgentContext:
-        """The run options of a search (see :class:`AgentContext` for the fields). Unset options take the
-        settings' defaults: ``llm_weight``, ``judge`` and ``judge_top`` (``agent.*``, by the LLM's tier) and ``deadline_s``
-        (``agent.deadline_s``; pass ``deadline_s=None`` for no deadline)."""
-        if overrides.get("llm_weight") is None:
-            overrides["llm_weight"] = self.resources.llm_weight
-        if overrides.get("judge") is None:
-            overrides["judge"] = self.resources.judge
-        if overrides.get("judge_top") is None:
-            overrides["judge_top"] = self.resources.judge_top
-        overrides.setdefault("deadline_s", self.resources.settings.agent.deadline_s)
+        """The run options of a search (see :class:`AgentContext` for the fields); unset ones take the settings'
+        values when the search resolves them. ``deadline_s=None`` given explicitly means no deadline."""
+        if "deadline_s" in overrides and overrides["deadline_s"] is None:
+            overrides["deadline_s"] = math.inf
         return AgentContext(k=k, **overrides)
+
+    def run_options(self, k: int = 10, **overrides: Any) -> Run:
+        """What a search with these options would do, every value resolved (the web page shows its defaults)."""
+        return resolve(self.context(k, **overrides), self.resources)
 
     def _input(self, query: str) -> AgentState:
         return {"query": _clean(query), "started_at": time.time()}
@@ -143,14 +144,14 @@ class Agent:
         ctx = self.context(k, **context_overrides)
         start = time.perf_counter()
         state = self.graph.invoke(self._input(query), context=ctx)
-        return SearchResult.from_state(state, ctx.options(), time.perf_counter() - start)
+        return SearchResult.from_state(state, time.perf_counter() - start)
 
     async def asearch(self, query: str, k: int = 10, **context_overrides: Any) -> SearchResult:
         """:meth:`search` for asyncio code (the nodes run on worker threads)."""
         ctx = self.context(k, **context_overrides)
         start = time.perf_counter()
         state = await self.graph.ainvoke(self._input(query), context=ctx)
-        return SearchResult.from_state(state, ctx.options(), time.perf_counter() - start)
+        return SearchResult.from_state(state, time.perf_counter() - start)
 
     def stream(self, query: str, k: int = 10, **context_overrides: Any) -> Iterator[ProgressEvent]:
         """Node-by-node progress: a ``node`` event when a node finishes, ``progress`` events from inside nodes
@@ -168,7 +169,7 @@ class Agent:
             else:
                 for node, update in chunk.items():
                     yield ProgressEvent(kind="node", node=node, data=_summary(update or {}))
-        yield ProgressEvent(kind="result", result=SearchResult.from_state(state, ctx.options(),
+        yield ProgressEvent(kind="result", result=SearchResult.from_state(state,
                                                                           time.perf_counter() - start))
 
     # -- lifecycle ----------------------------------------------------------------------------------------------

@@ -1,14 +1,15 @@
 """Run options of one agent search, passed to the graph with ``context=`` (``context_schema=AgentContext``).
 
 Only serialisable values: the store, indexes, models and LLM client are bound when the graph is built for a
-store (:func:`twinseek.agent.graph.build_graph`), never carried here.
+store (:func:`twinseek.agent.graph.build_graph`), never carried here. A field left None takes the settings'
+value; the graph's first node resolves them all, once, into a :class:`~twinseek.agent.run.Run`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from twinseek.config import JudgeName
 from twinseek.retrieval.rerank import RERANKERS, RerankerName
@@ -56,7 +57,7 @@ class AgentContext:
     reranker: RerankerName | None = None
     rerank_top: int | None = None
     # Overall seconds of the search: past them the LLM work left is skipped (recorded as a fallback) and the
-    # search answers with what it has. None: no deadline (``Agent.search`` fills in ``agent.deadline_s``).
+    # search answers with what it has. None: the settings' ``agent.deadline_s``; ``math.inf``: no deadline.
     deadline_s: float | None = None
     # Replacement system prompts by name (``decompose``, ``reason``, ``plan``); a replaced decomposition prompt
     # gets its own entries in the decomposition cache.
@@ -108,17 +109,3 @@ class AgentContext:
     def retrieval_tool(self) -> Tool:
         """The retrieval tool actually used: compositional alignment off means dense only."""
         return self.tool if self.ca else "dense"
-
-    def prompt(self, name: str) -> str | None:
-        """The replacement system prompt called ``name``, or None for the built-in one."""
-        return (self.prompts or {}).get(name)
-
-    def options(self) -> dict[str, Any]:
-        """The options as plain values (for the result's record)."""
-        return {"k": self.k, "tau": self.tau, "max_refine_rounds": self.max_refine_rounds, "qd": self.qd,
-                "ca": self.ca, "lr": self.lr, "jit": self.jit, "tool": self.retrieval_tool,
-                "refine_top": self.refine_top, "llm_weight": self.llm_weight,
-                "videos": list(self.videos) if self.videos is not None else None, "decomposer": self.decomposer,
-                "reranker": self.reranker, "rerank_top": self.rerank_top, "deadline_s": self.deadline_s,
-                "prompts": sorted(self.prompts) if self.prompts else None, "judge": self.judge,
-                "calibrate": self.calibrate, "judge_top": self.judge_top}

@@ -36,8 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twinseek.agent import prompts
 from twinseek.agent.calibration import RETRIEVAL_JUDGE, candidate_features, sigmoid
-from twinseek.agent.context import AgentContext, JudgeName
+from twinseek.agent.run import Run
 from twinseek.agent.state import AgentState, Fallback, Judgement, fallback
+from twinseek.config import JudgeName
 from twinseek.llm.base import ChatModel, LLMError
 from twinseek.llm.deadline import BoundedLLM, Deadline
 from twinseek.retrieval.compositional import ComponentMatch
@@ -64,15 +65,6 @@ class JudgeResources(Protocol):
 
     @property
     def judge_llm(self) -> ChatModel: ...
-
-    @property
-    def judge(self) -> JudgeName: ...
-
-    @property
-    def judge_prior(self) -> bool: ...
-
-    @property
-    def llm_weight(self) -> float: ...
 
     @property
     def parallel(self) -> int: ...
@@ -316,11 +308,11 @@ def from_retrieval(relevance: float, source: Literal["fallback", "deadline", "re
     return Judgement(relevance=round(relevance, 4), source=source, round=round_)  # finalize grounds it
 
 
-def retrieval_relevance(candidates: Sequence[Candidate], ctx: AgentContext) -> dict[str, float]:
+def retrieval_relevance(candidates: Sequence[Candidate], run: Run) -> dict[str, float]:
     """Relevance from retrieval alone (reasoning off, or the LLM failed): the retrieval score min-max scaled over
     the candidates (all equal: all 1); in a search within given videos, their absolute similarity (a candidate
     alone would always scale to 1)."""
-    if ctx.videos is not None:
+    if run.videos is not None:
         return {c.video_id: c.similarity for c in candidates}
     return dict(zip((c.video_id for c in candidates), minmax([c.score for c in candidates])))
 
@@ -331,15 +323,15 @@ def evidence_tracks(candidate: Candidate) -> list[int]:
 
 
 class Judge:
-    """How one search judges its candidates: the judgement mode (``ctx.judge``, else the store's default), the
+    """How one search judges its candidates: the judgement mode (``run.judge``), the
     LLM that judges (the ``describe`` mode's judge model, else the search's LLM), bounded by the search's deadline,
     the relevance each judgement becomes (calibrated, else blended with the retrieval similarity) and the fallback
     to retrieval when the LLM fails. Made per reason step from the run options and the state; keeps nothing."""
 
-    def __init__(self, res: JudgeResources, ctx: AgentContext, state: AgentState) -> None:
-        self.res, self.ctx, self.state = res, ctx, state
-        self.mode: JudgeName = ctx.judge or res.judge
-        deadline = Deadline.after(state.get("started_at"), ctx.deadline_s)
+    def __init__(self, res: JudgeResources, run: Run, state: AgentState) -> None:
+        self.res, self.run, self.state = res, run, state
+        self.mode: JudgeName = run.judge
+        deadline = Deadline.after(state.get("started_at"), run.deadline_s)
         self.llm = BoundedLLM(res.judge_llm if self.mode == "describe" else res.llm, deadline)
         self.positions = {c.video_id: i for i, c in enumerate(state.get("candidates", []))}
 
@@ -377,7 +369,7 @@ class Judge:
     def retrieval_probability(self, cand: Candidate) -> float | None:
         """P(relevant) from the candidate's retrieval similarity and rank (the retrieval calibrator), or None when
         there is no calibrator or the search asked for uncalibrated relevance."""
-        calibrator = self.res.calibrator(RETRIEVAL_JUDGE) if self.ctx.calibrate else None
+        calibrator = self.res.calibrator(RETRIEVAL_JUDGE) if self.run.calibrate else None
         if calibrator is None:
             return None
         return calibrator.probability(candidate_features(similarity=cand.similarity, rank=self._position(cand)))
@@ -386,9 +378,9 @@ class Judge:
         """P(relevant) from the calibrator of this LLM and judge mode, which reads the judgement, the retrieval
         similarity and rank (see :mod:`twinseek.agent.calibration`); without one, the judgement blended with the
         absolute retrieval similarity (a small LLM's judgement is noisy)."""
-        weight = self.ctx.llm_weight if self.ctx.llm_weight is not None else self.res.llm_weight
+        weight = self.run.llm_weight
         score = blend(judged, cand.similarity, weight)
-        calibrator = self.res.calibrator(self.mode) if self.ctx.calibrate else None
+        calibrator = self.res.calibrator(self.mode) if self.run.calibrate else None
         if calibrator is None:
             return score
         return calibrator.probability(candidate_features(similarity=cand.similarity, rank=self._position(cand),
@@ -400,16 +392,16 @@ class Judge:
         with the description's agreeableness taken out when ``agent.judge_prior`` is on."""
         text = description(twin)
         try:
-            p_yes = self._ask(describe_messages(self.state["query"], text, self.ctx.prompt("describe")))
+            p_yes = self._ask(describe_messages(self.state["query"], text, self.run.prompt("describe")))
             judged = prior_corrected(p_yes, self._ask(describe_messages(CONTENT_FREE_QUERY, text))) \
-                if self.res.judge_prior else p_yes
+                if self.run.judge_prior else p_yes
         except LLMError as exc:
             return self._failed(cand, exc, round_)
         objects = grounded_tracks(cand, twin, self.state.get("decomposition"))
         return Judgement(relevance=round(self.relevance(judged, cand), 4), judged=round(judged, 4), source="llm",
                          round=round_, read=text, objects=objects,
                          reasoning=evidence_reasoning(cand, twin, p_yes, objects,
-                                                      judged if self.res.judge_prior else None)), None
+                                                      judged if self.run.judge_prior else None)), None
 
     def _ask(self, messages: list[dict[str, str]]) -> float:
         """P(yes) for ``messages``, from the store's cache of the judge's answers when this model was asked the same
@@ -425,9 +417,9 @@ class Judge:
     def _verdict(self, cand: Candidate, twin: Twin, round_: int) -> tuple[Judgement, Fallback | None]:
         """The paper's judgement: a chain-of-thought verdict over the compact twin (``judge = "verdict"``)."""
         dec = self.state["decomposition"]
-        view = compact_view(twin, evidence_tracks(cand), self.ctx.max_tracks, self.ctx.max_frames)
+        view = compact_view(twin, evidence_tracks(cand), self.run.max_tracks, self.run.max_frames)
         messages = prompts.reason_messages(self.state["query"], [(s.text, s.negated) for s in dec.subqueries], view,
-                                           system=self.ctx.prompt("reason"))
+                                           system=self.run.prompt("reason"))
         try:
             verdict = self.llm.chat_json(messages, Verdict, max_tokens=REASON_MAX_TOKENS)
         except LLMError as exc:
@@ -441,7 +433,7 @@ class Judge:
         """P(yes) on the candidate's compact evidence: one call of one generated token (``judge = "yesno"``)."""
         evidence = compact_evidence(cand, twin, twin.video.ecr_text)
         messages = yesno_messages(self.state["query"], self.state.get("decomposition"), evidence,
-                                  system=self.ctx.prompt("yesno"))
+                                  system=self.run.prompt("yesno"))
         try:
             p_yes = self.llm.yes_probability(messages)
         except LLMError as exc:
@@ -453,7 +445,7 @@ class Judge:
     def _listwise(self, todo: list[Candidate], twins: dict[str, Twin], round_: int) -> list[Judged]:
         """One call orders all the candidates by their compact evidence (``judge = "listwise"``)."""
         evidences = [compact_evidence(c, twins[c.video_id], twins[c.video_id].video.ecr_text) for c in todo]
-        messages = listwise_messages(self.state["query"], evidences, system=self.ctx.prompt("listwise"))
+        messages = listwise_messages(self.state["query"], evidences, system=self.run.prompt("listwise"))
         try:
             order = self.llm.chat_json(messages, ListwiseOrder, max_tokens=LISTWISE_MAX_TOKENS, retries=0).order
         except LLMError as exc:  # one call failed: one fallback for all the candidates
@@ -470,7 +462,7 @@ class Judge:
 
     # -- when the LLM fails
     def _failed(self, cand: Candidate, exc: LLMError, round_: int) -> tuple[Judgement, Fallback | None]:
-        rel = retrieval_relevance(self.state["candidates"], self.ctx)[cand.video_id]
+        rel = retrieval_relevance(self.state["candidates"], self.run)[cand.video_id]
         if self.llm.deadline.passed:  # one fallback for the node, recorded by the caller
             return from_retrieval(rel, "deadline", round_), None
         return from_retrieval(rel, "fallback", round_), fallback(

@@ -22,20 +22,28 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from twinseek.agent import prompts
+from twinseek.agent.judge import evidence_tracks
 from twinseek.agent.resources import Resources
-from twinseek.agent.state import ActionRecord
+from twinseek.agent.run import Run
+from twinseek.agent.state import ActionRecord, AgentState, fallback
+from twinseek.llm.base import LLMError
+from twinseek.llm.deadline import BoundedLLM, Deadline
 from twinseek.media import resize_mask, spread
+from twinseek.retrieval.stages import Candidate
 from twinseek.twins.adapters.base import box_from_mask, crop
 from twinseek.twins.decode import iter_frames
 from twinseek.twins.model import Instance, Relation, Track, Twin, utc_now
 from twinseek.twins.refinements import MAX_ATTRIBUTE_CHARS, Refinement, RefinementField, call_digest
 from twinseek.twins.relations import APPROACH_MIN, MIN_SHARED, spatial_predicates
+from twinseek.twins.views import compact_view
 
 logger = logging.getLogger(__name__)
 
@@ -399,3 +407,75 @@ def search_twin(resources: Resources, video_id: str, actions: Sequence[ActionRec
 
 def applied_refinements(actions: Sequence[ActionRecord], video_id: str) -> list[int]:
     return [i for a in actions if a.video_id == video_id and a.status == "ran" for i in a.refinements]
+
+
+# -- one refinement round (the refine node) ---------------------------------------------------------------------
+PLAN_MAX_TOKENS = 200
+Writer = Callable[[dict[str, Any]], None]
+
+
+def to_refine(state: AgentState, run: Run) -> list[str]:
+    """Candidates judged this round by the LLM that name missing facts, best-ranked first."""
+    round_ = state.get("refine_round", 0)
+    judged = state.get("judgements", {})
+    order = [c.video_id for c in state.get("candidates", [])]
+    wanting = [v for v in order if v in judged and judged[v].round == round_ and judged[v].source == "llm"
+               and judged[v].missing]
+    return wanting[: run.refine_top]
+
+
+def plan(res: Resources, run: Run, state: AgentState, llm: BoundedLLM, cand: Candidate, twin: Twin) -> Plan:
+    """The LLM's plan of specialist calls for what ``cand``'s judgement said is missing."""
+    missing = state["judgements"][cand.video_id].missing
+    view = compact_view(twin, evidence_tracks(cand), run.max_tracks, run.max_frames)
+    messages = prompts.plan_messages(catalogue(res), state["query"], missing, view, system=run.prompt("plan"))
+    # a plan is optional: an invalid one is not worth re-generating (each retry costs seconds on a small LLM)
+    return llm.chat_json(messages, Plan, max_tokens=PLAN_MAX_TOKENS, retries=0)
+
+
+def refine_round(res: Resources, run: Run, state: AgentState, deadline: Deadline, writer: Writer) -> dict[str, Any]:
+    """Plan (one LLM call per candidate, at once) and run the specialist calls for the candidates that miss facts;
+    the state update names the candidates whose twins gained something (the next reason step judges them again)."""
+    round_ = state.get("refine_round", 0) + 1
+    todo = to_refine(state, run)
+    if deadline.passed:
+        return {"refine_round": round_, "to_reason": [], "trace": [f"refine[{round_}]: skipped (deadline)"],
+                "fallbacks": [fallback("refine", None, f"deadline; {len(todo)} candidate(s) not refined")]}
+    by_id = {c.video_id: c for c in state.get("candidates", [])}
+    records: list[ActionRecord] = []
+    fallbacks, changed = [], []
+    earlier = state.get("actions", [])
+    applied = {vid: set(applied_refinements(earlier, vid)) for vid in todo}
+    twins = {vid: res.store.get_twin(vid, refinements=applied[vid]) for vid in todo}  # read here: one DB thread
+    llm = BoundedLLM(res.llm, deadline)
+    # plans are independent LLM calls: ask for them at once (the server's slots), then act one at a time
+    with ThreadPoolExecutor(max_workers=min(res.parallel, max(1, len(todo)))) as pool:
+        planned = {vid: pool.submit(plan, res, run, state, llm, by_id[vid], twins[vid]) for vid in todo}
+    for vid in todo:
+        twin = twins[vid]
+        try:
+            calls = planned[vid].result().calls
+        except LLMError as exc:
+            why = "deadline" if deadline.passed else f"the LLM failed ({exc})"
+            fallbacks.append(fallback("refine", vid, f"no plan: {why}; judgement kept"))
+            continue
+        augmented = False
+        for i, call in enumerate(calls):
+            if deadline.passed:  # specialists are slow too: stop acting once time is up
+                fallbacks.append(fallback("refine", vid, f"deadline; {len(calls) - i} planned call(s) not run"))
+                break
+            record, did = run_call(res, twin, call, round_, query=state["query"], applied=applied[vid])
+            if record.status != "ran":
+                logger.warning("refine %s: %s %s (%s)", vid, record.status, call.action, record.detail)
+            records.append(record)
+            writer({"node": "refine", "video_id": vid, "action": record.action, "status": record.status})
+            if did:
+                augmented = True
+                applied[vid].update(record.refinements)
+                twin = res.store.get_twin(vid, refinements=applied[vid])  # the next call sees what this one added
+        if augmented:
+            changed.append(vid)
+    models = {f"refine.{r.action}": r.model for r in records if r.status == "ran" and r.model}
+    trace = [f"refine[{round_}] {r.video_id}: {r.action} {r.status}: {r.detail}"[:200] for r in records]
+    return {"refine_round": round_, "to_reason": changed, "actions": records, "fallbacks": fallbacks,
+            "models": {"refine": res.llm_name, **models}, "trace": trace or [f"refine[{round_}]: nothing ran"]}

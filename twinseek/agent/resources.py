@@ -17,14 +17,7 @@ from typing import TYPE_CHECKING
 
 import sqlite_utils
 
-from twinseek.config import (
-    EMBEDDED_JUDGE,
-    EMBEDDED_JUDGE_TOP,
-    EMBEDDED_LLM_WEIGHT,
-    JudgeName,
-    Settings,
-    load_settings,
-)
+from twinseek.config import JudgeName, LLMTier, Settings, TierDefaults, load_settings
 from twinseek.errors import TwinseekError
 from twinseek.retrieval.decompose import Decomposer, DecompositionCache
 from twinseek.retrieval.rerank import LLM_RERANKERS, Reranker, RerankerName, make_reranker
@@ -113,18 +106,12 @@ class Resources:
             return self.llm_key
         return self.settings.llm.judge_model
 
-    @property
-    def judge_prior(self) -> bool:
-        return self.settings.agent.judge_prior
-
     def warm(self) -> threading.Thread | None:
-        """Start the embedded LLM server now and fill its prompt cache with the fixed prefixes a search sends (see
-        :func:`warm_llm`), in the background; nothing for a user's endpoint."""
+        """Start the embedded LLM servers now and fill their prompt caches (see :func:`warm_embedded`), in the
+        background; nothing for a user's endpoint."""
         if self.llm_tier != "embedded":
             return None
-        if self.judge == "describe" and self.judge_top != 0 and self.judge_llm is not self.llm:
-            start_in_background(self.judge_llm)
-        return warm_llm(self.llm, self.judge if self.judge_top != 0 else None)
+        return warm_embedded(self.llm, self.judge_llm, self.defaults)
 
     @property
     def llm_name(self) -> str:
@@ -147,7 +134,7 @@ class Resources:
         return self.settings.specialists.depth not in (None, "none")
 
     @property
-    def llm_tier(self) -> str:
+    def llm_tier(self) -> LLMTier:
         """The LLM's tier, decided without starting the embedded server."""
         return self._llm.tier if self._llm is not None else ("paper" if self.settings.llm.base_url else "embedded")
 
@@ -160,10 +147,10 @@ class Resources:
         return llm.model if self.llm_tier == "paper" else llm.embedded_model
 
     @property
-    def judge(self) -> JudgeName:
-        """The settings' ``agent.judge``, or by the LLM's tier: a user's endpoint argues a verdict per candidate,
-        the embedded model answers yes/no (see :mod:`twinseek.agent.judge`)."""
-        return self.settings.agent.judge or ("verdict" if self.llm_tier == "paper" else EMBEDDED_JUDGE)
+    def defaults(self) -> TierDefaults:
+        """The searches' judge, judge_top and llm_weight when a search does not say: the settings' ``agent.*``,
+        else the LLM tier's defaults (decided without starting the embedded server)."""
+        return self.settings.agent.defaults(self.llm_tier)
 
     def calibrator(self, judge: str) -> Calibrator | None:
         """The calibrator of this LLM and ``judge`` mode (see :func:`~twinseek.agent.calibration.find_calibrator`)."""
@@ -171,27 +158,9 @@ class Resources:
 
         explicit = self.settings.agent.calibration
         if explicit is not None and judge == RETRIEVAL_JUDGE:  # the one fitted with the explicit file, beside it
-            sibling = retrieval_sibling(explicit, self.judge)
+            sibling = retrieval_sibling(explicit, self.defaults.judge)
             explicit = sibling if sibling.is_file() else None
         return find_calibrator(explicit, self.store.root, self.judge_llm_key(judge), judge)
-
-    @property
-    def llm_weight(self) -> float:
-        """The settings' ``agent.llm_weight``, or by the LLM's tier: 1.0 for a user's endpoint, less for the
-        embedded model (decided without starting its server)."""
-        weight = self.settings.agent.llm_weight
-        if weight is not None:
-            return weight
-        return 1.0 if self.llm_tier == "paper" else EMBEDDED_LLM_WEIGHT
-
-    @property
-    def judge_top(self) -> int | None:
-        """The settings' ``agent.judge_top``, or by the LLM's tier: every candidate (None) for a user's endpoint,
-        the top few for the embedded model."""
-        top = self.settings.agent.judge_top
-        if top is not None:
-            return top
-        return None if self.llm_tier == "paper" else EMBEDDED_JUDGE_TOP
 
     @property
     def parallel(self) -> int:
@@ -260,6 +229,16 @@ def start_in_background(llm: LLMClient) -> threading.Thread:
     thread = threading.Thread(target=run, name="twinseek-judge-start", daemon=True)
     thread.start()
     return thread
+
+
+def warm_embedded(llm: LLMClient, judge_llm: LLMClient, defaults: TierDefaults) -> threading.Thread:
+    """The one warm-up of a session's embedded LLMs (``Agent.open(warm=True)``, the web app, the demo): the judge
+    model's server starts when the searches' judge reads descriptions with it, and ``llm`` is warmed for the
+    decomposition and the judge (:func:`warm_llm`), all on background threads."""
+    judges = defaults.judge_top != 0
+    if judges and defaults.judge == "describe" and judge_llm is not llm:
+        start_in_background(judge_llm)
+    return warm_llm(llm, defaults.judge if judges else None)
 
 
 def warm_llm(llm: LLMClient, judge: JudgeName | None = "yesno") -> threading.Thread:

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import Required, TypedDict  # pydantic needs these (Studio's schemas) before 3.12
 
+from twinseek.agent.run import Run
 from twinseek.media import load_mask
 from twinseek.retrieval.compositional import ComponentMatch
 from twinseek.retrieval.decompose import Decomposition
@@ -135,6 +136,7 @@ class InputState(TypedDict, total=False):
 
 
 class AgentState(InputState, total=False):
+    run: Run  # the resolved run options (the first node writes them)
     decomposition: Decomposition
     candidates: list[Candidate]  # ranked, best first
     judgements: Annotated[dict[str, Judgement], merge]

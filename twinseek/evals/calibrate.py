@@ -236,7 +236,7 @@ def _search_rows(bench_dir: str | Path, store: str | Path, holdout: int, judge: 
     if not queries:
         raise ValueError(f"no ranked query left to fit on after holding out {holdout} per kind")
     with Agent.open(store, **agent_settings) as agent:
-        mode = judge or agent.resources.judge
+        mode = judge or agent.resources.defaults.judge
         ids = store_ids(agent, bench)
         if not ids:
             raise ValueError(f"none of the bench's videos is in the store {store}: ingest them first (twinseek eval)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -14,8 +14,6 @@ T = TypeVar("T", bound=BaseModel)
 
 Messages = str | Sequence[Mapping[str, str]]
 
-
-LLMTier = Literal["embedded", "paper"]
 
 
 class LLMError(TwinseekError):

@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from twinseek.config import LLMSettings, Settings
+from twinseek.config import LLMSettings, LLMTier, Settings
 from twinseek.llm import cancel
-from twinseek.llm.base import LLMCancelled, LLMError, LLMOutputError, LLMTier, Messages
+from twinseek.llm.base import LLMCancelled, LLMError, LLMOutputError, Messages
 from twinseek.llm.deadline import Deadline
 from twinseek.llm.server import EmbeddedServer, shared_server
 

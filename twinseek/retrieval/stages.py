@@ -9,9 +9,7 @@ keeps them in sync with the store.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -24,6 +22,7 @@ from twinseek.retrieval.dense import DenseHit, DenseIndex, VideoEmbedder
 from twinseek.retrieval.ecr import EcrGenerator, ensure_ecr
 from twinseek.retrieval.encoders import ComponentEncoders
 from twinseek.retrieval.fusion import fuse
+from twinseek.timing import timed
 from twinseek.twins.store import TwinStore
 
 logger = logging.getLogger(__name__)
@@ -128,12 +127,12 @@ def retrieve(indexes: RetrievalIndexes, query: str, decomposition: Decomposition
     rankings: dict[str, list[tuple[str, float]]] = {}
     evidence: dict[str, list[ComponentMatch]] = {}
     if tool in ("compositional", "fused"):
-        with _timed(timings, "compositional"):
+        with timed(timings, "compositional"):
             found = compositional_candidates(indexes, decomposition, pool)
         rankings["compositional"] = [(h.video_id, h.score) for h in found]
         evidence = {h.video_id: h.evidence for h in found}
     if tool in ("dense", "fused"):
-        with _timed(timings, "dense"):
+        with timed(timings, "dense"):
             rankings["dense"] = [(h.video_id, h.score) for h in dense_candidates(indexes, query, decomposition, pool)]
     ranked = rankings[tool] if tool != "fused" else fuse(rankings, r.fusion, r.fusion_weights)
     stage_scores = {name: dict(lst) for name, lst in rankings.items()}
@@ -149,11 +148,3 @@ def retrieve(indexes: RetrievalIndexes, query: str, decomposition: Decomposition
                                     scores=scores, evidence=evidence.get(vid, []), similarity=similarity(scores)))
     return Retrieval(candidates=candidates, timings=timings, models=indexes.models(tool))
 
-
-@contextmanager
-def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = round(time.perf_counter() - start, 4)

@@ -111,7 +111,7 @@ def open_state(settings: WebSettings, agent: Agent | None,
     from twinseek.web.search import SearchService
 
     owns = agent is None
-    agent = agent or Agent.open(settings.store, profile=settings.profile, warm=True)
+    agent = agent or Agent.open(settings.store, profile=settings.profile, warm=settings.warm_llm)
     searches = SearchService(agent, settings.search_threads)
     resources = agent.resources
     worker = IngestWorker(resources.store.root.resolve(), resources.settings, on_ingested=searches.sync,
@@ -125,7 +125,7 @@ def open_state(settings: WebSettings, agent: Agent | None,
 
 
 def _warm_llm(web: WebState) -> None:
-    """Start the LLM (the embedded server) now, so that the first search does not wait for it."""
+    """Report when the LLM is up (``Agent.open(warm=...)`` started and warms it; this waits for it to answer)."""
     web.llm_status = "starting"
     try:
         llm = web.agent.resources.llm.start()

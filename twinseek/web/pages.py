@@ -41,7 +41,7 @@ def search_page(request: Request, web: Web) -> Response:
         except ValidationError as exc:
             error = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
     shown = params or SearchParams.model_construct(q=raw.get("q", ""), k=10)
-    defaults = web.agent.context()
+    defaults = web.agent.run_options()
     switches = {name: getattr(shown, name, None) if getattr(shown, name, None) is not None
                 else getattr(defaults, name) for name in ("tau", "lr", "jit", "qd", "ca", "tool")}
     return web.templates.TemplateResponse(request, "search.html", {
