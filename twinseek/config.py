@@ -131,7 +131,7 @@ class LLMSettings(_Section):
     judge_model: EmbeddedLLMName | None = Field(
         "qwen2.5-coder-1.5b", description="The embedded model that judges candidates in the 'describe' mode (its own "
         "llama.cpp server beside the decomposer's); None: the decomposer's model. Ignored with base_url (the "
-        "endpoint judges). The 1.5B reads a description far better than the 0.5B (see the README's reasoning).")
+        "endpoint judges). The 1.5B reads a description far better than the 0.5B (see benchmarks/results/README.md).")
     threads: int | None = Field(None, ge=1, description="Embedded server threads; None = half the CPU cores.")
     context: int = Field(4096, ge=256, description="Embedded server context tokens per parallel slot.")
     n_parallel: int = Field(2, ge=1, description="Embedded server slots (requests decoded concurrently).")
