@@ -377,7 +377,7 @@ def build_twin(
     keyed by ``(track_id, frame_index)``."""
     timer = timer or Timer()
     frames, indices, info = decoded.frames, decoded.indices, decoded.info
-    vocabulary = settings.paper.vocabulary if specialists.detector.tier == "paper" else None
+    vocabulary = settings.paper.vocabulary if specialists.detector.open_vocabulary else None
     with timer.step("detect"):
         seeds = _detect_seeds(frames, specialists, settings, vocabulary)
     if specialists.objects is not None:
@@ -554,11 +554,11 @@ def _read_text(
 def _detect_seeds(
     frames: Sequence[np.ndarray], specialists: Specialists, settings: Settings, vocabulary: Sequence[str] | None
 ) -> dict[int, list[Detection]]:
-    # Embedded detectors are cheap enough for every frame; paper-tier ones run on a few keyframes.
-    if specialists.detector.tier == "paper":
-        positions = spread(len(frames), settings.paper.keyframes)
-    else:
+    # A detector cheap enough for every frame runs on each; a slower one on a few keyframes.
+    if specialists.detector.every_frame:
         positions = list(range(len(frames)))
+    else:
+        positions = spread(len(frames), settings.paper.keyframes)
     return {pos: specialists.detector.detect(frames[pos], vocabulary) for pos in positions}
 
 
