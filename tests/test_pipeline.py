@@ -16,7 +16,8 @@ from twinseek.media import mask_iou
 from twinseek.twins.adapters.base import Category, Detection, SpecialistBase, TrackedObject
 from twinseek.twins.decode import DecodedVideo, VideoInfo
 from twinseek.twins.model import Tier
-from twinseek.twins.pipeline import Ingestor, build_twin, slugify
+from twinseek.twins.perception import build_twin
+from twinseek.twins.pipeline import Ingestor, slugify
 from twinseek.twins.specialists import Specialists, build_specialists
 from twinseek.twins.store import TwinStore
 
