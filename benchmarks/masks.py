@@ -34,7 +34,7 @@ from twinseek.twins.adapters.base import Detection, TrackedObject  # noqa: E402
 from twinseek.twins.adapters.embedded.classifier import EmbeddedDetector  # noqa: E402
 from twinseek.twins.adapters.embedded.coco import EmbeddedObjectDetector  # noqa: E402
 from twinseek.twins.adapters.embedded.tracker import EmbeddedSegmenter  # noqa: E402
-from twinseek.twins.pipeline import _add_object_seeds  # noqa: E402
+from twinseek.twins.perception import _add_object_seeds  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_SIDE = 640

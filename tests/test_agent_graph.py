@@ -103,6 +103,7 @@ class FakeDescriber(SpecialistBase):
 
 class FakeDetector(SpecialistBase):
     role, tier, model = "detector", "embedded", "fake-detector"
+    open_vocabulary, every_frame = False, True  # a closed set, like the embedded classifier
 
     def detect(self, frame: np.ndarray, vocabulary: Any = None) -> list[Any]:
         return []

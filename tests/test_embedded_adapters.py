@@ -217,6 +217,18 @@ def test_categorise_real_photo_and_person_mask(detector) -> None:  # noqa: ANN00
         assert cats[0].label == "black swan" and cats[0].group == "bird"
 
 
+@pytest.mark.integration
+def test_the_embedded_detector_is_closed_set_and_runs_on_every_frame(detector) -> None:  # noqa: ANN001
+    """Its capabilities say what it does: a vocabulary changes none of its labels (ImageNet classes, people)."""
+    assert detector.open_vocabulary is False and detector.every_frame is True
+    image = np.random.default_rng(1).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    assert detector.categorise([image], ["kite", "swan"]) == detector.categorise([image])
+    assert detector.categorise_batch([[image]], ["kite"]) == detector.categorise_batch([[image]])
+    if PARKOUR.exists():
+        frame = _frame(PARKOUR)
+        assert [d.label for d in detector.detect(frame, ["kite"])] == [d.label for d in detector.detect(frame)]
+
+
 def test_folded_classifier_matches_the_network_it_was_folded_from() -> None:
     """Batch norms folded into the convolutions (and channels-last weights) give the same logits as the plain
     network, with running statistics that are not the identity (random weights: no package needed)."""

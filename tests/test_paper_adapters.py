@@ -7,7 +7,9 @@ track identity, errors), not predictions.
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -160,6 +162,52 @@ def test_ultralytics_missing_is_a_config_error(monkeypatch: pytest.MonkeyPatch, 
     assert info.type is ConfigError
 
 
+class _YoloResult:
+    """One box per class, as an ultralytics result holds them."""
+
+    def __init__(self, classes: list[str]) -> None:
+        n = len(classes)
+        self.names = dict(enumerate(classes))
+        self.boxes = types.SimpleNamespace(xyxy=torch.tensor([[1.0, 1.0, 9.0, 9.0]] * n),
+                                           conf=torch.full((n,), 0.5), cls=torch.arange(n))
+        self.masks = self.probs = None
+
+
+class _ClosedYolo:
+    def __init__(self) -> None:
+        self.classes = ["person", "dog"]
+
+    def predict(self, image: np.ndarray, **_: Any) -> list[_YoloResult]:
+        return [_YoloResult(self.classes)]
+
+
+class _WorldYolo(_ClosedYolo):
+    def set_classes(self, classes: list[str]) -> None:
+        self.classes = list(classes)
+
+
+def _fake_yolo(path: str) -> _ClosedYolo:
+    """ultralytics' ``YOLO(path)``: a "-world" .pt loads as YOLO-World (which has ``set_classes``), any other as a
+    closed-set model."""
+    return _WorldYolo() if "-world" in Path(path).stem else _ClosedYolo()
+
+
+@pytest.mark.parametrize(("weights", "takes_labels"), [("yolov8s-world.pt", True), ("yolo11n-seg.pt", False)])
+def test_ultralytics_open_vocabulary_says_whether_it_takes_labels(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                 weights: str, takes_labels: bool) -> None:
+    from twinseek.twins.adapters.paper.ultralytics_yolo import UltralyticsDetector
+
+    monkeypatch.setitem(sys.modules, "ultralytics", types.SimpleNamespace(YOLO=_fake_yolo))
+    (tmp_path / weights).write_bytes(b"")
+    detector = UltralyticsDetector(str(tmp_path / weights), device="cpu")
+    assert isinstance(detector, Detector) and detector.tier == "paper"
+    assert detector.open_vocabulary is takes_labels and detector.every_frame is False
+    frame = random_frames(1)[0]
+    labels = {c.label for c in detector.categorise([frame], ["kite", "swan"])}
+    assert labels == ({"kite", "swan"} if takes_labels else {"person", "dog"})
+    assert {d.label for d in detector.detect(frame, ["kite"])} == ({"kite"} if takes_labels else {"person", "dog"})
+
+
 # ---- OWLv2 ----
 
 
@@ -185,6 +233,15 @@ def test_owlv2_categorise(owlv2: Owlv2Detector) -> None:
     assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
     assert owlv2.categorise([], VOCAB) == []
     assert {c.label for c in owlv2.categorise([frame], None)} == set(owlv2.vocabulary)
+
+
+def test_owlv2_takes_labels(owlv2: Owlv2Detector) -> None:
+    """Its capabilities say what it does: any labels given are the labels it names; it seeds on keyframes."""
+    assert owlv2.open_vocabulary is True and owlv2.every_frame is False
+    frame = random_frames(1, seed=2)[0]
+    novel = ["kite", "black swan"]
+    assert {c.label for c in owlv2.categorise([frame], novel)} == set(novel)
+    assert {d.label for d in owlv2.detect(frame, novel)} <= set(novel)
 
 
 # ---- Depth Anything ----

@@ -122,7 +122,7 @@ def test_classifier_refines_within_the_coco_category(coco) -> None:  # noqa: ANN
 
 
 def _decide(found: list[Category], hint: str | None, label_score: float = 0.9) -> tuple:
-    from twinseek.twins.pipeline import _categorise
+    from twinseek.twins.categories import _categorise
 
     class _Seg:
         model = "segmenter"

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from synthetic import Scene, write_video
 
 from twinseek.config import load_settings
 from twinseek.errors import VideoError
 from twinseek.media import mask_iou
+from twinseek.twins.adapters.base import Category, Detection, SpecialistBase, TrackedObject
+from twinseek.twins.decode import DecodedVideo, VideoInfo
+from twinseek.twins.model import Tier
+from twinseek.twins.perception import build_twin
 from twinseek.twins.pipeline import Ingestor, slugify
 from twinseek.twins.specialists import Specialists, build_specialists
 from twinseek.twins.store import TwinStore
@@ -120,6 +126,49 @@ def test_failure_in_a_specialist_writes_nothing(ingestor: Ingestor, tmp_path: Pa
         ingestor.ingest(write_video(tmp_path / "x.mp4", Scene(frames=8)))
     assert len(ingestor.store) == 0
     assert not any((ingestor.store.root / "masks").rglob("*.png"))
+
+
+class RecordingDetector(SpecialistBase):
+    """Finds nothing, names nothing: records the vocabulary of every call."""
+
+    role, model = "detector", "recording"
+
+    def __init__(self, tier: Tier, open_vocabulary: bool, every_frame: bool) -> None:
+        self.tier, self.open_vocabulary, self.every_frame = tier, open_vocabulary, every_frame
+        self.detected: list[Sequence[str] | None] = []
+        self.categorised: list[Sequence[str] | None] = []
+
+    def detect(self, frame: np.ndarray, vocabulary: Sequence[str] | None = None) -> list[Detection]:
+        self.detected.append(vocabulary)
+        return []
+
+    def categorise(self, crops: Sequence[np.ndarray], vocabulary: Sequence[str] | None = None) -> list[Category]:
+        self.categorised.append(vocabulary)
+        return []
+
+
+class NoTracks(SpecialistBase):
+    role, model = "segmenter", "none"
+
+    def segment(self, frames: Sequence[np.ndarray], seeds: object) -> list[TrackedObject]:
+        return []
+
+
+@pytest.mark.parametrize(("tier", "open_vocabulary", "every_frame"),
+                         [("embedded", True, False), ("paper", False, True), ("paper", True, False)])
+def test_the_build_follows_the_detector_capabilities_not_its_tier(tier: Tier, open_vocabulary: bool,
+                                                                    every_frame: bool) -> None:
+    """The vocabulary goes to a detector that takes labels, and a detector cheap enough for every frame runs on
+    every frame, whatever its tier."""
+    detector = RecordingDetector(tier, open_vocabulary, every_frame)
+    settings = load_settings(paper={"vocabulary": ["kite", "swan"], "keyframes": 3})
+    info = VideoInfo(path=Path("clip.mp4"), width=48, height=32, fps=8.0, frame_count=8, duration_s=1.0)
+    decoded = DecodedVideo(info, [np.full((32, 48, 3), 10 * i, np.uint8) for i in range(8)], list(range(8)))
+    specialists = Specialists(detector=detector, segmenter=NoTracks(), describer=None)  # type: ignore[arg-type]
+    build_twin("clip", decoded, "", specialists, settings)
+    vocabulary = ["kite", "swan"] if open_vocabulary else None
+    assert detector.detected == [vocabulary] * (8 if every_frame else 3)
+    assert detector.categorised == [vocabulary] * 8  # the scene frames
 
 
 def test_slugify() -> None:

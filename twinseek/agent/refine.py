@@ -229,7 +229,7 @@ def recategorise(resources: Resources, twin: Twin, args: RecategoriseArgs) -> Ou
         box = box_from_mask(fitted_mask(resources, inst, frame.shape))
         if box is not None:
             crops.append(crop(frame, box))
-    open_vocabulary = detector.tier == "paper"  # OWLv2 and YOLO-World take labels; the embedded classifier not
+    open_vocabulary = detector.open_vocabulary  # OWLv2 and YOLO-World take labels; the embedded classifier not
     found = detector.categorise(crops, args.vocabulary if open_vocabulary else None) if crops else []
     if not open_vocabulary:  # a closed-set classifier: keep its labels that the vocabulary names
         words = {w.lower() for w in args.vocabulary}

@@ -104,7 +104,19 @@ class LazyModel:
 
 @runtime_checkable
 class Detector(Specialist, Protocol):
-    """Finds and names objects. ``vocabulary`` is an open-vocabulary label list where the model supports one."""
+    """Finds and names objects. ``vocabulary`` is an open-vocabulary label list where the model supports one.
+
+    What a detector can do is told by its capabilities, never by its ``tier`` (which is only recorded):
+    ``open_vocabulary``, it takes text labels (OWLv2, YOLO-World; a closed-set model ignores ``vocabulary``), and
+    ``every_frame``, it is cheap enough to run on every sampled frame (otherwise it seeds the segmenter on a few
+    keyframes, ``paper.keyframes``).
+    """
+
+    @property
+    def open_vocabulary(self) -> bool: ...
+
+    @property
+    def every_frame(self) -> bool: ...
 
     def detect(self, frame: np.ndarray, vocabulary: Sequence[str] | None = None) -> list[Detection]: ...
 

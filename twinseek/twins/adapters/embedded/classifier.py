@@ -278,6 +278,8 @@ class EmbeddedDetector(SpecialistBase):
     role = "detector"
     tier = "embedded"
     model = "mobilenet_v2-imagenet+mediapipe-pose"
+    open_vocabulary = False  # closed sets: ImageNet classes, mediapipe people
+    every_frame = True  # person masks on every sampled frame, each a fresh seed for the segmenter
 
     def __init__(self, top_k: int = 3, weights: str | Path | None = None) -> None:
         self.top_k = top_k

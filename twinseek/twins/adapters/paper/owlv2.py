@@ -22,6 +22,8 @@ PROMPT = "a photo of a {}"
 
 class Owlv2Detector(PaperSpecialist):
     role = "detector"
+    open_vocabulary = True  # any text labels
+    every_frame = False  # too slow for every frame: its boxes seed SAM-2 on a few keyframes
     spec = WeightsSpec("OWLv2", "owlv2", "google/owlv2-base-patch16-ensemble")
 
     def __init__(

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 class UltralyticsDetector(SpecialistBase):
     role = "detector"
     tier: Tier = "paper"
+    open_vocabulary: bool  # set per weights file, see __init__
+    every_frame = False  # seeds the segmenter on a few keyframes
 
     def __init__(self, weights: str, device: str = "auto", threshold: float = 0.25) -> None:
         self._yolo_cls = _import_yolo()
@@ -36,6 +38,9 @@ class UltralyticsDetector(SpecialistBase):
                 "`yolo predict model=yolo11n.pt source=...` (downloads it) and copy it here."
             )
         self.weights = path
+        # as ultralytics' YOLO() decides: a "-world" .pt (or .yaml) loads as YOLO-World, which takes labels
+        # (set_classes); any other file is a closed-set model that keeps its classes
+        self.open_vocabulary = "-world" in path.stem and path.suffix in {".pt", ".yaml", ".yml"}
         self.device = resolve_device(device)
         self.threshold = threshold
         self.model = f"ultralytics:{path.name}"

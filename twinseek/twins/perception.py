@@ -1,0 +1,213 @@
+"""Perception of one decoded video: the specialists' seeds, tracks, depth, categories, attributes and on-screen text,
+and the relations between the tracks, become the video's twin (what step (b) of :mod:`twinseek.twins.pipeline` runs
+on the frames it decoded)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import numpy as np
+
+from twinseek.config import Settings
+from twinseek.errors import ModelUnavailableError
+from twinseek.media import spread
+from twinseek.twins.adapters.base import Detection, ObjectDetector, TextReader, TrackedObject
+from twinseek.twins.categories import categorise_video
+from twinseek.twins.decode import DecodedVideo
+from twinseek.twins.masks import mask_geometry
+from twinseek.twins.model import Instance, ScreenText, Track, Twin, Video
+from twinseek.twins.relations import compute_relations, track_motion
+from twinseek.twins.specialists import Specialists
+from twinseek.twins.views import DESCRIPTION_SOURCE, describe
+
+logger = logging.getLogger(__name__)
+
+
+class Timer:
+    """Accumulates wall time per named step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def step(self, name: str):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+
+def build_twin(
+    video_id: str,
+    decoded: DecodedVideo,
+    content_hash: str,
+    specialists: Specialists,
+    settings: Settings,
+    timer: Timer | None = None,
+) -> tuple[Twin, dict[tuple[int, int], np.ndarray]]:
+    """Run the specialists over decoded frames. Returns the twin (mask paths still empty) and its masks
+    keyed by ``(track_id, frame_index)``."""
+    timer = timer or Timer()
+    frames, indices, info = decoded.frames, decoded.indices, decoded.info
+    vocabulary = settings.paper.vocabulary if specialists.detector.open_vocabulary else None
+    with timer.step("detect"):
+        seeds = _detect_seeds(frames, specialists, settings, vocabulary)
+    if specialists.objects is not None:
+        with timer.step("objects"):
+            _add_object_seeds(seeds, frames, specialists.objects, settings.perception.detector_keyframes)
+    with timer.step("segment"):
+        tracked = [t for t in specialists.segmenter.segment(frames, seeds) if t.masks]
+    tracked.sort(key=lambda t: (min(t.masks), t.track_id))
+    depth_maps: dict[int, np.ndarray] = {}
+    if specialists.depth is not None:
+        with timer.step("depth"):
+            depth_maps = {pos: specialists.depth.estimate(frames[pos]) for pos in range(len(frames))}
+    built: list[tuple[TrackedObject, list[Instance], dict[tuple[int, int], np.ndarray]]] = []
+    for obj in tracked:
+        track_insts, track_masks = _instances(video_id, len(built) + 1, obj, indices, depth_maps)
+        if track_insts:
+            built.append((obj, track_insts, track_masks))
+    with timer.step("categorise"):
+        labelled = categorise_video([b[0] for b in built], frames, specialists, settings, vocabulary)
+    categories = labelled.choices
+    tracks, instances, masks = [], [], {}
+    for new_id, ((obj, track_insts, track_masks), category, votes) in enumerate(
+            zip(built, categories, labelled.votes), start=1):
+        with timer.step("describe"):
+            attributes = _describe(obj, frames, specialists, category[0])
+        for inst in track_insts:
+            inst.category, inst.category_score, inst.attributes = category[0], category[1], attributes
+        speed, direction = track_motion(track_insts, info.fps)
+        tracks.append(Track(
+            video_id=video_id, track_id=new_id, category=category[0], category_score=category[1],
+            category_source=category[2], category_group=category[3], category_candidates=category[4],
+            votes=votes, attributes=attributes, first_frame=track_insts[0].frame_index,
+            last_frame=track_insts[-1].frame_index, frame_count=len(track_insts),
+            mean_area=float(np.mean([i.area for i in track_insts])), speed=speed, direction=direction,
+        ))
+        instances.extend(track_insts)
+        masks.update(track_masks)
+    with timer.step("relations"):
+        relations = compute_relations(instances, indices)
+    screen_text: list[ScreenText] = []
+    if specialists.reader is not None:
+        with timer.step("text"):
+            screen_text = _read_text(frames, indices, specialists.reader, settings.perception.ocr_keyframes)
+    video = Video(
+        video_id=video_id, path=str(info.path.resolve()), content_hash=content_hash, width=info.width,
+        height=info.height, fps=info.fps, frame_count=info.frame_count, duration_s=info.duration_s,
+        sampled_frames=indices, profile=settings.profile, specialists=specialists.provenance(),
+        scene=labelled.scene, frame_votes=labelled.frame_votes, screen_text=screen_text,
+    )
+    twin = Twin(video=video, tracks=tracks, instances=instances, relations=relations)
+    with timer.step("words"):
+        twin.video.description, twin.video.description_source = describe(twin), DESCRIPTION_SOURCE
+    return twin, masks
+
+
+def _add_object_seeds(
+    seeds: dict[int, list[Detection]], frames: Sequence[np.ndarray], objects: ObjectDetector, k: int
+) -> None:
+    """COCO boxes on ``k`` keyframes join the seeds (the segmenter carries them to the frames between).
+
+    A person box that a person mask already covers only confirms it (the mask is finer than a box)."""
+    positions = spread(len(frames), k)
+    for pos, boxes in zip(positions, objects.detect_batch([frames[p] for p in positions])):
+        existing = seeds.setdefault(pos, [])
+        people = [s for s in existing if s.mask is not None and s.label == "person"]
+        for det in boxes:
+            if det.label == "person" and people:
+                continue  # the person masks of this frame are finer; more person boxes split their tracks
+            twin = next((s for s in existing if s.mask is not None and s.label == det.label
+                         and _inside(s.mask, det.box) >= PERSON_BOX_COVER), None)
+            if twin is not None:
+                twin.score = max(twin.score, det.score)
+                continue
+            existing.append(det)
+
+
+PERSON_BOX_COVER = 0.3  # share of a seed mask inside a same-label box for the box to only confirm it
+
+
+def _inside(mask: np.ndarray, box: tuple[float, float, float, float]) -> float:
+    area = int(mask.sum())
+    if not area:
+        return 0.0
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    return float(mask[max(0, y1):max(0, y2), max(0, x1):max(0, x2)].sum()) / area
+
+
+def _read_text(
+    frames: Sequence[np.ndarray], indices: Sequence[int], reader: TextReader, k: int
+) -> list[ScreenText]:
+    """On-screen text of ``k`` keyframes, read only where the reader's cheap test finds text."""
+    found = []
+    for pos in spread(len(frames), k):
+        frame = frames[pos]
+        try:
+            lines = reader.read(frame) if reader.has_text(frame) else []
+        except ModelUnavailableError:
+            raise
+        except Exception:  # text is optional: keep the twin
+            logger.exception("text reader failed on sampled frame %d", pos)
+            continue
+        h, w = frame.shape[:2]
+        for line in lines:
+            x1, y1, x2, y2 = line.box
+            found.append(ScreenText(frame_index=indices[pos], text=line.text, score=line.score,
+                                    bbox=(max(0.0, x1 / w), max(0.0, y1 / h), min(1.0, x2 / w), min(1.0, y2 / h))))
+    return found
+
+
+def _detect_seeds(
+    frames: Sequence[np.ndarray], specialists: Specialists, settings: Settings, vocabulary: Sequence[str] | None
+) -> dict[int, list[Detection]]:
+    # A detector cheap enough for every frame runs on each; a slower one on a few keyframes.
+    if specialists.detector.every_frame:
+        positions = list(range(len(frames)))
+    else:
+        positions = spread(len(frames), settings.paper.keyframes)
+    return {pos: specialists.detector.detect(frames[pos], vocabulary) for pos in positions}
+
+
+def _instances(
+    video_id: str, track_id: int, obj: TrackedObject, indices: Sequence[int], depth_maps: dict[int, np.ndarray]
+) -> tuple[list[Instance], dict[tuple[int, int], np.ndarray]]:
+    insts, masks = [], {}
+    for pos in sorted(obj.masks):
+        mask = obj.masks[pos]
+        geometry = mask_geometry(mask)
+        if geometry is None:
+            continue
+        bbox, centroid, area = geometry
+        depth = None
+        if pos in depth_maps:
+            h, w = mask.shape
+            depth = float(depth_maps[pos][min(int(centroid[1] * h), h - 1), min(int(centroid[0] * w), w - 1)])
+        insts.append(Instance(video_id=video_id, track_id=track_id, frame_index=indices[pos], category="",
+                              category_score=0.0, mask_path="", bbox=bbox, centroid=centroid, depth=depth, area=area))
+        masks[(track_id, indices[pos])] = mask
+    return insts, masks
+
+
+
+def _typical_view(obj: TrackedObject) -> int:
+    """The frame whose mask area is the track's median: the largest view is often one that bled into the
+    background."""
+    areas = {pos: int(m.sum()) for pos, m in obj.masks.items()}
+    median = float(np.median(list(areas.values())))
+    return min(areas, key=lambda pos: abs(areas[pos] - median))
+
+
+def _describe(obj: TrackedObject, frames: Sequence[np.ndarray], specialists: Specialists, category: str) -> str:
+    pos = _typical_view(obj)
+    try:
+        return specialists.describer.describe(frames[pos], obj.masks[pos], category)
+    except Exception:  # an attribute text is optional: keep the twin
+        logger.exception("attribute describer failed on track %s", obj.track_id)
+        return ""
