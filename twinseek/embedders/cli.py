@@ -9,6 +9,10 @@ from typing import Annotated
 
 import typer
 
+from twinseek.config import load_settings
+from twinseek.embedders.data import LeakFilter, bench_texts, read_triplets, read_twin_pairs
+from twinseek.llm.client import open_llm
+
 logger = logging.getLogger(__name__)
 
 train_app = typer.Typer(
@@ -33,7 +37,6 @@ SeedOpt = Annotated[int, typer.Option(help="Random seed (data order, sampling)."
 
 
 def _leak_filter(benches: list[Path] | None):  # type: ignore[no-untyped-def]
-    from twinseek.embedders.data import LeakFilter, bench_texts
 
     if not benches:
         return None
@@ -69,8 +72,6 @@ def data_triplets(
                 raise typer.BadParameter("--source file needs --sentences")
             texts += [s.strip() for s in sentences.read_text().splitlines() if s.strip()]
         elif name == "llm":
-            from twinseek.config import load_settings
-            from twinseek.llm.client import open_llm
 
             texts += data.llm_sentences(open_llm(load_settings()), n, seed)
         else:
@@ -94,8 +95,6 @@ def data_twin(
 
     paraphraser = None
     if paraphrase:
-        from twinseek.config import load_settings
-        from twinseek.llm.client import open_llm
 
         paraphraser = data.llm_paraphraser(open_llm(load_settings()), paraphrase)
     pairs = data.twin_pairs(store, seed, leak_filter=_leak_filter(bench), paraphraser=paraphraser)
@@ -129,7 +128,6 @@ def train_text_cmd(
     seed: SeedOpt = 0,
 ) -> None:
     """Fine-tune the text embedder on triplets (TARA recipe: InfoNCE, in-batch + hard negative)."""
-    from twinseek.embedders.data import read_triplets
     from twinseek.embedders.trainer import TextTrainConfig, train_text
 
     cfg = TextTrainConfig(run_dir=run_dir or Path("runs") / out.name, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -161,7 +159,6 @@ def train_twin_cmd(
     seed: SeedOpt = 0,
 ) -> None:
     """Train the sub-query / component encoders with the compositional InfoNCE."""
-    from twinseek.embedders.data import read_triplets, read_twin_pairs
     from twinseek.embedders.trainer import TwinTrainConfig, ecr_pairs_from_store, train_twin
 
     if towers not in ("shared", "two"):

@@ -27,6 +27,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from twinseek.embedders import lexicon as lx
+from twinseek.twins.store import TwinStore
+from twinseek.twins.views import ComponentTexts
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +164,6 @@ def grammar_sentences(n: int, seed: int) -> list[str]:
 
 def store_sentences(store_root: str | Path) -> list[str]:
     """Sentences of the ECR texts in a store (the user's own gallery descriptions)."""
-    from twinseek.twins.store import TwinStore
 
     out: list[str] = []
     with TwinStore(store_root, create=False) as store:
@@ -338,8 +339,6 @@ def _object_queries(track: Any) -> list[str]:
 def twin_pairs(store_root: str | Path, seed: int = 0, leak_filter: LeakFilter | None = None,
                paraphraser: Any = None) -> list[TwinPair]:
     """Template sub-queries for every object, relation and scene component of every twin in a store."""
-    from twinseek.twins.store import TwinStore
-    from twinseek.twins.views import ComponentTexts
 
     out: list[TwinPair] = []
     with TwinStore(store_root, create=False) as store:

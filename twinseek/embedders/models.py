@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from twinseek.retrieval.dense import TEXT_PROMPT, TaraEmbedder, last_token_pool
+
 logger = logging.getLogger(__name__)
 
 MANIFEST = "twinseek.json"
@@ -72,8 +74,6 @@ class TaraTextModule(nn.Module):
         super().__init__()
         from peft import LoraConfig, get_peft_model
 
-        from twinseek.retrieval.dense import TaraEmbedder
-
         self.source = str(path)
         self.embedder = TaraEmbedder(str(path), device="cpu")
         self.embedder.load()
@@ -87,7 +87,6 @@ class TaraTextModule(nn.Module):
         self.processor: Any = self.embedder._processor
 
     def forward(self, texts: Sequence[str]) -> Tensor:
-        from twinseek.retrieval.dense import TEXT_PROMPT, last_token_pool
 
         prompts = [self.embedder.prompt(TEXT_PROMPT, t) for t in texts]
         # wherever the trainer put the model (an accelerator), the processor's tensors follow it

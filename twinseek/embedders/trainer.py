@@ -62,6 +62,8 @@ from twinseek.embedders.models import (
     save_sentence_transformer,
     write_manifest,
 )
+from twinseek.retrieval.encoders import minilm_path
+from twinseek.twins.store import TwinStore
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +141,6 @@ def _fit(trainer: Trainer, config: TrainConfig, params: Mapping[str, Any]) -> tu
 def _base_path(base: str | None) -> str:
     if base:
         return base
-    from twinseek.retrieval.encoders import minilm_path
 
     return str(minilm_path())
 
@@ -404,7 +405,6 @@ def train_twin(pairs: Sequence[TwinPair], config: TwinTrainConfig, output: str |
 
 def ecr_pairs_from_store(store_root: str | Path) -> list[tuple[str, str]]:
     """(template query naming the video's objects, its ECR text) per video of a store."""
-    from twinseek.twins.store import TwinStore
 
     out = []
     with TwinStore(store_root, create=False) as store:

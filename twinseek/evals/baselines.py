@@ -33,6 +33,7 @@ from twinseek.config import SamplingSettings
 from twinseek.errors import ModelUnavailableError
 from twinseek.evals.bench import CounterfactualQuery, McqQuery
 from twinseek.evals.metrics import VideoScorer, accuracy, counterfactual_correct, mcq_correct, score_for_video
+from twinseek.twins.decode import decode_video
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,6 @@ class MobileNetFrameLabeler:
         return self._classifier
 
     def label_frames(self, path: Path) -> list[list[str]]:
-        from twinseek.twins.decode import decode_video
 
         decoded = decode_video(path, SamplingSettings(frames=self.frames))
         probs = self.classifier.probabilities(decoded.frames)

@@ -34,6 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from twinseek.agent import Agent
 from twinseek.agent.calibration import RETRIEVAL_JUDGE as RETRIEVAL
 from twinseek.agent.calibration import (
     CalibrationError,
@@ -227,7 +228,6 @@ class SavedRun(BaseModel):
 def _search_rows(bench_dir: str | Path, store: str | Path, holdout: int, judge: str | None, k: int,
                  limit: int | None, kinds: Iterable[str], progress: bool, judge_top: int,
                  agent_settings: dict[str, Any]) -> tuple[list[Row], SavedRun, Path]:
-    from twinseek.agent import Agent
 
     bench = load_any_bench(bench_dir, [k_ for k_ in kinds if k_ in RANKED_KINDS])
     queries = fit_queries(bench, holdout)

@@ -64,8 +64,10 @@ import numpy as np
 from twinseek import __version__
 from twinseek.config import ProfileName, Settings, load_settings
 from twinseek.errors import TwinseekError
+from twinseek.evals.baselines import NaiveLabelBaseline, RandomBaseline
 from twinseek.evals.bench import Bench, ImplicitQuery, load_bench, load_reasont2vbench
 from twinseek.evals.metrics import DEFAULT_TAU, Grounder, VideoScorer, aggregate, evaluate_query
+from twinseek.evals.report import draw_overlays, write_report
 from twinseek.evals.results import RunFolder
 from twinseek.evals.schemas import (
     TOP_N,
@@ -82,6 +84,8 @@ from twinseek.evals.schemas import (
 )
 from twinseek.evals.scorers import RetrievalScorer
 from twinseek.media import load_mask, resize_mask
+from twinseek.twins.pipeline import Ingestor
+from twinseek.twins.store import TwinStore
 
 if TYPE_CHECKING:
     from rich.progress import Progress as _Bar
@@ -396,7 +400,6 @@ def run(
     result.complete = True
     folder.save(result)
     if report:
-        from twinseek.evals.report import write_report
 
         result.report_files = write_report(result, out_dir)
         folder.save(result)  # now listing the report files
@@ -447,8 +450,6 @@ def _progress(show: bool) -> Iterator[_Bar]:
 # ---------------------------------------------------------------- store
 def _prepare_store(bench: Bench, store_dir: Path, settings: Settings, bar: _Bar) -> dict[str, str]:
     """Ingest the gallery's missing videos; bench id -> store id of every video that made it in."""
-    from twinseek.twins.pipeline import Ingestor
-    from twinseek.twins.store import TwinStore
 
     store_dir.mkdir(parents=True, exist_ok=True)
     paths = [bench.videos[v] for v in sorted(bench.videos)]
@@ -526,13 +527,11 @@ def _score_queries(ctx: _RunContext, spec: SystemSpec, scorer: EvalScorer, groun
 
 def _build_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> EvalScorer:
     if spec.kind == "random":
-        from twinseek.evals.baselines import RandomBaseline
 
         random_baseline = RandomBaseline(seed=ctx.seed)
         random_baseline.index(ctx.bench.videos)
         return BaselineScorer(random_baseline)
     if spec.kind == "naive":
-        from twinseek.evals.baselines import NaiveLabelBaseline
 
         naive = NaiveLabelBaseline()
         naive.index(ctx.bench.videos)
@@ -584,7 +583,6 @@ def _has_masks(bench: Bench, query_id: str) -> bool:
 
 def _draw_example(bench: Bench, search_result: Any, record: QueryResult, folder: Path) -> list[Path]:
     """The agent's own ``save_overlays`` on the top hit when offered, else our PIL drawing of the mask PNGs."""
-    from twinseek.evals.report import draw_overlays
 
     try:
         if search_result is not None and hasattr(search_result, "save_overlays") and search_result.hits:

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from twinseek.config import LLMSettings, LLMTier, Settings
+from twinseek.config import LLMSettings, LLMTier, Settings, load_settings
 from twinseek.llm import cancel
 from twinseek.llm.base import LLMCancelled, LLMError, LLMOutputError, Messages
 from twinseek.llm.deadline import Deadline
@@ -511,7 +511,6 @@ def open_llm(settings: Settings | None = None, **llm_overrides: Any) -> LLMClien
     ``llm_overrides`` replace fields of ``settings.llm`` (explicit arguments win over the environment). The
     embedded server starts lazily on the first request (or :meth:`LLMClient.start`), once per process.
     """
-    from twinseek.config import load_settings
 
     settings = settings or load_settings()
     if llm_overrides:

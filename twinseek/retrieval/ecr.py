@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from twinseek.config import SamplingSettings
+from twinseek.errors import TwinseekError
 from twinseek.prompts import ecr as prompts
 from twinseek.twins.model import Twin
 from twinseek.twins.views import compact_json, template_ecr
@@ -46,7 +48,6 @@ class LLMEcr:
         return f"llm:{self.llm.model}:{prompts.VERSION}"
 
     def generate(self, twin: Twin) -> str:
-        from twinseek.errors import TwinseekError
 
         try:
             text = self.llm.chat_text(prompts.ecr_messages(compact_json(twin, max_frames=self.max_frames)),
@@ -104,7 +105,6 @@ class VlmEcr:
     def generate(self, twin: Twin) -> str:
         import numpy as np
 
-        from twinseek.config import SamplingSettings
         from twinseek.twins.decode import decode_video
 
         video = decode_video(twin.video.path, SamplingSettings(frames=self.frames, max_side=self.max_side))

@@ -19,6 +19,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from twinseek.twins.adapters.embedded.imagenet import imagenet_classes
+
 logger = logging.getLogger(__name__)
 
 SOURCE = "wordnet-glosses (timm package data)"
@@ -100,7 +102,6 @@ class WordKnowledge:
             self._definitions[wnid] = definition.strip()
         synsets = (folder / "imagenet_synsets.txt")
         if synsets.is_file():
-            from twinseek.twins.adapters.embedded.imagenet import imagenet_classes
 
             names, groups = imagenet_classes()
             wnids = synsets.read_text().split()

@@ -5,16 +5,14 @@ on the frames it decoded)."""
 from __future__ import annotations
 
 import logging
-import time
-from collections import defaultdict
 from collections.abc import Sequence
-from contextlib import contextmanager
 
 import numpy as np
 
 from twinseek.config import Settings
 from twinseek.errors import ModelUnavailableError
 from twinseek.media import spread
+from twinseek.timing import timed
 from twinseek.twins.adapters.base import Detection, ObjectDetector, TextReader, TrackedObject
 from twinseek.twins.categories import categorise_video
 from twinseek.twins.decode import DecodedVideo
@@ -27,19 +25,6 @@ from twinseek.twins.views import DESCRIPTION_SOURCE, describe
 logger = logging.getLogger(__name__)
 
 
-class Timer:
-    """Accumulates wall time per named step."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    @contextmanager
-    def step(self, name: str):  # type: ignore[no-untyped-def]
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - start
 
 
 def build_twin(
@@ -48,37 +33,37 @@ def build_twin(
     content_hash: str,
     specialists: Specialists,
     settings: Settings,
-    timer: Timer | None = None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[Twin, dict[tuple[int, int], np.ndarray]]:
     """Run the specialists over decoded frames. Returns the twin (mask paths still empty) and its masks
     keyed by ``(track_id, frame_index)``."""
-    timer = timer or Timer()
+    timings = {} if timings is None else timings  # seconds per step, added to the caller's
     frames, indices, info = decoded.frames, decoded.indices, decoded.info
     vocabulary = settings.paper.vocabulary if specialists.detector.open_vocabulary else None
-    with timer.step("detect"):
+    with timed(timings, "detect"):
         seeds = _detect_seeds(frames, specialists, settings, vocabulary)
     if specialists.objects is not None:
-        with timer.step("objects"):
+        with timed(timings, "objects"):
             _add_object_seeds(seeds, frames, specialists.objects, settings.perception.detector_keyframes)
-    with timer.step("segment"):
+    with timed(timings, "segment"):
         tracked = [t for t in specialists.segmenter.segment(frames, seeds) if t.masks]
     tracked.sort(key=lambda t: (min(t.masks), t.track_id))
     depth_maps: dict[int, np.ndarray] = {}
     if specialists.depth is not None:
-        with timer.step("depth"):
+        with timed(timings, "depth"):
             depth_maps = {pos: specialists.depth.estimate(frames[pos]) for pos in range(len(frames))}
     built: list[tuple[TrackedObject, list[Instance], dict[tuple[int, int], np.ndarray]]] = []
     for obj in tracked:
         track_insts, track_masks = _instances(video_id, len(built) + 1, obj, indices, depth_maps)
         if track_insts:
             built.append((obj, track_insts, track_masks))
-    with timer.step("categorise"):
+    with timed(timings, "categorise"):
         labelled = categorise_video([b[0] for b in built], frames, specialists, settings, vocabulary)
     categories = labelled.choices
     tracks, instances, masks = [], [], {}
     for new_id, ((obj, track_insts, track_masks), category, votes) in enumerate(
             zip(built, categories, labelled.votes), start=1):
-        with timer.step("describe"):
+        with timed(timings, "describe"):
             attributes = _describe(obj, frames, specialists, category[0])
         for inst in track_insts:
             inst.category, inst.category_score, inst.attributes = category[0], category[1], attributes
@@ -92,11 +77,11 @@ def build_twin(
         ))
         instances.extend(track_insts)
         masks.update(track_masks)
-    with timer.step("relations"):
+    with timed(timings, "relations"):
         relations = compute_relations(instances, indices)
     screen_text: list[ScreenText] = []
     if specialists.reader is not None:
-        with timer.step("text"):
+        with timed(timings, "text"):
             screen_text = _read_text(frames, indices, specialists.reader, settings.perception.ocr_keyframes)
     video = Video(
         video_id=video_id, path=str(info.path.resolve()), content_hash=content_hash, width=info.width,
@@ -105,7 +90,7 @@ def build_twin(
         scene=labelled.scene, frame_votes=labelled.frame_votes, screen_text=screen_text,
     )
     twin = Twin(video=video, tracks=tracks, instances=instances, relations=relations)
-    with timer.step("words"):
+    with timed(timings, "words"):
         twin.video.description, twin.video.description_source = describe(twin), DESCRIPTION_SOURCE
     return twin, masks
 

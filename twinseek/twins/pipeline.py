@@ -21,9 +21,10 @@ import numpy as np
 from twinseek.config import Settings
 from twinseek.errors import TwinseekError
 from twinseek.media import encode_mask
+from twinseek.timing import timed
 from twinseek.twins.decode import DecodedVideo, VideoInfo, check_file, decode_video, is_supported, probe
 from twinseek.twins.model import Twin, utc_now
-from twinseek.twins.perception import Timer, build_twin
+from twinseek.twins.perception import build_twin
 from twinseek.twins.specialists import Specialists, build_specialists
 from twinseek.twins.store import TwinStore
 
@@ -175,13 +176,13 @@ class TwinBuilder:
 
     def build(self, job: BuildJob) -> BuiltTwin:
         start = time.perf_counter()
-        timer = Timer()
-        with timer.step("decode"):
+        timings: dict[str, float] = {}
+        with timed(timings, "decode"):
             decoded = decode_video(job.path, self.settings.sampling, info=job.info)
-        twin, masks = build_twin(job.video_id, decoded, job.content_hash, self.specialists, self.settings, timer)
-        with timer.step("encode"):
+        twin, masks = build_twin(job.video_id, decoded, job.content_hash, self.specialists, self.settings, timings)
+        with timed(timings, "encode"):
             encoded = {key: encode_mask(mask) for key, mask in masks.items()}
-        return BuiltTwin(twin, encoded, len(decoded.frames), time.perf_counter() - start, dict(timer.seconds),
+        return BuiltTwin(twin, encoded, len(decoded.frames), time.perf_counter() - start, timings,
                          WorkerInfo.here())
 
     def warm_up(self) -> WorkerInfo:
@@ -238,13 +239,13 @@ class Ingestor:
         Raises ``VideoError``."""
         path = Path(path)
         start = time.perf_counter()
-        timer = Timer()
-        with timer.step("decode"):
+        timings: dict[str, float] = {}
+        with timed(timings, "decode"):
             size = check_file(path, self.settings.sampling)
             # a big file's container is checked before it is read whole; a small one is cheaper to hash first
             # (a probe costs ~20 ms, and a re-run skips most files without needing one)
             info = probe(path, self.settings.sampling) if size > PROBE_BEFORE_HASH_BYTES else None
-        with timer.step("hash"):
+        with timed(timings, "hash"):
             content_hash = file_hash(path)
         existing = self.store.find_by_hash(content_hash)
         repaired = False
@@ -256,7 +257,7 @@ class Ingestor:
                            path, len(missing), existing, missing[0])
             repaired = True
         video_id = existing or self._assign_id(path, reserved)
-        return BuildJob(path, content_hash, video_id, dict(timer.seconds), time.perf_counter() - start, info=info,
+        return BuildJob(path, content_hash, video_id, timings, time.perf_counter() - start, info=info,
                         repaired=repaired)
 
     def commit(self, job: BuildJob, built: BuiltTwin) -> IngestResult:

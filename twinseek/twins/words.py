@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from twinseek.twins.adapters.embedded.imagenet import imagenet_classes, imagenet_words
 from twinseek.twins.model import Track
 
 VERSION = "words-1"
@@ -134,7 +135,6 @@ class Lexicon:
 @functools.lru_cache(maxsize=1)
 def lexicon() -> Lexicon:
     """The lexicon of the ImageNet labels shipped with the package (read once)."""
-    from twinseek.twins.adapters.embedded.imagenet import imagenet_classes, imagenet_words
 
     names, groups = imagenet_classes()
     rows = [(name, group, basic, scene, distinctive)

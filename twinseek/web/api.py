@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from twinseek.agent.api import SearchResult
 from twinseek.errors import TwinseekError
 from twinseek.twins.model import Twin, Video
-from twinseek.twins.store import TwinStore
+from twinseek.twins.pipeline import collect_videos
+from twinseek.twins.store import MASK_DIR, TwinStore
 from twinseek.web.deps import Store, TwinDep, Web, WebState
 from twinseek.web.ingest import IngestJob, UploadRejected, new_job_id, save_uploads
 from twinseek.web.media import (
@@ -186,7 +187,6 @@ def masks_of_frame(twin: TwinDep, store: Store, frame: int, tracks: Annotated[st
 
 @router.get("/files/{path:path}", summary="A mask file of the store", response_class=FileResponse)
 def store_file(path: str, store: Store) -> FileResponse:
-    from twinseek.twins.store import MASK_DIR
 
     target = file_inside(store.root, path)
     if not target.is_relative_to((store.root / MASK_DIR).resolve()) or target.suffix.lower() != ".png":
@@ -226,7 +226,6 @@ async def upload(web: Web, files: Annotated[list[UploadFile], File(description="
 @router.post("/ingest/folder", response_model=IngestJob, status_code=202,
              summary="Ingest a folder (or file) on the server, below an allowed ingest root")
 def ingest_folder(body: FolderRequest, web: Web) -> Any:
-    from twinseek.twins.pipeline import collect_videos
 
     roots = web.ingest_roots()
     where = "" if web.settings.token else f" ({', '.join(map(str, roots)) or 'none'})"

@@ -29,7 +29,10 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twinseek import __version__
+from twinseek.agent.api import Agent
 from twinseek.errors import TwinseekError, VideoNotFoundError
+from twinseek.llm.server import stop_embedded_servers
+from twinseek.twins.store import TwinStore
 from twinseek.web import api, pages
 from twinseek.web.deps import (
     TOKEN_COOKIE,
@@ -40,8 +43,9 @@ from twinseek.web.deps import (
     require_token,
     same_origin,
 )
-from twinseek.web.ingest import UploadRejected
-from twinseek.web.media import OutsideRootError, css_colour
+from twinseek.web.ingest import IngestWorker, UploadRejected
+from twinseek.web.media import OutsideRootError, OverlayCache, css_colour
+from twinseek.web.search import SearchService
 from twinseek.web.settings import WebSettings, check_bind
 
 if TYPE_CHECKING:
@@ -105,10 +109,6 @@ def create_app(settings: WebSettings, *, agent: Agent | None = None,
 
 def open_state(settings: WebSettings, agent: Agent | None,
                ingestor_factory: Callable[[], Ingestor] | None) -> WebState:
-    from twinseek.agent.api import Agent
-    from twinseek.web.ingest import IngestWorker
-    from twinseek.web.media import OverlayCache
-    from twinseek.web.search import SearchService
 
     owns = agent is None
     agent = agent or Agent.open(settings.store, profile=settings.profile, warm=settings.warm_llm)
@@ -357,9 +357,6 @@ def serve(settings: WebSettings, log_level: str = "info", on_ready: Callable[[st
     """Check the bind policy, open (or create) the store and serve until interrupted. ``on_ready`` gets the
     address (never the token: it would end up in terminals' scrollback and logs)."""
     import uvicorn
-
-    from twinseek.llm.server import stop_embedded_servers
-    from twinseek.twins.store import TwinStore
 
     check_bind(settings)
     TwinStore(settings.store).close()  # a new store is created empty: the ingest page fills it

@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from twinseek.errors import VideoNotFoundError
 from twinseek.twins.model import Twin
 from twinseek.twins.store import TwinStore
+from twinseek.web.media import OutsideRootError, real_path
 
 if TYPE_CHECKING:
     from twinseek.agent.api import Agent
@@ -54,7 +55,6 @@ class WebState:
 
     def ingest_roots(self) -> list[pathlib.Path]:
         """The real folders folder ingest may name (``--ingest-root``)."""
-        from twinseek.web.media import OutsideRootError, real_path
 
         roots = []
         for root in self.settings.ingest_roots:
@@ -64,7 +64,6 @@ class WebState:
 
     def served_roots(self) -> list[pathlib.Path]:
         """Where the video files the app serves may lie: the ingest roots and the store (its uploads)."""
-        from twinseek.web.media import real_path
 
         return [*self.ingest_roots(), real_path(self.store.root)]
 

@@ -22,7 +22,8 @@ from typing import IO, TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from twinseek.twins.decode import SUPPORTED_SUFFIXES
-from twinseek.twins.store import IngestQueue
+from twinseek.twins.pipeline import Ingestor, IngestResult
+from twinseek.twins.store import IngestQueue, TwinStore
 
 if TYPE_CHECKING:
     from twinseek.config import Settings
@@ -270,8 +271,6 @@ class IngestWorker:
                 ingestor.store.close()
 
     def _open(self) -> Ingestor:
-        from twinseek.twins.pipeline import Ingestor
-        from twinseek.twins.store import TwinStore
 
         return Ingestor(TwinStore(self.store_root), self.settings)
 
@@ -308,7 +307,6 @@ class IngestWorker:
         self._saved.update_job(job.id, status="done")
 
     def _ingest_one(self, ingestor: Ingestor, path: Path) -> IngestResult:
-        from twinseek.twins.pipeline import IngestResult
 
         start = time.perf_counter()
         try:

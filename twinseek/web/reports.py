@@ -10,6 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from twinseek.evals.report import summary_table
+from twinseek.evals.results import load_results
+
 logger = logging.getLogger(__name__)
 
 RESULT_FILES = ("results.json", "results.json.gz")
@@ -66,7 +69,6 @@ def run_info(folder: Path) -> RunInfo:
         logger.warning("cannot read the results of %s: %s", folder, exc)
         info.error = f"{type(exc).__name__}: {exc}"[:300]
         return info
-    from twinseek.evals.report import summary_table
 
     c = result.config
     info.bench, info.queries, info.started = Path(c.bench).name, c.queries, c.started
@@ -76,7 +78,6 @@ def run_info(folder: Path) -> RunInfo:
 
 
 def load_run(folder: Path) -> Any:
-    from twinseek.evals.results import load_results
 
     return load_results(folder)
 
