@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 
 from twinseek.config import Settings, load_settings
-from twinseek.media import load_mask, mask_iou, resize_mask
+from twinseek.media.decode import decode_video
+from twinseek.media.masks import load_mask, mask_iou, resize_mask
 from twinseek.twins.compare import diff_stores
-from twinseek.twins.decode import decode_video
 from twinseek.twins.parallel import BuildExecutor, ProcessPoolBuildExecutor, RayBuildExecutor
 from twinseek.twins.pipeline import Ingestor, collect_videos, peak_rss_mb
 from twinseek.twins.store import TwinStore

@@ -29,7 +29,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from twinseek.config import load_settings  # noqa: E402
-from twinseek.media import load_mask, mask_iou, resize_mask, spread  # noqa: E402
+from twinseek.media.masks import load_mask, mask_iou, resize_mask, spread  # noqa: E402
 from twinseek.twins.adapters.base import Detection, TrackedObject  # noqa: E402
 from twinseek.twins.adapters.embedded.classifier import EmbeddedDetector  # noqa: E402
 from twinseek.twins.adapters.embedded.coco import EmbeddedObjectDetector  # noqa: E402

@@ -19,7 +19,7 @@ from twinseek.evals.bench import (
     load_bench,
     load_reasont2vbench,
 )
-from twinseek.media import load_mask
+from twinseek.media.masks import load_mask
 
 DEV_BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev-bench"
 

@@ -13,7 +13,7 @@ from twinseek.errors import (
     VideoError,
     VideoTooLargeError,
 )
-from twinseek.twins.decode import decode_video, probe, sample_indices
+from twinseek.media.decode import decode_video, probe, sample_indices
 
 
 @pytest.mark.parametrize("suffix", sorted(CODECS))

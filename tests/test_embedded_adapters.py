@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twinseek.media import mask_iou
+from twinseek.media.masks import mask_iou
 from twinseek.twins.adapters.base import AttributeDescriber, Detection, Detector, SegmenterTracker
 from twinseek.twins.adapters.embedded.describer import EmbeddedDescriber
 from twinseek.twins.adapters.embedded.proposals import Proposal

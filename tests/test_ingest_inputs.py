@@ -14,7 +14,7 @@ from synthetic import Scene, write_video
 import twinseek.twins.pipeline as pipeline
 from twinseek.config import load_settings
 from twinseek.errors import UnsupportedFormatError, VideoError, VideoTooLargeError
-from twinseek.twins.decode import check_file
+from twinseek.media.decode import check_file
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.specialists import Specialists, build_specialists
 from twinseek.twins.store import TwinStore

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from twinseek.media import (
+from twinseek.media.masks import (
     PALETTE,
     draw_overlay,
     load_mask,

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from twinseek.cli import app
 from twinseek.config import load_settings
 from twinseek.errors import ConfigError, CorruptVideoError, VideoNotFoundError
-from twinseek.media import decode_mask, encode_mask, load_mask, save_mask
+from twinseek.media.masks import decode_mask, encode_mask, load_mask, save_mask
 from twinseek.twins.compare import diff_stores
 from twinseek.twins.parallel import BuildExecutor, ProcessPoolBuildExecutor
 from twinseek.twins.pipeline import Ingestor, IngestResult

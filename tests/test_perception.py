@@ -13,7 +13,7 @@ import sqlite_utils
 from typer.testing import CliRunner
 
 from twinseek.config import load_settings
-from twinseek.media import mask_iou
+from twinseek.media.masks import mask_iou
 from twinseek.twins.adapters.base import Category, Detection, ObjectDetector, TextReader, TrackedObject
 from twinseek.twins.adapters.embedded.tracker import EmbeddedSegmenter
 from twinseek.twins.model import ScreenText, Track, Twin, Video

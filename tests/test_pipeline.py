@@ -12,9 +12,9 @@ from synthetic import Scene, write_video
 
 from twinseek.config import load_settings
 from twinseek.errors import VideoError
-from twinseek.media import mask_iou
+from twinseek.media.decode import DecodedVideo, VideoInfo
+from twinseek.media.masks import mask_iou
 from twinseek.twins.adapters.base import Category, Detection, SpecialistBase, TrackedObject
-from twinseek.twins.decode import DecodedVideo, VideoInfo
 from twinseek.twins.model import Tier
 from twinseek.twins.perception import build_twin
 from twinseek.twins.pipeline import Ingestor, slugify

@@ -38,7 +38,7 @@ from twinseek.agent.state import (
 )
 from twinseek.config import ProfileName, load_settings
 from twinseek.errors import TwinseekError
-from twinseek.media import overlay_frames, write_overlays
+from twinseek.media.masks import overlay_frames, write_overlays
 from twinseek.retrieval.decompose import Decomposition
 
 __all__ = ["ActionInfo", "Agent", "DroppedCandidate", "FallbackInfo", "FrameMask", "Hit", "HitObject",

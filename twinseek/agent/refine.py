@@ -36,10 +36,10 @@ from twinseek.agent.run import Run
 from twinseek.agent.state import ActionRecord, AgentState, fallback
 from twinseek.llm.base import LLMError
 from twinseek.llm.deadline import BoundedLLM, Deadline
-from twinseek.media import resize_mask, spread
+from twinseek.media.decode import iter_frames
+from twinseek.media.masks import resize_mask, spread
 from twinseek.retrieval.stages import Candidate
 from twinseek.twins.adapters.base import box_from_mask, crop
-from twinseek.twins.decode import iter_frames
 from twinseek.twins.model import Instance, Relation, Track, Twin, utc_now
 from twinseek.twins.refinements import MAX_ATTRIBUTE_CHARS, Refinement, RefinementField, call_digest
 from twinseek.twins.relations import APPROACH_MIN, MIN_SHARED, spatial_predicates

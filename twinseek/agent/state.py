@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import Required, TypedDict  # pydantic needs these (Studio's schemas) before 3.12
 
 from twinseek.agent.run import Run
-from twinseek.media import load_mask
+from twinseek.media.masks import load_mask
 from twinseek.retrieval.compositional import ComponentMatch
 from twinseek.retrieval.decompose import Decomposition
 from twinseek.retrieval.stages import Candidate

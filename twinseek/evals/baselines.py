@@ -33,7 +33,7 @@ from twinseek.config import SamplingSettings
 from twinseek.errors import ModelUnavailableError
 from twinseek.evals.bench import CounterfactualQuery, McqQuery
 from twinseek.evals.metrics import VideoScorer, accuracy, counterfactual_correct, mcq_correct, score_for_video
-from twinseek.twins.decode import decode_video
+from twinseek.media.decode import decode_video
 
 logger = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ from twinseek.evals.bench import (
     RankedQuery,
 )
 from twinseek.evals.schemas import TOP_N, QueryInfo, QueryRecord, QueryResult, RankedVideo
-from twinseek.media import MaskLike, as_mask, mask_iou, resize_mask
+from twinseek.media.masks import MaskLike, as_mask, mask_iou, resize_mask
 
 logger = logging.getLogger(__name__)
 

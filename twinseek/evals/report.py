@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from twinseek.evals.schemas import RunResult, SystemResult
-from twinseek.media import OVERLAY_ALPHA, overlay_frames, write_overlays
+from twinseek.media.masks import OVERLAY_ALPHA, overlay_frames, write_overlays
 
 logger = logging.getLogger(__name__)
 

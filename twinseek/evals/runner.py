@@ -83,7 +83,7 @@ from twinseek.evals.schemas import (
     parse_systems,
 )
 from twinseek.evals.scorers import RetrievalScorer
-from twinseek.media import load_mask, resize_mask
+from twinseek.media.masks import load_mask, resize_mask
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore
 

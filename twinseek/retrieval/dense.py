@@ -223,7 +223,7 @@ class TaraEmbedder:
 
     def frames_of(self, path: str | Path) -> np.ndarray:
         """``self.frames`` uniformly sampled RGB frames, (T, H, W, 3) uint8."""
-        from twinseek.twins.decode import decode_video
+        from twinseek.media.decode import decode_video
 
         decoded = decode_video(path, SamplingSettings(frames=self.frames, max_frames=self.frames,
                                                       max_side=self.max_side))

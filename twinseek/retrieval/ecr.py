@@ -105,7 +105,7 @@ class VlmEcr:
     def generate(self, twin: Twin) -> str:
         import numpy as np
 
-        from twinseek.twins.decode import decode_video
+        from twinseek.media.decode import decode_video
 
         video = decode_video(twin.video.path, SamplingSettings(frames=self.frames, max_side=self.max_side))
         frames = video.frames if len(video.frames) % 2 == 0 else video.frames + video.frames[-1:]

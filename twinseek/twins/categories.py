@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from twinseek.config import Settings
-from twinseek.media import spread
+from twinseek.media.masks import spread
 from twinseek.twins.adapters.base import (
     BatchCategoriser,
     Category,

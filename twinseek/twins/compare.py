@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, computed_field
 
-from twinseek.media import load_mask
+from twinseek.media.masks import load_mask
 from twinseek.twins.store import TwinStore
 
 IGNORED_VIDEO_COLUMNS = frozenset({"ingested_at", "mask_dir"})

@@ -1,4 +1,4 @@
-"""Mask geometry of the twins (mask files, IoU and resizing live in :mod:`twinseek.media`)."""
+"""Mask geometry of the twins (mask files, IoU and resizing live in :mod:`twinseek.media.masks`)."""
 
 from __future__ import annotations
 

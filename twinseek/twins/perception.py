@@ -11,11 +11,11 @@ import numpy as np
 
 from twinseek.config import Settings
 from twinseek.errors import ModelUnavailableError
-from twinseek.media import spread
+from twinseek.media.decode import DecodedVideo
+from twinseek.media.masks import spread
 from twinseek.timing import timed
 from twinseek.twins.adapters.base import Detection, ObjectDetector, TextReader, TrackedObject
 from twinseek.twins.categories import categorise_video
-from twinseek.twins.decode import DecodedVideo
 from twinseek.twins.masks import mask_geometry
 from twinseek.twins.model import Instance, ScreenText, Track, Twin, Video
 from twinseek.twins.relations import compute_relations, track_motion

@@ -20,9 +20,9 @@ import numpy as np
 
 from twinseek.config import Settings
 from twinseek.errors import TwinseekError
-from twinseek.media import encode_mask
+from twinseek.media.decode import DecodedVideo, VideoInfo, check_file, decode_video, is_supported, probe
+from twinseek.media.masks import encode_mask
 from twinseek.timing import timed
-from twinseek.twins.decode import DecodedVideo, VideoInfo, check_file, decode_video, is_supported, probe
 from twinseek.twins.model import Twin, utc_now
 from twinseek.twins.perception import build_twin
 from twinseek.twins.specialists import Specialists, build_specialists

@@ -48,7 +48,7 @@ from pydantic import BaseModel, Field, computed_field
 from sqlite_utils.migrations import Migrations
 
 from twinseek.errors import StoreBusyError, StoreError, VideoNotFoundError
-from twinseek.media import load_mask, save_mask
+from twinseek.media.masks import load_mask, save_mask
 from twinseek.twins.model import Instance, Provenance, Relation, ScreenText, Track, Twin, Video, utc_now
 from twinseek.twins.refinements import Refinement, overlay, prune
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from twinseek.media import spread
+from twinseek.media.masks import spread
 from twinseek.twins import words
 from twinseek.twins.knowledge import word_knowledge
 from twinseek.twins.model import Instance, Relation, Track, Twin, screen_lines

@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from twinseek.twins.decode import SUPPORTED_SUFFIXES
+from twinseek.media.decode import SUPPORTED_SUFFIXES
 from twinseek.twins.pipeline import Ingestor, IngestResult
 from twinseek.twins.store import IngestQueue, TwinStore
 

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from twinseek.agent.api import FrameMask, Hit, HitObject, SearchResult
-from twinseek.media import colour, load_mask, outline, resize_mask
+from twinseek.media.masks import colour, load_mask, outline, resize_mask
 from twinseek.twins.model import Instance, Twin
 from twinseek.twins.store import MASK_DIR, TwinStore
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from twinseek.media import mask_iou
+from twinseek.media.masks import mask_iou
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from twinseek.media import mask_iou
+from twinseek.media.masks import mask_iou
 from twinseek.twins.adapters.base import Detection, SpecialistBase, TrackedObject
 from twinseek.twins.adapters.embedded.proposals import (
     Proposal,

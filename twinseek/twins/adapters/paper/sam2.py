@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from twinseek.errors import ConfigError, ModelUnavailableError
-from twinseek.media import mask_iou
+from twinseek.media.masks import mask_iou
 from twinseek.twins.adapters.base import Box, Detection, SpecialistBase, TrackedObject, box_from_mask
 from twinseek.twins.adapters.paper._common import (
     PaperSpecialist,

@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from twinseek.errors import TwinseekError
+from twinseek.media.decode import iter_frames
+
 logger = logging.getLogger(__name__)
 
 MaskLike = np.ndarray | str | Path  # an array (non-zero = object) or a mask PNG
@@ -193,8 +196,6 @@ def write_overlays(overlays: Sequence[tuple[int, np.ndarray]], folder: str | Pat
 
 
 def _decode(video: str | Path | None, wanted: set[int], max_side: int) -> dict[int, np.ndarray]:
-    from twinseek.errors import TwinseekError
-    from twinseek.twins.decode import iter_frames
 
     if video is None:
         return {}
