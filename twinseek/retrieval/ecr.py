@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from twinseek.config import SamplingSettings
 from twinseek.errors import TwinseekError
+from twinseek.media.decode import decode_video
 from twinseek.prompts import ecr as prompts
 from twinseek.twins.model import Twin
 from twinseek.twins.views import compact_json, template_ecr
@@ -104,8 +105,6 @@ class VlmEcr:
 
     def generate(self, twin: Twin) -> str:
         import numpy as np
-
-        from twinseek.media.decode import decode_video
 
         video = decode_video(twin.video.path, SamplingSettings(frames=self.frames, max_side=self.max_side))
         frames = video.frames if len(video.frames) % 2 == 0 else video.frames + video.frames[-1:]
