@@ -338,7 +338,7 @@ def test_old_store_opens_with_empty_screen_text(tmp_path: Path) -> None:
     from twinseek.twins import store as store_module
 
     db = sqlite_utils.Database(tmp_path / "twins.db")
-    store_module.migrations.apply(db, stop_before="m004_perception")  # a store written before it existed
+    store_module.store_migrations.apply(db, stop_before="m004_perception")  # a store written before it existed
     db.table("videos").insert({"video_id": "old", "path": "/old.mp4", "content_hash": "h", "width": 8, "height": 8,
                                "fps": 1.0, "frame_count": 1, "duration_s": 1.0, "sampled_frames": "[0]",
                                "profile": "embedded", "specialists": "[]", "scene": "[]", "mask_dir": "masks/old/x",

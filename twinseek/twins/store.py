@@ -61,7 +61,7 @@ LEASE_DIR = ".leases"
 # ingest of such a version may still be writing it.
 ORPHAN_GRACE_S = 3600.0
 
-migrations = Migrations("twinseek")
+store_migrations = Migrations("twinseek")
 
 FindingKind = Literal["sqlite", "foreign_key", "missing_masks", "missing_mask_dir", "unreadable_masks",
                       "orphan_mask_dir", "ingest_in_progress"]
@@ -102,7 +102,7 @@ class StoreCheck(BaseModel):
         return sorted({f.video_id for f in self.findings if f.damage and f.video_id})
 
 
-@migrations()
+@store_migrations()
 def m001_initial(db: sqlite_utils.Database) -> None:
     db.table("videos").create(
         {
@@ -144,7 +144,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.table("relations").create_index(["video_id", "predicate"], if_not_exists=True)
 
 
-@migrations()
+@store_migrations()
 def m002_decompositions(db: sqlite_utils.Database) -> None:
     # LLM decompositions of query texts (twinseek.retrieval.decompose.Decomposer): a query asked again, after a
     # restart or in another eval run, is not sent to the LLM again. Not twin data: searches write it.
@@ -154,7 +154,7 @@ def m002_decompositions(db: sqlite_utils.Database) -> None:
     )
 
 
-@migrations()
+@store_migrations()
 def m003_refinements(db: sqlite_utils.Database) -> None:
     """The overlay of what searches learned (see :mod:`twinseek.twins.refinements`)."""
     db.table("refinements").create(
@@ -170,14 +170,14 @@ def m003_refinements(db: sqlite_utils.Database) -> None:
     db.table("refinements").create_index(["video_id", "call"], if_not_exists=True)
 
 
-@migrations()
+@store_migrations()
 def m004_perception(db: sqlite_utils.Database) -> None:
     """On-screen text per video (JSON list of ScreenText; null in stores ingested before it existed)."""
     if "screen_text" not in db.table("videos").columns_dict:
         db.table("videos").add_column("screen_text", str)
 
 
-@migrations()
+@store_migrations()
 def m005_words(db: sqlite_utils.Database) -> None:
     """What the twin's words are made from and the description itself (twinseek.twins.views.describe): per-track
     and per-video label votes (JSON; null in stores ingested before them) and the one-line description."""
@@ -189,7 +189,7 @@ def m005_words(db: sqlite_utils.Database) -> None:
 
 
 # each migration stands alone (none reads what another one made).
-@migrations()
+@store_migrations()
 def m006_ingest_queue(db: sqlite_utils.Database) -> None:
     """The web app's ingest queue: its jobs and their files, so that a restarted server resumes what was still
     waiting (see :class:`IngestQueue`)."""
@@ -266,7 +266,7 @@ class IngestQueue:
             self.db.close()
 
 
-@migrations()
+@store_migrations()
 def m007_judgements(db: sqlite_utils.Database) -> None:
     """The judge's answers (P(yes) of one prompt by one model, at temperature 0): a candidate judged again for the
     same query, after a restart or in another eval run, is not sent to the LLM again. Not twin data: searches write
@@ -289,7 +289,7 @@ class TwinStore:
         self.db.enable_wal()
         self.db.execute("PRAGMA foreign_keys = ON")
         with self.writer():
-            migrations.apply(self.db)
+            store_migrations.apply(self.db)
             self._sweep_orphan_masks()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -303,6 +303,19 @@ class TwinStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def ensure(self, migrations: Migrations) -> None:
+        """Apply what a component's own migrations (a catalogue's, a cache's: each keeps its set next to the SQL of
+        its tables) have not yet done to this store, under the writer lock. Nothing pending, the usual case, reads
+        the record of applied migrations and takes no lock (a store that cannot be written still opens)."""
+        if migrations.name == store_migrations.name:  # a component's set recorded under the store's name
+            clash = _names(migrations) & _names(store_migrations)
+            if clash:
+                raise ValueError(f"migrations {sorted(clash)} are the store's own, not {migrations!r}'s")
+        if not migrations.pending(self.db):
+            return
+        with self.writer():
+            migrations.apply(self.db)  # applies only what is still pending once the lock is held
 
     @contextlib.contextmanager
     def writer(self, timeout_s: float | None = None) -> Iterator[None]:
@@ -640,6 +653,10 @@ class TwinStore:
                 logger.debug("keeping uncommitted mask folder %s (%s)", rel, state)
         with contextlib.suppress(OSError):  # not empty: still in use
             video_dir.rmdir()
+
+
+def _names(migrations: Migrations) -> set[str]:
+    return {m.name for m in migrations._migrations}  # sqlite-utils lists a set's migrations nowhere public
 
 
 def _mkdir_racing_sweeps(path: Path, attempts: int = 20) -> None:
