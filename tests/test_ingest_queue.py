@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from twinseek.config import load_settings
+from twinseek.twins.migrations import m006_ingest_queue
 from twinseek.twins.pipeline import IngestResult
-from twinseek.twins.store import IngestQueue, TwinStore, m006_ingest_queue
+from twinseek.twins.store import IngestQueue, TwinStore
 from twinseek.web.ingest import IngestJob, IngestWorker
 
 

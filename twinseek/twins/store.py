@@ -49,6 +49,7 @@ from sqlite_utils.migrations import Migrations
 
 from twinseek.errors import StoreBusyError, StoreError, VideoNotFoundError
 from twinseek.media import load_mask, save_mask
+from twinseek.twins.migrations import store_migrations
 from twinseek.twins.model import Instance, Provenance, Relation, ScreenText, Track, Twin, Video, utc_now
 from twinseek.twins.refinements import Refinement, overlay, prune
 
@@ -60,8 +61,6 @@ LEASE_DIR = ".leases"
 # A mask folder with no lease file (written by a twinseek without leases) is only swept once this old: an
 # ingest of such a version may still be writing it.
 ORPHAN_GRACE_S = 3600.0
-
-store_migrations = Migrations("twinseek")
 
 FindingKind = Literal["sqlite", "foreign_key", "missing_masks", "missing_mask_dir", "unreadable_masks",
                       "orphan_mask_dir", "ingest_in_progress"]
@@ -100,109 +99,6 @@ class StoreCheck(BaseModel):
     @property
     def damaged_videos(self) -> list[str]:
         return sorted({f.video_id for f in self.findings if f.damage and f.video_id})
-
-
-@store_migrations()
-def m001_initial(db: sqlite_utils.Database) -> None:
-    db.table("videos").create(
-        {
-            "video_id": str, "path": str, "content_hash": str, "width": int, "height": int, "fps": float,
-            "frame_count": int, "duration_s": float, "sampled_frames": str, "profile": str, "specialists": str, "scene": str,
-            "ecr_text": str, "ecr_source": str, "mask_dir": str, "ingested_at": str,
-        },
-        pk="video_id",
-    )
-    db.table("tracks").create(
-        {
-            "video_id": str, "track_id": int, "category": str, "category_score": float, "category_source": str,
-            "category_group": str, "category_candidates": str, "attributes": str, "first_frame": int, "last_frame": int, "frame_count": int, "mean_area": float,
-            "speed": float, "direction": str,
-        },
-        pk=("video_id", "track_id"),
-        foreign_keys=[("video_id", "videos", "video_id")],
-    )
-    db.table("instances").create(
-        {
-            "video_id": str, "track_id": int, "frame_index": int, "category": str, "category_score": float,
-            "attributes": str, "mask_path": str, "bbox_x1": float, "bbox_y1": float, "bbox_x2": float,
-            "bbox_y2": float, "centroid_x": float, "centroid_y": float, "depth": float, "area": float,
-        },
-        pk=("video_id", "track_id", "frame_index"),
-        foreign_keys=[("video_id", "videos", "video_id")],
-    )
-    db.table("relations").create(
-        {
-            "id": int, "video_id": str, "subject_track": int, "predicate": str, "object_track": int,
-            "kind": str, "frame_start": int, "frame_end": int,
-        },
-        pk="id",
-        foreign_keys=[("video_id", "videos", "video_id")],
-    )
-    db.table("videos").create_index(["content_hash"], if_not_exists=True)
-    db.table("instances").create_index(["video_id", "frame_index"], if_not_exists=True)
-    db.table("tracks").create_index(["category"], if_not_exists=True)
-    db.table("relations").create_index(["video_id", "predicate"], if_not_exists=True)
-
-
-@store_migrations()
-def m002_decompositions(db: sqlite_utils.Database) -> None:
-    # LLM decompositions of query texts (twinseek.retrieval.decompose.Decomposer): a query asked again, after a
-    # restart or in another eval run, is not sent to the LLM again. Not twin data: searches write it.
-    db.table("decompositions").create(
-        {"query": str, "model": str, "prompt_version": str, "decomposition": str, "created_at": str},
-        pk=("query", "model", "prompt_version"), if_not_exists=True,
-    )
-
-
-@store_migrations()
-def m003_refinements(db: sqlite_utils.Database) -> None:
-    """The overlay of what searches learned (see :mod:`twinseek.twins.refinements`)."""
-    db.table("refinements").create(
-        {
-            "id": int, "key": str, "call": str, "video_id": str, "track_id": int, "frames": str, "action": str,
-            "args": str, "model": str, "prompt_version": str, "field": str, "value": str, "confidence": float,
-            "provenance": str, "created_at": str,
-        },
-        pk="id", not_null={"key", "call", "video_id", "action", "model", "prompt_version", "field"},
-        foreign_keys=[("video_id", "videos", "video_id")],
-    )
-    db.table("refinements").create_index(["key"], unique=True, if_not_exists=True)
-    db.table("refinements").create_index(["video_id", "call"], if_not_exists=True)
-
-
-@store_migrations()
-def m004_perception(db: sqlite_utils.Database) -> None:
-    """On-screen text per video (JSON list of ScreenText; null in stores ingested before it existed)."""
-    if "screen_text" not in db.table("videos").columns_dict:
-        db.table("videos").add_column("screen_text", str)
-
-
-@store_migrations()
-def m005_words(db: sqlite_utils.Database) -> None:
-    """What the twin's words are made from and the description itself (twinseek.twins.views.describe): per-track
-    and per-video label votes (JSON; null in stores ingested before them) and the one-line description."""
-    for table, columns in (("tracks", ("votes",)), ("videos", ("frame_votes", "description", "description_source"))):
-        existing = db.table(table).columns_dict
-        for column in columns:
-            if column not in existing:
-                db.table(table).add_column(column, str)
-
-
-# each migration stands alone (none reads what another one made).
-@store_migrations()
-def m006_ingest_queue(db: sqlite_utils.Database) -> None:
-    """The web app's ingest queue: its jobs and their files, so that a restarted server resumes what was still
-    waiting (see :class:`IngestQueue`)."""
-    db.table("ingest_jobs").create(
-        {"id": str, "source": str, "label": str, "created": str, "status": str, "error": str,
-         "upload_folder": str},
-        pk="id", not_null={"source", "label", "created", "status"}, if_not_exists=True)
-    db.table("ingest_files").create(
-        {"job_id": str, "position": int, "name": str, "path": str, "status": str, "video_id": str, "error": str,
-         "frames": int, "tracks": int, "seconds": float, "started": float},
-        pk=("job_id", "position"), not_null={"name", "path", "status"},
-        foreign_keys=[("job_id", "ingest_jobs", "id")], if_not_exists=True)
-    db.table("ingest_files").create_index(["status"], if_not_exists=True)
 
 
 class IngestQueue:
@@ -264,15 +160,6 @@ class IngestQueue:
     def close(self) -> None:
         with self._lock:
             self.db.close()
-
-
-@store_migrations()
-def m007_judgements(db: sqlite_utils.Database) -> None:
-    """The judge's answers (P(yes) of one prompt by one model, at temperature 0): a candidate judged again for the
-    same query, after a restart or in another eval run, is not sent to the LLM again. Not twin data: searches write
-    it, like the decompositions."""
-    db.table("judgements").create({"key": str, "model": str, "value": float, "created_at": str}, pk="key",
-                                  if_not_exists=True)
 
 
 class TwinStore:
