@@ -29,6 +29,7 @@ from twinseek.config import load_settings
 from twinseek.evals.bench import Bench, load_bench
 from twinseek.evals.metrics import aggregate, evaluate_query
 from twinseek.evals.runner import AgentScorer
+from twinseek.retrieval.decompose import DecompositionCache
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore
 
@@ -85,7 +86,7 @@ def main() -> None:
     shutil.copytree(args.store, work)
     if args.cold:  # a new query: neither its decomposition nor its judge's answers are cached
         with TwinStore(work) as store:
-            store.db.execute("delete from decompositions")
+            DecompositionCache(store).clear()
             store.db.execute("delete from judgements")
             store.db.conn.commit()
     load_before = os.getloadavg()[0]

@@ -1,7 +1,11 @@
-"""The twin store's migrations (sqlite-utils), applied by :class:`~twinseek.twins.store.TwinStore` when it opens.
+"""The twin store's migrations (sqlite-utils): those of its own tables, applied by
+:class:`~twinseek.twins.store.TwinStore` when it opens.
 
-A store records each migration it ran in ``_sqlite_migrations`` by set name and function name: never rename one,
-or every existing store runs it again.
+A component that keeps tables in the store's database (a catalogue, a cache) owns their migration set next to its
+SQL and has the store apply it (:meth:`~twinseek.twins.store.TwinStore.ensure`). A store records each migration it
+ran in ``_sqlite_migrations`` by set name and function name: never rename one, or every existing store runs it
+again. The components whose migrations were once in this set (the decomposition cache's ``m002_decompositions``,
+...) keep its name, ``STORE_SET``, for theirs.
 """
 
 from __future__ import annotations
@@ -9,7 +13,8 @@ from __future__ import annotations
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-store_migrations = Migrations("twinseek")
+STORE_SET = "twinseek"
+store_migrations = Migrations(STORE_SET)
 
 
 @store_migrations()
@@ -52,16 +57,6 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.table("instances").create_index(["video_id", "frame_index"], if_not_exists=True)
     db.table("tracks").create_index(["category"], if_not_exists=True)
     db.table("relations").create_index(["video_id", "predicate"], if_not_exists=True)
-
-
-@store_migrations()
-def m002_decompositions(db: sqlite_utils.Database) -> None:
-    # LLM decompositions of query texts (twinseek.retrieval.decompose.Decomposer): a query asked again, after a
-    # restart or in another eval run, is not sent to the LLM again. Not twin data: searches write it.
-    db.table("decompositions").create(
-        {"query": str, "model": str, "prompt_version": str, "decomposition": str, "created_at": str},
-        pk=("query", "model", "prompt_version"), if_not_exists=True,
-    )
 
 
 @store_migrations()
