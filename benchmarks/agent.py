@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from twinseek.agent.api import Agent
+from twinseek.agent.judge import JudgementCache
 from twinseek.config import load_settings
 from twinseek.evals.bench import Bench, load_bench
 from twinseek.evals.metrics import aggregate, evaluate_query
@@ -87,8 +88,7 @@ def main() -> None:
     if args.cold:  # a new query: neither its decomposition nor its judge's answers are cached
         with TwinStore(work) as store:
             DecompositionCache(store).clear()
-            store.db.execute("delete from judgements")
-            store.db.conn.commit()
+            JudgementCache(store).clear()
     load_before = os.getloadavg()[0]
     with Agent.open(work) as agent:
         agent.search("warm-up: a person walking", k=args.k, lr=False)  # loads the encoders (no LLM cache entry)

@@ -14,6 +14,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 from test_encoders import KeywordEncoder
 
+from twinseek.agent.judge import JudgementCache
 from twinseek.retrieval.components import ComponentIndex, ComponentSource
 from twinseek.retrieval.decompose import DecompositionCache
 from twinseek.retrieval.dense import DenseIndex, DenseSource, EcrTextEmbedder
@@ -57,6 +58,7 @@ def attach_every_component(store: TwinStore) -> None:
     ComponentIndex(store, ComponentEncoders(KeywordEncoder(KEYWORDS)))
     DenseIndex(store, EcrTextEmbedder(KeywordEncoder(KEYWORDS)))
     DecompositionCache(store)
+    JudgementCache(store)
     IngestQueue(store.root).close()
 
 
@@ -70,7 +72,7 @@ def test_an_old_store_applies_nothing_and_keeps_every_row(tmp_path: Path) -> Non
             assert source.signatures(store) == stored and len(stored) == 3
         assert store.get_twin("clip").tracks[0].attributes == "brown; spotted"  # the refinement laid over
         assert store.get_twin("clip", refinements=False).tracks[0].attributes == "brown"
-        assert len(DecompositionCache(store)) == 1
+        assert len(DecompositionCache(store)) == 1 and JudgementCache(store).get("k" * 64) == 0.75
     [(job, files)] = IngestQueue(tmp_path / "old").jobs()
     assert job["status"] == "done" and files[0]["video_id"] == "a"
     assert dump(tmp_path / "old") == before

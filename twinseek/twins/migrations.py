@@ -108,12 +108,3 @@ def m006_ingest_queue(db: sqlite_utils.Database) -> None:
         pk=("job_id", "position"), not_null={"name", "path", "status"},
         foreign_keys=[("job_id", "ingest_jobs", "id")], if_not_exists=True)
     db.table("ingest_files").create_index(["status"], if_not_exists=True)
-
-
-@store_migrations()
-def m007_judgements(db: sqlite_utils.Database) -> None:
-    """The judge's answers (P(yes) of one prompt by one model, at temperature 0): a candidate judged again for the
-    same query, after a restart or in another eval run, is not sent to the LLM again. Not twin data: searches write
-    it, like the decompositions."""
-    db.table("judgements").create({"key": str, "model": str, "value": float, "created_at": str}, pk="key",
-                                  if_not_exists=True)

@@ -377,16 +377,6 @@ class TwinStore:
                 raise VideoNotFoundError(video_id)
             self.db.table("videos").update(video_id, {"ecr_text": text, "ecr_source": source})
 
-    def judgement(self, key: str) -> float | None:
-        """A judge's cached answer (see :func:`m007_judgements`), or None."""
-        row = self.db.execute("select value from judgements where key = ?", [key]).fetchone()
-        return None if row is None else float(row[0])
-
-    def put_judgement(self, key: str, model: str, value: float) -> None:
-        with self.writer(), self.db.atomic():
-            self.db.table("judgements").upsert({"key": key, "model": model, "value": value,
-                                                "created_at": utc_now()}, pk="key")
-
     def set_description(self, video_id: str, text: str, source: str) -> None:
         """Replace a video's one-line description (derived from its ingest rows: rewritten when the rules that
         write it change, like the ECR text; nothing else of the twin changes)."""
