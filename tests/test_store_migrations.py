@@ -19,8 +19,9 @@ from twinseek.retrieval.components import ComponentIndex, ComponentSource
 from twinseek.retrieval.decompose import DecompositionCache
 from twinseek.retrieval.dense import DenseIndex, DenseSource, EcrTextEmbedder
 from twinseek.retrieval.encoders import ComponentEncoders
+from twinseek.twins.ingest_queue import IngestQueue
 from twinseek.twins.migrations import store_migrations
-from twinseek.twins.store import DB_NAME, IngestQueue, TwinStore
+from twinseek.twins.store import DB_NAME, TwinStore
 
 OLD_STORE = Path(__file__).parent / "data" / "store-9700c45.sql"
 KEYWORDS = ["dog", "cat", "ball", "horse", "person", "left", "right", "near", "brown"]

@@ -1,11 +1,16 @@
-"""The twin store's migrations (sqlite-utils): those of its own tables, applied by
-:class:`~twinseek.twins.store.TwinStore` when it opens.
+"""The twin store's migrations (sqlite-utils): those of its own tables (videos, tracks, instances, relations,
+refinements), applied by :class:`~twinseek.twins.store.TwinStore` when it opens.
 
-A component that keeps tables in the store's database (a catalogue, a cache) owns their migration set next to its
-SQL and has the store apply it (:meth:`~twinseek.twins.store.TwinStore.ensure`). A store records each migration it
-ran in ``_sqlite_migrations`` by set name and function name: never rename one, or every existing store runs it
-again. The components whose migrations were once in this set (the decomposition cache's ``m002_decompositions``,
-...) keep its name, ``STORE_SET``, for theirs.
+A component that keeps tables in the store's database owns their migrations next to its SQL and has the store apply
+them when it opens on a store (:meth:`~twinseek.twins.store.TwinStore.ensure`): the catalogues
+(``twinseek.index``, :mod:`twinseek.retrieval.catalogue`), the decomposition cache (``m002_decompositions``,
+:mod:`twinseek.retrieval.decompose`), the web app's ingest queue (``m006_ingest_queue``,
+:mod:`twinseek.twins.ingest_queue`) and the judge's cache (``m007_judgements``, :mod:`twinseek.agent.judge`).
+
+A store records each migration it ran in ``_sqlite_migrations`` by set name and function name: never rename one, or
+every existing store runs it again. The three components whose migrations were in this set before they owned them
+keep its name, ``STORE_SET``, for their own sets (:meth:`~twinseek.twins.store.TwinStore.ensure` refuses a name
+the store's set has).
 """
 
 from __future__ import annotations
@@ -91,20 +96,3 @@ def m005_words(db: sqlite_utils.Database) -> None:
         for column in columns:
             if column not in existing:
                 db.table(table).add_column(column, str)
-
-
-# each migration stands alone (none reads what another one made).
-@store_migrations()
-def m006_ingest_queue(db: sqlite_utils.Database) -> None:
-    """The web app's ingest queue: its jobs and their files, so that a restarted server resumes what was still
-    waiting (see :class:`IngestQueue`)."""
-    db.table("ingest_jobs").create(
-        {"id": str, "source": str, "label": str, "created": str, "status": str, "error": str,
-         "upload_folder": str},
-        pk="id", not_null={"source", "label", "created", "status"}, if_not_exists=True)
-    db.table("ingest_files").create(
-        {"job_id": str, "position": int, "name": str, "path": str, "status": str, "video_id": str, "error": str,
-         "frames": int, "tracks": int, "seconds": float, "started": float},
-        pk=("job_id", "position"), not_null={"name", "path", "status"},
-        foreign_keys=[("job_id", "ingest_jobs", "id")], if_not_exists=True)
-    db.table("ingest_files").create_index(["status"], if_not_exists=True)

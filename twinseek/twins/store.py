@@ -2,8 +2,8 @@
 
 Layout of a store folder::
 
-    twins.db                         SQLite (tables videos, tracks, instances, relations, refinements;
-                                     decompositions, the agent's cache of LLM query decompositions)
+    twins.db                         SQLite (tables videos, tracks, instances, relations, refinements; the
+                                     tables of components that keep theirs here, see twinseek.twins.migrations)
     masks/<video_id>/<ingest>/t<track>_f<frame>.png
     .leases/<ingest>.lock            one per ingest still writing its mask folder (flock held by its process)
 
@@ -99,67 +99,6 @@ class StoreCheck(BaseModel):
     @property
     def damaged_videos(self) -> list[str]:
         return sorted({f.video_id for f in self.findings if f.damage and f.video_id})
-
-
-class IngestQueue:
-    """The ingest queue of the web app, kept in the store's database (``ingest_jobs``, ``ingest_files``).
-
-    Its own SQLite connection, shared by the threads of one process under a lock (the API thread adds jobs,
-    the ingest worker records each file's progress); every change is committed at once, so a server killed at
-    any moment restarts with every job as it last stood. Rows are plain dicts (the web app's models live in
-    :mod:`twinseek.web.ingest`).
-    """
-
-    JOB_FIELDS = ("source", "label", "created", "status", "error", "upload_folder")
-    FILE_FIELDS = ("name", "path", "status", "video_id", "error", "frames", "tracks", "seconds", "started")
-
-    def __init__(self, root: str | Path) -> None:
-        import sqlite3
-        import threading
-
-        TwinStore(root).close()  # the store exists and its migrations ran
-        conn = sqlite3.connect(str(Path(root) / DB_NAME), check_same_thread=False, timeout=30.0)
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self._lock = threading.Lock()
-
-    def add(self, job: dict[str, Any], files: Sequence[dict[str, Any]]) -> None:
-        """A new job and its files (``position`` is each file's index)."""
-        with self._lock, self.db.conn:
-            self.db.table("ingest_jobs").insert({"id": job["id"], **{k: job.get(k) for k in self.JOB_FIELDS}})
-            self.db.table("ingest_files").insert_all(
-                {"job_id": job["id"], "position": n, **{k: f.get(k) for k in self.FILE_FIELDS}}
-                for n, f in enumerate(files))
-
-    def update_job(self, job_id: str, **fields: Any) -> None:
-        with self._lock, self.db.conn:
-            self.db.table("ingest_jobs").update(job_id, fields)
-
-    def update_file(self, job_id: str, position: int, **fields: Any) -> None:
-        with self._lock, self.db.conn:
-            self.db.table("ingest_files").update((job_id, position), fields)
-
-    def remove(self, job_ids: Collection[str]) -> None:
-        """Forget finished jobs (the history the app keeps is bounded)."""
-        if not job_ids:
-            return
-        marks = ",".join("?" * len(job_ids))
-        with self._lock, self.db.conn:
-            self.db.execute(f"delete from ingest_files where job_id in ({marks})", list(job_ids))
-            self.db.execute(f"delete from ingest_jobs where id in ({marks})", list(job_ids))
-
-    def jobs(self) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-        """Every job with its files, oldest first."""
-        with self._lock:
-            jobs = list(self.db.query("select * from ingest_jobs order by created, rowid"))
-            files: dict[str, list[dict[str, Any]]] = {}
-            for row in self.db.query("select * from ingest_files order by job_id, position"):
-                files.setdefault(row["job_id"], []).append(row)
-        return [(job, files.get(job["id"], [])) for job in jobs]
-
-    def close(self) -> None:
-        with self._lock:
-            self.db.close()
 
 
 class TwinStore:
