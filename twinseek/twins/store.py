@@ -50,8 +50,18 @@ from sqlite_utils.migrations import Migrations
 from twinseek.errors import StoreBusyError, StoreError, VideoNotFoundError
 from twinseek.media import load_mask, save_mask
 from twinseek.twins.migrations import store_migrations
-from twinseek.twins.model import Instance, Provenance, Relation, ScreenText, Track, Twin, Video, utc_now
+from twinseek.twins.model import Instance, Relation, Track, Twin, Video
 from twinseek.twins.refinements import Refinement, overlay, prune
+from twinseek.twins.rows import (
+    instance_from_row,
+    instance_to_row,
+    refinement_from_row,
+    refinement_to_row,
+    track_from_row,
+    track_to_row,
+    video_from_row,
+    video_to_row,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -170,16 +180,16 @@ class TwinStore:
 
     def find_by_path(self, path: str) -> Video | None:
         rows = list(self.db.query("select * from videos where path = ?", [path]))
-        return _video_from_row(rows[0]) if rows else None
+        return video_from_row(rows[0]) if rows else None
 
     def get_video(self, video_id: str) -> Video:
         rows = list(self.db.query("select * from videos where video_id = ?", [video_id]))
         if not rows:
             raise VideoNotFoundError(video_id)
-        return _video_from_row(rows[0])
+        return video_from_row(rows[0])
 
     def videos(self) -> list[Video]:
-        return [_video_from_row(r) for r in self.db.query("select * from videos order by video_id")]
+        return [video_from_row(r) for r in self.db.query("select * from videos order by video_id")]
 
     def get_twin(self, video_id: str, refinements: bool | Collection[int] = True) -> Twin:
         """The twin of ``video_id``: its ingest rows with refinements laid over them (``True``: all of the video's,
@@ -194,10 +204,10 @@ class TwinStore:
         video = self.get_video(video_id)
         q = self.db.query
         tracks = [
-            _track_from_row(r) for r in q("select * from tracks where video_id = ? order by track_id", [video_id])
+            track_from_row(r) for r in q("select * from tracks where video_id = ? order by track_id", [video_id])
         ]
         instances = [
-            _instance_from_row(r)
+            instance_from_row(r)
             for r in q("select * from instances where video_id = ? order by track_id, frame_index", [video_id])
         ]
         relations = [
@@ -357,10 +367,10 @@ class TwinStore:
                     continue
                 rows = list(self.db.query("select * from refinements where key = ?", [kept.key]))
                 if not rows:
-                    row = _refinement_to_row(kept)
+                    row = refinement_to_row(kept)
                     self.db.table("refinements").insert(row)
                     rows = list(self.db.query("select * from refinements where key = ?", [kept.key]))
-                stored.append(_refinement_from_row(rows[0]))
+                stored.append(refinement_from_row(rows[0]))
         return stored
 
     def refinements(self, video_id: str | None = None, *, ids: Collection[int] | None = None,
@@ -382,7 +392,7 @@ class TwinStore:
             where.append(f"id in ({','.join('?' * len(wanted))})")
             params += wanted
         sql = "select * from refinements" + (f" where {' and '.join(where)}" if where else "") + " order by id"
-        return [_refinement_from_row(r) for r in self.db.query(sql, params)]
+        return [refinement_from_row(r) for r in self.db.query(sql, params)]
 
     def clear_refinements(self, video_id: str | None = None) -> int:
         """Delete the refinements of one video (or all); the ingest rows are untouched. Returns how many."""
@@ -401,20 +411,13 @@ class TwinStore:
             self.db.execute(f"delete from [{table}] where video_id = ?", [video_id])
 
     def _insert_video(self, video: Video, mask_dir: str) -> None:
-        row = video.model_dump()
-        row["sampled_frames"] = json.dumps(video.sampled_frames)
-        row["specialists"] = json.dumps([p.model_dump() for p in video.specialists])
-        row["scene"] = json.dumps(video.scene)
-        row["screen_text"] = json.dumps([t.model_dump() for t in video.screen_text])
-        row["frame_votes"] = json.dumps(video.frame_votes)
-        row["mask_dir"] = mask_dir
-        self.db.table("videos").insert(row)
+        self.db.table("videos").insert(video_to_row(video, mask_dir))
 
     def _insert_tracks(self, tracks: list[Track]) -> None:
-        self.db.table("tracks").insert_all((_track_to_row(t) for t in tracks), batch_size=500)
+        self.db.table("tracks").insert_all((track_to_row(t) for t in tracks), batch_size=500)
 
     def _insert_instances(self, instances: list[Instance]) -> None:
-        self.db.table("instances").insert_all((_instance_to_row(i) for i in instances), batch_size=500)
+        self.db.table("instances").insert_all((instance_to_row(i) for i in instances), batch_size=500)
 
     def _insert_relations(self, relations: list[Relation]) -> None:
         self.db.table("relations").insert_all((r.model_dump() for r in relations), batch_size=500)
@@ -546,57 +549,3 @@ def _lock(handle: Any, timeout_s: float | None) -> None:
             if time.monotonic() >= give_up:
                 raise StoreBusyError(f"another writer holds {handle.name} (waited {timeout_s:.1f}s)") from None
             time.sleep(0.02)
-
-
-def _video_from_row(row: dict[str, Any]) -> Video:
-    row = dict(row)
-    row.pop("mask_dir", None)
-    row["sampled_frames"] = json.loads(row["sampled_frames"] or "[]")
-    row["specialists"] = [Provenance(**p) for p in json.loads(row["specialists"] or "[]")]
-    row["scene"] = [tuple(s) for s in json.loads(row.get("scene") or "[]")]
-    row["screen_text"] = [ScreenText(**t) for t in json.loads(row.get("screen_text") or "[]")]
-    row["frame_votes"] = json.loads(row.get("frame_votes") or "{}")
-    return Video(**row)
-
-
-def _track_to_row(track: Track) -> dict[str, Any]:
-    row = track.model_dump()
-    row["category_candidates"] = json.dumps(track.category_candidates)
-    row["votes"] = json.dumps(track.votes)
-    return row
-
-
-def _track_from_row(row: dict[str, Any]) -> Track:
-    row = dict(row)
-    row["category_candidates"] = [tuple(c) for c in json.loads(row["category_candidates"] or "[]")]
-    row["votes"] = json.loads(row.get("votes") or "{}")
-    return Track(**row)
-
-
-def _instance_to_row(inst: Instance) -> dict[str, Any]:
-    row = inst.model_dump(exclude={"bbox", "centroid"})
-    row.update(zip(("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2"), inst.bbox))
-    row.update(centroid_x=inst.centroid[0], centroid_y=inst.centroid[1])
-    return row
-
-
-def _instance_from_row(row: dict[str, Any]) -> Instance:
-    row = dict(row)
-    row["bbox"] = tuple(row.pop(k) for k in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2"))
-    row["centroid"] = (row.pop("centroid_x"), row.pop("centroid_y"))
-    return Instance(**row)
-
-
-def _refinement_to_row(ref: Refinement) -> dict[str, Any]:
-    row = ref.model_dump(exclude={"id"})
-    for name in ("frames", "args", "value", "provenance"):
-        row[name] = json.dumps(row[name], sort_keys=True)
-    row.update(key=ref.key, call=ref.call, created_at=ref.provenance.get("created_at") or utc_now())
-    return row
-
-
-def _refinement_from_row(row: dict[str, Any]) -> Refinement:
-    row = {k: v for k, v in row.items() if k not in ("key", "call", "created_at")}
-    for name in ("frames", "args", "value", "provenance"):
-        row[name] = json.loads(row[name]) if row[name] is not None else None
-    return Refinement(**row)
