@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from twinseek.errors import StoreError, VideoNotFoundError
+from twinseek.twins.compare import diff_stores
 from twinseek.twins.masks import mask_geometry
 from twinseek.twins.model import Instance, Provenance, Relation, Track, Twin, Video
 from twinseek.twins.store import TwinStore
@@ -155,6 +156,21 @@ def test_set_ecr_and_missing_store(tmp_path: Path) -> None:
         assert store.get_video("clip").ecr_text == "a brown dog runs right"
         stats = store.stats()
         assert stats["videos"] == 1 and stats["instances"] == 3 and stats["top_categories"] == {"dog": 1}
+
+
+def test_diff_compares_rows_and_masks_not_bookkeeping(tmp_path: Path) -> None:
+    twin, masks = make_twin()
+    with TwinStore(tmp_path / "a") as a, TwinStore(tmp_path / "b") as b:
+        put(a, twin, masks)
+        put(b, twin, masks)  # another mask folder, relation ids and ingest time: bookkeeping
+        same = diff_stores(a, b)
+        assert same.identical and (same.videos, same.tracks, same.instances, same.relations, same.masks) == (1, 1, 3, 1, 3)
+        changed = twin.model_copy(deep=True)
+        changed.tracks[0].attributes = "black"
+        put(b, changed, {**masks, (1, 0): ~masks[(1, 0)]})
+        assert diff_stores(a, b).differences == ["'clip' tracks (row 0, track 1): attributes: 'brown' vs 'black'",
+                                                 "'clip' mask of track 1 frame 0: 3072 pixels differ"]
+        assert diff_stores(a, b, masks=False, limit=1).differences[-1] == "... (more differences not listed)"
 
 
 def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:

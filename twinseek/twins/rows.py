@@ -1,13 +1,42 @@
 """The twin store's rows: how a twin's models are written to the store's tables and read back (JSON columns,
-the bounding box and centroid as columns)."""
+the bounding box and centroid as columns), and the raw rows some of the store's reads return."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from twinseek.twins.model import Instance, Provenance, ScreenText, Track, Video, utc_now
 from twinseek.twins.refinements import Refinement
+
+
+class VideoRevision(NamedTuple):
+    """What changes when a video's stored twin does (:meth:`~twinseek.twins.store.TwinStore.video_revisions`): a
+    catalogue makes each video's signature from the fields it indexes, and re-indexes the video when it changes."""
+
+    video_id: str
+    content_hash: str | None
+    mask_dir: str | None  # unique per ingest: the ingest rows never change after it
+    ingested_at: str | None
+    ecr_text: str | None
+    ecr_source: str | None
+    relations: int  # how many relation rows
+    last_relation: int | None  # the highest relation row id
+    tracks: int  # how many track rows
+    track_labels: str | None  # "track_id:category:attributes" of each track, joined by "|"
+
+
+@dataclass(frozen=True)
+class StoredRows:
+    """One video's rows exactly as stored (column -> value, JSON columns as their text), each table in the order
+    :meth:`~twinseek.twins.store.TwinStore.get_twin` reads it: tracks by track id, instances by track and frame,
+    relations by row id."""
+
+    video: dict[str, Any]
+    tracks: list[dict[str, Any]]
+    instances: list[dict[str, Any]]
+    relations: list[dict[str, Any]]
 
 
 def video_to_row(video: Video, mask_dir: str) -> dict[str, Any]:

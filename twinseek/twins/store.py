@@ -53,6 +53,8 @@ from twinseek.twins.migrations import store_migrations
 from twinseek.twins.model import Instance, Relation, Track, Twin, Video
 from twinseek.twins.refinements import Refinement, overlay, prune
 from twinseek.twins.rows import (
+    StoredRows,
+    VideoRevision,
     instance_from_row,
     instance_to_row,
     refinement_from_row,
@@ -201,20 +203,37 @@ class TwinStore:
         return overlay(twin, self.refinements(video_id, ids=ids))
 
     def _ingest_twin(self, video_id: str) -> Twin:
-        video = self.get_video(video_id)
+        rows = self.stored_rows(video_id)
+        return Twin(video=video_from_row(rows.video), tracks=[track_from_row(r) for r in rows.tracks],
+                    instances=[instance_from_row(r) for r in rows.instances],
+                    relations=[Relation(**{k: v for k, v in r.items() if k != "id"}) for r in rows.relations])
+
+    def stored_rows(self, video_id: str) -> StoredRows:
+        """The ingest rows of ``video_id`` exactly as stored, no refinements laid over them (the twin
+        :meth:`get_twin` builds from them; what ``twinseek store diff`` compares)."""
+        rows = list(self.db.query("select * from videos where video_id = ?", [video_id]))
+        if not rows:
+            raise VideoNotFoundError(video_id)
         q = self.db.query
-        tracks = [
-            track_from_row(r) for r in q("select * from tracks where video_id = ? order by track_id", [video_id])
-        ]
-        instances = [
-            instance_from_row(r)
-            for r in q("select * from instances where video_id = ? order by track_id, frame_index", [video_id])
-        ]
-        relations = [
-            Relation(**{k: v for k, v in r.items() if k != "id"})
-            for r in q("select * from relations where video_id = ? order by id", [video_id])
-        ]
-        return Twin(video=video, tracks=tracks, instances=instances, relations=relations)
+        return StoredRows(
+            video=rows[0],
+            tracks=list(q("select * from tracks where video_id = ? order by track_id", [video_id])),
+            instances=list(q("select * from instances where video_id = ? order by track_id, frame_index", [video_id])),
+            relations=list(q("select * from relations where video_id = ? order by id", [video_id])),
+        )
+
+    def video_revisions(self) -> list[VideoRevision]:
+        """One :class:`~twinseek.twins.rows.VideoRevision` per video, in no particular order (what the catalogues'
+        per-video signatures are made of)."""
+        rows = self.db.execute(
+            "select v.video_id, v.content_hash, v.mask_dir, v.ingested_at, v.ecr_text, v.ecr_source, "
+            "(select count(*) from relations r where r.video_id = v.video_id), "
+            "(select max(id) from relations r where r.video_id = v.video_id), "
+            "(select count(*) from tracks t where t.video_id = v.video_id), "
+            "(select group_concat(t.track_id || ':' || t.category || ':' || coalesce(t.attributes, ''), '|') "
+            "from tracks t where t.video_id = v.video_id) from videos v"
+        ).fetchall()
+        return [VideoRevision(*row) for row in rows]
 
     def mask_file(self, instance: Instance) -> Path:
         return self.root / instance.mask_path
