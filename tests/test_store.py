@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,17 @@ def test_diff_compares_rows_and_masks_not_bookkeeping(tmp_path: Path) -> None:
         assert diff_stores(a, b).differences == ["'clip' tracks (row 0, track 1): attributes: 'brown' vs 'black'",
                                                  "'clip' mask of track 1 frame 0: 3072 pixels differ"]
         assert diff_stores(a, b, masks=False, limit=1).differences[-1] == "... (more differences not listed)"
+
+
+def test_a_shared_store_serves_other_threads(tmp_path: Path) -> None:
+    with TwinStore(tmp_path) as store:
+        put(store, *make_twin())
+    with ThreadPoolExecutor(1) as pool:
+        with TwinStore(tmp_path, create=False, shared=True) as store:
+            assert pool.submit(store.video_ids).result() == ["clip"]
+            assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        with TwinStore(tmp_path) as store, pytest.raises(sqlite3.ProgrammingError, match="thread"):
+            pool.submit(store.video_ids).result()  # the default: the opening thread's connection
 
 
 def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import time
 import uuid
 from collections.abc import Collection, Iterator, Sequence
@@ -114,16 +115,22 @@ class StoreCheck(BaseModel):
 
 
 class TwinStore:
-    """A folder holding the twin database and mask files. Use as a context manager or call ``close``."""
+    """A folder holding the twin database and mask files. Use as a context manager or call ``close``.
 
-    def __init__(self, root: str | Path, create: bool = True) -> None:
+    ``create``: make the store when the folder holds none (else :class:`StoreError`). ``shared``: the connection
+    may be used from several threads at once (a search's graph runs nodes on executor threads), which SQLite allows
+    when it is built serialised (``sqlite3.threadsafety == 3``, as distributions build it); writes still go one at
+    a time through the writer lock. Without it, the connection belongs to the thread that opened the store.
+    """
+
+    def __init__(self, root: str | Path, create: bool = True, *, shared: bool = False) -> None:
         self.root = Path(root)
         db_path = self.root / DB_NAME
         if not db_path.exists() and not create:
             raise StoreError(f"no twin store at {self.root} (expected {db_path})")
         self.root.mkdir(parents=True, exist_ok=True)
         self._leases: dict[str, int] = {}  # mask folder -> fd of its lease file (flock held)
-        self.db = sqlite_utils.Database(db_path)
+        self.db = _connect(db_path, shared)
         self.db.enable_wal()
         self.db.execute("PRAGMA foreign_keys = ON")
         with self.writer():
@@ -491,6 +498,14 @@ class TwinStore:
                 logger.debug("keeping uncommitted mask folder %s (%s)", rel, state)
         with contextlib.suppress(OSError):  # not empty: still in use
             video_dir.rmdir()
+
+
+def _connect(path: Path, shared: bool) -> sqlite_utils.Database:
+    if shared and sqlite3.threadsafety == 3:
+        return sqlite_utils.Database(sqlite3.connect(str(path), check_same_thread=False))
+    if shared:  # pragma: no cover - distributions build SQLite serialised
+        logger.warning("SQLite is not built thread-safe: run one search at a time, from one thread")
+    return sqlite_utils.Database(path)
 
 
 def _names(migrations: Migrations) -> set[str]:
