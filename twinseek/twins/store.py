@@ -30,14 +30,10 @@ One writer at a time (an advisory file lock); any number of readers (WAL mode).
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import json
 import logging
 import os
 import shutil
 import sqlite3
-import time
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
@@ -48,8 +44,9 @@ import sqlite_utils
 from pydantic import BaseModel, Field, computed_field
 from sqlite_utils.migrations import Migrations
 
-from twinseek.errors import StoreBusyError, StoreError, VideoNotFoundError
+from twinseek.errors import StoreError, VideoNotFoundError
 from twinseek.media import load_mask, save_mask
+from twinseek.twins.locks import age_s, exclusive, lease_held, mkdir_racing_sweeps, take_lease
 from twinseek.twins.migrations import store_migrations
 from twinseek.twins.model import Instance, Relation, Track, Twin, Video
 from twinseek.twins.refinements import Refinement, overlay, prune
@@ -166,12 +163,8 @@ class TwinStore:
     def writer(self, timeout_s: float | None = None) -> Iterator[None]:
         """Hold the store's writer lock: blocks while another process (or thread) writes; with ``timeout_s``,
         raises :class:`StoreBusyError` when the lock is not free within that many seconds."""
-        with open(self.root / ".writer.lock", "w") as handle:
-            _lock(handle, timeout_s)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with exclusive(self.root / ".writer.lock", timeout_s):
+            yield
 
     # -- queries -----------------------------------------------------------------------------------------
     def video_ids(self) -> list[str]:
@@ -317,9 +310,9 @@ class TwinStore:
         token = uuid.uuid4().hex[:12]
         rel = f"{MASK_DIR}/{video_id}/{token}"
         # the lease is locked before the folder exists, so a sweep never sees the folder without its lease
-        self._leases[rel] = _take_lease(self.root / LEASE_DIR / f"{token}.lock", rel)
+        self._leases[rel] = take_lease(self.root / LEASE_DIR / f"{token}.lock", rel)
         try:
-            _mkdir_racing_sweeps(self.root / rel)
+            mkdir_racing_sweeps(self.root / rel)
         except BaseException:
             self._release_lease(rel)
             raise
@@ -460,9 +453,9 @@ class TwinStore:
         if f"{MASK_DIR}/{ingest_dir.parent.name}/{ingest_dir.name}" in self._leases:
             return "leased"
         lease = self.root / LEASE_DIR / f"{ingest_dir.name}.lock"
-        held = _lease_held(lease)
+        held = lease_held(lease)
         if held is None:  # no lease file: an older twinseek wrote it; judge by age
-            return "orphan" if _age_s(ingest_dir) > ORPHAN_GRACE_S else "young"
+            return "orphan" if age_s(ingest_dir) > ORPHAN_GRACE_S else "young"
         return "leased" if held else "orphan"
 
     def _sweep_orphan_masks(self) -> None:
@@ -479,7 +472,7 @@ class TwinStore:
             for lease in leases.glob("*.lock"):
                 # a lease with no folder: its ingest died before mkdir or after discarding; the age guard
                 # spares one whose ingest is between creating the lease and locking it
-                if not any(base.glob(f"*/{lease.stem}")) and _age_s(lease) > 60 and _lease_held(lease) is False:
+                if not any(base.glob(f"*/{lease.stem}")) and age_s(lease) > 60 and lease_held(lease) is False:
                     lease.unlink(missing_ok=True)
 
     def _sweep_video_dir(self, video_dir: Path, live: set[str]) -> None:
@@ -512,74 +505,9 @@ def _names(migrations: Migrations) -> set[str]:
     return {m.name for m in migrations._migrations}  # sqlite-utils lists a set's migrations nowhere public
 
 
-def _mkdir_racing_sweeps(path: Path, attempts: int = 20) -> None:
-    """``mkdir -p path`` while other processes may sweep: a sweep removes an empty per-video folder, which can
-    happen between creating it and creating ``path`` inside it; then the parent is simply made again."""
-    for attempt in range(attempts):
-        try:
-            path.mkdir(parents=True)
-            return
-        except FileNotFoundError:
-            if attempt == attempts - 1:
-                raise
-
-
-def _take_lease(path: Path, mask_dir: str) -> int:
-    """Create ``path`` and hold an exclusive flock on it; returns the open fd (closing it drops the lock)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.write(fd, json.dumps({"pid": os.getpid(), "mask_dir": mask_dir}).encode())
-    except BaseException:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise
-    return fd
-
-
-def _lease_held(path: Path) -> bool | None:
-    """Whether a live process holds the lease at ``path`` (``None``: there is no lease file)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return True
-        raise
-    finally:
-        os.close(fd)  # also drops the lock we may just have taken
-    return False
-
-
 def _readable_mask(path: Path) -> bool:
     try:
         load_mask(path)
     except (OSError, ValueError):
         return False
     return True
-
-
-def _age_s(path: Path) -> float:
-    try:
-        return time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        return 0.0
-
-
-def _lock(handle: Any, timeout_s: float | None) -> None:
-    if timeout_s is None:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        return
-    give_up = time.monotonic() + timeout_s
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= give_up:
-                raise StoreBusyError(f"another writer holds {handle.name} (waited {timeout_s:.1f}s)") from None
-            time.sleep(0.02)
