@@ -25,10 +25,12 @@ import tempfile
 from pathlib import Path
 
 from twinseek.agent.api import Agent
+from twinseek.agent.judge import JudgementCache
 from twinseek.config import load_settings
 from twinseek.evals.bench import Bench, load_bench
 from twinseek.evals.metrics import aggregate, evaluate_query
 from twinseek.evals.runner import AgentScorer
+from twinseek.retrieval.decompose import DecompositionCache
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore
 
@@ -85,9 +87,8 @@ def main() -> None:
     shutil.copytree(args.store, work)
     if args.cold:  # a new query: neither its decomposition nor its judge's answers are cached
         with TwinStore(work) as store:
-            store.db.execute("delete from decompositions")
-            store.db.execute("delete from judgements")
-            store.db.conn.commit()
+            DecompositionCache(store).clear()
+            JudgementCache(store).clear()
     load_before = os.getloadavg()[0]
     with Agent.open(work) as agent:
         agent.search("warm-up: a person walking", k=args.k, lr=False)  # loads the encoders (no LLM cache entry)

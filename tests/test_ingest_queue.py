@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from twinseek.config import load_settings
+from twinseek.twins.ingest_queue import IngestQueue, m006_ingest_queue
 from twinseek.twins.pipeline import IngestResult
-from twinseek.twins.store import IngestQueue, TwinStore, m006_ingest_queue
+from twinseek.twins.store import TwinStore
 from twinseek.web.ingest import IngestJob, IngestWorker
 
 
@@ -50,6 +51,7 @@ def worker(store: Path, seen: list[str], gate: threading.Event | None = None) ->
 
 
 def test_the_migration_is_applied_and_stands_alone(store: Path) -> None:
+    IngestQueue(store).close()  # the queue has the store apply its migration
     with TwinStore(store) as s:
         assert {"ingest_jobs", "ingest_files"} <= set(s.db.table_names())
         assert "m006_ingest_queue" in {r["name"] for r in s.db.query("select name from _sqlite_migrations")}

@@ -16,6 +16,7 @@ from twinseek.config import load_settings
 from twinseek.media.masks import mask_iou
 from twinseek.twins.adapters.base import Category, Detection, ObjectDetector, TextReader, TrackedObject
 from twinseek.twins.adapters.embedded.tracker import EmbeddedSegmenter
+from twinseek.twins.migrations import store_migrations
 from twinseek.twins.model import ScreenText, Track, Twin, Video
 from twinseek.twins.store import TwinStore
 
@@ -335,10 +336,8 @@ def test_glosses_reach_components_and_the_llm_view(knowledge) -> None:  # noqa: 
 
 # -- the store ------------------------------------------------------------------------------------------------
 def test_old_store_opens_with_empty_screen_text(tmp_path: Path) -> None:
-    from twinseek.twins import store as store_module
-
     db = sqlite_utils.Database(tmp_path / "twins.db")
-    store_module.migrations.apply(db, stop_before="m004_perception")  # a store written before it existed
+    store_migrations.apply(db, stop_before="m004_perception")  # a store written before it existed
     db.table("videos").insert({"video_id": "old", "path": "/old.mp4", "content_hash": "h", "width": 8, "height": 8,
                                "fps": 1.0, "frame_count": 1, "duration_s": 1.0, "sampled_frames": "[0]",
                                "profile": "embedded", "specialists": "[]", "scene": "[]", "mask_dir": "masks/old/x",

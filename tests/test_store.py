@@ -5,12 +5,14 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from twinseek.errors import StoreError, VideoNotFoundError
+from twinseek.twins.compare import diff_stores
 from twinseek.twins.masks import mask_geometry
 from twinseek.twins.model import Instance, Provenance, Relation, Track, Twin, Video
 from twinseek.twins.store import TwinStore
@@ -157,13 +159,35 @@ def test_set_ecr_and_missing_store(tmp_path: Path) -> None:
         assert stats["videos"] == 1 and stats["instances"] == 3 and stats["top_categories"] == {"dog": 1}
 
 
+def test_diff_compares_rows_and_masks_not_bookkeeping(tmp_path: Path) -> None:
+    twin, masks = make_twin()
+    with TwinStore(tmp_path / "a") as a, TwinStore(tmp_path / "b") as b:
+        put(a, twin, masks)
+        put(b, twin, masks)  # another mask folder, relation ids and ingest time: bookkeeping
+        same = diff_stores(a, b)
+        assert same.identical and (same.videos, same.tracks, same.instances, same.relations, same.masks) == (1, 1, 3, 1, 3)
+        changed = twin.model_copy(deep=True)
+        changed.tracks[0].attributes = "black"
+        put(b, changed, {**masks, (1, 0): ~masks[(1, 0)]})
+        assert diff_stores(a, b).differences == ["'clip' tracks (row 0, track 1): attributes: 'brown' vs 'black'",
+                                                 "'clip' mask of track 1 frame 0: 3072 pixels differ"]
+        assert diff_stores(a, b, masks=False, limit=1).differences[-1] == "... (more differences not listed)"
+
+
+def test_a_shared_store_serves_other_threads(tmp_path: Path) -> None:
+    with TwinStore(tmp_path) as store:
+        put(store, *make_twin())
+    with ThreadPoolExecutor(1) as pool:
+        with TwinStore(tmp_path, create=False, shared=True) as store:
+            assert pool.submit(store.video_ids).result() == ["clip"]
+            assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        with TwinStore(tmp_path) as store, pytest.raises(sqlite3.ProgrammingError, match="thread"):
+            pool.submit(store.video_ids).result()  # the default: the opening thread's connection
+
+
 def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     TwinStore(tmp_path).close()
-    with TwinStore(tmp_path) as store:
+    with TwinStore(tmp_path) as store:  # the store's own tables; components' come with them (test_store_migrations)
         applied = list(store.db.query("select name from _sqlite_migrations where migration_set='twinseek'"))
-        assert [r["name"] for r in applied] == ["m001_initial", "m002_decompositions", "m003_refinements",
-                                                "m004_perception", "m005_words", "m006_ingest_queue",
-                                                "m007_judgements"]
-        assert store.db.table("decompositions").exists() and store.db.table("decompositions").pks == [
-            "query", "model", "prompt_version"]
-        assert store.db.table("refinements").exists()
+        assert [r["name"] for r in applied] == ["m001_initial", "m003_refinements", "m004_perception", "m005_words"]
+        assert store.db.table("refinements").exists() and not store.db.table("decompositions").exists()

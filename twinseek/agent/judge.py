@@ -32,7 +32,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
+import sqlite_utils
 from pydantic import BaseModel, ConfigDict, Field
+from sqlite_utils.migrations import Migrations
 
 from twinseek.agent import prompts
 from twinseek.agent.calibration import RETRIEVAL_JUDGE, candidate_features, sigmoid
@@ -45,7 +47,8 @@ from twinseek.retrieval.compositional import ComponentMatch
 from twinseek.retrieval.decompose import Decomposition
 from twinseek.retrieval.fusion import minmax
 from twinseek.retrieval.stages import Candidate
-from twinseek.twins.model import Track, Twin
+from twinseek.twins.migrations import STORE_SET
+from twinseek.twins.model import Track, Twin, utc_now
 from twinseek.twins.views import compact_view, description
 from twinseek.twins.words import category_phrase, motion_words
 
@@ -286,6 +289,46 @@ def prior_corrected(p_yes: float, p_content_free: float) -> float:
     return sigmoid(logit(p_yes) - logit(p_content_free))
 
 
+# -- the cache of its answers --------------------------------------------------------------------------------------
+# The judge's answers, in the store's database. Their migration was the store's own before the cache owned it: it
+# keeps the store's set name and its own function name, which every existing store recorded (none runs it again).
+judgement_migrations = Migrations(STORE_SET)
+
+
+@judgement_migrations()
+def m007_judgements(db: sqlite_utils.Database) -> None:
+    """The judge's answers (P(yes) of one prompt by one model, at temperature 0): a candidate judged again for the
+    same query, after a restart or in another eval run, is not sent to the LLM again. Not twin data: searches write
+    it, like the decompositions."""
+    db.table("judgements").create({"key": str, "model": str, "value": float, "created_at": str}, pk="key",
+                                  if_not_exists=True)
+
+
+class JudgementCache:
+    """The judge's answers persisted in a twin store's SQLite (table ``judgements``, migration ``m007_judgements``,
+    which the store applies when the first cache opens on it), keyed by a hash of the model, its temperature and
+    the prompt (:meth:`Judge._ask`)."""
+
+    def __init__(self, store: TwinStore) -> None:
+        store.ensure(judgement_migrations)
+        self.store = store
+
+    def get(self, key: str) -> float | None:
+        """The cached answer, or None."""
+        row = self.store.db.execute("select value from judgements where key = ?", [key]).fetchone()
+        return None if row is None else float(row[0])
+
+    def put(self, key: str, model: str, value: float) -> None:
+        with self.store.writer(), self.store.db.atomic():
+            self.store.db.table("judgements").upsert({"key": key, "model": model, "value": value,
+                                                      "created_at": utc_now()}, pk="key")
+
+    def clear(self) -> int:
+        """Forget every cached answer (a cold start); returns how many there were."""
+        with self.store.writer(), self.store.db.atomic():
+            return self.store.db.execute("delete from judgements").rowcount
+
+
 # -- the judge -----------------------------------------------------------------------------------------------------
 Judged = tuple[str, Judgement, Fallback | None]
 REASON_MAX_TOKENS = 160
@@ -334,6 +377,7 @@ class Judge:
         deadline = Deadline.after(state.get("started_at"), run.deadline_s)
         self.llm = BoundedLLM(res.judge_llm if self.mode == "describe" else res.llm, deadline)
         self.positions = {c.video_id: i for i, c in enumerate(state.get("candidates", []))}
+        self.answers = JudgementCache(res.store)
 
     @property
     def model_name(self) -> str:
@@ -407,11 +451,11 @@ class Judge:
         """P(yes) for ``messages``, from the store's cache of the judge's answers when this model was asked the same
         before (the answer of a temperature-0 model to the same prompt; other temperatures are keyed apart)."""
         key = hashlib.sha256(json.dumps([self.llm.model, self.llm.settings.temperature, messages]).encode()).hexdigest()
-        cached = self.res.store.judgement(key)
+        cached = self.answers.get(key)
         if cached is not None:
             return cached
         p_yes = self.llm.yes_probability(messages)
-        self.res.store.put_judgement(key, self.llm.model, p_yes)
+        self.answers.put(key, self.llm.model, p_yes)
         return p_yes
 
     def _verdict(self, cand: Candidate, twin: Twin, round_: int) -> tuple[Judgement, Fallback | None]:

@@ -10,17 +10,15 @@ in one process share no index, cache or client; only the embedded LLM server pro
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import sqlite_utils
 
 from twinseek.config import JudgeName, LLMTier, Settings, TierDefaults, load_settings
 from twinseek.errors import TwinseekError
 from twinseek.retrieval.decompose import Decomposer, DecompositionCache
 from twinseek.retrieval.rerank import LLM_RERANKERS, Reranker, RerankerName, make_reranker
+from twinseek.twins.store import TwinStore
 
 if TYPE_CHECKING:
     from twinseek.agent.calibration import Calibrator
@@ -31,7 +29,6 @@ if TYPE_CHECKING:
     from twinseek.retrieval.encoders import ComponentEncoders
     from twinseek.retrieval.stages import RetrievalIndexes
     from twinseek.twins.specialists import Specialists
-    from twinseek.twins.store import TwinStore
 
 logger = logging.getLogger(__name__)
 
@@ -204,16 +201,7 @@ def open_shared_store(root: str | Path) -> TwinStore:
     ``asearch`` runs nodes on executor threads and the reason node hands work to a pool; SQLite is built
     serialised (``sqlite3.threadsafety == 3``) and writes still go one at a time through the store's writer lock.
     """
-    from twinseek.twins.store import DB_NAME, TwinStore
-
-    store = TwinStore(root, create=False)
-    if sqlite3.threadsafety == 3:
-        store.db.close()
-        store.db = sqlite_utils.Database(sqlite3.connect(store.root / DB_NAME, check_same_thread=False))
-        store.db.execute("PRAGMA foreign_keys = ON")
-    else:  # pragma: no cover - distributions build SQLite serialised
-        logger.warning("SQLite is not built thread-safe: run one search at a time, from one thread")
-    return store
+    return TwinStore(root, create=False, shared=True)
 
 
 def start_in_background(llm: LLMClient) -> threading.Thread:

@@ -117,8 +117,7 @@ class CatalogIndex:
         self.folder = store.root / "index" / source.name
         self._vectors: VectorIndex | None = None
         self._catalogue: _Catalogue | None = None
-        with store.writer():  # its own migration set: the twin store's schema stays the twin store's
-            index_migrations.apply(store.db)
+        store.ensure(index_migrations)  # its own migration set: the twin store's schema stays the twin store's
 
     @property
     def db(self) -> sqlite_utils.Database:

@@ -34,15 +34,8 @@ class ComponentSource:
 
     def signatures(self, store: TwinStore) -> dict[str, str]:
         # mask_dir is unique per ingest (the rows below never change after it; refinements are not indexed)
-        rows = store.db.execute(
-            "select v.video_id, v.content_hash, v.mask_dir, v.ingested_at, "
-            "(select count(*) from relations r where r.video_id = v.video_id), "
-            "(select max(id) from relations r where r.video_id = v.video_id), "
-            "(select count(*) from tracks t where t.video_id = v.video_id), "
-            "(select group_concat(t.track_id || ':' || t.category || ':' || coalesce(t.attributes, ''), '|') "
-            "from tracks t where t.video_id = v.video_id) from videos v"
-        ).fetchall()
-        return {r[0]: digest(r[1:]) for r in rows}
+        return {r.video_id: digest((r.content_hash, r.mask_dir, r.ingested_at, r.relations, r.last_relation, r.tracks,
+                                    r.track_labels)) for r in store.video_revisions()}
 
     def rows(self, store: TwinStore, video_id: str) -> list[dict[str, Any]]:
         return ComponentTexts.rows(store.get_twin(video_id, refinements=False))  # retrieval sees ingest rows only

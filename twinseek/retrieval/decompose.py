@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
+import sqlite_utils
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlite_utils.migrations import Migrations
 
 from twinseek.errors import StoreError
 from twinseek.prompts import decompose as prompt
+from twinseek.twins.migrations import STORE_SET
 
 if TYPE_CHECKING:
     from twinseek.llm.base import ChatModel
@@ -235,9 +238,23 @@ def prompt_version(system: str | None = None) -> str:
     return f"{prompt.VERSION}+{hashlib.sha256(system.encode()).hexdigest()[:12]}"
 
 
+# The cache's table, in the store's database. Its migration was the store's own before the cache owned it: it keeps
+# the store's set name and its own function name, which every existing store recorded (none runs it again).
+decomposition_migrations = Migrations(STORE_SET)
+
+
+@decomposition_migrations()
+def m002_decompositions(db: sqlite_utils.Database) -> None:
+    db.table("decompositions").create(
+        {"query": str, "model": str, "prompt_version": str, "decomposition": str, "created_at": str},
+        pk=("query", "model", "prompt_version"), if_not_exists=True,
+    )
+
+
 class DecompositionCache:
     """LLM decompositions persisted in a twin store's SQLite (table ``decompositions``, migration
-    ``m002_decompositions``), keyed by (query text, ``tier:model`` of the LLM, prompt version).
+    ``m002_decompositions``, which the store applies when the first cache opens on it), keyed by (query text,
+    ``tier:model`` of the LLM, prompt version).
 
     A write takes the store's writer lock for at most ``write_timeout_s``: when another process holds it (an
     ingest, an index sync), the decomposition is simply not cached this time rather than stalling the search.
@@ -245,6 +262,7 @@ class DecompositionCache:
     """
 
     def __init__(self, store: TwinStore, write_timeout_s: float = 0.5) -> None:
+        store.ensure(decomposition_migrations)
         self.store = store
         self.write_timeout_s = write_timeout_s
 
@@ -281,6 +299,11 @@ class DecompositionCache:
 
     def __len__(self) -> int:
         return int(self.store.db.execute("select count(*) from decompositions").fetchone()[0])
+
+    def clear(self) -> int:
+        """Forget every cached decomposition (a cold start); returns how many there were."""
+        with self.store.writer(), self.store.db.atomic():
+            return self.store.db.execute("delete from decompositions").rowcount
 
 
 @dataclass(frozen=True)

@@ -266,12 +266,8 @@ class DenseSource:
         return self.embedder.dim
 
     def signatures(self, store: TwinStore) -> dict[str, str]:
-        rows = store.db.execute(
-            "select v.video_id, v.content_hash, v.mask_dir, v.ingested_at, v.ecr_text, v.ecr_source, "
-            "(select count(*) from relations r where r.video_id = v.video_id), "
-            "(select max(id) from relations r where r.video_id = v.video_id) from videos v"
-        ).fetchall()
-        return {r[0]: digest(r[1:]) for r in rows}
+        return {r.video_id: digest((r.content_hash, r.mask_dir, r.ingested_at, r.ecr_text, r.ecr_source, r.relations,
+                                    r.last_relation)) for r in store.video_revisions()}
 
     def rows(self, store: TwinStore, video_id: str) -> list[dict[str, Any]]:
         return [dense_text(store.get_twin(video_id, refinements=False))]  # retrieval sees ingest rows only

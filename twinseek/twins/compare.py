@@ -58,34 +58,29 @@ def _differences(a: TwinStore, b: TwinStore, masks: bool, diff: StoreDiff) -> It
         yield f"video {vid!r} only in {b.root}"
     for vid in sorted(ids_a & ids_b):
         diff.videos += 1
-        yield from _rows(f"video {vid!r}", [_video_row(a, vid)], [_video_row(b, vid)])
-        tracks = "select * from tracks where video_id = ? order by track_id"
-        rows_a, rows_b = _query(a, tracks, vid), _query(b, tracks, vid)
-        diff.tracks += len(rows_a)
-        yield from _rows(f"{vid!r} tracks", rows_a, rows_b)
-        relations = "select * from relations where video_id = ? order by id"
-        rows_a, rows_b = _query(a, relations, vid, drop={"id"}), _query(b, relations, vid, drop={"id"})
-        diff.relations += len(rows_a)
-        yield from _rows(f"{vid!r} relations", rows_a, rows_b)
-        instances = "select * from instances where video_id = ? order by track_id, frame_index"
-        rows_a, rows_b = _query(a, instances, vid), _query(b, instances, vid)
-        diff.instances += len(rows_a)
-        paths = [(ra.pop("mask_path"), rb.pop("mask_path")) for ra, rb in zip(rows_a, rows_b)]
-        yield from _rows(f"{vid!r} instances", rows_a, rows_b)
+        rows_a, rows_b = a.stored_rows(vid), b.stored_rows(vid)
+        yield from _rows(f"video {vid!r}", [_without(rows_a.video, IGNORED_VIDEO_COLUMNS)],
+                         [_without(rows_b.video, IGNORED_VIDEO_COLUMNS)])
+        diff.tracks += len(rows_a.tracks)
+        yield from _rows(f"{vid!r} tracks", rows_a.tracks, rows_b.tracks)
+        relations_a = [_without(r, {"id"}) for r in rows_a.relations]
+        relations_b = [_without(r, {"id"}) for r in rows_b.relations]
+        diff.relations += len(relations_a)
+        yield from _rows(f"{vid!r} relations", relations_a, relations_b)
+        instances_a = [_without(r, {"mask_path"}) for r in rows_a.instances]
+        instances_b = [_without(r, {"mask_path"}) for r in rows_b.instances]
+        diff.instances += len(instances_a)
+        paths = [(ra["mask_path"], rb["mask_path"]) for ra, rb in zip(rows_a.instances, rows_b.instances)]
+        yield from _rows(f"{vid!r} instances", instances_a, instances_b)
         if masks:
-            for (pa, pb), row in zip(paths, rows_a):
+            for (pa, pb), row in zip(paths, instances_a):
                 diff.masks += 1
                 where = f"{vid!r} mask of track {row['track_id']} frame {row['frame_index']}"
                 yield from _mask(where, a, pa, b, pb)
 
 
-def _video_row(store: TwinStore, video_id: str) -> dict[str, Any]:
-    row = _query(store, "select * from videos where video_id = ?", video_id)[0]
-    return {k: v for k, v in row.items() if k not in IGNORED_VIDEO_COLUMNS}
-
-
-def _query(store: TwinStore, sql: str, video_id: str, drop: frozenset[str] | set[str] = frozenset()) -> list[dict[str, Any]]:
-    return [{k: v for k, v in row.items() if k not in drop} for row in store.db.query(sql, [video_id])]
+def _without(row: dict[str, Any], drop: frozenset[str] | set[str]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in drop}
 
 
 def _rows(what: str, rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]]) -> Iterator[str]:

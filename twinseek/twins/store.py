@@ -2,8 +2,8 @@
 
 Layout of a store folder::
 
-    twins.db                         SQLite (tables videos, tracks, instances, relations, refinements;
-                                     decompositions, the agent's cache of LLM query decompositions)
+    twins.db                         SQLite (tables videos, tracks, instances, relations, refinements; the
+                                     tables of components that keep theirs here, see twinseek.twins.migrations)
     masks/<video_id>/<ingest>/t<track>_f<frame>.png
     .leases/<ingest>.lock            one per ingest still writing its mask folder (flock held by its process)
 
@@ -30,13 +30,10 @@ One writer at a time (an advisory file lock); any number of readers (WAL mode).
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import json
 import logging
 import os
 import shutil
-import time
+import sqlite3
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
@@ -47,10 +44,24 @@ import sqlite_utils
 from pydantic import BaseModel, Field, computed_field
 from sqlite_utils.migrations import Migrations
 
-from twinseek.errors import StoreBusyError, StoreError, VideoNotFoundError
+from twinseek.errors import StoreError, VideoNotFoundError
 from twinseek.media.masks import load_mask, save_mask
-from twinseek.twins.model import Instance, Provenance, Relation, ScreenText, Track, Twin, Video, utc_now
+from twinseek.twins.locks import age_s, exclusive, lease_held, mkdir_racing_sweeps, take_lease
+from twinseek.twins.migrations import store_migrations
+from twinseek.twins.model import Instance, Relation, Track, Twin, Video
 from twinseek.twins.refinements import Refinement, overlay, prune
+from twinseek.twins.rows import (
+    StoredRows,
+    VideoRevision,
+    instance_from_row,
+    instance_to_row,
+    refinement_from_row,
+    refinement_to_row,
+    track_from_row,
+    track_to_row,
+    video_from_row,
+    video_to_row,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +71,6 @@ LEASE_DIR = ".leases"
 # A mask folder with no lease file (written by a twinseek without leases) is only swept once this old: an
 # ingest of such a version may still be writing it.
 ORPHAN_GRACE_S = 3600.0
-
-migrations = Migrations("twinseek")
 
 FindingKind = Literal["sqlite", "foreign_key", "missing_masks", "missing_mask_dir", "unreadable_masks",
                       "orphan_mask_dir", "ingest_in_progress"]
@@ -102,194 +111,27 @@ class StoreCheck(BaseModel):
         return sorted({f.video_id for f in self.findings if f.damage and f.video_id})
 
 
-@migrations()
-def m001_initial(db: sqlite_utils.Database) -> None:
-    db.table("videos").create(
-        {
-            "video_id": str, "path": str, "content_hash": str, "width": int, "height": int, "fps": float,
-            "frame_count": int, "duration_s": float, "sampled_frames": str, "profile": str, "specialists": str, "scene": str,
-            "ecr_text": str, "ecr_source": str, "mask_dir": str, "ingested_at": str,
-        },
-        pk="video_id",
-    )
-    db.table("tracks").create(
-        {
-            "video_id": str, "track_id": int, "category": str, "category_score": float, "category_source": str,
-            "category_group": str, "category_candidates": str, "attributes": str, "first_frame": int, "last_frame": int, "frame_count": int, "mean_area": float,
-            "speed": float, "direction": str,
-        },
-        pk=("video_id", "track_id"),
-        foreign_keys=[("video_id", "videos", "video_id")],
-    )
-    db.table("instances").create(
-        {
-            "video_id": str, "track_id": int, "frame_index": int, "category": str, "category_score": float,
-            "attributes": str, "mask_path": str, "bbox_x1": float, "bbox_y1": float, "bbox_x2": float,
-            "bbox_y2": float, "centroid_x": float, "centroid_y": float, "depth": float, "area": float,
-        },
-        pk=("video_id", "track_id", "frame_index"),
-        foreign_keys=[("video_id", "videos", "video_id")],
-    )
-    db.table("relations").create(
-        {
-            "id": int, "video_id": str, "subject_track": int, "predicate": str, "object_track": int,
-            "kind": str, "frame_start": int, "frame_end": int,
-        },
-        pk="id",
-        foreign_keys=[("video_id", "videos", "video_id")],
-    )
-    db.table("videos").create_index(["content_hash"], if_not_exists=True)
-    db.table("instances").create_index(["video_id", "frame_index"], if_not_exists=True)
-    db.table("tracks").create_index(["category"], if_not_exists=True)
-    db.table("relations").create_index(["video_id", "predicate"], if_not_exists=True)
+class TwinStore:
+    """A folder holding the twin database and mask files. Use as a context manager or call ``close``.
 
-
-@migrations()
-def m002_decompositions(db: sqlite_utils.Database) -> None:
-    # LLM decompositions of query texts (twinseek.retrieval.decompose.Decomposer): a query asked again, after a
-    # restart or in another eval run, is not sent to the LLM again. Not twin data: searches write it.
-    db.table("decompositions").create(
-        {"query": str, "model": str, "prompt_version": str, "decomposition": str, "created_at": str},
-        pk=("query", "model", "prompt_version"), if_not_exists=True,
-    )
-
-
-@migrations()
-def m003_refinements(db: sqlite_utils.Database) -> None:
-    """The overlay of what searches learned (see :mod:`twinseek.twins.refinements`)."""
-    db.table("refinements").create(
-        {
-            "id": int, "key": str, "call": str, "video_id": str, "track_id": int, "frames": str, "action": str,
-            "args": str, "model": str, "prompt_version": str, "field": str, "value": str, "confidence": float,
-            "provenance": str, "created_at": str,
-        },
-        pk="id", not_null={"key", "call", "video_id", "action", "model", "prompt_version", "field"},
-        foreign_keys=[("video_id", "videos", "video_id")],
-    )
-    db.table("refinements").create_index(["key"], unique=True, if_not_exists=True)
-    db.table("refinements").create_index(["video_id", "call"], if_not_exists=True)
-
-
-@migrations()
-def m004_perception(db: sqlite_utils.Database) -> None:
-    """On-screen text per video (JSON list of ScreenText; null in stores ingested before it existed)."""
-    if "screen_text" not in db.table("videos").columns_dict:
-        db.table("videos").add_column("screen_text", str)
-
-
-@migrations()
-def m005_words(db: sqlite_utils.Database) -> None:
-    """What the twin's words are made from and the description itself (twinseek.twins.views.describe): per-track
-    and per-video label votes (JSON; null in stores ingested before them) and the one-line description."""
-    for table, columns in (("tracks", ("votes",)), ("videos", ("frame_votes", "description", "description_source"))):
-        existing = db.table(table).columns_dict
-        for column in columns:
-            if column not in existing:
-                db.table(table).add_column(column, str)
-
-
-# each migration stands alone (none reads what another one made).
-@migrations()
-def m006_ingest_queue(db: sqlite_utils.Database) -> None:
-    """The web app's ingest queue: its jobs and their files, so that a restarted server resumes what was still
-    waiting (see :class:`IngestQueue`)."""
-    db.table("ingest_jobs").create(
-        {"id": str, "source": str, "label": str, "created": str, "status": str, "error": str,
-         "upload_folder": str},
-        pk="id", not_null={"source", "label", "created", "status"}, if_not_exists=True)
-    db.table("ingest_files").create(
-        {"job_id": str, "position": int, "name": str, "path": str, "status": str, "video_id": str, "error": str,
-         "frames": int, "tracks": int, "seconds": float, "started": float},
-        pk=("job_id", "position"), not_null={"name", "path", "status"},
-        foreign_keys=[("job_id", "ingest_jobs", "id")], if_not_exists=True)
-    db.table("ingest_files").create_index(["status"], if_not_exists=True)
-
-
-class IngestQueue:
-    """The ingest queue of the web app, kept in the store's database (``ingest_jobs``, ``ingest_files``).
-
-    Its own SQLite connection, shared by the threads of one process under a lock (the API thread adds jobs,
-    the ingest worker records each file's progress); every change is committed at once, so a server killed at
-    any moment restarts with every job as it last stood. Rows are plain dicts (the web app's models live in
-    :mod:`twinseek.web.ingest`).
+    ``create``: make the store when the folder holds none (else :class:`StoreError`). ``shared``: the connection
+    may be used from several threads at once (a search's graph runs nodes on executor threads), which SQLite allows
+    when it is built serialised (``sqlite3.threadsafety == 3``, as distributions build it); writes still go one at
+    a time through the writer lock. Without it, the connection belongs to the thread that opened the store.
     """
 
-    JOB_FIELDS = ("source", "label", "created", "status", "error", "upload_folder")
-    FILE_FIELDS = ("name", "path", "status", "video_id", "error", "frames", "tracks", "seconds", "started")
-
-    def __init__(self, root: str | Path) -> None:
-        import sqlite3
-        import threading
-
-        TwinStore(root).close()  # the store exists and its migrations ran
-        conn = sqlite3.connect(str(Path(root) / DB_NAME), check_same_thread=False, timeout=30.0)
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self._lock = threading.Lock()
-
-    def add(self, job: dict[str, Any], files: Sequence[dict[str, Any]]) -> None:
-        """A new job and its files (``position`` is each file's index)."""
-        with self._lock, self.db.conn:
-            self.db.table("ingest_jobs").insert({"id": job["id"], **{k: job.get(k) for k in self.JOB_FIELDS}})
-            self.db.table("ingest_files").insert_all(
-                {"job_id": job["id"], "position": n, **{k: f.get(k) for k in self.FILE_FIELDS}}
-                for n, f in enumerate(files))
-
-    def update_job(self, job_id: str, **fields: Any) -> None:
-        with self._lock, self.db.conn:
-            self.db.table("ingest_jobs").update(job_id, fields)
-
-    def update_file(self, job_id: str, position: int, **fields: Any) -> None:
-        with self._lock, self.db.conn:
-            self.db.table("ingest_files").update((job_id, position), fields)
-
-    def remove(self, job_ids: Collection[str]) -> None:
-        """Forget finished jobs (the history the app keeps is bounded)."""
-        if not job_ids:
-            return
-        marks = ",".join("?" * len(job_ids))
-        with self._lock, self.db.conn:
-            self.db.execute(f"delete from ingest_files where job_id in ({marks})", list(job_ids))
-            self.db.execute(f"delete from ingest_jobs where id in ({marks})", list(job_ids))
-
-    def jobs(self) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-        """Every job with its files, oldest first."""
-        with self._lock:
-            jobs = list(self.db.query("select * from ingest_jobs order by created, rowid"))
-            files: dict[str, list[dict[str, Any]]] = {}
-            for row in self.db.query("select * from ingest_files order by job_id, position"):
-                files.setdefault(row["job_id"], []).append(row)
-        return [(job, files.get(job["id"], [])) for job in jobs]
-
-    def close(self) -> None:
-        with self._lock:
-            self.db.close()
-
-
-@migrations()
-def m007_judgements(db: sqlite_utils.Database) -> None:
-    """The judge's answers (P(yes) of one prompt by one model, at temperature 0): a candidate judged again for the
-    same query, after a restart or in another eval run, is not sent to the LLM again. Not twin data: searches write
-    it, like the decompositions."""
-    db.table("judgements").create({"key": str, "model": str, "value": float, "created_at": str}, pk="key",
-                                  if_not_exists=True)
-
-
-class TwinStore:
-    """A folder holding the twin database and mask files. Use as a context manager or call ``close``."""
-
-    def __init__(self, root: str | Path, create: bool = True) -> None:
+    def __init__(self, root: str | Path, create: bool = True, *, shared: bool = False) -> None:
         self.root = Path(root)
         db_path = self.root / DB_NAME
         if not db_path.exists() and not create:
             raise StoreError(f"no twin store at {self.root} (expected {db_path})")
         self.root.mkdir(parents=True, exist_ok=True)
         self._leases: dict[str, int] = {}  # mask folder -> fd of its lease file (flock held)
-        self.db = sqlite_utils.Database(db_path)
+        self.db = _connect(db_path, shared)
         self.db.enable_wal()
         self.db.execute("PRAGMA foreign_keys = ON")
         with self.writer():
-            migrations.apply(self.db)
+            store_migrations.apply(self.db)
             self._sweep_orphan_masks()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -304,16 +146,25 @@ class TwinStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def ensure(self, migrations: Migrations) -> None:
+        """Apply what a component's own migrations (a catalogue's, a cache's: each keeps its set next to the SQL of
+        its tables) have not yet done to this store, under the writer lock. Nothing pending, the usual case, reads
+        the record of applied migrations and takes no lock (a store that cannot be written still opens)."""
+        if migrations.name == store_migrations.name:  # a component's set recorded under the store's name
+            clash = _names(migrations) & _names(store_migrations)
+            if clash:
+                raise ValueError(f"migrations {sorted(clash)} are the store's own, not {migrations!r}'s")
+        if not migrations.pending(self.db):
+            return
+        with self.writer():
+            migrations.apply(self.db)  # applies only what is still pending once the lock is held
+
     @contextlib.contextmanager
     def writer(self, timeout_s: float | None = None) -> Iterator[None]:
         """Hold the store's writer lock: blocks while another process (or thread) writes; with ``timeout_s``,
         raises :class:`StoreBusyError` when the lock is not free within that many seconds."""
-        with open(self.root / ".writer.lock", "w") as handle:
-            _lock(handle, timeout_s)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with exclusive(self.root / ".writer.lock", timeout_s):
+            yield
 
     # -- queries -----------------------------------------------------------------------------------------
     def video_ids(self) -> list[str]:
@@ -331,16 +182,16 @@ class TwinStore:
 
     def find_by_path(self, path: str) -> Video | None:
         rows = list(self.db.query("select * from videos where path = ?", [path]))
-        return _video_from_row(rows[0]) if rows else None
+        return video_from_row(rows[0]) if rows else None
 
     def get_video(self, video_id: str) -> Video:
         rows = list(self.db.query("select * from videos where video_id = ?", [video_id]))
         if not rows:
             raise VideoNotFoundError(video_id)
-        return _video_from_row(rows[0])
+        return video_from_row(rows[0])
 
     def videos(self) -> list[Video]:
-        return [_video_from_row(r) for r in self.db.query("select * from videos order by video_id")]
+        return [video_from_row(r) for r in self.db.query("select * from videos order by video_id")]
 
     def get_twin(self, video_id: str, refinements: bool | Collection[int] = True) -> Twin:
         """The twin of ``video_id``: its ingest rows with refinements laid over them (``True``: all of the video's,
@@ -352,20 +203,37 @@ class TwinStore:
         return overlay(twin, self.refinements(video_id, ids=ids))
 
     def _ingest_twin(self, video_id: str) -> Twin:
-        video = self.get_video(video_id)
+        rows = self.stored_rows(video_id)
+        return Twin(video=video_from_row(rows.video), tracks=[track_from_row(r) for r in rows.tracks],
+                    instances=[instance_from_row(r) for r in rows.instances],
+                    relations=[Relation(**{k: v for k, v in r.items() if k != "id"}) for r in rows.relations])
+
+    def stored_rows(self, video_id: str) -> StoredRows:
+        """The ingest rows of ``video_id`` exactly as stored, no refinements laid over them (the twin
+        :meth:`get_twin` builds from them; what ``twinseek store diff`` compares)."""
+        rows = list(self.db.query("select * from videos where video_id = ?", [video_id]))
+        if not rows:
+            raise VideoNotFoundError(video_id)
         q = self.db.query
-        tracks = [
-            _track_from_row(r) for r in q("select * from tracks where video_id = ? order by track_id", [video_id])
-        ]
-        instances = [
-            _instance_from_row(r)
-            for r in q("select * from instances where video_id = ? order by track_id, frame_index", [video_id])
-        ]
-        relations = [
-            Relation(**{k: v for k, v in r.items() if k != "id"})
-            for r in q("select * from relations where video_id = ? order by id", [video_id])
-        ]
-        return Twin(video=video, tracks=tracks, instances=instances, relations=relations)
+        return StoredRows(
+            video=rows[0],
+            tracks=list(q("select * from tracks where video_id = ? order by track_id", [video_id])),
+            instances=list(q("select * from instances where video_id = ? order by track_id, frame_index", [video_id])),
+            relations=list(q("select * from relations where video_id = ? order by id", [video_id])),
+        )
+
+    def video_revisions(self) -> list[VideoRevision]:
+        """One :class:`~twinseek.twins.rows.VideoRevision` per video, in no particular order (what the catalogues'
+        per-video signatures are made of)."""
+        rows = self.db.execute(
+            "select v.video_id, v.content_hash, v.mask_dir, v.ingested_at, v.ecr_text, v.ecr_source, "
+            "(select count(*) from relations r where r.video_id = v.video_id), "
+            "(select max(id) from relations r where r.video_id = v.video_id), "
+            "(select count(*) from tracks t where t.video_id = v.video_id), "
+            "(select group_concat(t.track_id || ':' || t.category || ':' || coalesce(t.attributes, ''), '|') "
+            "from tracks t where t.video_id = v.video_id) from videos v"
+        ).fetchall()
+        return [VideoRevision(*row) for row in rows]
 
     def mask_file(self, instance: Instance) -> Path:
         return self.root / instance.mask_path
@@ -442,9 +310,9 @@ class TwinStore:
         token = uuid.uuid4().hex[:12]
         rel = f"{MASK_DIR}/{video_id}/{token}"
         # the lease is locked before the folder exists, so a sweep never sees the folder without its lease
-        self._leases[rel] = _take_lease(self.root / LEASE_DIR / f"{token}.lock", rel)
+        self._leases[rel] = take_lease(self.root / LEASE_DIR / f"{token}.lock", rel)
         try:
-            _mkdir_racing_sweeps(self.root / rel)
+            mkdir_racing_sweeps(self.root / rel)
         except BaseException:
             self._release_lease(rel)
             raise
@@ -476,16 +344,6 @@ class TwinStore:
             if video_id not in self:
                 raise VideoNotFoundError(video_id)
             self.db.table("videos").update(video_id, {"ecr_text": text, "ecr_source": source})
-
-    def judgement(self, key: str) -> float | None:
-        """A judge's cached answer (see :func:`m007_judgements`), or None."""
-        row = self.db.execute("select value from judgements where key = ?", [key]).fetchone()
-        return None if row is None else float(row[0])
-
-    def put_judgement(self, key: str, model: str, value: float) -> None:
-        with self.writer(), self.db.atomic():
-            self.db.table("judgements").upsert({"key": key, "model": model, "value": value,
-                                                "created_at": utc_now()}, pk="key")
 
     def set_description(self, video_id: str, text: str, source: str) -> None:
         """Replace a video's one-line description (derived from its ingest rows: rewritten when the rules that
@@ -528,10 +386,10 @@ class TwinStore:
                     continue
                 rows = list(self.db.query("select * from refinements where key = ?", [kept.key]))
                 if not rows:
-                    row = _refinement_to_row(kept)
+                    row = refinement_to_row(kept)
                     self.db.table("refinements").insert(row)
                     rows = list(self.db.query("select * from refinements where key = ?", [kept.key]))
-                stored.append(_refinement_from_row(rows[0]))
+                stored.append(refinement_from_row(rows[0]))
         return stored
 
     def refinements(self, video_id: str | None = None, *, ids: Collection[int] | None = None,
@@ -553,7 +411,7 @@ class TwinStore:
             where.append(f"id in ({','.join('?' * len(wanted))})")
             params += wanted
         sql = "select * from refinements" + (f" where {' and '.join(where)}" if where else "") + " order by id"
-        return [_refinement_from_row(r) for r in self.db.query(sql, params)]
+        return [refinement_from_row(r) for r in self.db.query(sql, params)]
 
     def clear_refinements(self, video_id: str | None = None) -> int:
         """Delete the refinements of one video (or all); the ingest rows are untouched. Returns how many."""
@@ -572,20 +430,13 @@ class TwinStore:
             self.db.execute(f"delete from [{table}] where video_id = ?", [video_id])
 
     def _insert_video(self, video: Video, mask_dir: str) -> None:
-        row = video.model_dump()
-        row["sampled_frames"] = json.dumps(video.sampled_frames)
-        row["specialists"] = json.dumps([p.model_dump() for p in video.specialists])
-        row["scene"] = json.dumps(video.scene)
-        row["screen_text"] = json.dumps([t.model_dump() for t in video.screen_text])
-        row["frame_votes"] = json.dumps(video.frame_votes)
-        row["mask_dir"] = mask_dir
-        self.db.table("videos").insert(row)
+        self.db.table("videos").insert(video_to_row(video, mask_dir))
 
     def _insert_tracks(self, tracks: list[Track]) -> None:
-        self.db.table("tracks").insert_all((_track_to_row(t) for t in tracks), batch_size=500)
+        self.db.table("tracks").insert_all((track_to_row(t) for t in tracks), batch_size=500)
 
     def _insert_instances(self, instances: list[Instance]) -> None:
-        self.db.table("instances").insert_all((_instance_to_row(i) for i in instances), batch_size=500)
+        self.db.table("instances").insert_all((instance_to_row(i) for i in instances), batch_size=500)
 
     def _insert_relations(self, relations: list[Relation]) -> None:
         self.db.table("relations").insert_all((r.model_dump() for r in relations), batch_size=500)
@@ -602,9 +453,9 @@ class TwinStore:
         if f"{MASK_DIR}/{ingest_dir.parent.name}/{ingest_dir.name}" in self._leases:
             return "leased"
         lease = self.root / LEASE_DIR / f"{ingest_dir.name}.lock"
-        held = _lease_held(lease)
+        held = lease_held(lease)
         if held is None:  # no lease file: an older twinseek wrote it; judge by age
-            return "orphan" if _age_s(ingest_dir) > ORPHAN_GRACE_S else "young"
+            return "orphan" if age_s(ingest_dir) > ORPHAN_GRACE_S else "young"
         return "leased" if held else "orphan"
 
     def _sweep_orphan_masks(self) -> None:
@@ -621,7 +472,7 @@ class TwinStore:
             for lease in leases.glob("*.lock"):
                 # a lease with no folder: its ingest died before mkdir or after discarding; the age guard
                 # spares one whose ingest is between creating the lease and locking it
-                if not any(base.glob(f"*/{lease.stem}")) and _age_s(lease) > 60 and _lease_held(lease) is False:
+                if not any(base.glob(f"*/{lease.stem}")) and age_s(lease) > 60 and lease_held(lease) is False:
                     lease.unlink(missing_ok=True)
 
     def _sweep_video_dir(self, video_dir: Path, live: set[str]) -> None:
@@ -642,47 +493,16 @@ class TwinStore:
             video_dir.rmdir()
 
 
-def _mkdir_racing_sweeps(path: Path, attempts: int = 20) -> None:
-    """``mkdir -p path`` while other processes may sweep: a sweep removes an empty per-video folder, which can
-    happen between creating it and creating ``path`` inside it; then the parent is simply made again."""
-    for attempt in range(attempts):
-        try:
-            path.mkdir(parents=True)
-            return
-        except FileNotFoundError:
-            if attempt == attempts - 1:
-                raise
+def _connect(path: Path, shared: bool) -> sqlite_utils.Database:
+    if shared and sqlite3.threadsafety == 3:
+        return sqlite_utils.Database(sqlite3.connect(str(path), check_same_thread=False))
+    if shared:  # pragma: no cover - distributions build SQLite serialised
+        logger.warning("SQLite is not built thread-safe: run one search at a time, from one thread")
+    return sqlite_utils.Database(path)
 
 
-def _take_lease(path: Path, mask_dir: str) -> int:
-    """Create ``path`` and hold an exclusive flock on it; returns the open fd (closing it drops the lock)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.write(fd, json.dumps({"pid": os.getpid(), "mask_dir": mask_dir}).encode())
-    except BaseException:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise
-    return fd
-
-
-def _lease_held(path: Path) -> bool | None:
-    """Whether a live process holds the lease at ``path`` (``None``: there is no lease file)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return True
-        raise
-    finally:
-        os.close(fd)  # also drops the lock we may just have taken
-    return False
+def _names(migrations: Migrations) -> set[str]:
+    return {m.name for m in migrations._migrations}  # sqlite-utils lists a set's migrations nowhere public
 
 
 def _readable_mask(path: Path) -> bool:
@@ -691,79 +511,3 @@ def _readable_mask(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
-
-
-def _age_s(path: Path) -> float:
-    try:
-        return time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        return 0.0
-
-
-def _lock(handle: Any, timeout_s: float | None) -> None:
-    if timeout_s is None:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        return
-    give_up = time.monotonic() + timeout_s
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= give_up:
-                raise StoreBusyError(f"another writer holds {handle.name} (waited {timeout_s:.1f}s)") from None
-            time.sleep(0.02)
-
-
-def _video_from_row(row: dict[str, Any]) -> Video:
-    row = dict(row)
-    row.pop("mask_dir", None)
-    row["sampled_frames"] = json.loads(row["sampled_frames"] or "[]")
-    row["specialists"] = [Provenance(**p) for p in json.loads(row["specialists"] or "[]")]
-    row["scene"] = [tuple(s) for s in json.loads(row.get("scene") or "[]")]
-    row["screen_text"] = [ScreenText(**t) for t in json.loads(row.get("screen_text") or "[]")]
-    row["frame_votes"] = json.loads(row.get("frame_votes") or "{}")
-    return Video(**row)
-
-
-def _track_to_row(track: Track) -> dict[str, Any]:
-    row = track.model_dump()
-    row["category_candidates"] = json.dumps(track.category_candidates)
-    row["votes"] = json.dumps(track.votes)
-    return row
-
-
-def _track_from_row(row: dict[str, Any]) -> Track:
-    row = dict(row)
-    row["category_candidates"] = [tuple(c) for c in json.loads(row["category_candidates"] or "[]")]
-    row["votes"] = json.loads(row.get("votes") or "{}")
-    return Track(**row)
-
-
-def _instance_to_row(inst: Instance) -> dict[str, Any]:
-    row = inst.model_dump(exclude={"bbox", "centroid"})
-    row.update(zip(("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2"), inst.bbox))
-    row.update(centroid_x=inst.centroid[0], centroid_y=inst.centroid[1])
-    return row
-
-
-def _instance_from_row(row: dict[str, Any]) -> Instance:
-    row = dict(row)
-    row["bbox"] = tuple(row.pop(k) for k in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2"))
-    row["centroid"] = (row.pop("centroid_x"), row.pop("centroid_y"))
-    return Instance(**row)
-
-
-def _refinement_to_row(ref: Refinement) -> dict[str, Any]:
-    row = ref.model_dump(exclude={"id"})
-    for name in ("frames", "args", "value", "provenance"):
-        row[name] = json.dumps(row[name], sort_keys=True)
-    row.update(key=ref.key, call=ref.call, created_at=ref.provenance.get("created_at") or utc_now())
-    return row
-
-
-def _refinement_from_row(row: dict[str, Any]) -> Refinement:
-    row = {k: v for k, v in row.items() if k not in ("key", "call", "created_at")}
-    for name in ("frames", "args", "value", "provenance"):
-        row[name] = json.loads(row[name]) if row[name] is not None else None
-    return Refinement(**row)

@@ -22,8 +22,9 @@ from typing import IO, TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from twinseek.media.decode import SUPPORTED_SUFFIXES
+from twinseek.twins.ingest_queue import IngestQueue
 from twinseek.twins.pipeline import Ingestor, IngestResult
-from twinseek.twins.store import IngestQueue, TwinStore
+from twinseek.twins.store import TwinStore
 
 if TYPE_CHECKING:
     from twinseek.config import Settings
@@ -150,7 +151,7 @@ def new_job_id() -> str:
 class IngestWorker:
     """A queue of ingest jobs run one file at a time by a single background thread.
 
-    The queue is kept in the store (:class:`~twinseek.twins.store.IngestQueue`): every job and each file's
+    The queue is kept in the store (:class:`~twinseek.twins.ingest_queue.IngestQueue`): every job and each file's
     progress is written there as it happens, and a new worker resumes the jobs a stopped or killed server left
     unfinished (a file that was being ingested runs again; had its twin been committed, the store skips it as
     already there, so each file is ingested once). ``on_ingested`` runs after every newly ingested video (the
