@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 
 from twinseek.agent.api import Agent
 from twinseek.agent.chat import ChatSession
-from twinseek.cli import ControlCharFilter, app, history_file, safe, safe_name
+from twinseek.cli import app
+from twinseek.cli.app import ControlCharFilter, history_file, safe, safe_name
 
 runner = CliRunner()
 MARKUP = "a dog [/x] on [bold]grass[/bold] [/b]"

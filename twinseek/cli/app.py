@@ -969,7 +969,3 @@ def serve(
         run_server(web, on_ready=lambda url: console.print(
             f"twinseek on {safe(url)} (store {safe_name(web.store)})"
             + ("; it asks for the token: open the address with ?token=TOKEN once" if web.token else "")))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    app()
