@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,12 +13,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from twinseek.cli.render import (
+    CONTROL,
+    console,
+    err_console,
+    ingest_with_progress,
+    print_eval_summary,
+    print_ingest_summary,
+    print_progress,
+    print_reply,
+    print_retrieval,
+    print_search_result,
+    print_twin,
+    print_workers,
+    safe,
+    safe_name,
+)
 from twinseek.config import EMBEDDED_JUDGE, Settings, load_settings
 from twinseek.errors import ConfigError, TwinseekError
 
@@ -44,29 +57,10 @@ from twinseek.embedders.cli import train_app  # noqa: E402  (import-light: heavy
 
 app.add_typer(train_app, name="train")
 
-console = Console()
-err_console = Console(stderr=True)
-
-# C0 controls but tab and newline, DEL and C1 controls: ESC sequences from a file name or an LLM reply could
-# rewrite the terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROL_ALL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
 # Ours, not from any bench (tests/test_generalisation.py): an indirect description of the sample clips' black swan.
 DEMO_QUERY = "a dark-feathered waterbird gliding across a pond"
 StoreOpt = Annotated[Path | None, typer.Option("--store", "-s", help="Store folder [env TWINSEEK_STORE].")]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", "-p", help="embedded (default) or paper.")]
-
-
-def safe(text: object) -> str:
-    """Untrusted text (a query, an LLM's words, an id, an error) ready for rich: markup escaped, terminal control
-    characters removed (tabs and newlines kept)."""
-    return escape(_CONTROL.sub("", str(text)))
-
-
-def safe_name(text: object) -> str:
-    """A file name or path for rich: every control character (newlines too) shown as ``?``, markup escaped."""
-    return escape(_CONTROL_ALL.sub("?", str(text)))
 
 
 def _query(value: str) -> str:
@@ -92,7 +86,7 @@ class ControlCharFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        clean = _CONTROL.sub("?", message)
+        clean = CONTROL.sub("?", message)
         if clean != message:
             record.msg, record.args = clean, None
         return True
@@ -215,56 +209,12 @@ def ingest(
             executor = make_executor(settings, workers, ray)
             if executor is not None:
                 stack.enter_context(executor)
-            results = _ingest_with_progress(Ingestor(twin_store, settings), files, force, executor, retries)
-        _print_ingest_summary(results, settings)
+            results = ingest_with_progress(Ingestor(twin_store, settings), files, force, executor, retries)
+        print_ingest_summary(results, settings)
         if executor is not None:
-            _print_workers(executor.workers())
+            print_workers(executor.workers())
     if any(r.status == "failed" for r in results) and not any(r.status != "failed" for r in results):
         raise typer.Exit(1)
-
-
-def _ingest_with_progress(ingestor, files: list[Path], force: bool, executor=None,  # type: ignore[no-untyped-def]
-                          retries: int = 1):
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        videos = progress.add_task("videos", total=len(files))
-        frames = progress.add_task("frames", total=None)
-
-        def done(result) -> None:  # type: ignore[no-untyped-def]
-            progress.advance(videos)
-            progress.advance(frames, result.frames)
-
-        return ingestor.ingest_many(files, force=force, on_done=done, executor=executor, retries=retries)
-
-
-def _print_ingest_summary(results, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    table = Table(title=f"ingest into {safe_name(settings.store)} (profile {settings.profile})")
-    by_worker = any(r.worker for r in results)
-    for col in ("file", "status", "video id", "frames", "tracks", "seconds") + (("worker",) if by_worker else ()):
-        table.add_column(col)
-    for r in results:
-        style = {"ingested": "green", "skipped": "dim", "failed": "red"}[r.status]
-        status = r.status + (" (repaired)" if r.repaired else "")
-        table.add_row(safe_name(Path(r.path).name), f"[{style}]{status}[/{style}]", safe(r.video_id or ""),
-                      str(r.frames or ""), str(r.tracks or ""), f"{r.seconds:.1f}" if r.seconds else "",
-                      *((safe(r.worker or ""),) if by_worker else ()))
-    console.print(table)
-    for r in results:
-        if r.status == "failed":
-            console.print(f"[red]failed[/red] {safe_name(r.error)}")
-    counts = {s: sum(r.status == s for r in results) for s in ("ingested", "skipped", "failed")}
-    console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
-
-
-def _print_workers(workers) -> None:  # type: ignore[no-untyped-def]
-    """One line on the workers of a parallel ingest: how many, on how many hosts / Ray nodes, peak memory."""
-    if not workers:
-        return
-    nodes = {w.node_id or w.host for w in workers}
-    rss = sorted(w.peak_rss_mb for w in workers)
-    where = ("Ray node" if workers[0].node_id else "host") + ("s" if len(nodes) > 1 else "")
-    console.print(f"{len(workers)} workers on {len(nodes)} {where}, "
-                  f"peak RSS per worker {rss[0]:.0f}-{rss[-1]:.0f} MiB")
 
 
 @twins_app.command("show")
@@ -286,42 +236,6 @@ def twins_show(
         typer.echo(compact_json(twin))
         return
     print_twin(twin)
-
-
-def print_twin(twin) -> None:  # type: ignore[no-untyped-def]
-    from rich.markup import escape
-
-    from twinseek.twins.knowledge import word_knowledge
-    from twinseek.twins.model import screen_lines
-    from twinseek.twins.views import glossed_words
-
-    v = twin.video
-    console.print(f"[bold]{safe(v.video_id)}[/bold]  {v.width}x{v.height}  {v.duration_s:.1f}s  "
-                  f"{len(v.sampled_frames)} sampled frames  profile {safe(v.profile)}")
-    console.print("  models: " + safe(", ".join(f"{p.role}={p.model} ({p.tier})" for p in v.specialists)))
-    table = Table(show_edge=False)
-    for col in ("track", "category", "score", "attributes", "frames", "motion", "area"):
-        table.add_column(col)
-    for t in twin.tracks:
-        cat = t.category + (f" ({t.category_group})" if t.category_group else "")
-        table.add_row(str(t.track_id), safe(cat), f"{t.category_score:.2f}", safe(t.attributes),
-                      f"{t.first_frame}-{t.last_frame} ({t.frame_count})", safe(t.direction), f"{t.mean_area:.3f}")
-    console.print(table)
-    if v.screen_text:
-        lines = screen_lines(v.screen_text)
-        console.print("  on-screen text: " + " / ".join(f'"{escape(line)}"' for line in lines[:12])
-                      + (f" … ({len(lines) - 12} more)" if len(lines) > 12 else ""))
-    knowledge = word_knowledge()
-    glosses = dict.fromkeys(g for t in twin.tracks for word, group in glossed_words(t)
-                            if (g := knowledge.gloss(word, group)))
-    for gloss in glosses:
-        console.print(f"  [dim]know:[/dim] {escape(gloss)}")
-    if twin.relations:
-        shown = twin.relations[:12]
-        console.print("  relations: " + safe("; ".join(
-            f"{r.subject_track} {r.predicate}" + (f" {r.object_track}" if r.object_track else "")
-            + f" [{r.frame_start}-{r.frame_end}]" for r in shown)
-            + (f" … ({len(twin.relations) - len(shown)} more)" if len(twin.relations) > len(shown) else "")))
 
 
 @twins_app.command("describe")
@@ -544,36 +458,6 @@ def search(
     print_retrieval(result)
 
 
-def print_retrieval(result) -> None:  # type: ignore[no-untyped-def]
-    _print_decomposition(result)
-    table = Table(show_edge=False)
-    for col in ("#", "video", "relevance", "score", "stages", "best evidence"):
-        table.add_column(col)
-    for hit in result.hits:
-        stages = " ".join(f"{name[:4]}={v:.2f}" for name, v in hit.scores.items())
-        best = max(hit.evidence, key=lambda m: m.similarity, default=None)
-        evidence = f"{best.text} ({best.similarity:.2f})" if best is not None and best.text else ""
-        table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", f"{hit.retrieval_score:.3f}",
-                      stages, safe(evidence))
-    console.print(table)
-    _print_footer(result)
-
-
-def _print_decomposition(result) -> None:  # type: ignore[no-untyped-def]
-    d = result.decomposition
-    console.print(f"[bold]{safe(result.query)}[/bold]  ->  {safe(d.rewritten)}  [dim]({d.source})[/dim]")
-    console.print("  sub-queries: " + "; ".join(
-        safe(f"{'NOT ' if q.negated else ''}{q.text} [{q.type}, {q.weight:.1f}]") for q in d.subqueries))
-
-
-def _print_footer(result) -> None:  # type: ignore[no-untyped-def]
-    for f in result.fallbacks:
-        where = f" ({safe(f.video_id)})" if f.video_id else ""
-        console.print(f"[yellow]fallback[/yellow] {safe(f.node)}{where}: {safe(f.reason)}")
-    console.print("  [dim]" + safe(", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
-                                     + " | " + ", ".join(f"{k}={v}" for k, v in result.models.items())) + "[/dim]")
-
-
 @app.command()
 def ask(
     query: QueryArg,
@@ -612,29 +496,12 @@ def ask(
             if event.kind == "result":
                 result = event.result
             else:
-                _print_progress(event)
+                print_progress(event)
     assert result is not None  # the stream always ends with the result
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return
     print_search_result(result)
-
-
-def _print_progress(event) -> None:  # type: ignore[no-untyped-def]
-    """One stderr line per finished node (its trace), and per judged or refined candidate."""
-    data = event.data
-    if event.kind == "node":
-        secs = data.get("timings", {}).get(event.node, 0.0)
-        lines = data.get("trace", []) or [event.node or ""]
-        err_console.print(f"[dim]{secs:6.1f}s[/dim] " + safe(lines[0]))
-        for line in lines[1:]:
-            err_console.print("        " + safe(line))
-    elif event.node == "reason" and "video_id" in data:
-        err_console.print(f"[dim]        judged {safe(str(data['video_id']))}: {data['relevance']:.2f} "
-                          f"({safe(str(data['source']))})[/dim]")
-    elif event.node == "refine" and "action" in data:
-        err_console.print(f"[dim]        refine {safe(str(data['video_id']))}: {safe(str(data['action']))} "
-                          f"{safe(str(data['status']))}[/dim]")
 
 
 @app.command("eval")
@@ -679,7 +546,7 @@ def eval_(
                          llm_decomposition=not no_llm, skip_unavailable=all_systems, progress=True, resume=resume)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
-    _print_eval_summary(result)
+    print_eval_summary(result)
 
 
 @app.command()
@@ -744,28 +611,6 @@ def calibrate(
         console.print(f"written: {safe_name(Path(path))}")
 
 
-def _print_eval_summary(result) -> None:  # type: ignore[no-untyped-def]
-    from twinseek.evals.report import HEADLINE
-
-    metrics = result.metrics()
-    keys = [key for key in HEADLINE.values() if any(key in m for m in metrics.values())]
-    table = Table(title=f"eval on {safe_name(Path(result.config.bench).name)} ({result.config.queries} queries)")
-    table.add_column("system")
-    short = {"r@1": "R@1", "rejection@tau": "reject", "accuracy": "acc"}
-    for key in keys:
-        kind, metric = key.split("_", 1)
-        table.add_column(safe(f"{kind[:8]} {short.get(metric, metric)}"), justify="right")
-    for s in result.systems.values():
-        if s.skipped:
-            table.add_row(safe(s.label), f"[yellow]skipped[/yellow] {safe(s.skipped[:60])}")
-            continue
-        table.add_row(safe(s.label), *(f"{s.metrics[key]:.3f}" if key in s.metrics else "–" for key in keys))
-    console.print(table)
-    console.print(f"results: {safe_name(result.results_path)}")
-    if result.report_files:
-        console.print(f"report:  {safe_name(result.report_files[0])}")
-
-
 @app.command()
 def chat(
     store: StoreOpt = None,
@@ -800,7 +645,7 @@ def _chat_turn(session, line: str) -> None:  # type: ignore[no-untyped-def]
     except KeyboardInterrupt:
         console.print("[yellow]cancelled[/yellow] (the session goes on; Ctrl-D leaves)")
         return
-    _print_reply(reply)
+    print_reply(reply)
 
 
 def history_file(store: Path) -> Path:
@@ -836,27 +681,6 @@ def _input_lines(interactive: bool, store: Path) -> Iterator[str]:
             return
 
 
-def _print_reply(reply) -> None:  # type: ignore[no-untyped-def]
-    if reply.kind == "results" and reply.result is not None:
-        table = Table(title=safe(reply.text), show_edge=False)
-        for col in ("#", "video", "relevance", "objects", "reasoning"):
-            table.add_column(col)
-        for hit in reply.result.hits:
-            objects = ", ".join(f"#{o.track_id} {o.category}" for o in hit.objects)
-            table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", safe(objects),
-                          safe(hit.reasoning[:80]))
-        console.print(table if reply.result.hits else f"no video above tau for: {safe(reply.text)}")
-        for f in reply.result.fallbacks:
-            console.print(f"[yellow]fallback[/yellow] {safe(f.node)}: {safe(f.reason)}")
-    elif reply.kind == "show":
-        console.print(safe(reply.text))
-        for f in reply.files:
-            console.print(f"  {safe_name(f)}")
-    else:
-        style = "red" if reply.kind == "error" else ""
-        console.print(f"[{style}]{safe(reply.text)}[/{style}]" if style else safe(reply.text))
-
-
 @app.command()
 def demo(
     store: Annotated[Path, typer.Option("--store", "-s", help="Where the demo store goes.")] = Path("demo-store"),
@@ -888,8 +712,8 @@ def demo(
             if judges and judge == "describe" and settings.llm.judge_model:
                 start_in_background(open_llm(settings, embedded_model=settings.llm.judge_model))
     with TwinStore(settings.store) as twin_store:
-        results = _ingest_with_progress(Ingestor(twin_store, settings), sample_clips(), force=False)
-        _print_ingest_summary(results, settings)
+        results = ingest_with_progress(Ingestor(twin_store, settings), sample_clips(), force=False)
+        print_ingest_summary(results, settings)
         for r in results:
             if r.video_id:
                 print_twin(twin_store.get_twin(r.video_id))
@@ -900,28 +724,6 @@ def demo(
     overlays = result.save_overlays(settings.store / "overlays")
     console.print(f"overlays ({len(overlays)} files): {safe_name(settings.store / 'overlays')}")
     console.print(_embedded_limits_note(settings))
-
-
-def print_search_result(result) -> None:  # type: ignore[no-untyped-def]
-    _print_decomposition(result)
-    judged = any(h.judgement is not None for h in result.hits)
-    table = Table(show_edge=False)
-    columns = ["#", "video", "relevance"] + (["judge"] if judged else []) + ["objects (masks)", "what it shows"]
-    for col in columns:
-        table.add_column(col)
-    for hit in result.hits:
-        objects = ", ".join(f"#{o.track_id} {o.category} ({len(o.masks)})" for o in hit.objects)
-        judge = [f"{hit.judgement:.2f}" if hit.judgement is not None else "-"] if judged else []
-        table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", *judge, safe(objects),
-                      safe(hit.description))
-    console.print(table if result.hits else "no video above the relevance threshold")
-    for hit in result.hits:  # below the table: a paragraph each reads better than a narrow column
-        console.print(f"  [bold]{hit.rank}[/bold] {safe(hit.reasoning or hit.judged_by)}")
-    if result.dropped:  # what the threshold hid, so a person sees how close the rest came
-        tau = result.options.get("tau")
-        console.print(f"[dim]below tau={tau}: " + safe(", ".join(f"{d.video_id} {d.relevance:.2f}"
-                                                                 for d in result.dropped[:8])) + "[/dim]")
-    _print_footer(result)
 
 
 def _embedded_limits_note(settings: Settings) -> str:
