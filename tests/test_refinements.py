@@ -237,7 +237,7 @@ def test_a_hostile_query_changes_nothing_stored(agent: Agent, stub: Any) -> None
 
 # -- the commands ---------------------------------------------------------------------------------------------------
 def test_store_refinements_list_and_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from twinseek.cli.app import console
+    from twinseek.cli.render import console
 
     monkeypatch.setattr(console, "width", 240)  # one line per row
     with TwinStore(tmp_path) as store:
