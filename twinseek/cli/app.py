@@ -16,7 +16,8 @@ from rich.logging import RichHandler
 from twinseek.cli.render import CONTROL, err_console, safe
 from twinseek.config import Settings, load_settings
 from twinseek.embedders.cli import train_app  # import-light: heavy modules load per command
-from twinseek.errors import ConfigError, TwinseekError
+from twinseek.errors import ConfigError, StoreError, TwinseekError
+from twinseek.quiet import quiet_third_party
 
 if TYPE_CHECKING:
     from twinseek.twins.store import TwinStore
@@ -56,8 +57,6 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
                                                 "libraries' own output (TF Lite, mediapipe, progress bars).")] = False
           ) -> None:
     if not verbose:
-        from twinseek.quiet import quiet_third_party
-
         quiet_third_party()
     handler = RichHandler(console=err_console, show_path=False)  # markup off: messages are plain text
     handler.addFilter(ControlCharFilter())
@@ -84,8 +83,7 @@ def _settings(store: Path | None = None, profile: str | None = None, *, existing
 def _check_store(path: Path, existing: bool) -> None:
     """A store folder that cannot be one (a file, below a file) is a usage error; a missing one is an error
     of commands that read a store."""
-    from twinseek.errors import StoreError
-    from twinseek.twins.store import DB_NAME
+    from twinseek.twins.store import DB_NAME  # lazy: the store loads numpy and PIL; this check comes first
 
     if path.exists() and not path.is_dir():
         _usage_error(f"--store {path} is a file, not a store folder")
@@ -118,7 +116,7 @@ def _errors_exit() -> Iterator[None]:
 
 def _with_store(store: Path | None, action: Callable[[TwinStore], T]) -> T:
     """Run ``action`` on an existing store; a missing store or video exits with a clear message."""
-    from twinseek.twins.store import TwinStore
+    from twinseek.twins.store import TwinStore  # lazy: numpy and PIL, after the options are checked
 
     with _errors_exit(), TwinStore(_settings(store, existing=True).store, create=False) as twin_store:
         return action(twin_store)

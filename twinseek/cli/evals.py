@@ -34,7 +34,7 @@ def eval_(
                                                           "are kept; the settings must be the same.")] = False,
 ) -> None:
     """Evaluate the agent, its ablations and baselines on a bench; writes results.json (as it goes) and a report."""
-    from twinseek.evals.runner import run
+    from twinseek.evals.runner import run  # lazy: numpy, scipy, the pipeline (the schemas: 14 ms of pydantic)
     from twinseek.evals.schemas import ALL_SYSTEMS, SystemSpec, parse_systems
 
     if resume and out is None:
@@ -82,7 +82,7 @@ def calibrate(
 ) -> None:
     """Fit the maps from a candidate's judgement, similarity and rank to P(relevant) for this LLM and judge mode
     (then tau=0.5 means P >= 0.5), and report them on held-out folds."""
-    from twinseek.agent.context import JUDGES
+    from twinseek.agent.context import JUDGES  # lazy: the agent package loads torch and langgraph
     from twinseek.evals.calibrate import calibrate as fit
 
     if method not in ("platt", "isotonic"):

@@ -35,7 +35,7 @@ def ingest(
 
     This process stays the only writer of the store: with --workers or --ray it checks and hashes each file,
     sends only new videos to the workers and commits each twin as it comes back."""
-    from twinseek.twins.parallel import make_executor
+    from twinseek.twins.parallel import make_executor  # lazy: numpy, PIL and the models' code
     from twinseek.twins.pipeline import Ingestor, collect_videos
     from twinseek.twins.store import TwinStore
 

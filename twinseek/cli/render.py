@@ -15,12 +15,12 @@ from rich.table import Table
 
 from twinseek.config import Settings
 from twinseek.twins.knowledge import word_knowledge
-from twinseek.twins.model import Twin, screen_lines
 
 if TYPE_CHECKING:
     from twinseek.agent.api import ProgressEvent, SearchResult
     from twinseek.agent.chat import ChatReply
     from twinseek.evals.schemas import RunResult
+    from twinseek.twins.model import Twin
     from twinseek.twins.pipeline import BatchBuilder, Ingestor, IngestResult, WorkerInfo
 
 console = Console()
@@ -88,7 +88,9 @@ def print_workers(workers: Sequence[WorkerInfo]) -> None:
 
 
 def print_twin(twin: Twin) -> None:
-    from twinseek.twins.views import glossed_words  # lazy: views loads numpy and PIL, too slow for --help
+    # lazy: views loads numpy and PIL; the twin model's pydantic classes cost 9 ms at every start
+    from twinseek.twins.model import screen_lines
+    from twinseek.twins.views import glossed_words
 
     v = twin.video
     console.print(f"[bold]{safe(v.video_id)}[/bold]  {v.width}x{v.height}  {v.duration_s:.1f}s  "

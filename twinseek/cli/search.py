@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,7 +27,12 @@ from twinseek.cli.render import (
     safe_name,
 )
 from twinseek.config import EMBEDDED_JUDGE, Settings
+from twinseek.data import sample_clips
 from twinseek.errors import TwinseekError
+
+if TYPE_CHECKING:
+    from twinseek.agent.api import Agent
+    from twinseek.agent.chat import ChatSession
 
 # Ours, not from any bench (tests/test_generalisation.py): an indirect description of the sample clips' black swan.
 DEMO_QUERY = "a dark-feathered waterbird gliding across a pond"
@@ -39,7 +45,7 @@ def _query(value: str) -> str:
 
 
 def _session_name(value: str) -> str:
-    from twinseek.agent.chat import check_session_name
+    from twinseek.agent.chat import check_session_name  # lazy: the agent package loads torch and langgraph
 
     try:
         return check_session_name(value)
@@ -61,7 +67,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="The full SearchResult as 
 
 def _search_context(k: int, **options: Any) -> dict[str, Any]:
     """The Agent.search options of a command, checked before the store is opened."""
-    from twinseek.agent.context import AgentContext
+    from twinseek.agent.context import AgentContext  # lazy: the agent package loads torch and langgraph
 
     options = {name: value for name, value in options.items() if value is not None}
     try:
@@ -69,6 +75,13 @@ def _search_context(k: int, **options: Any) -> dict[str, Any]:
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     return options
+
+
+def _agent(settings: Settings, *, warm: bool = False) -> Agent:
+    """The agent over the command's store (checked already by :func:`_settings`)."""
+    from twinseek.agent.api import Agent  # lazy: torch, langgraph and faiss, once the options are checked
+
+    return Agent.open(settings.store, profile=settings.profile, warm=warm)
 
 
 def search(
@@ -88,9 +101,7 @@ def search(
     settings = _settings(store, profile, existing=True)  # first: a missing store says so before anything loads
     options = _search_context(k, tool=tool, reranker=rerank, decomposer="rules" if no_llm else "llm", qd=not no_qd,
                               ca=not no_ca, lr=False, jit=False, tau=0.0)  # a ranking: every candidate shown
-    from twinseek.agent.api import Agent
-
-    with _errors_exit(), Agent.open(settings.store, profile=settings.profile) as agent:
+    with _errors_exit(), _agent(settings) as agent:
         result = agent.search(query, k=k, **options)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
@@ -127,10 +138,8 @@ def ask(
                               videos=tuple(video) if video else None, llm_weight=llm_weight, deadline_s=deadline)
     if no_deadline:
         options["deadline_s"] = None
-    from twinseek.agent.api import Agent
-
     result = None
-    with _errors_exit(), Agent.open(settings.store, profile=settings.profile) as agent:
+    with _errors_exit(), _agent(settings) as agent:
         for event in agent.stream(query, k=k, **options):
             if event.kind == "result":
                 result = event.result
@@ -152,13 +161,10 @@ def chat(
 ) -> None:
     """A chat session over the agent: ask, refine ("only the ones at night"), :why N, :show N, :history.
     Ctrl-C cancels the running search and returns to the prompt; Ctrl-D leaves."""
-    import sys
-
     settings = _settings(store, profile, existing=True)
-    from twinseek.agent.api import Agent
-    from twinseek.agent.chat import HELP, ChatSession
+    from twinseek.agent.chat import HELP, ChatSession  # lazy: langgraph
 
-    with _errors_exit(), Agent.open(settings.store, profile=settings.profile, warm=True) as agent:
+    with _errors_exit(), _agent(settings, warm=True) as agent:
         session_ = ChatSession(agent, settings.store, session=session, k=k)
         console.print(f"[dim]session {session!r} in {safe_name(settings.store)}: {len(session_.turns)} earlier "
                       f"turns. {safe(HELP)} Ctrl-C cancels a search, Ctrl-D leaves.[/dim]")
@@ -169,7 +175,7 @@ def chat(
             session_.close()
 
 
-def _chat_turn(session, line: str) -> None:  # type: ignore[no-untyped-def]
+def _chat_turn(session: ChatSession, line: str) -> None:
     """Answer one line; Ctrl-C during the search cancels this turn only (the session and its history stay)."""
     try:
         reply = session.handle(line)
@@ -195,11 +201,9 @@ def history_file(store: Path) -> Path:
 def _input_lines(interactive: bool, store: Path) -> Iterator[str]:
     """Lines from a prompt_toolkit prompt (with history) on a terminal, else from standard input."""
     if not interactive:
-        import sys
-
         yield from (line.rstrip("\n") for line in sys.stdin)
         return
-    from prompt_toolkit import PromptSession
+    from prompt_toolkit import PromptSession  # lazy: only a chat on a terminal prompts
     from prompt_toolkit.history import FileHistory
 
     prompt: PromptSession[str] = PromptSession(history=FileHistory(str(history_file(store))))
@@ -223,9 +227,8 @@ def demo(
     """The main job on the bundled sample clips: ingest them, answer a sample query with the agent, and write
     mask overlays of the answer."""
     settings = _settings(store, profile)  # first: an unusable --store says so before anything loads
-    from twinseek.agent.api import Agent
+    # lazy: the agent loads torch and langgraph, the pipeline and store numpy and PIL, the LLM client urllib (20 ms)
     from twinseek.agent.resources import start_in_background, warm_llm
-    from twinseek.data import sample_clips
     from twinseek.llm.client import open_llm
     from twinseek.twins.pipeline import Ingestor
     from twinseek.twins.store import TwinStore
@@ -248,7 +251,7 @@ def demo(
             if r.video_id:
                 print_twin(twin_store.get_twin(r.video_id))
     console.print(f"\n[bold]query:[/bold] {safe(query)}")
-    with _errors_exit(), Agent.open(settings.store, profile=settings.profile) as agent:
+    with _errors_exit(), _agent(settings) as agent:
         result = agent.search(query, k=k, tau=tau)
     print_search_result(result)
     overlays = result.save_overlays(settings.store / "overlays")

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from twinseek.cli.app import StoreOpt, _errors_exit, _with_store
 from twinseek.cli.render import console, print_twin, safe, safe_name
+from twinseek.errors import VideoNotFoundError
 
 if TYPE_CHECKING:
     from twinseek.twins.store import StoreCheck, TwinStore
@@ -31,7 +32,7 @@ def twins_show(
         typer.echo(twin.to_full_json())
         return
     if compact:
-        from twinseek.twins.views import compact_json
+        from twinseek.twins.views import compact_json  # lazy: numpy and PIL
 
         typer.echo(compact_json(twin))
         return
@@ -45,7 +46,7 @@ def twins_describe(
 ) -> None:
     """What each video shows in one line: its main objects by the names a person uses, the scene, on-screen text
     (what the judge reads)."""
-    from twinseek.twins.views import description
+    from twinseek.twins.views import description  # lazy: numpy and PIL
 
     def describe_all(s: TwinStore) -> dict[str, str]:
         return {vid: description(s.get_twin(vid, refinements=False)) for vid in (video_ids or s.video_ids())}
@@ -132,7 +133,7 @@ def refinements_list(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per refinement, with provenance.")] = False,
 ) -> None:
     """List the refinements (oldest first): what each action found, its confidence, model and provenance."""
-    from twinseek.agent.refine import describe_refinement
+    from twinseek.agent.refine import describe_refinement  # lazy: the agent package loads torch and langgraph
 
     rows = _with_store(store, lambda s: s.refinements(_known(s, video)))
     if as_json:
@@ -165,8 +166,6 @@ def refinements_clear(
 
 def _known(twin_store: TwinStore, video: str | None) -> str | None:
     """``video`` when the store holds it (a misspelt id is an error, not an empty list)."""
-    from twinseek.errors import VideoNotFoundError
-
     if video is not None and video not in twin_store:
         raise VideoNotFoundError(video)
     return video
@@ -181,7 +180,7 @@ def store_diff(
 ) -> None:
     """Compare two stores row by row: videos, tracks, instances, relations and mask pixels (ingest times, mask
     folder names and relation row ids are bookkeeping and not compared). Exit code 1 when they differ."""
-    from twinseek.twins.compare import diff_stores
+    from twinseek.twins.compare import diff_stores  # lazy: numpy and PIL
     from twinseek.twins.store import TwinStore
 
     with _errors_exit(), TwinStore(a, create=False) as store_a, TwinStore(b, create=False) as store_b:

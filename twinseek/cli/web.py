@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from twinseek.cli.app import ProfileOpt, StoreOpt, _errors_exit, _settings, _usage_error
 from twinseek.cli.render import console, err_console, safe, safe_name
@@ -27,13 +28,11 @@ def serve(
     """The web app: search with live progress and masks over the videos, the twin inspector, ingest, eval
     reports; the JSON API under /api (OpenAPI at /docs). Needs the web extra."""
     try:
-        from twinseek.web import WebSettings
+        from twinseek.web import WebSettings  # lazy: fastapi and the agent; the web extra may be missing
         from twinseek.web import serve as run_server
     except ImportError as exc:
         err_console.print(f"[red]error:[/red] the web app needs the web extra: pip install 'twinseek[web]' ({safe(exc)})")
         raise typer.Exit(1) from exc
-    from pydantic import ValidationError
-
     settings = _settings(store, profile)
     try:
         web = WebSettings(store=settings.store, host=host, port=port, token=token, insecure=insecure,
