@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import httpx
 
 from twinseek.agent.api import Agent
-from twinseek.cli import DEMO_QUERY
+from twinseek.cli.search import DEMO_QUERY
 from twinseek.config import load_settings
 from twinseek.data import sample_clips
 from twinseek.llm.server import stop_embedded_servers

@@ -150,7 +150,7 @@ def test_ask_escapes_untrusted_text(tmp_path: Path, monkeypatch, stub) -> None: 
 def test_the_embedded_limits_note_names_what_the_twin_sees_and_what_it_cannot() -> None:
     """The footer of a search on the embedded default states its limits as they are (COCO and ImageNet names, no
     depth, nothing about actions or speech); the paper profile has no such footer."""
-    from twinseek.cli import _embedded_limits_note
+    from twinseek.cli.search import _embedded_limits_note
     from twinseek.config import load_settings
 
     note = _embedded_limits_note(load_settings(profile="embedded"))

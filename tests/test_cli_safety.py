@@ -23,7 +23,10 @@ from typer.testing import CliRunner
 
 from twinseek.agent.api import Agent
 from twinseek.agent.chat import ChatSession
-from twinseek.cli import ControlCharFilter, app, history_file, safe, safe_name
+from twinseek.cli import app
+from twinseek.cli.app import ControlCharFilter
+from twinseek.cli.render import safe, safe_name
+from twinseek.cli.search import history_file
 
 runner = CliRunner()
 MARKUP = "a dog [/x] on [bold]grass[/bold] [/b]"

@@ -237,9 +237,9 @@ def test_a_hostile_query_changes_nothing_stored(agent: Agent, stub: Any) -> None
 
 # -- the commands ---------------------------------------------------------------------------------------------------
 def test_store_refinements_list_and_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from twinseek import cli
+    from twinseek.cli.render import console
 
-    monkeypatch.setattr(cli.console, "width", 240)  # one line per row
+    monkeypatch.setattr(console, "width", 240)  # one line per row
     with TwinStore(tmp_path) as store:
         put(store, *make_twin())
         put(store, *make_twin("other"))
