@@ -11,26 +11,28 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
+from twinseek.agent.calibration import RETRIEVAL_JUDGE, Calibrator, find_calibrator, retrieval_sibling
+from twinseek.agent.judge import listwise_messages, yesno_messages
 from twinseek.config import JudgeName, LLMTier, Settings, TierDefaults, load_settings
 from twinseek.errors import TwinseekError
+from twinseek.llm.base import ChatModel, LLMError
+from twinseek.llm.client import LLMClient, open_llm
+from twinseek.prompts import decompose as decompose_prompt
 from twinseek.retrieval.decompose import Decomposer, DecompositionCache
+from twinseek.retrieval.dense import VideoEmbedder
+from twinseek.retrieval.ecr import EcrGenerator, LLMEcr, TemplateEcr, VlmEcr
+from twinseek.retrieval.encoders import ComponentEncoders
 from twinseek.retrieval.rerank import LLM_RERANKERS, Reranker, RerankerName, make_reranker
+from twinseek.retrieval.stages import RetrievalIndexes
+from twinseek.twins.specialists import Specialists, build_specialists
 from twinseek.twins.store import TwinStore
 
-if TYPE_CHECKING:
-    from twinseek.agent.calibration import Calibrator
-    from twinseek.llm.base import ChatModel
-    from twinseek.llm.client import LLMClient
-    from twinseek.retrieval.dense import VideoEmbedder
-    from twinseek.retrieval.ecr import EcrGenerator
-    from twinseek.retrieval.encoders import ComponentEncoders
-    from twinseek.retrieval.stages import RetrievalIndexes
-    from twinseek.twins.specialists import Specialists
-
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Resources:
@@ -59,7 +61,6 @@ class Resources:
         ``encoders`` / ``dense_embedder`` replace the configured component encoders and dense embedder (tests,
         experiments); ``llm`` and ``specialists`` replace the configured ones.
         """
-        from twinseek.retrieval.stages import RetrievalIndexes
 
         settings = settings or load_settings()
         store = open_shared_store(store_dir or settings.store)
@@ -73,15 +74,18 @@ class Resources:
             raise
         return resources
 
+    def _built(self, slot: str, build: Callable[[], T]) -> T:
+        """The object in ``slot``, built on first use (by one thread; the others wait for it)."""
+        with self._lock:
+            if getattr(self, slot) is None:
+                setattr(self, slot, build())
+            built: T = getattr(self, slot)
+            return built
+
     @property
     def llm(self) -> LLMClient:
         """The LLM client (built without a request: the embedded server starts on the first call)."""
-        with self._lock:
-            if self._llm is None:
-                from twinseek.llm.client import open_llm
-
-                self._llm = open_llm(self.settings)
-            return self._llm
+        return self._built("_llm", lambda: open_llm(self.settings))
 
     @property
     def judge_llm(self) -> LLMClient:
@@ -90,12 +94,7 @@ class Resources:
         model = self.settings.llm.judge_model
         if self.llm_tier == "paper" or model is None or model == self.settings.llm.embedded_model:
             return self.llm
-        with self._lock:
-            if self._judge_llm is None:
-                from twinseek.llm.client import open_llm
-
-                self._judge_llm = open_llm(self.settings, embedded_model=model)
-            return self._judge_llm
+        return self._built("_judge_llm", lambda: open_llm(self.settings, embedded_model=model))
 
     def judge_llm_key(self, judge: str) -> str:
         """The model name a calibrator of ``judge`` records: the judge model's for 'describe', else the LLM's."""
@@ -117,12 +116,7 @@ class Resources:
     @property
     def specialists(self) -> Specialists:
         """The specialist adapters of the profile (built on the first refinement that needs one)."""
-        with self._lock:
-            if self._specialists is None:
-                from twinseek.twins.specialists import build_specialists
-
-                self._specialists = build_specialists(self.settings)
-            return self._specialists
+        return self._built("_specialists", lambda: build_specialists(self.settings))
 
     @property
     def depth_available(self) -> bool:
@@ -151,7 +145,6 @@ class Resources:
 
     def calibrator(self, judge: str) -> Calibrator | None:
         """The calibrator of this LLM and ``judge`` mode (see :func:`~twinseek.agent.calibration.find_calibrator`)."""
-        from twinseek.agent.calibration import RETRIEVAL_JUDGE, find_calibrator, retrieval_sibling
 
         explicit = self.settings.agent.calibration
         if explicit is not None and judge == RETRIEVAL_JUDGE:  # the one fitted with the explicit file, beside it
@@ -166,7 +159,6 @@ class Resources:
 
     def ecr_generator(self) -> EcrGenerator:
         """Who writes each video's ECR text (``retrieval.ecr``)."""
-        from twinseek.retrieval.ecr import LLMEcr, TemplateEcr, VlmEcr
 
         r = self.settings.retrieval
         if r.ecr == "llm":
@@ -236,10 +228,6 @@ def warm_llm(llm: LLMClient, judge: JudgeName | None = "yesno") -> threading.Thr
     slot holds (measured: a cold prefix costs seconds on 2 cores). Failures are logged, never raised: the search
     that follows reports its own."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from twinseek.agent.judge import listwise_messages, yesno_messages
-    from twinseek.llm.base import LLMError
-    from twinseek.prompts import decompose as decompose_prompt
 
     judged = {"yesno": yesno_messages("warm-up", None, "warm-up"),
               "listwise": listwise_messages("warm-up", ["a"])}.get(judge or "")  # a verdict's prompt is per candidate

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlite_utils.migrations import Migrations
 
 from twinseek.errors import StoreError
+from twinseek.llm.base import LLMError
 from twinseek.prompts import decompose as prompt
 from twinseek.twins.migrations import STORE_SET
 
@@ -328,7 +329,6 @@ class Decomposer:
         self.max_tokens = max_tokens
 
     def decompose(self, query: str, llm: ChatModel | None, *, system: str | None = None) -> Decomposed:
-        from twinseek.llm.base import LLMError
 
         query = query.strip()
         if not query:

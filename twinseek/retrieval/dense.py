@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from twinseek.config import RetrievalSettings, SamplingSettings
 from twinseek.errors import ModelUnavailableError
+from twinseek.media.decode import decode_video
 from twinseek.retrieval.catalogue import CatalogIndex, digest, params_from
 from twinseek.retrieval.encoders import MiniLMEncoder, TextEncoder
 from twinseek.twins.model import Twin
@@ -223,7 +224,6 @@ class TaraEmbedder:
 
     def frames_of(self, path: str | Path) -> np.ndarray:
         """``self.frames`` uniformly sampled RGB frames, (T, H, W, 3) uint8."""
-        from twinseek.media.decode import decode_video
 
         decoded = decode_video(path, SamplingSettings(frames=self.frames, max_frames=self.frames,
                                                       max_side=self.max_side))
