@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from twinseek.config import load_settings
-from twinseek.embedders.data import LeakFilter, bench_texts, read_triplets, read_twin_pairs
-from twinseek.llm.client import open_llm
+
+if TYPE_CHECKING:
+    from twinseek.embedders.data import LeakFilter
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +37,12 @@ BenchOpt = Annotated[list[Path] | None, typer.Option(
 SeedOpt = Annotated[int, typer.Option(help="Random seed (data order, sampling).")]
 
 
-def _leak_filter(benches: list[Path] | None):  # type: ignore[no-untyped-def]
-
+def _leak_filter(benches: list[Path] | None) -> LeakFilter | None:
     if not benches:
         return None
-    return LeakFilter([t for b in benches for t in bench_texts(b)])
+    from twinseek.embedders import data  # lazy: the data builders load numpy, PIL and the store
+
+    return data.LeakFilter([t for b in benches for t in data.bench_texts(b)])
 
 
 @data_app.command("triplets")
@@ -57,7 +59,8 @@ def data_triplets(
     seed: SeedOpt = 0,
 ) -> None:
     """TARA text triplets: temporal (antonym swaps), negation (negators), composed (caption + edit)."""
-    from twinseek.embedders import data
+    from twinseek.embedders import data  # lazy: the data builders load numpy, PIL and the store
+    from twinseek.llm.client import open_llm  # lazy: urllib and the SDK, only when the LLM is asked
 
     texts: list[str] = []
     for name in source:
@@ -91,7 +94,8 @@ def data_twin(
     seed: SeedOpt = 0,
 ) -> None:
     """Compositional pairs: template sub-queries with the components of their video that satisfy them."""
-    from twinseek.embedders import data
+    from twinseek.embedders import data  # lazy: the data builders load numpy, PIL and the store
+    from twinseek.llm.client import open_llm  # lazy: urllib and the SDK, only when the LLM is asked
 
     paraphraser = None
     if paraphrase:
@@ -102,7 +106,7 @@ def data_twin(
 
 
 def _print_settings(folder: Path) -> None:
-    from twinseek.embedders.trainer import retrieval_overrides
+    from twinseek.embedders.trainer import retrieval_overrides  # lazy: torch, sentence-transformers
 
     overrides = retrieval_overrides(folder)
     typer.echo("load it with these settings (environment form):")
@@ -128,7 +132,8 @@ def train_text_cmd(
     seed: SeedOpt = 0,
 ) -> None:
     """Fine-tune the text embedder on triplets (TARA recipe: InfoNCE, in-batch + hard negative)."""
-    from twinseek.embedders.trainer import TextTrainConfig, train_text
+    from twinseek.embedders.data import read_triplets  # lazy: numpy, PIL and the store
+    from twinseek.embedders.trainer import TextTrainConfig, train_text  # lazy: torch, sentence-transformers
 
     cfg = TextTrainConfig(run_dir=run_dir or Path("runs") / out.name, epochs=epochs, batch_size=batch_size, lr=lr,
                           temperature=temperature, symmetric=symmetric,
@@ -159,7 +164,8 @@ def train_twin_cmd(
     seed: SeedOpt = 0,
 ) -> None:
     """Train the sub-query / component encoders with the compositional InfoNCE."""
-    from twinseek.embedders.trainer import TwinTrainConfig, ecr_pairs_from_store, train_twin
+    from twinseek.embedders.data import read_triplets, read_twin_pairs  # lazy: numpy, PIL and the store
+    from twinseek.embedders.trainer import TwinTrainConfig, ecr_pairs_from_store, train_twin  # lazy: torch
 
     if towers not in ("shared", "two"):
         raise typer.BadParameter("--towers must be shared or two")
