@@ -7,5 +7,7 @@ from twinseek.agent.api import Agent, Hit, HitObject, ProgressEvent, SearchResul
 from twinseek.agent.context import AgentContext
 from twinseek.agent.graph import build_graph
 from twinseek.agent.resources import Resources
+from twinseek.agent.run import Run, resolve
 
-__all__ = ["Agent", "AgentContext", "Hit", "HitObject", "ProgressEvent", "Resources", "SearchResult", "build_graph"]
+__all__ = ["Agent", "AgentContext", "Hit", "HitObject", "ProgressEvent", "Resources", "Run", "SearchResult", "build_graph",
+           "resolve"]
