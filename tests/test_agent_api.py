@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from synthetic import Scene, write_video
-from test_agent_graph import QUERY, build_store, open_agent, plan, responder, route, verdict
 
 import twinseek
 from twinseek.agent import Agent, SearchResult
+
+from support.agent import QUERY, build_store, open_agent, plan, responder, route, verdict
+from support.synthetic import Scene, write_video
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import Scene, write_video
 
 from twinseek.errors import ModelUnavailableError
 from twinseek.evals.baselines import (
@@ -22,6 +21,8 @@ from twinseek.evals.baselines import (
 )
 from twinseek.evals.bench import Bench, CounterfactualQuery, ExplicitQuery, ImplicitQuery, McqQuery
 from twinseek.evals.metrics import evaluate
+
+from support.synthetic import Scene, write_video
 
 KEYWORDS = ["swan", "bird", "car", "road", "dog", "grass"]
 LABELS = {

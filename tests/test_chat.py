@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synthetic import Scene, write_video
-from test_agent_graph import open_agent, responder, route, verdict
 
 from twinseek.agent.chat import ChatSession
+
+from support.agent import open_agent, responder, route, verdict
+from support.synthetic import Scene, write_video
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +52,11 @@ def test_turns_refine_explain_show_and_resume(tmp_path: Path, clip: Path, stub: 
 
 def test_chat_command_reads_lines_and_resumes(tmp_path: Path, clip: Path, stub: Any,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_agent_graph import build_store
     from typer.testing import CliRunner
 
     from twinseek.cli import app
+
+    from support.agent import build_store
 
     root = build_store(tmp_path / "store", clip)
     route(stub, responder(lambda _: verdict(0.9, [1], why="object 1 is red"), others=0.1))

@@ -3,10 +3,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from synthetic import Scene, write_video
 from typer.testing import CliRunner
 
 from twinseek.cli import app
+
+from support.synthetic import Scene, write_video
 
 runner = CliRunner()
 
@@ -91,7 +92,7 @@ def _stub_env(monkeypatch, stub) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_search_and_ask_run_the_graph_with_the_same_switches(tmp_path: Path, monkeypatch, stub) -> None:  # type: ignore[no-untyped-def]
-    from test_agent_graph import QUERY, build_store, plan, responder, route, verdict
+    from support.agent import QUERY, build_store, plan, responder, route, verdict
 
     store = build_store(tmp_path / "store", write_video(tmp_path / "shapes.mp4", Scene()))
     _stub_env(monkeypatch, stub)
@@ -132,7 +133,7 @@ def test_search_and_ask_run_the_graph_with_the_same_switches(tmp_path: Path, mon
 
 
 def test_ask_escapes_untrusted_text(tmp_path: Path, monkeypatch, stub) -> None:  # type: ignore[no-untyped-def]
-    from test_agent_graph import build_store, reply, responder, route, verdict
+    from support.agent import build_store, reply, responder, route, verdict
 
     store = build_store(tmp_path / "store", write_video(tmp_path / "shapes.mp4", Scene()))
     _stub_env(monkeypatch, stub)

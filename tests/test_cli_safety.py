@@ -16,9 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_stub import StubLLMServer
-from synthetic import Scene, write_video
-from test_agent_graph import build_store, reply, responder, route, verdict
 from typer.testing import CliRunner
 
 from twinseek.agent.api import Agent
@@ -27,6 +24,10 @@ from twinseek.cli import app
 from twinseek.cli.app import ControlCharFilter
 from twinseek.cli.render import safe, safe_name
 from twinseek.cli.search import history_file
+
+from support.agent import build_store, reply, responder, route, verdict
+from support.llm_stub import StubLLMServer
+from support.synthetic import Scene, write_video
 
 runner = CliRunner()
 MARKUP = "a dog [/x] on [bold]grass[/bold] [/b]"

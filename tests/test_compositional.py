@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_index import add_video, keyword_index
 
 from twinseek.config import RetrievalSettings
 from twinseek.retrieval.components import ComponentIndex
 from twinseek.retrieval.compositional import CompositionalSearch, SubQuery, aggregate
 from twinseek.twins.store import TwinStore
+
+from support.retrieval import add_video, keyword_index
 
 
 def sq(text: str, weight: float = 1.0, negated: bool = False) -> SubQuery:

@@ -164,9 +164,10 @@ def test_mined_negatives_are_the_hardest_true_negatives(minilm: object) -> None:
 
 def test_cross_encoder_filters_mined_negatives(minilm: object, tmp_path: Path) -> None:
     from sentence_transformers import CrossEncoder
-    from tiny_models import build_tiny_cross_encoder
 
     from twinseek.embedders.mining import mine_twin_negatives
+
+    from support.tiny_models import build_tiny_cross_encoder
 
     pairs = _twin_pairs()
     cross_encoder = CrossEncoder(str(build_tiny_cross_encoder(tmp_path)), device="cpu")

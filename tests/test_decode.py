@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from synthetic import CODECS, Scene, write_video
 
 from twinseek.config import SamplingSettings
 from twinseek.errors import (
@@ -14,6 +13,8 @@ from twinseek.errors import (
     VideoTooLargeError,
 )
 from twinseek.media.decode import decode_video, probe, sample_indices
+
+from support.synthetic import CODECS, Scene, write_video
 
 
 @pytest.mark.parametrize("suffix", sorted(CODECS))

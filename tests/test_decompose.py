@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from llm_stub import StubLLMServer, completion
 
 from twinseek.config import LLMSettings, load_settings
 from twinseek.errors import StoreBusyError
@@ -28,6 +27,8 @@ from twinseek.retrieval.decompose import (
     prompt_version,
 )
 from twinseek.twins.store import TwinStore
+
+from support.llm_stub import StubLLMServer, completion
 
 BENCH_QUERIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev-bench" / "queries.jsonl"
 

@@ -7,9 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_encoders import KeywordEncoder
-from test_index import add_video
-from tiny_models import assert_placed, build_tiny_qwen2vl
 
 from twinseek.config import RetrievalSettings
 from twinseek.errors import ModelUnavailableError
@@ -21,6 +18,9 @@ from twinseek.retrieval.dense import (
     last_token_pool,
 )
 from twinseek.twins.store import TwinStore
+
+from support.retrieval import KeywordEncoder, add_video
+from support.tiny_models import assert_placed, build_tiny_qwen2vl
 
 HIDDEN = 32  # text hidden size of the tiny Qwen2-VL
 SAMPLES = Path(__file__).parents[1] / "twinseek" / "data" / "samples"

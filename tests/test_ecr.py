@@ -4,13 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_store import make_twin, put
-from tiny_models import build_tiny_qwen2vl
 
 from twinseek.retrieval.ecr import TemplateEcr, VlmEcr, ensure_ecr
 from twinseek.twins.model import Relation, Track
 from twinseek.twins.store import TwinStore
 from twinseek.twins.views import template_ecr
+
+from support.store import make_twin, put
+from support.tiny_models import build_tiny_qwen2vl
 
 
 def test_template_names_objects_look_motion_scene_and_relations() -> None:
@@ -58,9 +59,9 @@ def test_vlm_ecr_runs_the_real_processor_and_generate(qwen2vl_dir: Path) -> None
 
 
 def test_llm_ecr_keeps_the_template_facts_and_falls_back(stub) -> None:  # type: ignore[no-untyped-def]
-    from llm_stub import completion
-
     from twinseek.retrieval.ecr import LLMEcr
+
+    from support.llm_stub import completion
 
     twin, _ = make_twin()
     stub.script = [completion("A brown dog trots to the right across a field.")]

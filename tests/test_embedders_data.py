@@ -117,7 +117,7 @@ def test_grammar_sentences_do_not_leak_the_dev_bench() -> None:
 
 
 def test_llm_sentences_from_stub(stub) -> None:  # type: ignore[no-untyped-def]
-    from llm_stub import completion
+    from support.llm_stub import completion
 
     stub.script = [completion(json.dumps({"captions": ["a man opens a box.", "a girl closes the window"]}))]
     got = llm_sentences(stub.client(), n=2, seed=0)

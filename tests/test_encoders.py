@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-
 import numpy as np
 import pytest
-from test_store import make_twin
 
 from twinseek.config import load_settings
 from twinseek.errors import ModelUnavailableError
@@ -16,30 +12,8 @@ from twinseek.twins.model import Instance, Relation, Track, Twin
 from twinseek.twins.views import ComponentTexts
 from twinseek.twins.words import position_words, size_word
 
-
-class KeywordEncoder:
-    """One dimension per keyword, 1 when the keyword occurs in the text: exact, download-free similarities."""
-
-    tier = "test"
-
-    def __init__(self, keywords: Sequence[str], name: str = "keywords") -> None:
-        self.keywords = list(keywords)
-        self.model = name
-        self.fingerprint = f"kw:{name}:{','.join(self.keywords)}"
-        self.calls: list[list[str]] = []
-
-    @property
-    def dim(self) -> int:
-        return len(self.keywords)
-
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        self.calls.append(list(texts))
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for i, text in enumerate(texts):
-            words = set(re.findall(r"[a-z]+", text.lower()))
-            out[i] = [kw in words for kw in self.keywords]
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+from support.retrieval import KeywordEncoder
+from support.store import make_twin
 
 
 def track(tid: int = 1, category: str = "black swan", group: str | None = "bird", **kw: object) -> Track:

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from synthetic import Scene, Shape, write_video
 from typer.testing import CliRunner
 
 from twinseek.cli import app
@@ -24,6 +23,8 @@ from twinseek.evals.report import draw_overlays, summary_table, write_report
 from twinseek.evals.results import load_results
 from twinseek.evals.runner import AgentScorer
 from twinseek.evals.schemas import OverlayExample, SystemSpec, parse_systems
+
+from support.synthetic import Scene, Shape, write_video
 
 SQUARE = Scene()  # red square moving right, blue disc moving left
 YELLOW = Scene(shapes=[Shape("disc", (240, 220, 30), (60, 60), (260, 180), radius=30)], seed=1)
@@ -424,7 +425,7 @@ class _BySchema(list):  # type: ignore[type-arg]
         self.stub = stub
 
     def pop(self, index: Any = -1) -> Any:
-        from llm_stub import completion
+        from support.llm_stub import completion
 
         body = self.stub.requests[-1]
         schema = (body.get("response_format") or {}).get("json_schema", {}).get("name", "")
@@ -439,9 +440,9 @@ class _BySchema(list):  # type: ignore[type-arg]
 
 def test_agent_systems_share_the_store_and_judge_choices_within_the_video(env: dict[str, Path], stub: Any,
                                                                          tmp_path: Path) -> None:
-    from test_refinements import table_hashes
-
     from twinseek.twins.store import TwinStore
+
+    from support.store import table_hashes
 
     stub.script = _BySchema(stub)
     with TwinStore(env["store"], create=False) as store:

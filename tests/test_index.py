@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pytest
-from test_encoders import KeywordEncoder
-from test_store import make_twin
 
-from twinseek.config import RetrievalSettings
 from twinseek.retrieval.components import ComponentIndex
 from twinseek.retrieval.encoders import ComponentEncoders
 from twinseek.retrieval.vectors import Hit, IndexCorruptError, IndexParams, VectorIndex, coarse_centroids
-from twinseek.twins.model import Relation, Track, Twin
+from twinseek.twins.model import Relation
 from twinseek.twins.refinements import Refinement
 from twinseek.twins.store import TwinStore
 
-KEYWORDS = ["dog", "cat", "ball", "horse", "person", "left", "right", "near", "brown"]
+from support.retrieval import KEYWORDS, KeywordEncoder, add_video, keyword_index
 
 
 @pytest.fixture(autouse=True)
@@ -33,25 +29,6 @@ def _no_glosses(monkeypatch: pytest.MonkeyPatch) -> None:
     empty = WordKnowledge()
     empty._loaded = True
     monkeypatch.setattr(views, "word_knowledge", lambda: empty)
-
-
-def add_video(store: TwinStore, video_id: str, categories: Sequence[str],
-              relations: Sequence[tuple[int, str, int | None]] = (), ecr: str | None = None) -> Twin:
-    """A twin with one track per category (track ids 1..n) and the given relations; no instances or masks."""
-    base, _ = make_twin(video_id)
-    video = base.video.model_copy(update={"ecr_text": ecr, "content_hash": f"hash-{video_id}-{len(categories)}"})
-    tracks = [Track(video_id=video_id, track_id=i, category=c, category_score=0.9, category_source="t",
-                    first_frame=0, last_frame=10, frame_count=3, mean_area=0.05, direction="stationary")
-              for i, c in enumerate(categories, 1)]
-    rels = [Relation(video_id=video_id, subject_track=s, predicate=p, object_track=o, kind="spatial",
-                     frame_start=0, frame_end=10) for s, p, o in relations]
-    twin = Twin(video=video, tracks=tracks, instances=[], relations=rels)
-    store.put_twin(twin, store.new_mask_dir(video_id))
-    return twin
-
-
-def keyword_index(store: TwinStore, **settings: object) -> ComponentIndex:
-    return ComponentIndex(store, ComponentEncoders(KeywordEncoder(KEYWORDS)), RetrievalSettings(**settings))
 
 
 def unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:

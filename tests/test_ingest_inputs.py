@@ -9,7 +9,6 @@ import socket
 from pathlib import Path
 
 import pytest
-from synthetic import Scene, write_video
 
 import twinseek.twins.pipeline as pipeline
 from twinseek.config import load_settings
@@ -18,6 +17,8 @@ from twinseek.media.decode import check_file
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.specialists import Specialists, build_specialists
 from twinseek.twins.store import TwinStore
+
+from support.synthetic import Scene, write_video
 
 
 @pytest.fixture(scope="module")

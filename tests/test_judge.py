@@ -10,9 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_stub import completion, top_logprobs
-from synthetic import Scene
-from test_agent_graph import DECOMPOSITION, QUERY, clip, open_agent, plan, reply, shapes_twin, verdict
 
 from twinseek.agent import Agent, Resources
 from twinseek.agent.calibration import (
@@ -31,7 +28,11 @@ from twinseek.retrieval.compositional import ComponentMatch
 from twinseek.retrieval.decompose import Decomposition, SubQuery
 from twinseek.retrieval.stages import Candidate
 
-__all__ = ["clip"]  # the session fixture of test_agent_graph, used here too
+from support.agent import DECOMPOSITION, QUERY, clip, open_agent, plan, reply, shapes_twin, verdict
+from support.llm_stub import completion, top_logprobs
+from support.synthetic import Scene
+
+__all__ = ["clip"]  # the session fixture of support.agent, used here too
 P_YES = {"shapes": 0.8, "dogs": 0.3, "cats": 0.1}
 P_CONTENT_FREE = 0.6  # what the scripted judge answers a query that says nothing
 

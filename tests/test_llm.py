@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from llm_stub import StubLLMServer, completion, top_logprobs  # noqa: F401  (stub: fixture in conftest)
 from pydantic import BaseModel, Field
 
 from twinseek.config import LLMSettings, load_settings
@@ -21,6 +20,8 @@ from twinseek.llm.base import LLMError, LLMOutputError
 from twinseek.llm.client import LLMClient, open_llm, yes_share
 from twinseek.llm.embedded import EmbeddedModel, assemble_model, find_parts
 from twinseek.llm.server import EmbeddedServer
+
+from support.llm_stub import StubLLMServer, completion, top_logprobs  # noqa: F401  (stub: fixture in conftest)
 
 
 class Pair(BaseModel):

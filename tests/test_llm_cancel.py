@@ -4,7 +4,6 @@ carries its search's scope into the worker threads a node starts."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,37 +19,7 @@ from twinseek.llm.cancel import CancelScope
 from twinseek.llm.client import LLMClient
 from twinseek.llm.deadline import BoundedLLM, Deadline
 
-
-class HangingServer:
-    """Accepts connections, reads each request and never answers; records when each client closed."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.requests = 0
-        self.closed: list[float] = []
-        self.base_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            self.requests += 1
-            while conn.recv(65536):  # whatever else comes, until the client closes
-                pass
-            self.closed.append(time.monotonic())
-
-    def close(self) -> None:
-        self.sock.close()
+from support.llm_stub import HangingServer
 
 
 @pytest.fixture()

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_stub import StubLLMServer, completion, top_logprobs
 from pydantic import BaseModel
-from synthetic import Scene, write_video
-from test_agent_graph import DECOMPOSITION, QUERY, open_agent, reply, responder, route, verdict
 
 from twinseek.llm.base import LLMError, LLMOutputError
 from twinseek.retrieval.decompose import Decomposer
+
+from support.agent import DECOMPOSITION, QUERY, open_agent, reply, responder, route, verdict
+from support.llm_stub import StubLLMServer, completion, top_logprobs
+from support.synthetic import Scene, write_video
 
 
 @pytest.fixture(scope="module")

@@ -148,7 +148,7 @@ def test_overlay_frames_with_one_frame_and_a_missing_video(tmp_path: Path) -> No
 
 
 def test_overlay_frames_decodes_the_video_at_the_masks_size(tmp_path: Path) -> None:
-    from synthetic import Scene, write_video
+    from support.synthetic import Scene, write_video
 
     scene = Scene()
     video = write_video(tmp_path / "clip.mp4", scene)

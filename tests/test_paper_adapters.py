@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import tiny_models  # tests/ is on sys.path under pytest's default import mode
 import torch
 
 from twinseek import weights as _weights
@@ -42,6 +41,8 @@ from twinseek.twins.adapters.paper.sam2 import (
     link_seeds,
     merge_tracks,
 )
+
+from support import tiny_models
 
 pytestmark = pytest.mark.filterwarnings("ignore:cannot import name '_C'", "ignore::FutureWarning")
 

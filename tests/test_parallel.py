@@ -9,18 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flaky_builder import FlakyBuilder, fault_videos
-from synthetic import Scene, write_video
 from typer.testing import CliRunner
 
 from twinseek.cli import app
 from twinseek.config import load_settings
 from twinseek.errors import ConfigError, CorruptVideoError, VideoNotFoundError
 from twinseek.media.masks import decode_mask, encode_mask, load_mask, save_mask
-from twinseek.twins.compare import diff_stores
-from twinseek.twins.parallel import BuildExecutor, ProcessPoolBuildExecutor
-from twinseek.twins.pipeline import Ingestor, IngestResult
+from twinseek.twins.parallel import ProcessPoolBuildExecutor
+from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore
+
+from support.flaky_builder import FlakyBuilder, fault_videos
+from support.parallel import assert_same, ingest
+from support.synthetic import Scene, write_video
 
 runner = CliRunner()
 
@@ -30,18 +31,6 @@ def pool():  # type: ignore[no-untyped-def]
     """Two worker processes with the embedded default (and faults keyed by file name, see flaky_builder)."""
     with ProcessPoolBuildExecutor(load_settings(), 2, builder=FlakyBuilder) as executor:
         yield executor
-
-
-def ingest(store_dir: Path, paths: list[Path], executor: BuildExecutor | None, **kwargs: object) -> list[IngestResult]:
-    with TwinStore(store_dir) as store:
-        return Ingestor(store, load_settings(store=store_dir)).ingest_many(paths, executor=executor, **kwargs)
-
-
-def assert_same(a: Path, b: Path) -> None:
-    with TwinStore(a, create=False) as store_a, TwinStore(b, create=False) as store_b:
-        diff = diff_stores(store_a, store_b)
-    assert diff.identical, diff.differences
-    assert diff.videos and diff.masks
 
 
 def test_pool_builds_the_same_store_as_serial(sample_store: Path, pool: ProcessPoolBuildExecutor,

@@ -12,15 +12,16 @@ from pathlib import Path
 
 import pytest
 import ray
-from flaky_builder import FlakyBuilder, fault_videos
 from ray.cluster_utils import Cluster
-from synthetic import Scene, write_video
-from test_parallel import assert_same, ingest
 from typer.testing import CliRunner
 
 from twinseek.cli import app
 from twinseek.config import load_settings
 from twinseek.twins.parallel import RayBuildExecutor
+
+from support.flaky_builder import FlakyBuilder, fault_videos
+from support.parallel import assert_same, ingest
+from support.synthetic import Scene, write_video
 
 runner = CliRunner()
 NODE_ARGS = {"num_cpus": 1, "object_store_memory": 80 * 2**20, "include_dashboard": False}

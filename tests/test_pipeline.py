@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import Scene, write_video
 
 from twinseek.config import load_settings
 from twinseek.errors import VideoError
@@ -20,6 +19,8 @@ from twinseek.twins.perception import build_twin
 from twinseek.twins.pipeline import Ingestor, slugify
 from twinseek.twins.specialists import Specialists, build_specialists
 from twinseek.twins.store import TwinStore
+
+from support.synthetic import Scene, write_video
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import assert_placed, build_tiny_cross_encoder, build_tiny_qwen3_reranker
 
 from twinseek.errors import ModelUnavailableError
 from twinseek.retrieval.fusion import fuse, reciprocal_rank_fusion, weighted_fusion
 from twinseek.retrieval.rerank import CrossEncoderReranker, Qwen3Reranker, rerank
 from twinseek.weights import model_dtype
+
+from support.tiny_models import assert_placed, build_tiny_cross_encoder, build_tiny_qwen3_reranker
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +87,9 @@ def test_rerank_reorders_the_head_and_keeps_the_tail_below() -> None:
 
 
 def test_llm_yes_no_reranker_reads_first_token_logprobs(stub) -> None:  # type: ignore[no-untyped-def]
-    from llm_stub import completion, top_logprobs
-
     from twinseek.retrieval.rerank import LLMYesNoReranker
+
+    from support.llm_stub import completion, top_logprobs
 
     stub.script = [completion("yes", logprobs=top_logprobs([("yes", 0.8), ("no", 0.2)])),
                    completion("no", logprobs=top_logprobs([("No", 0.9), ("yes", 0.1)]))]
@@ -100,9 +101,9 @@ def test_llm_yes_no_reranker_reads_first_token_logprobs(stub) -> None:  # type: 
 
 
 def test_listwise_reranker_orders_and_survives_a_bad_reply(stub) -> None:  # type: ignore[no-untyped-def]
-    from llm_stub import completion
-
     from twinseek.retrieval.rerank import ListwiseReranker
+
+    from support.llm_stub import completion
 
     stub.script = [completion('{"order": [2, 0, 7, 2]}')]  # out-of-range and repeated numbers are ignored
     scores = ListwiseReranker(stub.client(max_retries=0)).score("q", ["a", "b", "c"])
@@ -113,9 +114,9 @@ def test_listwise_reranker_orders_and_survives_a_bad_reply(stub) -> None:  # typ
 
 
 def test_query_aware_rewrite_and_its_fallback(stub) -> None:  # type: ignore[no-untyped-def]
-    from llm_stub import completion
-
     from twinseek.retrieval.rerank import rewrite_ecr
+
+    from support.llm_stub import completion
 
     stub.script = [completion("The swan is black, which supports the query.")]
     assert rewrite_ecr(stub.client(), "a black bird", "A black swan swims.") == \

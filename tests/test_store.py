@@ -13,40 +13,11 @@ import pytest
 
 from twinseek.errors import StoreError, VideoNotFoundError
 from twinseek.twins.compare import diff_stores
-from twinseek.twins.masks import mask_geometry
-from twinseek.twins.model import Instance, Provenance, Relation, Track, Twin, Video
+from twinseek.twins.model import Twin
 from twinseek.twins.store import TwinStore
 from twinseek.twins.views import compact_json
 
-
-def make_twin(video_id: str = "clip", frames: tuple[int, ...] = (0, 5, 10)) -> tuple[Twin, dict]:
-    video = Video(video_id=video_id, path=f"/videos/{video_id}.mp4", content_hash=f"hash-{video_id}", width=64,
-                  height=48, fps=10.0, frame_count=12, duration_s=1.2, sampled_frames=list(frames),
-                  profile="embedded", specialists=[Provenance(role="segmenter", tier="embedded", model="m")])
-    masks, instances = {}, []
-    for k, f in enumerate(frames):
-        mask = np.zeros((48, 64), bool)
-        mask[10:20, 5 + 10 * k:15 + 10 * k] = True
-        bbox, centroid, area = mask_geometry(mask)
-        instances.append(Instance(video_id=video_id, track_id=1, frame_index=f, category="dog", category_score=0.9,
-                                  attributes="brown", mask_path="", bbox=bbox, centroid=centroid, depth=None,
-                                  area=area))
-        masks[(1, f)] = mask
-    track = Track(video_id=video_id, track_id=1, category="dog", category_score=0.9, category_source="test",
-                  category_group="dog", category_candidates=[("wolf", 0.05)], attributes="brown",
-                  first_frame=frames[0], last_frame=frames[-1], frame_count=len(frames), mean_area=0.03,
-                  speed=0.3, direction="right")
-    relation = Relation(video_id=video_id, subject_track=1, predicate="moving right", object_track=None,
-                        kind="temporal", frame_start=frames[0], frame_end=frames[-1])
-    return Twin(video=video, tracks=[track], instances=instances, relations=[relation]), masks
-
-
-def put(store: TwinStore, twin: Twin, masks: dict) -> str:
-    mask_dir = store.new_mask_dir(twin.video.video_id)
-    for inst in twin.instances:
-        inst.mask_path = store.write_mask(mask_dir, inst.track_id, inst.frame_index, masks[(1, inst.frame_index)])
-    store.put_twin(twin, mask_dir)
-    return mask_dir
+from support.store import make_twin, put
 
 
 def test_round_trip_preserves_every_field(tmp_path: Path) -> None:
@@ -115,7 +86,7 @@ def test_kill_mid_ingest_then_reopen_is_clean(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_store import make_twin, put
+        from support.store import make_twin, put
         from twinseek.twins.store import TwinStore
         store = TwinStore({str(tmp_path)!r})
         store._insert_instances = lambda rows: os._exit(9)  # dies inside the transaction

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import Scene, write_video
-from test_store import make_twin
 
 from twinseek.config import load_settings
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.specialists import Specialists, build_specialists
 from twinseek.twins.store import ORPHAN_GRACE_S, TwinStore
+
+from support.store import make_twin
+from support.synthetic import Scene, write_video
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def _hold_lease_script(root: Path) -> str:
     return textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_store import make_twin
+        from support.store import make_twin
         from twinseek.twins.store import TwinStore
         store = TwinStore({str(root)!r})
         twin, masks = make_twin("held")

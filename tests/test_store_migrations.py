@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
-from test_encoders import KeywordEncoder
 
 from twinseek.agent.judge import JudgementCache
 from twinseek.retrieval.components import ComponentIndex, ComponentSource
@@ -22,6 +21,8 @@ from twinseek.retrieval.encoders import ComponentEncoders
 from twinseek.twins.ingest_queue import IngestQueue
 from twinseek.twins.migrations import store_migrations
 from twinseek.twins.store import DB_NAME, TwinStore
+
+from support.retrieval import KeywordEncoder
 
 OLD_STORE = Path(__file__).parent / "data" / "store-9700c45.sql"
 KEYWORDS = ["dog", "cat", "ball", "horse", "person", "left", "right", "near", "brown"]

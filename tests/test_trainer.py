@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
-from tiny_models import build_tiny_cross_encoder, build_tiny_sentence_transformer
 
 from twinseek.embedders.data import TwinPair, build_triplets, grammar_sentences
 from twinseek.embedders.models import read_manifest
@@ -22,6 +21,8 @@ from twinseek.embedders.trainer import (
     train_text,
     train_twin,
 )
+
+from support.tiny_models import build_tiny_cross_encoder, build_tiny_sentence_transformer
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +137,8 @@ def test_lora_on_tiny_qwen2vl_trains_and_checkpoints_only_adapters(tmp_path: Pat
     pytest.importorskip("peft")
     pytest.importorskip("torchvision")
     from safetensors.torch import load_file
-    from tiny_models import build_tiny_qwen2vl
+
+    from support.tiny_models import build_tiny_qwen2vl
 
     base = build_tiny_qwen2vl(tmp_path / "qwen")
     triplets = build_triplets(["a man opens the door", "a girl picks up a book"], "test", kinds=("temporal",))

@@ -17,11 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from llm_stub import StubLLMServer
 from PIL import Image
-from synthetic import Scene, write_video
 from typer.testing import CliRunner
-from web_support import QUERY, scripted_agent, wait_for_job
 
 from twinseek.agent import Agent
 from twinseek.data import sample_clips
@@ -29,6 +26,10 @@ from twinseek.errors import ConfigError
 from twinseek.twins.pipeline import Ingestor
 from twinseek.web import WebSettings, check_bind, create_app
 from twinseek.web.ingest import safe_name
+
+from support.llm_stub import StubLLMServer
+from support.synthetic import Scene, write_video
+from support.web_support import QUERY, scripted_agent, wait_for_job
 
 BASE = "http://127.0.0.1"
 NO_LLM = {"lr": "false", "qd": "false", "jit": "false"}
@@ -640,12 +641,12 @@ def test_a_dropped_stream_cancels_its_search_and_closes_the_llm_request(store_di
     import asyncio
     import time
 
-    from test_llm_cancel import HangingServer
-
     from twinseek.agent import Resources
     from twinseek.config import load_settings
     from twinseek.llm.client import LLMClient
     from twinseek.web.search import SearchParams, SearchService
+
+    from support.llm_stub import HangingServer
 
     hanging = HangingServer()
     llm = LLMClient(load_settings().llm.model_copy(update={"base_url": hanging.base_url, "api_key": "t",

@@ -16,12 +16,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from llm_stub import StubLLMServer
-from synthetic import Scene, write_video
-from web_support import QUERY, VERDICTS, scripted_agent
 
 from twinseek.agent import Agent
 from twinseek.web import WebSettings, background_server, create_app
+
+from support.llm_stub import StubLLMServer
+from support.synthetic import Scene, write_video
+from support.web_support import QUERY, VERDICTS, scripted_agent
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]

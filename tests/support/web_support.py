@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llm_stub import StubLLMServer, completion
-
 from twinseek.agent import Agent, Resources
 from twinseek.config import load_settings
+
+from support.llm_stub import StubLLMServer, completion
 
 QUERY = "a black swan swimming"
 # What the scripted LLM says about each bundled clip: (relevance, reasoning). The markup in the swan's reasoning

@@ -1,10 +1,11 @@
 """A scripted OpenAI-compatible chat-completions server on 127.0.0.1, for tests of anything that calls an LLM
-through the real ``openai`` client."""
+through the real ``openai`` client; and a server that never answers (for cancelling calls)."""
 
 from __future__ import annotations
 
 import json
 import math
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,3 +96,35 @@ class StubLLMServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class HangingServer:
+    """Accepts connections, reads each request and never answers; records when each client closed."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.requests = 0
+        self.closed: list[float] = []
+        self.base_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            self.requests += 1
+            while conn.recv(65536):  # whatever else comes, until the client closes
+                pass
+            self.closed.append(time.monotonic())
+
+    def close(self) -> None:
+        self.sock.close()

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from synthetic import Scene, write_video
-
 from twinseek.twins.pipeline import BuildJob, BuiltTwin, TwinBuilder
+
+from support.synthetic import Scene, write_video
 
 
 def fault_videos(folder: Path, *names: str) -> Path:
