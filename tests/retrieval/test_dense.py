@@ -23,7 +23,7 @@ from support.retrieval import KeywordEncoder, add_video
 from support.tiny_models import assert_placed, build_tiny_qwen2vl
 
 HIDDEN = 32  # text hidden size of the tiny Qwen2-VL
-SAMPLES = Path(__file__).parents[1] / "twinseek" / "data" / "samples"
+SAMPLES = Path(__file__).parents[2] / "twinseek" / "data" / "samples"
 
 
 def test_dense_index_uses_ecr_or_template_and_resyncs(tmp_path: Path) -> None:

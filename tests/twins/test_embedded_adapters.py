@@ -16,7 +16,7 @@ from twinseek.twins.adapters.embedded.tracker import EmbeddedSegmenter, MultiObj
 
 H, W = 240, 320
 PARKOUR = Path("/work/shared/data/dev-bench/videos/parkour.mp4")
-SAMPLES = sorted((Path(__file__).resolve().parent.parent / "twinseek" / "data" / "samples").glob("*.mp4"))
+SAMPLES = sorted((Path(__file__).resolve().parents[2] / "twinseek" / "data" / "samples").glob("*.mp4"))
 
 
 def _texture(h: int, w: int, seed: int = 0) -> np.ndarray:

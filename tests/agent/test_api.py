@@ -132,7 +132,7 @@ def test_make_graph_is_the_langgraph_json_factory(tmp_path: Path, clip: Path, st
     from twinseek.agent.graph import make_graph
 
     root = build_store(tmp_path / "store", clip)
-    spec = json.loads((Path(__file__).resolve().parents[1] / "langgraph.json").read_text())
+    spec = json.loads((Path(__file__).resolve().parents[2] / "langgraph.json").read_text())
     assert spec["graphs"]["agent"] == "./twinseek/agent/graph.py:make_graph"
     for key, value in {"BASE_URL": stub.base_url, "API_KEY": "test", "MODEL": "stub", "MAX_RETRIES": "0"}.items():
         monkeypatch.setenv(f"TWINSEEK_LLM__{key}", value)

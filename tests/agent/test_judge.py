@@ -1,5 +1,5 @@
 """Judgement modes (verdict / yes-no log-probability / listwise), grounding from evidence and calibrated relevance,
-on the small store of ``test_agent_graph`` with the real LLM client talking to the scripted stub server."""
+on the small store of ``support.agent`` with the real LLM client talking to the scripted stub server."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def _hold_lease_script(root: Path) -> str:
     """A child process that writes a mask folder, prints it, and waits (an ingest still running)."""
     return textwrap.dedent(f"""
         import sys, time
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        sys.path.insert(0, {str(Path(__file__).parents[1])!r})
         from support.store import make_twin
         from twinseek.twins.store import TwinStore
         store = TwinStore({str(root)!r})

@@ -24,7 +24,7 @@ from twinseek.twins.store import DB_NAME, TwinStore
 
 from support.retrieval import KeywordEncoder
 
-OLD_STORE = Path(__file__).parent / "data" / "store-9700c45.sql"
+OLD_STORE = Path(__file__).parents[1] / "data" / "store-9700c45.sql"
 KEYWORDS = ["dog", "cat", "ball", "horse", "person", "left", "right", "near", "brown"]
 
 

@@ -31,7 +31,7 @@ NODE_ARGS = {"num_cpus": 1, "object_store_memory": 80 * 2**20, "include_dashboar
 def worker_path() -> Iterator[None]:
     """Ray's worker processes are started by its raylets, not forked from pytest: they find twinseek and the
     tests' helper modules (flaky_builder) through PYTHONPATH."""
-    tests, root = Path(__file__).parent, Path(__file__).parent.parent
+    tests, root = Path(__file__).parents[1], Path(__file__).parents[2]
     before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(root), str(tests), *([before] if before else [])])
     yield

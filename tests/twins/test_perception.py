@@ -20,7 +20,7 @@ from twinseek.twins.migrations import store_migrations
 from twinseek.twins.model import ScreenText, Track, Twin, Video
 from twinseek.twins.store import TwinStore
 
-SAMPLES = Path(__file__).resolve().parent.parent / "twinseek" / "data" / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "twinseek" / "data" / "samples"
 runner = CliRunner()
 
 

@@ -85,7 +85,7 @@ def test_kill_mid_ingest_then_reopen_is_clean(tmp_path: Path) -> None:
     """A process killed between mask writing and commit leaves no rows; reopening sweeps its masks."""
     script = textwrap.dedent(f"""
         import os, sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        sys.path.insert(0, {str(Path(__file__).parents[1])!r})
         from support.store import make_twin, put
         from twinseek.twins.store import TwinStore
         store = TwinStore({str(tmp_path)!r})

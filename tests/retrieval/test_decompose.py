@@ -30,7 +30,7 @@ from twinseek.twins.store import TwinStore
 
 from support.llm_stub import StubLLMServer, completion
 
-BENCH_QUERIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev-bench" / "queries.jsonl"
+BENCH_QUERIES = Path(__file__).resolve().parents[3] / "shared" / "data" / "dev-bench" / "queries.jsonl"
 
 
 def _reply(rewritten: str, *subqueries: tuple[str, str, bool]) -> str:

@@ -108,7 +108,7 @@ def test_leak_filter_drops_bench_overlap(tmp_path: Path) -> None:
 
 
 def test_grammar_sentences_do_not_leak_the_dev_bench() -> None:
-    root = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev-bench"
+    root = Path(__file__).resolve().parents[3] / "shared" / "data" / "dev-bench"
     if not (root / "queries.jsonl").is_file():
         pytest.skip("dev bench not present")
     leak = LeakFilter.from_bench(root)

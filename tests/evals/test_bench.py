@@ -21,7 +21,7 @@ from twinseek.evals.bench import (
 )
 from twinseek.media.masks import load_mask
 
-DEV_BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev-bench"
+DEV_BENCH = Path(__file__).resolve().parents[3] / "shared" / "data" / "dev-bench"
 
 VALID = [
     {"kind": "implicit", "id": "q1", "text": "a bird", "positives": ["swan"], "has_masks": True},

@@ -26,7 +26,7 @@ from support.web_support import QUERY, VERDICTS, scripted_agent
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(os.environ.get("TWINSEEK_ARTIFACTS") or Path(__file__).parent / "_artifacts") / "web"
+ARTIFACTS = Path(os.environ.get("TWINSEEK_ARTIFACTS") or Path(__file__).parents[1] / "_artifacts") / "web"
 TIMEOUT_MS = 120_000
 
 
