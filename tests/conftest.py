@@ -40,7 +40,7 @@ def device() -> str:
 @pytest.fixture
 def stub():  # type: ignore[no-untyped-def]
     """A scripted LLM server; ``stub.script`` holds the replies, ``stub.client()`` talks to it."""
-    from llm_stub import StubLLMServer
+    from support.llm_stub import StubLLMServer
 
     server = StubLLMServer()
     yield server

@@ -29,9 +29,9 @@ ENV_NESTED = "__"
 NON_SETTINGS_VARIABLES = frozenset({
     "TWINSEEK_VENV",  # scripts/bootstrap.sh and scripts/test.sh: where the virtual environment lives
     "TWINSEEK_WEB_TOKEN",  # the web app's bearer token (a CLI option's environment fallback)
-    "TWINSEEK_NO_BROWSER",  # tests/test_web_browser.py and scripts/bootstrap.sh: skip the browser tests
-    "TWINSEEK_CHROMIUM",  # tests/test_web_browser.py: the chromium binary to drive
-    "TWINSEEK_ARTIFACTS",  # tests/test_web_browser.py: where screenshots go
+    "TWINSEEK_NO_BROWSER",  # tests/web/test_browser.py and scripts/bootstrap.sh: skip the browser tests
+    "TWINSEEK_CHROMIUM",  # tests/web/test_browser.py: the chromium binary to drive
+    "TWINSEEK_ARTIFACTS",  # tests/web/test_browser.py: where screenshots go
 })
 
 ProfileName = Literal["embedded", "paper"]

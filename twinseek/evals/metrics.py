@@ -17,7 +17,7 @@ Conventions (each chosen so that a number never depends on an unstated detail):
   of ``seg2bmap`` contours matched within ``ceil(bound_th * image diagonal)`` pixels.
 * Functions over a list of queries return ``nan`` for an empty list; :func:`aggregate` skips empty groups.
 
-Against ranx (``tests/test_metrics_reference.py`` checks these on random rankings): R@K is the share of queries
+Against ranx (``tests/evals/test_metrics_reference.py`` checks these on random rankings): R@K is the share of queries
 whose *first* relevant video is in the top K, ranx's ``hit_rate@K`` (not ranx's ``recall@K``, the share of the
 relevant videos found); the first relevant rank is ``1 / RR`` of ranx's ``mrr``; plain AP (``k=None``) and mAP
 equal ranx's ``map``. AP@K divides by ``min(K, number of relevant)`` so that a perfect top K scores 1, while
