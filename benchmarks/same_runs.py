@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 COMPARED = ("rank", "gallery_size", "ap", "positive_score", "max_score", "correct", "j", "f", "positives",
             "ranking", "choice_scores", "returned", "hits")
+
+
+def _portable(field: str, value: Any) -> Any:
+    """Hits name their mask files by absolute path: compare them from the store's ``masks/`` folder on, so two
+    copies of one store compare equal."""
+    if field != "hits":
+        return value
+    return re.sub(r'"[^"]*/(masks/[^"]*)"', r'"\1"', json.dumps(value, sort_keys=True))
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -33,7 +42,7 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
             continue
         old = {r["id"]: r for r in before[name]["records"]}
         new = {r["id"]: r for r in after[name]["records"]}
-        differ = {qid: [f for f in COMPARED if old[qid].get(f) != new[qid].get(f)]
+        differ = {qid: [f for f in COMPARED if _portable(f, old[qid].get(f)) != _portable(f, new[qid].get(f))]
                   for qid in sorted(set(old) & set(new))}
         differ = {qid: fields for qid, fields in differ.items() if fields}
         metrics = {k: (v, after[name]["metrics"].get(k)) for k, v in before[name]["metrics"].items()
