@@ -41,6 +41,7 @@ SegmenterName = Literal["embedded", "sam2", "sam2-hf"]
 DetectorName = Literal["embedded", "owlv2", "ultralytics"]
 DepthName = Literal["none", "depth-anything"]
 DescriberName = Literal["embedded", "qwen-vl"]
+PoseName = Literal["none", "embedded"]
 
 
 class _Section(BaseModel):
@@ -67,6 +68,7 @@ class SpecialistSettings(_Section):
     detector: DetectorName | None = None
     depth: DepthName | None = None
     describer: DescriberName | None = None
+    pose: PoseName | None = None  # keypoints of person tracks, read by the action rules ("none": no actions)
 
 
 class PerceptionSettings(_Section):
@@ -85,8 +87,10 @@ class PerceptionSettings(_Section):
 
 # Profile defaults for the specialist roles.
 PROFILES: dict[str, dict[str, str]] = {
-    "embedded": {"segmenter": "embedded", "detector": "embedded", "depth": "none", "describer": "embedded"},
-    "paper": {"segmenter": "sam2", "detector": "owlv2", "depth": "depth-anything", "describer": "qwen-vl"},
+    "embedded": {"segmenter": "embedded", "detector": "embedded", "depth": "none", "describer": "embedded",
+                 "pose": "embedded"},
+    "paper": {"segmenter": "sam2", "detector": "owlv2", "depth": "depth-anything", "describer": "qwen-vl",
+              "pose": "embedded"},
 }
 
 DEFAULT_VOCABULARY = (

@@ -96,3 +96,10 @@ def m005_words(db: sqlite_utils.Database) -> None:
         for column in columns:
             if column not in existing:
                 db.table(table).add_column(column, str)
+
+
+@store_migrations()
+def m009_actions(db: sqlite_utils.Database) -> None:
+    """Coarse actions per person track (JSON list of [label, confidence]; null in stores ingested before them)."""
+    if "actions" not in db.table("tracks").columns_dict:
+        db.table("tracks").add_column("actions", str)

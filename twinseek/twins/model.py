@@ -91,6 +91,9 @@ class Track(BaseModel):
     mean_area: float
     speed: float = Field(0.0, description="Mean centroid speed in frame-widths per second.")
     direction: str = Field("stationary", description="Dominant motion: left/right/up/down/stationary/in place.")
+    actions: list[tuple[str, float]] = Field(
+        default_factory=list, description="Coarse actions of a person (walking, running, jumping, sitting, standing, "
+        "riding) with their confidence, most confident first (twinseek.twins.actions; empty for other objects).")
 
 
 class Instance(BaseModel):

@@ -14,6 +14,7 @@ from twinseek.errors import ModelUnavailableError
 from twinseek.media.decode import DecodedVideo
 from twinseek.media.masks import spread
 from twinseek.timing import timed
+from twinseek.twins.actions import add_actions
 from twinseek.twins.adapters.base import Detection, ObjectDetector, TextReader, TrackedObject
 from twinseek.twins.categories import categorise_video
 from twinseek.twins.masks import mask_geometry
@@ -77,6 +78,9 @@ def build_twin(
         ))
         instances.extend(track_insts)
         masks.update(track_masks)
+    if specialists.pose is not None:
+        with timed(timings, "pose"):
+            add_actions(tracks, instances, frames, indices, info.fps, specialists.pose)
     with timed(timings, "relations"):
         relations = compute_relations(instances, indices)
     screen_text: list[ScreenText] = []

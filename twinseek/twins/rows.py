@@ -65,6 +65,7 @@ def track_to_row(track: Track) -> dict[str, Any]:
     row = track.model_dump()
     row["category_candidates"] = json.dumps(track.category_candidates)
     row["votes"] = json.dumps(track.votes)
+    row["actions"] = json.dumps(track.actions)
     return row
 
 
@@ -72,6 +73,7 @@ def track_from_row(row: dict[str, Any]) -> Track:
     row = dict(row)
     row["category_candidates"] = [tuple(c) for c in json.loads(row["category_candidates"] or "[]")]
     row["votes"] = json.loads(row.get("votes") or "{}")
+    row["actions"] = [tuple(a) for a in json.loads(row.get("actions") or "[]")]
     return Track(**row)
 
 

@@ -12,6 +12,7 @@ from twinseek.twins.adapters.base import (
     DepthEstimator,
     Detector,
     ObjectDetector,
+    PoseEstimator,
     SegmenterTracker,
     TextReader,
 )
@@ -28,9 +29,10 @@ class Specialists:
     depth: DepthEstimator | None = None
     objects: ObjectDetector | None = None  # COCO boxes seeding the segmenter (embedded profile)
     reader: TextReader | None = None  # on-screen text
+    pose: PoseEstimator | None = None  # keypoints of person tracks (twinseek.twins.actions)
 
     def provenance(self) -> list[Provenance]:
-        parts = [self.detector, self.objects, self.segmenter, self.describer, self.depth, self.reader]
+        parts = [self.detector, self.objects, self.segmenter, self.describer, self.depth, self.reader, self.pose]
         record = [p.provenance() for p in parts if p is not None]
         if word_knowledge().available:
             record.append(Provenance(role="word knowledge", tier="embedded", model=KNOWLEDGE_SOURCE))
@@ -46,7 +48,18 @@ def build_specialists(settings: Settings) -> Specialists:
         depth=_depth(choice.depth, settings),
         objects=_objects(settings),
         reader=_reader(settings),
+        pose=_pose(choice.pose),
     )
+
+
+def _pose(name: str | None) -> PoseEstimator | None:
+    if name in (None, "none"):
+        return None
+    if name == "embedded":
+        from twinseek.twins.adapters.embedded.pose import EmbeddedPoseEstimator
+
+        return EmbeddedPoseEstimator()
+    raise ConfigError(f"unknown pose estimator {name!r}")
 
 
 def _objects(s: Settings) -> ObjectDetector | None:

@@ -183,6 +183,14 @@ class AttributeDescriber(Specialist, Protocol):
         ...
 
 
+@runtime_checkable
+class PoseEstimator(Specialist, Protocol):
+    def keypoints(self, frame: np.ndarray, box: Box) -> np.ndarray | None:
+        """Body keypoints ``float32 (K, 3)`` (x, y in frame pixels, visibility) of the person in the pixel box, or
+        ``None`` where no body is found."""
+        ...
+
+
 def box_from_mask(mask: np.ndarray) -> Box | None:
     """Tight pixel box of a mask, or ``None`` for an empty mask."""
     ys, xs = np.nonzero(mask)
