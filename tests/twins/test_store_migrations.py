@@ -19,13 +19,14 @@ from twinseek.retrieval.decompose import DecompositionCache
 from twinseek.retrieval.dense import DenseIndex, DenseSource, EcrTextEmbedder
 from twinseek.retrieval.encoders import ComponentEncoders
 from twinseek.twins.ingest_queue import IngestQueue
-from twinseek.twins.migrations import store_migrations
+from twinseek.twins.migrations import m009_actions, store_migrations
 from twinseek.twins.store import DB_NAME, TwinStore
 
 from support.retrieval import KeywordEncoder
 
 OLD_STORE = Path(__file__).parents[1] / "data" / "store-9700c45.sql"
 KEYWORDS = ["dog", "cat", "ball", "horse", "person", "left", "right", "near", "brown"]
+NEWER = (m009_actions,)  # the store's migrations written after the old store: it applies these, and only these
 
 
 def restore(root: Path) -> list[str]:
@@ -64,7 +65,7 @@ def attach_every_component(store: TwinStore) -> None:
     IngestQueue(store.root).close()
 
 
-def test_an_old_store_applies_nothing_and_keeps_every_row(tmp_path: Path) -> None:
+def test_an_old_store_applies_only_the_newer_migrations_and_keeps_every_row(tmp_path: Path) -> None:
     before = restore(tmp_path / "old")
     with TwinStore(tmp_path / "old", create=False) as store:
         attach_every_component(store)
@@ -77,13 +78,21 @@ def test_an_old_store_applies_nothing_and_keeps_every_row(tmp_path: Path) -> Non
         assert len(DecompositionCache(store)) == 1 and JudgementCache(store).get("k" * 64) == 0.75
     [(job, files)] = IngestQueue(tmp_path / "old").jobs()
     assert job["status"] == "done" and files[0]["video_id"] == "a"
-    assert dump(tmp_path / "old") == before
+    restore(tmp_path / "by-hand")  # the newer migrations, run by hand: every old row kept, new columns null
+    with contextlib.closing(sqlite_utils.Database(tmp_path / "by-hand" / DB_NAME)) as db:
+        for migration in NEWER:
+            migration(db)
+    newer = tuple(f"'{m.__name__}'" for m in NEWER)
+    assert [line for line in dump(tmp_path / "old") if not line.startswith('INSERT INTO "_sqlite_migrations"')
+            or not any(name in line for name in newer)] == dump(tmp_path / "by-hand")
+    assert before != dump(tmp_path / "by-hand")
 
 
 def test_a_fresh_store_ends_with_the_old_stores_schema(tmp_path: Path) -> None:
     with TwinStore(tmp_path / "new") as store:
         attach_every_component(store)
     restore(tmp_path / "old")
+    TwinStore(tmp_path / "old", create=False).close()  # the old store once opened: the newer migrations applied
     assert schema(tmp_path / "new") == schema(tmp_path / "old")
     assert recorded(tmp_path / "new") == recorded(tmp_path / "old")
 

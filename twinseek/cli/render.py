@@ -104,6 +104,10 @@ def print_twin(twin: Twin) -> None:
         table.add_row(str(t.track_id), safe(cat), f"{t.category_score:.2f}", safe(t.attributes),
                       f"{t.first_frame}-{t.last_frame} ({t.frame_count})", safe(t.direction), f"{t.mean_area:.3f}")
     console.print(table)
+    acting = [t for t in twin.tracks if t.actions]
+    if acting:
+        console.print("  actions: " + "; ".join(
+            f"#{t.track_id} " + ", ".join(f"{safe(label)} {conf:.2f}" for label, conf in t.actions) for t in acting))
     if v.screen_text:
         lines = screen_lines(v.screen_text)
         console.print("  on-screen text: " + " / ".join(f'"{escape(line)}"' for line in lines[:12])

@@ -83,11 +83,13 @@ class NamedObject:
     count: int
     salience: float
     moving: str | None = None
+    doing: str | None = None  # the main track's confident actions ("running and jumping")
 
     def text(self) -> str:
         out = self.name + (f" x{self.count}" if self.count > 1 else "")
         if self.group:
             out += f" ({self.group})"
+        out += f" {self.doing}" if self.doing else ""
         return out + (f" {self.moving}" if self.moving else "")
 
 
@@ -211,7 +213,8 @@ def named_objects(twin: Twin, rules: DescriptionRules = DEFAULT_RULES) -> list[N
         count = _count([i for t, _ in members for i in by_track[t.track_id]])
         salience = sum(t.mean_area * t.frame_count / frames for t, _ in members)
         moving = motion_words(main) if rules.motion and words.is_moving(main) else None
-        out.append(NamedObject(name, _shown_group(name, basic, words_.group), count, salience, moving))
+        doing = " and ".join(words.action_words(main)) or None
+        out.append(NamedObject(name, _shown_group(name, basic, words_.group), count, salience, moving, doing))
     out.sort(key=lambda o: -o.salience)
     return out[: rules.max_objects]
 
@@ -271,7 +274,7 @@ def compact(twin: Twin, max_frames: int | None = 8, track_ids: set[int] | None =
     """A small dict meant for an LLM prompt: short keys, rounded numbers, a few frames per track.
 
     Keys: ``desc`` the description, ``o`` objects (``id``, ``cat``, ``attr``, ``mv`` motion, ``f`` frames as
-    ``[frame, x, y, size, depth]``), ``r`` relations as ``[subject, predicate, object, from, to]``, ``text``
+    ``[frame, x, y, size, depth]``, ``act`` confident actions where there are any), ``r`` relations as ``[subject, predicate, object, from, to]``, ``text``
     on-screen text lines, ``know`` each category's WordNet lemmas and gloss.
     """
     by_track: dict[int, list[Instance]] = {}
@@ -291,6 +294,8 @@ def compact(twin: Twin, max_frames: int | None = 8, track_ids: set[int] | None =
             "f": [[i.frame_index, round(i.centroid[0], 2), round(i.centroid[1], 2), round(i.area, 3),
                    None if i.depth is None else round(i.depth, 2)] for i in insts],
         })
+        if doing := words.action_words(track):
+            objects[-1]["act"] = doing
     relations = [
         [r.subject_track, r.predicate, r.object_track, r.frame_start, r.frame_end]
         for r in twin.relations
@@ -343,6 +348,8 @@ class ComponentTexts:
         head = category_phrase(track)
         if track.attributes.strip():
             head += f", {track.attributes.strip()}"
+        if doing := words.action_words(track):
+            head += f", {' and '.join(doing)}"
         spatial: list[str] = []
         if instances:
             x = float(np.mean([i.centroid[0] for i in instances]))
@@ -485,6 +492,8 @@ def template_ecr(twin: Twin) -> str:
                         if label != t.category and score >= words.UNSURE_SCORE / 2]
         maybe = f", or perhaps a {' or a '.join(alternatives)}" if alternatives else ""
         look = f", {t.attributes}" if t.attributes else ""
+        if doing := words.action_words(t):
+            look += f", {' and '.join(doing)}"
         sentences.append(f"A {prose_name(t)}{maybe}{look}, {motion_words(t)}, mostly at "
                          f"{position_words(x, y)} of the frame.")
     names = {t.track_id: t.category for t in twin.tracks}

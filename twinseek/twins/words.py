@@ -92,6 +92,14 @@ def motion_words(track: Track) -> str:
     return f"moving {pace}{track.direction}"
 
 
+ACTION_SURE = 0.65  # an action (twinseek.twins.actions) enters the texts from this confidence (benchmarks/actions.py)
+
+
+def action_words(track: Track) -> list[str]:
+    """The track's actions confident enough to be said (``["running", "jumping"]``); none for most tracks."""
+    return [label for label, confidence in track.actions if confidence >= ACTION_SURE]
+
+
 def is_moving(track: Track) -> bool:
     return track.direction not in ("stationary", "in place")
 
