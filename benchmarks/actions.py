@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         best = max(THRESHOLDS, key=lambda th: (_score(tune, th)["f1"], _score(tune, th)["precision"], -th))
         folds[f"chosen on fold {fold}"] = {"threshold": best, "tune": _score(tune, best),
                                            "held_out": _score(held, best)}
-    out = {"pose_model": pose.model, "rules": act.VERSION, "pose_seconds_per_video": costs,
+    shipped = folds["chosen on fold 0"]  # words.ACTION_SURE: chosen on fold 0, reported on fold 1
+    out = {"pose_model": pose.model, "shipped_threshold": shipped["threshold"], "rules": act.VERSION, "pose_seconds_per_video": costs,
            "mean_pose_seconds": round(sum(costs.values()) / max(1, len(costs)), 2), "folds": folds,
            "by_threshold": {th: _score(judged, th) for th in THRESHOLDS}, "tracks": rows}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
