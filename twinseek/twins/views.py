@@ -274,8 +274,8 @@ def compact(twin: Twin, max_frames: int | None = 8, track_ids: set[int] | None =
     """A small dict meant for an LLM prompt: short keys, rounded numbers, a few frames per track.
 
     Keys: ``desc`` the description, ``o`` objects (``id``, ``cat``, ``attr``, ``mv`` motion, ``f`` frames as
-    ``[frame, x, y, size, depth]``, ``act`` confident actions where there are any), ``r`` relations as ``[subject, predicate, object, from, to]``, ``text``
-    on-screen text lines, ``know`` each category's WordNet lemmas and gloss.
+    ``[frame, x, y, size, depth]``, ``act`` its sure actions where it has any), ``r`` relations as ``[subject,
+    predicate, object, from, to]``, ``text`` on-screen text lines, ``know`` each category's WordNet lemmas and gloss.
     """
     by_track: dict[int, list[Instance]] = {}
     for inst in twin.instances:
