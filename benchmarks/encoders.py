@@ -6,7 +6,7 @@ with ``TWINSEEK_RETRIEVAL__TEXT_ENCODER=<name>`` on its own copy of a store).
         --run minilm=RUN1/results.json --run mpnet=RUN2/results.json --run nomic=RUN3/results.json
 
 Each encoder is measured in its own process (``--measure NAME``), so its peak RSS is its own: both indexes of a
-fresh copy of STORE are rebuilt with it (``build_s``), then each of the bench's queries is encoded and searched
+fresh copy of STORE are rebuilt with it (``build_s``), then the bench's first ``--queries`` queries are each encoded and searched
 in both indexes (``query_ms``: p50 and mean). nomic's llama.cpp server is a child process: its RSS is added.
 The default is chosen on fold ``--choose-fold`` (the mean R@1 of full-lr over the implicit, explicit and negation
 queries) and reported on the other fold.
@@ -51,10 +51,11 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def measure(name: str, store_dir: Path, bench: Path) -> dict[str, Any]:
+def measure(name: str, store_dir: Path, bench: Path, limit: int) -> dict[str, Any]:
     """Build both indexes of a copy of ``store_dir`` with encoder ``name``, then time the bench's queries."""
     settings = load_settings(retrieval={"text_encoder": name})
-    queries = [json.loads(line)["text"] for line in (bench / "queries.jsonl").read_text().splitlines() if line]
+    rows = [json.loads(line) for line in (bench / "queries.jsonl").read_text().splitlines() if line.strip()]
+    queries = [r["text"] for r in rows if r.get("text")][:limit]
     with tempfile.TemporaryDirectory(prefix=f"enc-{name}-") as tmp:
         copy = Path(tmp) / "store"
         shutil.copytree(store_dir, copy)
@@ -91,18 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bench", type=Path, required=True)
     ap.add_argument("--run", action="append", default=[], help="NAME=results.json of an eval run with NAME")
     ap.add_argument("--encoders", default=",".join(ENCODERS))
+    ap.add_argument("--queries", type=int, default=40, help="bench queries timed (the first N)")
     ap.add_argument("--choose-fold", type=int, default=0)
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # child mode: one encoder, JSON on stdout
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "encoders.json")
     args = ap.parse_args(argv)
     if args.measure:
-        print(json.dumps(measure(args.measure, args.store, args.bench)))
+        print(json.dumps(measure(args.measure, args.store, args.bench, args.queries)))
         return 0
     report: dict[str, Any] = {"encoders": {}, "choose_fold": args.choose_fold}
     runs = dict(r.split("=", 1) for r in args.run)
     for name in args.encoders.split(","):
         child = subprocess.run([sys.executable, __file__, "--measure", name, "--store", str(args.store),
-                                "--bench", str(args.bench)], check=True, capture_output=True, text=True,
+                                "--bench", str(args.bench), "--queries", str(args.queries)], check=True, capture_output=True, text=True,
                                env=os.environ)
         entry = json.loads(child.stdout.strip().splitlines()[-1])
         if name in runs:

@@ -163,7 +163,7 @@ class RetrievalSettings(_Section):
     """Component encoders, vector indexes and compositional search.
 
     Encoder fields take a local sentence-transformers folder (e.g. one trained by ``twinseek.embedders``);
-    ``None`` means the embedded all-MiniLM-L6-v2, shared by all three roles.
+    ``None`` means the embedded ``text_encoder`` (all-MiniLM-L6-v2 by default), shared by all three roles.
     """
 
     text_encoder: TextEncoderName = Field(

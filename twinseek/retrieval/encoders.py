@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from twinseek.config import RetrievalSettings, TextEncoderName
+from twinseek.config import RetrievalSettings, Settings, TextEncoderName
 from twinseek.errors import ConfigError, ModelUnavailableError
 from twinseek.parts import TEXT_ENCODER_FILES, assemble
 
@@ -173,12 +173,12 @@ class PrefixedEncoder:
 def text_encoder(name: TextEncoderName = "minilm", *, device: str = "cpu", cache_dir: Path | None = None,
                  backend: EmbeddingBackend | None = None) -> TextEncoder:
     """The embedded text encoder ``name`` (``retrieval.text_encoder``); its files assembled once into
-    ``cache_dir`` (default ``~/.cache/twinseek``). ``nomic`` needs its llama.cpp ``backend``
+    ``cache_dir`` (default: the ``cache_dir`` setting). ``nomic`` needs its llama.cpp ``backend``
     (:func:`twinseek.llm.embeddings.nomic_embeddings`)."""
     if name == "minilm":
         return MiniLMEncoder(device=device)
     if name == "mpnet":
-        folder = assemble(TEXT_ENCODER_FILES["mpnet"], cache_dir or DEFAULT_CACHE)
+        folder = assemble(TEXT_ENCODER_FILES["mpnet"], cache_dir or Settings().cache_dir)
         return MiniLMEncoder(folder, device=device, name=MPNET_NAME)
     if name == "nomic":
         if backend is None:
@@ -190,8 +190,6 @@ def text_encoder(name: TextEncoderName = "minilm", *, device: str = "cpu", cache
         return PrefixedEncoder(backend)
     raise ConfigError(f"unknown text encoder {name!r}; use minilm, mpnet or nomic")
 
-
-DEFAULT_CACHE = Path.home() / ".cache" / "twinseek"
 
 
 # -- the bundle ---------------------------------------------------------------------------------------------
