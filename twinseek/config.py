@@ -160,13 +160,20 @@ AggregationName = Literal["mean", "min", "softmin"]
 DenseEmbedderName = Literal["ecr", "tara"]
 
 
+TextEncoderName = Literal["minilm", "mpnet", "nomic"]
+
+
 class RetrievalSettings(_Section):
     """Component encoders, vector indexes and compositional search.
 
     Encoder fields take a local sentence-transformers folder (e.g. one trained by ``twinseek.embedders``);
-    ``None`` means the embedded all-MiniLM-L6-v2, shared by all three roles.
+    ``None`` means the embedded ``text_encoder`` (all-MiniLM-L6-v2 by default), shared by all three roles.
     """
 
+    text_encoder: TextEncoderName = Field(
+        "minilm", description="Embedded text encoder of components, dense ECR texts and queries: minilm "
+        "(all-MiniLM-L6-v2), mpnet (all-mpnet-base-v2) or nomic (nomic-embed-text-v1.5 on llama.cpp, with its "
+        "search_query/search_document prefixes). An index built by another encoder is re-embedded on sync.")
     object_encoder: str | None = Field(None, description="Encoder of object components (path).")
     relation_encoder: str | None = Field(None, description="Encoder of relation components (path).")
     query_encoder: str | None = Field(None, description="Encoder of sub-queries (path).")

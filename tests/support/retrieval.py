@@ -42,6 +42,9 @@ class KeywordEncoder:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
 
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return self.encode(texts, batch_size)  # symmetric, like MiniLM
+
 
 def add_video(store: TwinStore, video_id: str, categories: Sequence[str],
               relations: Sequence[tuple[int, str, int | None]] = (), ecr: str | None = None) -> Twin:

@@ -21,9 +21,10 @@ from twinseek.config import JudgeName, LLMTier, Settings, TierDefaults, load_set
 from twinseek.errors import TwinseekError
 from twinseek.llm.base import ChatModel, LLMError
 from twinseek.llm.client import LLMClient, open_llm
+from twinseek.llm.embeddings import nomic_embeddings
 from twinseek.prompts import decompose as decompose_prompt
 from twinseek.retrieval.decompose import Decomposer, DecompositionCache
-from twinseek.retrieval.dense import VideoEmbedder
+from twinseek.retrieval.dense import VideoEmbedder, embedder_from_settings
 from twinseek.retrieval.ecr import EcrGenerator, LLMEcr, TemplateEcr, VlmEcr
 from twinseek.retrieval.encoders import ComponentEncoders
 from twinseek.retrieval.rerank import LLM_RERANKERS, Reranker, RerankerName, make_reranker
@@ -65,6 +66,7 @@ class Resources:
         settings = settings or load_settings()
         store = open_shared_store(store_dir or settings.store)
         try:
+            encoders, dense_embedder = text_encoders(settings, encoders, dense_embedder)
             indexes = RetrievalIndexes(store, settings.retrieval, encoders=encoders, dense_embedder=dense_embedder)
             resources = cls(store, settings, indexes, llm=llm, specialists=specialists)
             if sync:
@@ -252,3 +254,16 @@ def warm_llm(llm: LLMClient, judge: JudgeName | None = "yesno") -> threading.Thr
     thread = threading.Thread(target=run, name="twinseek-llm-warm", daemon=True)
     thread.start()
     return thread
+
+
+def text_encoders(settings: Settings, encoders: ComponentEncoders | None = None,
+                  dense_embedder: VideoEmbedder | None = None) -> tuple[ComponentEncoders, VideoEmbedder]:
+    """The configured component encoders and dense embedder (``retrieval.text_encoder``, files assembled into
+    ``cache_dir``; nomic on its llama.cpp server), where not given."""
+    retrieval = settings.retrieval
+    backend = nomic_embeddings(settings) if retrieval.text_encoder == "nomic" else None
+    if encoders is None:
+        encoders = ComponentEncoders.from_settings(retrieval, cache_dir=settings.cache_dir, backend=backend)
+    if dense_embedder is None:
+        dense_embedder = embedder_from_settings(retrieval, cache_dir=settings.cache_dir, backend=backend)
+    return encoders, dense_embedder

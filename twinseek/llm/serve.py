@@ -24,6 +24,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ctx", type=int, default=4096, help="total context tokens (all slots)")
     parser.add_argument("--parallel", type=int, default=1, help="slots decoded concurrently")
+    parser.add_argument("--embedding", action="store_true", help="serve /v1/embeddings (an embedding model)")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
     return parser.parse_args(argv)
 
@@ -40,6 +41,9 @@ def _params(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     p.cpuparams.n_threads = args.threads
     p.cpuparams_batch.n_threads = args.threads
     p.ui = False
+    if args.embedding:
+        p.embedding = True
+        p.n_batch = p.n_ubatch = args.ctx  # a whole input in one batch (non-causal models need it)
     p.offline = True
     return p
 

@@ -43,13 +43,14 @@ class EmbeddedServer:
 
     def __init__(
         self, model_path: Path, *, threads: int = 2, context: int = 4096, n_parallel: int = 1,
-        startup_timeout_s: float = 120.0,
+        startup_timeout_s: float = 120.0, embedding: bool = False,
     ) -> None:
         self.model_path = Path(model_path)
         self.threads = threads
         self.context = context
         self.n_parallel = n_parallel
         self.startup_timeout_s = startup_timeout_s
+        self.embedding = embedding
         self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -87,7 +88,7 @@ class EmbeddedServer:
             "--port", str(self.port), "--threads", str(self.threads),
             "--ctx", str(self.context * self.n_parallel), "--parallel", str(self.n_parallel),
             "--parent-pid", str(os.getpid()),
-        ]
+        ] + (["--embedding"] if self.embedding else [])
         logger.info(
             "starting the embedded LLM server (%s, %d threads, %d slots) on 127.0.0.1:%d",
             self.model_path.name, self.threads, self.n_parallel, self.port,

@@ -37,6 +37,10 @@ from twinseek.twins.store import TwinStore
 logger = logging.getLogger(__name__)
 
 
+class EncoderMismatchError(IndexCorruptError):
+    """Query vectors from another encoder than the one that built the index (never searched silently)."""
+
+
 # -- store-backed catalogues ---------------------------------------------------------------------------------
 index_migrations = Migrations("twinseek.index")
 
@@ -147,7 +151,9 @@ class CatalogIndex:
     def vectors(self) -> VectorIndex:
         """The loaded, verified vectors; raises :class:`IndexCorruptError` when a sync is needed first."""
         if self._vectors is None and (reason := self.problem()) is not None:
-            raise IndexCorruptError(f"{self.source.name} index needs a sync or rebuild: {reason}")
+            error = EncoderMismatchError if reason.startswith(("encoder changed", "dimension changed")) \
+                else IndexCorruptError
+            raise error(f"{self.source.name} index needs a sync or rebuild: {reason}")
         assert self._vectors is not None
         return self._vectors
 
@@ -283,7 +289,21 @@ class CatalogIndex:
         return {r["id"]: r for r in self.db.query(f"select * from [{self.source.table}] where id in ({marks})", wanted)}
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
-        return self.vectors().search(queries, k)
+        return self.checked(queries).search(queries, k)
+
+    def checked(self, queries: np.ndarray) -> VectorIndex:
+        """The vectors, once ``queries`` are known to come from the space they were built in: the index's
+        encoder must be the one configured now (else a sync re-embeds first) and the query rows its width."""
+        vectors = self.vectors()
+        built_by = vectors.meta.get("fingerprint")
+        if built_by != self.source.fingerprint:
+            raise EncoderMismatchError(f"the {self.source.name} index was built by {built_by}, the queries are "
+                                       f"encoded by {self.source.fingerprint}: sync the index first")
+        if queries.ndim != 2 or queries.shape[1] != vectors.dim:
+            raise EncoderMismatchError(f"query vectors of width {queries.shape[-1]} against the {self.source.name} "
+                                       f"index's {vectors.dim} (built by {built_by}): the query was encoded by "
+                                       "another encoder than the index's")
+        return vectors
 
     def indexed_videos(self) -> list[str]:
         return [r["video_id"] for r in self.db.query(

@@ -133,7 +133,7 @@ class CompositionalSearch:
 
     def _candidates(self, queries: np.ndarray, negated: list[bool]) -> list[str]:
         """Videos reached by any positive sub-query; every indexed video when all are negated."""
-        vectors = self.index.vectors()
+        vectors = self.index.checked(queries)
         positive = queries[[not n for n in negated]]
         if not len(positive):
             return sorted(self.index.catalogue().by_video)

@@ -26,7 +26,7 @@ from twinseek.config import RetrievalSettings, SamplingSettings
 from twinseek.errors import ModelUnavailableError
 from twinseek.media.decode import decode_video
 from twinseek.retrieval.catalogue import CatalogIndex, digest, params_from
-from twinseek.retrieval.encoders import MiniLMEncoder, TextEncoder
+from twinseek.retrieval.encoders import EmbeddingBackend, MiniLMEncoder, TextEncoder, text_encoder
 from twinseek.twins.model import Twin
 from twinseek.twins.store import TwinStore
 from twinseek.twins.views import TEXT_VERSION, scene_gist, template_ecr
@@ -104,7 +104,7 @@ class EcrTextEmbedder:
         return self.encoder.encode([v.text for v in videos], batch_size=self.batch_size)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.encoder.encode(list(texts), batch_size=self.batch_size)
+        return self.encoder.encode_queries(list(texts), batch_size=self.batch_size)
 
 
 # -- TARA ------------------------------------------------------------------------------------------------------
@@ -277,11 +277,17 @@ class DenseSource:
         return self.embedder.embed_videos(inputs)
 
 
-def embedder_from_settings(settings: RetrievalSettings | None = None) -> VideoEmbedder:
+def embedder_from_settings(settings: RetrievalSettings | None = None, *, cache_dir: Path | None = None,
+                           backend: EmbeddingBackend | None = None) -> VideoEmbedder:
+    """The configured dense embedder: TARA, or the ECR texts embedded with ``query_encoder`` (a local folder)
+    or else ``retrieval.text_encoder``."""
     settings = settings or RetrievalSettings()
     if settings.dense_embedder == "tara":
         return TaraEmbedder(settings.tara_model, settings.device, frames=settings.tara_frames)
-    return EcrTextEmbedder(MiniLMEncoder(settings.query_encoder, settings.encoder_device), settings.batch_size)
+    encoder = (MiniLMEncoder(settings.query_encoder, settings.encoder_device) if settings.query_encoder else
+               text_encoder(settings.text_encoder, device=settings.encoder_device, cache_dir=cache_dir,
+                            backend=backend))
+    return EcrTextEmbedder(encoder, settings.batch_size)
 
 
 class DenseIndex(CatalogIndex):
