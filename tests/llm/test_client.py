@@ -203,7 +203,7 @@ def _fake_model(tmp_path: Path, data: list[bytes], sha: str | None) -> tuple[Emb
 def test_assemble_model_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     data = [b"GGUF" + os.urandom(1000), os.urandom(777), os.urandom(5)]
     model, parts = _fake_model(tmp_path, data, hashlib.sha256(b"".join(data)).hexdigest())
-    with caplog.at_level(logging.INFO, logger="twinseek.llm.embedded"):
+    with caplog.at_level(logging.INFO, logger="twinseek.parts"):
         path = assemble_model(model, tmp_path / "cache", parts)
     assert path == tmp_path / "cache" / "models" / "fake.gguf"
     assert path.read_bytes() == b"".join(data)
@@ -211,7 +211,7 @@ def test_assemble_model_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     caplog.clear()
     for part in parts:
         part.unlink()  # reused: the parts are not read again
-    with caplog.at_level(logging.INFO, logger="twinseek.llm.embedded"):
+    with caplog.at_level(logging.INFO, logger="twinseek.parts"):
         assert assemble_model(model, tmp_path / "cache", parts) == path
     assert "assembling" not in caplog.text
 
