@@ -96,3 +96,19 @@ def m005_words(db: sqlite_utils.Database) -> None:
         for column in columns:
             if column not in existing:
                 db.table(table).add_column(column, str)
+
+
+@store_migrations()
+def m008_speech(db: sqlite_utils.Database) -> None:
+    """What was said (twinseek.twins.speech): the speech step's status per video (``speech_status``) and the timed
+    segments (``speech``). A video without a ``speech_status`` row was ingested before speech existed."""
+    db.table("speech_status").create(
+        {"video_id": str, "status": str, "model": str, "language": str, "audio_s": float, "transcribed_s": float},
+        pk="video_id", not_null={"status"}, foreign_keys=[("video_id", "videos", "video_id")], if_not_exists=True,
+    )
+    db.table("speech").create(
+        {"video_id": str, "segment": int, "start_s": float, "end_s": float, "text": str, "language": str,
+         "confidence": float},
+        pk=("video_id", "segment"), not_null={"text"}, foreign_keys=[("video_id", "videos", "video_id")],
+        if_not_exists=True,
+    )

@@ -13,6 +13,7 @@ from twinseek.twins.adapters.base import (
     Detector,
     ObjectDetector,
     SegmenterTracker,
+    SpeechRecogniser,
     TextReader,
 )
 from twinseek.twins.knowledge import SOURCE as KNOWLEDGE_SOURCE
@@ -28,9 +29,10 @@ class Specialists:
     depth: DepthEstimator | None = None
     objects: ObjectDetector | None = None  # COCO boxes seeding the segmenter (embedded profile)
     reader: TextReader | None = None  # on-screen text
+    speech: SpeechRecogniser | None = None  # what is said (None: speech off)
 
     def provenance(self) -> list[Provenance]:
-        parts = [self.detector, self.objects, self.segmenter, self.describer, self.depth, self.reader]
+        parts = [self.detector, self.objects, self.segmenter, self.describer, self.depth, self.reader, self.speech]
         record = [p.provenance() for p in parts if p is not None]
         if word_knowledge().available:
             record.append(Provenance(role="word knowledge", tier="embedded", model=KNOWLEDGE_SOURCE))
@@ -46,7 +48,17 @@ def build_specialists(settings: Settings) -> Specialists:
         depth=_depth(choice.depth, settings),
         objects=_objects(settings),
         reader=_reader(settings),
+        speech=_speech(choice.speech, settings),
     )
+
+
+def _speech(name: str | None, s: Settings) -> SpeechRecogniser | None:
+    """'embedded' (Whisper base), 'none', or the folder of any faster-whisper model (the paper tier's choice)."""
+    if name in (None, "none"):
+        return None
+    from twinseek.twins.adapters.embedded.whisper import WhisperRecogniser
+
+    return WhisperRecogniser(name, s.cache_dir)
 
 
 def _objects(s: Settings) -> ObjectDetector | None:

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from twinseek.twins.model import Provenance, Tier
+from twinseek.twins.model import Provenance, SpeechSegment, Tier
 
 Box = tuple[float, float, float, float]
 
@@ -180,6 +180,14 @@ class DepthEstimator(Specialist, Protocol):
 class AttributeDescriber(Specialist, Protocol):
     def describe(self, frame: np.ndarray, mask: np.ndarray, category: str) -> str:
         """Short attribute text (colour, texture, appearance) for the masked object."""
+        ...
+
+
+@runtime_checkable
+class SpeechRecogniser(Specialist, Protocol):
+    def transcribe(self, samples: np.ndarray) -> tuple[list[SpeechSegment], str | None]:
+        """Timed segments of what is said in ``samples`` (16 kHz mono float32; times in seconds from its start)
+        where a voice-activity detector hears speech, and the language spoken (None when nothing is)."""
         ...
 
 
