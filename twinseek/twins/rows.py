@@ -7,7 +7,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from twinseek.twins.model import Instance, Provenance, ScreenText, Speech, SpeechSegment, Track, Video, utc_now
+from twinseek.twins.model import (
+    Instance,
+    Provenance,
+    ScreenText,
+    Speech,
+    SpeechSegment,
+    Track,
+    Video,
+    utc_now,
+)
 from twinseek.twins.refinements import Refinement
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-
 from twinseek.errors import ModelUnavailableError
 from twinseek.parts import SplitFile, assemble, package_data
 from twinseek.twins.adapters.base import LazyModel, SpecialistBase
@@ -89,7 +88,9 @@ class WhisperRecogniser(LazyModel, SpecialistBase):
         with self._lock:
             if self._model is None:
                 try:
-                    from faster_whisper import WhisperModel  # lazy: ctranslate2 and onnxruntime load only with speech
+                    from faster_whisper import (
+                        WhisperModel,  # lazy: ctranslate2 and onnxruntime load only with speech
+                    )
                 except ImportError as exc:
                     raise ModelUnavailableError(
                         "speech recognition needs faster-whisper: `pip install 'twinseek[embedded]'` (or set "
