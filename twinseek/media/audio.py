@@ -67,7 +67,7 @@ def decode_audio(path: str | Path, max_s: float | None = None) -> Audio | None:
         try:
             for frame in container.decode(stream):
                 this = (frame.format.name, frame.layout.name, frame.sample_rate)
-                if this != setup:  # a first frame, or the stream changed its layout or rate: a new resampler
+                if resampler is None or this != setup:  # a first frame, or the stream changed its layout or rate
                     if resampler is not None:
                         total += _take(resampler.resample(None), chunks)
                     resampler, setup = av.AudioResampler(format="flt", layout="mono", rate=RATE), this

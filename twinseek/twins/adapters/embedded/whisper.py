@@ -58,13 +58,14 @@ def embedded_folder(cache_dir: Path) -> Path:
 class WhisperRecogniser(LazyModel, SpecialistBase):
     """``source``: ``"embedded"`` (Whisper base from the registry packages) or a faster-whisper model folder.
 
-    Runs on CPU in int8 with one thread (ingest parallelises over videos, not inside one), greedy decoding, and
-    faster-whisper's Silero voice-activity filter: only stretches where a voice is heard are decoded."""
+    Runs on CPU in int8 with one thread (ingest parallelises over videos, not inside one), beam search of 5
+    (greedy decoding misheard synthetic speech for only ~10% less time) and faster-whisper's Silero voice-activity
+    filter: only stretches where a voice is heard are decoded."""
 
     role = "speech"
     _lazy = ("_model",)
 
-    def __init__(self, source: str = "embedded", cache_dir: Path | None = None, *, beam_size: int = 1) -> None:
+    def __init__(self, source: str = "embedded", cache_dir: Path | None = None, *, beam_size: int = 5) -> None:
         self.source = source
         self.cache_dir = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "twinseek"
         self.beam_size = beam_size
