@@ -172,3 +172,28 @@ def test_a_spoken_sentence_comes_back_in_the_twin_and_its_texts(tmp_path: Path) 
     assert 0.5 <= first.start <= 1.6 and first.end <= sound.samples.shape[1] / 16_000 + 0.5  # timed in the video
     assert "paris" in describe(twin).lower() and "paris" in template_ecr(twin).lower()
     assert result.timings["speech"] > 0
+
+
+# -- shown with times --------------------------------------------------------------------------------------------
+def test_twins_show_and_the_video_page_show_the_transcript_with_times(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from fastapi.testclient import TestClient
+
+    from twinseek.cli.render import print_twin
+    from twinseek.web import WebSettings, create_app
+
+    with TwinStore(tmp_path / "store") as store:
+        twin, masks = spoken_twin()
+        twin.speech.segments[1].start, twin.speech.segments[1].end = 63.25, 65.0  # type: ignore[union-attr]
+        put(store, twin, masks)
+        print_twin(store.get_twin("clip"))
+    shown = capsys.readouterr().out
+    assert "speech: transcribed, en" in shown and "[0:00.5-0:02.0] hello there" in shown
+    assert "[1:03.2-1:05.0] the dog is fetching the ball" in shown
+    app = create_app(WebSettings(store=tmp_path / "store", runs=tmp_path / "runs", warm_llm=False))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        page = client.get("/videos/clip").text
+        view = client.get("/api/videos/clip").json()
+    assert '<p class="muted" id="speech-status">transcribed · en</p>' in page
+    assert "<td class=\"muted\">1:03.2–1:05.0</td><td>the dog is fetching the ball</td>" in page
+    assert view["twin"]["speech"]["segments"][0]["text"] == "hello there"
