@@ -102,6 +102,17 @@ def test_speech_round_trips_through_the_store_and_leaves_with_its_video(tmp_path
         assert store.db.table("speech").count == 0 and store.db.table("speech_status").count == 0
 
 
+def test_store_diff_compares_the_speech_rows(tmp_path: Path) -> None:
+    from twinseek.twins.compare import diff_stores
+
+    with TwinStore(tmp_path / "a") as a, TwinStore(tmp_path / "b") as b:
+        put(a, *spoken_twin())
+        twin, masks = spoken_twin()
+        twin.speech.segments[0].text = "hello here"  # type: ignore[union-attr]
+        put(b, twin, masks)
+        assert diff_stores(a, b).differences == ["'clip' speech (row 0, track 0): text: 'hello there' vs 'hello here'"]
+
+
 def test_an_old_store_gets_the_speech_tables_and_its_twins_no_speech(tmp_path: Path) -> None:
     (tmp_path / "old").mkdir()
     with contextlib.closing(sqlite3.connect(tmp_path / "old" / DB_NAME)) as conn:
