@@ -61,9 +61,11 @@ def test_a_bad_stream_or_a_missing_model_is_skipped_with_the_reason(tmp_path: Pa
         bad = transcribe_video(garbage, WhisperRecogniser("embedded", tmp_path / "cache"), settings)
     assert bad.status == "skipped: audio stream (aac) cannot be decoded (invalid data)"
     assert "bad.mkv: speech skipped" in caplog.text
-    tone = write_video_with_sound(tmp_path / "tone.mp4", Sound.tone(1.0))
-    missing = transcribe_video(tone, WhisperRecogniser(str(tmp_path / "no-model")), settings)
+    tone = write_video_with_sound(tmp_path / "tone.mkv", Sound.tone(2.0))
+    capped = load_settings(sampling={"max_audio_s": 0.5})  # a 2-hour video costs at most max_audio_s
+    missing = transcribe_video(tone, WhisperRecogniser(str(tmp_path / "no-model")), capped)
     assert missing.status.startswith("skipped: ModelUnavailableError: specialists.speech=")
+    assert (missing.transcribed_s, missing.audio_s) == (0.5, 2.0)
 
 
 def test_a_bad_audio_stream_never_fails_the_ingest(tmp_path: Path) -> None:
