@@ -210,3 +210,16 @@ def test_twins_show_and_the_video_page_show_the_transcript_with_times(tmp_path: 
     assert '<p class="muted" id="speech-status">transcribed · en</p>' in page
     assert "<td class=\"muted\">1:03.2–1:05.0</td><td>the dog is fetching the ball</td>" in page
     assert view["twin"]["speech"]["segments"][0]["text"] == "hello there"
+
+
+def test_the_setting_picks_the_embedded_model_a_folder_or_none(tmp_path: Path) -> None:
+    assert build_specialists(load_settings(specialists={"speech": "none"})).speech is None
+    embedded = build_specialists(load_settings(cache_dir=tmp_path)).speech
+    assert isinstance(embedded, WhisperRecogniser) and embedded.provenance().tier == "embedded"
+    folder = embedded.folder()  # assembled once: model.bin from the two packages, beside its config and tokenizer
+    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".verified")) == [
+        "config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
+    settings = load_settings(profile="paper", specialists={"speech": str(folder)})
+    assert settings.tier_of("speech") == "paper"
+    paper = WhisperRecogniser(str(folder))  # what build_specialists makes of it (the paper profile's other models
+    assert paper.provenance().model == "faster-whisper:whisper-base-ct2" and paper.folder() == folder  # need weights)
