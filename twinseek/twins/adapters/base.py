@@ -185,6 +185,10 @@ class AttributeDescriber(Specialist, Protocol):
 
 @runtime_checkable
 class SpeechRecogniser(Specialist, Protocol):
+    def load(self) -> Any:
+        """Load the model now (else on the first :meth:`transcribe`)."""
+        ...
+
     def transcribe(self, samples: np.ndarray) -> tuple[list[SpeechSegment], str | None]:
         """Timed segments of what is said in ``samples`` (16 kHz mono float32; times in seconds from its start)
         where a voice-activity detector hears speech, and the language spoken (None when nothing is)."""
