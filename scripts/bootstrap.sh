@@ -5,15 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${TWINSEEK_VENV:-.venv}"
 # The web app's browser tests drive the system chromium (Playwright's own browser download needs a network that
-# CI does not have). Without it those tests fail and say why; TWINSEEK_NO_BROWSER=1 skips them instead.
-if ! command -v chromium >/dev/null 2>&1; then
+# CI does not have). Without it those tests fail and say why; TWINSEEK_NO_BROWSER=1 skips them instead. The speech
+# test speaks its sentence with espeak-ng, and benchmarks/speech.py muxes speech into a clip with ffmpeg.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v espeak-ng >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
     { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q \
-      && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; } \
-      || echo "bootstrap: could not install chromium: the browser tests will fail (TWINSEEK_NO_BROWSER=1 skips them)" >&2
+      && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium espeak-ng ffmpeg; } \
+      || echo "bootstrap: could not install chromium, espeak-ng and ffmpeg: the browser tests (TWINSEEK_NO_BROWSER=1 skips them) and the speech test will fail" >&2
   else
-    echo "bootstrap: no apt-get here: install chromium, or set TWINSEEK_NO_BROWSER=1 to skip the browser tests" >&2
+    echo "bootstrap: no apt-get here: install chromium, espeak-ng and ffmpeg, or set TWINSEEK_NO_BROWSER=1 to skip the browser tests" >&2
   fi
 fi
 [ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"

@@ -59,6 +59,8 @@ class SamplingSettings(_Section):
     max_side: int = Field(640, ge=32, description="Longest side of a decoded frame, in pixels.")
     max_file_mb: float = Field(4096, gt=0, description="Files larger than this are refused.")
     max_duration_s: float = Field(4 * 3600, gt=0, description="Videos longer than this are refused.")
+    max_audio_s: float = Field(600, gt=0, description="Speech: only the first this many seconds of a video's "
+                               "sound are decoded and transcribed (a 2-hour video costs at most this much).")
 
 
 class SpecialistSettings(_Section):
@@ -69,6 +71,8 @@ class SpecialistSettings(_Section):
     depth: DepthName | None = None
     describer: DescriberName | None = None
     pose: PoseName | None = None  # keypoints of person tracks, read by the action rules ("none": no actions)
+    speech: str | None = Field(None, description="Speech recogniser: 'embedded' (Whisper base, from registry "
+                               "packages), 'none' (off), or the path of any faster-whisper (CTranslate2) model folder.")
 
 
 class PerceptionSettings(_Section):
@@ -88,9 +92,9 @@ class PerceptionSettings(_Section):
 # Profile defaults for the specialist roles.
 PROFILES: dict[str, dict[str, str]] = {
     "embedded": {"segmenter": "embedded", "detector": "embedded", "depth": "none", "describer": "embedded",
-                 "pose": "embedded"},
+                 "pose": "embedded", "speech": "embedded"},
     "paper": {"segmenter": "sam2", "detector": "owlv2", "depth": "depth-anything", "describer": "qwen-vl",
-              "pose": "embedded"},
+              "pose": "embedded", "speech": "embedded"},
 }
 
 DEFAULT_VOCABULARY = (

@@ -89,3 +89,74 @@ def write_video(path: Path, scene: Scene | None = None) -> Path:
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+AUDIO_CODECS = {".mp4": "aac", ".mov": "aac", ".mkv": "pcm_s16le", ".avi": "pcm_s16le"}
+
+
+@dataclass
+class Sound:
+    """An audio track: ``samples`` (float32 in [-1, 1], shape (channels, n)) at ``rate`` Hz in ``layout``."""
+
+    samples: np.ndarray
+    rate: int = 16_000
+    layout: str = "mono"
+
+    @classmethod
+    def tone(cls, seconds: float, rate: int = 16_000, layout: str = "mono", hz: float = 440.0,
+             level: float = 0.3) -> Sound:
+        t = np.arange(int(seconds * rate)) / rate
+        channels = av.AudioLayout(layout).nb_channels
+        wave = (level * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+        return cls(np.tile(wave, (channels, 1)), rate, layout)
+
+    @classmethod
+    def silence(cls, seconds: float, rate: int = 16_000, layout: str = "mono") -> Sound:
+        channels = av.AudioLayout(layout).nb_channels
+        return cls(np.zeros((channels, int(seconds * rate)), np.float32), rate, layout)
+
+
+def write_video_with_sound(path: Path, sound: Sound, scene: Scene | None = None) -> Path:
+    """A synthetic video (:func:`write_video`'s) with ``sound`` as its audio stream (AAC in mp4/mov, PCM in
+    mkv/avi)."""
+    scene = scene or Scene()
+    codec, pix_fmt = CODECS[path.suffix.lower()]
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream(codec, rate=scene.fps)
+        video.width, video.height, video.pix_fmt = scene.width, scene.height, pix_fmt
+        audio = container.add_stream(AUDIO_CODECS[path.suffix.lower()], rate=sound.rate, layout=sound.layout)
+        packets = []
+        for k in range(scene.frames):
+            packets += video.encode(av.VideoFrame.from_ndarray(scene.frame(k), format="rgb24"))
+        packets += video.encode()
+        step = 1024
+        for start in range(0, sound.samples.shape[1], step):
+            chunk = np.ascontiguousarray(sound.samples[:, start:start + step])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=sound.layout)
+            frame.sample_rate, frame.pts = sound.rate, start
+            packets += audio.encode(frame)
+        packets += audio.encode()
+        for packet in packets:
+            container.mux(packet)
+    return path
+
+
+def write_video_with_garbage_audio(path: Path, scene: Scene | None = None, seconds: float = 2.0) -> Path:
+    """A synthetic mkv whose audio stream says AAC but whose packets are random bytes (its video is fine)."""
+    scene = scene or Scene()
+    rng = np.random.default_rng(0)
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("ffv1", rate=scene.fps)
+        video.width, video.height, video.pix_fmt = scene.width, scene.height, "yuv420p"
+        audio = container.add_stream("aac", rate=16_000, layout="mono")
+        for k in range(scene.frames):
+            for packet in video.encode(av.VideoFrame.from_ndarray(scene.frame(k), format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        for n in range(int(seconds * 16_000 / 1024)):
+            packet = av.Packet(rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
+            packet.stream, packet.pts, packet.dts = audio, n * 1024, n * 1024
+            packet.time_base = audio.time_base if audio.time_base else None
+            container.mux(packet)
+    return path

@@ -123,6 +123,28 @@ def print_twin(twin: Twin) -> None:
             f"{r.subject_track} {r.predicate}" + (f" {r.object_track}" if r.object_track else "")
             + f" [{r.frame_start}-{r.frame_end}]" for r in shown)
             + (f" … ({len(twin.relations) - len(shown)} more)" if len(twin.relations) > len(shown) else "")))
+    if twin.speech is not None:
+        _print_speech(twin)
+
+
+def _print_speech(twin: Twin) -> None:
+    """The speech status, then the transcript, one timed segment a line (``[0:03.2-0:05.0] text``)."""
+    speech = twin.speech
+    if speech is None:
+        return
+    extra = f", {speech.language}" if speech.language else ""
+    if speech.transcribed_s and speech.audio_s > speech.transcribed_s + 0.5:
+        extra += f", first {speech.transcribed_s:.0f} s of {speech.audio_s:.0f} s"
+    console.print(f"  speech: {safe(speech.status)}{safe(extra)}")
+    for seg in speech.segments[:40]:
+        console.print(f"    [dim][{_clock(seg.start)}-{_clock(seg.end)}][/dim] {escape(seg.text)}")
+    if len(speech.segments) > 40:
+        console.print(f"    … ({len(speech.segments) - 40} more segments)")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes)}:{secs:04.1f}"
 
 
 def print_retrieval(result: SearchResult) -> None:

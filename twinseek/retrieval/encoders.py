@@ -241,10 +241,10 @@ class ComponentEncoders:
         return self.queries.encode_queries(texts, batch_size=self.batch_size)
 
     def encode_components(self, kinds: Sequence[str], texts: Sequence[str]) -> np.ndarray:
-        """Vectors for mixed rows, each with the encoder of its kind (``object``, ``scene``, ``text`` and
-        ``gloss`` rows use the object encoder, ``relation`` rows the relation encoder)."""
+        """Vectors for mixed rows, each with the encoder of its kind (``object``, ``scene``, ``text``, ``gloss`` and
+        ``speech`` rows use the object encoder, ``relation`` rows the relation encoder)."""
         out = np.zeros((len(texts), self.dim), np.float32)
-        object_kinds = {"object", "scene", "text", "gloss"}
+        object_kinds = {"object", "scene", "text", "gloss", "speech"}
         for kind_set, encode in ((object_kinds, self.encode_objects), ({"relation"}, self.encode_relations)):
             rows = [i for i, k in enumerate(kinds) if k in kind_set]
             if rows:

@@ -67,6 +67,9 @@ def _differences(a: TwinStore, b: TwinStore, masks: bool, diff: StoreDiff) -> It
         relations_b = [_without(r, {"id"}) for r in rows_b.relations]
         diff.relations += len(relations_a)
         yield from _rows(f"{vid!r} relations", relations_a, relations_b)
+        yield from _rows(f"{vid!r} speech status", [r for r in [rows_a.speech_status] if r],
+                         [r for r in [rows_b.speech_status] if r])
+        yield from _rows(f"{vid!r} speech", rows_a.speech, rows_b.speech)
         instances_a = [_without(r, {"mask_path"}) for r in rows_a.instances]
         instances_b = [_without(r, {"mask_path"}) for r in rows_b.instances]
         diff.instances += len(instances_a)

@@ -99,6 +99,22 @@ def m005_words(db: sqlite_utils.Database) -> None:
 
 
 @store_migrations()
+def m008_speech(db: sqlite_utils.Database) -> None:
+    """What was said (twinseek.twins.speech): the speech step's status per video (``speech_status``) and the timed
+    segments (``speech``). A video without a ``speech_status`` row was ingested before speech existed."""
+    db.table("speech_status").create(
+        {"video_id": str, "status": str, "model": str, "language": str, "audio_s": float, "transcribed_s": float},
+        pk="video_id", not_null={"status"}, foreign_keys=[("video_id", "videos", "video_id")], if_not_exists=True,
+    )
+    db.table("speech").create(
+        {"video_id": str, "segment": int, "start_s": float, "end_s": float, "text": str, "language": str,
+         "confidence": float},
+        pk=("video_id", "segment"), not_null={"text"}, foreign_keys=[("video_id", "videos", "video_id")],
+        if_not_exists=True,
+    )
+
+
+@store_migrations()
 def m009_actions(db: sqlite_utils.Database) -> None:
     """Coarse actions per person track (JSON list of [label, confidence]; null in stores ingested before them)."""
     if "actions" not in db.table("tracks").columns_dict:

@@ -120,13 +120,38 @@ class Relation(BaseModel):
     frame_end: int
 
 
+class SpeechSegment(BaseModel):
+    """A stretch of speech and its words, as the recogniser timed them (seconds from the video's start)."""
+
+    start: float
+    end: float
+    text: str
+    language: str | None = None
+    confidence: float = Field(0.0, description="exp(mean token log-probability) x (1 - P(no speech)), in [0, 1].")
+
+
+class Speech(BaseModel):
+    """What was said in the video (``twinseek.twins.speech``): the step's status and the timed segments.
+
+    ``status``: ``transcribed`` (segments, possibly none), ``no audio track``, ``silence`` (the audio holds no
+    voice) or ``skipped: <why>`` (speech off, an unreadable audio stream, a failed model)."""
+
+    status: str
+    model: str | None = None
+    language: str | None = None
+    audio_s: float = Field(0.0, description="Length of the audio stream.")
+    transcribed_s: float = Field(0.0, description="Seconds of it decoded and transcribed (sampling.max_audio_s).")
+    segments: list[SpeechSegment] = Field(default_factory=list)
+
+
 class Twin(BaseModel):
-    """A whole digital twin: the video, its tracks, per-frame instances and relations."""
+    """A whole digital twin: the video, its tracks, per-frame instances and relations, and its speech."""
 
     video: Video
     tracks: list[Track] = Field(default_factory=list)
     instances: list[Instance] = Field(default_factory=list)
     relations: list[Relation] = Field(default_factory=list)
+    speech: Speech | None = Field(None, description="None: not run (a store from before speech).")
 
     def to_full_json(self) -> str:
         return self.model_dump_json(indent=2)

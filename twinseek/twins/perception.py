@@ -21,6 +21,7 @@ from twinseek.twins.masks import mask_geometry
 from twinseek.twins.model import Instance, ScreenText, Track, Twin, Video
 from twinseek.twins.relations import compute_relations, track_motion
 from twinseek.twins.specialists import Specialists
+from twinseek.twins.speech import transcribe_video
 from twinseek.twins.views import DESCRIPTION_SOURCE, describe
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,9 @@ def build_twin(
         sampled_frames=indices, profile=settings.profile, specialists=specialists.provenance(),
         scene=labelled.scene, frame_votes=labelled.frame_votes, screen_text=screen_text,
     )
-    twin = Twin(video=video, tracks=tracks, instances=instances, relations=relations)
+    with timed(timings, "speech"):
+        speech = transcribe_video(info.path, specialists.speech, settings)
+    twin = Twin(video=video, tracks=tracks, instances=instances, relations=relations, speech=speech)
     with timed(timings, "words"):
         twin.video.description, twin.video.description_source = describe(twin), DESCRIPTION_SOURCE
     return twin, masks

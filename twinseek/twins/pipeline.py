@@ -191,6 +191,11 @@ class TwinBuilder:
         frames = [np.full((64, 96, 3), 90 + 40 * i, np.uint8) for i in range(2)]
         info = VideoInfo(path=Path("warm-up"), width=96, height=64, fps=1.0, frame_count=2, duration_s=2.0)
         build_twin("warm-up", DecodedVideo(info, frames, [0, 1]), "", self.specialists, self.settings)
+        if self.specialists.speech is not None:  # the warm-up clip has no sound
+            try:
+                self.specialists.speech.load()
+            except Exception as exc:  # speech is optional: each video's speech step records why it is skipped
+                logger.warning("speech model not loaded: %s: %s", type(exc).__name__, exc)
         return WorkerInfo.here()
 
 

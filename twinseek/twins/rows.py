@@ -4,10 +4,19 @@ the bounding box and centroid as columns), and the raw rows some of the store's 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from twinseek.twins.model import Instance, Provenance, ScreenText, Track, Video, utc_now
+from twinseek.twins.model import (
+    Instance,
+    Provenance,
+    ScreenText,
+    Speech,
+    SpeechSegment,
+    Track,
+    Video,
+    utc_now,
+)
 from twinseek.twins.refinements import Refinement
 
 
@@ -37,6 +46,8 @@ class StoredRows:
     tracks: list[dict[str, Any]]
     instances: list[dict[str, Any]]
     relations: list[dict[str, Any]]
+    speech_status: dict[str, Any] | None = None  # None: ingested before speech existed
+    speech: list[dict[str, Any]] = field(default_factory=list)  # by segment number
 
 
 def video_to_row(video: Video, mask_dir: str) -> dict[str, Any]:
@@ -59,6 +70,22 @@ def video_from_row(row: dict[str, Any]) -> Video:
     row["screen_text"] = [ScreenText(**t) for t in json.loads(row.get("screen_text") or "[]")]
     row["frame_votes"] = json.loads(row.get("frame_votes") or "{}")
     return Video(**row)
+
+
+def speech_to_rows(video_id: str, speech: Speech) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``speech_status`` row and the ``speech`` rows of a video's speech."""
+    status = {"video_id": video_id, **speech.model_dump(exclude={"segments"})}
+    rows = [{"video_id": video_id, "segment": n, "start_s": seg.start, "end_s": seg.end, "text": seg.text,
+             "language": seg.language, "confidence": seg.confidence} for n, seg in enumerate(speech.segments)]
+    return status, rows
+
+
+def speech_from_rows(status: dict[str, Any] | None, rows: list[dict[str, Any]]) -> Speech | None:
+    if status is None:
+        return None
+    segments = [SpeechSegment(start=r["start_s"], end=r["end_s"], text=r["text"], language=r["language"],
+                              confidence=r["confidence"] or 0.0) for r in rows]
+    return Speech(**{k: v for k, v in status.items() if k != "video_id"}, segments=segments)
 
 
 def track_to_row(track: Track) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from twinseek.twins.adapters.base import (
     ObjectDetector,
     PoseEstimator,
     SegmenterTracker,
+    SpeechRecogniser,
     TextReader,
 )
 from twinseek.twins.knowledge import SOURCE as KNOWLEDGE_SOURCE
@@ -29,10 +30,12 @@ class Specialists:
     depth: DepthEstimator | None = None
     objects: ObjectDetector | None = None  # COCO boxes seeding the segmenter (embedded profile)
     reader: TextReader | None = None  # on-screen text
+    speech: SpeechRecogniser | None = None  # what is said (None: speech off)
     pose: PoseEstimator | None = None  # keypoints of person tracks (twinseek.twins.actions)
 
     def provenance(self) -> list[Provenance]:
-        parts = [self.detector, self.objects, self.segmenter, self.describer, self.depth, self.reader, self.pose]
+        parts = [self.detector, self.objects, self.segmenter, self.describer, self.depth, self.reader, self.speech,
+                 self.pose]
         record = [p.provenance() for p in parts if p is not None]
         if word_knowledge().available:
             record.append(Provenance(role="word knowledge", tier="embedded", model=KNOWLEDGE_SOURCE))
@@ -48,6 +51,7 @@ def build_specialists(settings: Settings) -> Specialists:
         depth=_depth(choice.depth, settings),
         objects=_objects(settings),
         reader=_reader(settings),
+        speech=_speech(choice.speech, settings),
         pose=_pose(choice.pose),
     )
 
@@ -60,6 +64,15 @@ def _pose(name: str | None) -> PoseEstimator | None:
 
         return EmbeddedPoseEstimator()
     raise ConfigError(f"unknown pose estimator {name!r}")
+
+
+def _speech(name: str | None, s: Settings) -> SpeechRecogniser | None:
+    """'embedded' (Whisper base), 'none', or the folder of any faster-whisper model (the paper tier's choice)."""
+    if name in (None, "none"):
+        return None
+    from twinseek.twins.adapters.embedded.whisper import WhisperRecogniser
+
+    return WhisperRecogniser(name, s.cache_dir)
 
 
 def _objects(s: Settings) -> ObjectDetector | None:

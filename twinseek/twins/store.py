@@ -2,13 +2,14 @@
 
 Layout of a store folder::
 
-    twins.db                         SQLite (tables videos, tracks, instances, relations, refinements; the
-                                     tables of components that keep theirs here, see twinseek.twins.migrations)
+    twins.db                         SQLite (tables videos, tracks, instances, relations, speech_status, speech,
+                                     refinements; the tables of components that keep theirs here, see
+                                     twinseek.twins.migrations)
     masks/<video_id>/<ingest>/t<track>_f<frame>.png
     .leases/<ingest>.lock            one per ingest still writing its mask folder (flock held by its process)
 
-Ingest writes ``videos``, ``tracks``, ``instances`` and ``relations``; after that only the derived columns of
-``videos`` (the ECR text) change. What a search learns goes to ``refinements``, an overlay with provenance
+Ingest writes ``videos``, ``tracks``, ``instances``, ``relations``, ``speech_status`` and ``speech``; after that
+only the derived columns of ``videos`` (the ECR text) change. What a search learns goes to ``refinements``, an overlay with provenance
 (:mod:`twinseek.twins.refinements`): :meth:`TwinStore.get_twin` reads the ingest rows with the refinements laid
 over them, ``get_twin(video_id, refinements=False)`` the ingest rows alone. Re-ingesting or deleting a video
 drops its refinements (its track ids may now name other objects).
@@ -48,7 +49,7 @@ from twinseek.errors import StoreError, VideoNotFoundError
 from twinseek.media.masks import load_mask, save_mask
 from twinseek.twins.locks import age_s, exclusive, lease_held, mkdir_racing_sweeps, take_lease
 from twinseek.twins.migrations import store_migrations
-from twinseek.twins.model import Instance, Relation, Track, Twin, Video
+from twinseek.twins.model import Instance, Relation, Speech, Track, Twin, Video
 from twinseek.twins.refinements import Refinement, overlay, prune
 from twinseek.twins.rows import (
     StoredRows,
@@ -57,6 +58,8 @@ from twinseek.twins.rows import (
     instance_to_row,
     refinement_from_row,
     refinement_to_row,
+    speech_from_rows,
+    speech_to_rows,
     track_from_row,
     track_to_row,
     video_from_row,
@@ -206,7 +209,8 @@ class TwinStore:
         rows = self.stored_rows(video_id)
         return Twin(video=video_from_row(rows.video), tracks=[track_from_row(r) for r in rows.tracks],
                     instances=[instance_from_row(r) for r in rows.instances],
-                    relations=[Relation(**{k: v for k, v in r.items() if k != "id"}) for r in rows.relations])
+                    relations=[Relation(**{k: v for k, v in r.items() if k != "id"}) for r in rows.relations],
+                    speech=speech_from_rows(rows.speech_status, rows.speech))
 
     def stored_rows(self, video_id: str) -> StoredRows:
         """The ingest rows of ``video_id`` exactly as stored, no refinements laid over them (the twin
@@ -220,6 +224,8 @@ class TwinStore:
             tracks=list(q("select * from tracks where video_id = ? order by track_id", [video_id])),
             instances=list(q("select * from instances where video_id = ? order by track_id, frame_index", [video_id])),
             relations=list(q("select * from relations where video_id = ? order by id", [video_id])),
+            speech_status=next(iter(q("select * from speech_status where video_id = ?", [video_id])), None),
+            speech=list(q("select * from speech where video_id = ? order by segment", [video_id])),
         )
 
     def video_revisions(self) -> list[VideoRevision]:
@@ -335,6 +341,7 @@ class TwinStore:
                 self._insert_tracks(twin.tracks)
                 self._insert_instances(twin.instances)
                 self._insert_relations(twin.relations)
+                self._insert_speech(video_id, twin.speech)
             self._release_lease(mask_dir)  # committed: the row keeps the folder now
             if old_dir and old_dir != mask_dir:
                 shutil.rmtree(self.root / old_dir, ignore_errors=True)
@@ -426,7 +433,7 @@ class TwinStore:
         return rows[0]["mask_dir"] if rows else None
 
     def _delete_rows(self, video_id: str) -> None:
-        for table in ("refinements", "relations", "instances", "tracks", "videos"):
+        for table in ("refinements", "speech", "speech_status", "relations", "instances", "tracks", "videos"):
             self.db.execute(f"delete from [{table}] where video_id = ?", [video_id])
 
     def _insert_video(self, video: Video, mask_dir: str) -> None:
@@ -440,6 +447,12 @@ class TwinStore:
 
     def _insert_relations(self, relations: list[Relation]) -> None:
         self.db.table("relations").insert_all((r.model_dump() for r in relations), batch_size=500)
+
+    def _insert_speech(self, video_id: str, speech: Speech | None) -> None:
+        if speech is not None:
+            status, rows = speech_to_rows(video_id, speech)
+            self.db.table("speech_status").insert(status)
+            self.db.table("speech").insert_all(rows, batch_size=500)
 
     def _release_lease(self, mask_dir: str) -> None:
         fd = self._leases.pop(mask_dir, None)

@@ -5,7 +5,9 @@
   text and a person read first;
 - :func:`compact` / :func:`compact_json`: the compact JSON view an LLM reasons over (frames, relations, glosses);
 - :class:`ComponentTexts`: the text of each twin component that the component encoders embed;
-- :func:`template_ecr` / :func:`scene_gist`: the deterministic video-level ECR text and its gist.
+- :func:`template_ecr` / :func:`scene_gist`: the deterministic video-level ECR text and its gist;
+- :func:`said` / :func:`speech_sentence`: what is said in the video (its speech), in those texts. A video without
+  speech gets exactly the texts it got before speech existed.
 
 The twin model (:mod:`twinseek.twins.model`) stays data. :data:`TEXT_VERSION` changes whenever the component or
 ECR texts change, and the index fingerprints read it, so vectors of older texts are rebuilt; a stored description
@@ -25,7 +27,7 @@ import numpy as np
 from twinseek.media.masks import spread
 from twinseek.twins import words
 from twinseek.twins.knowledge import word_knowledge
-from twinseek.twins.model import Instance, Relation, Track, Twin, screen_lines
+from twinseek.twins.model import Instance, Relation, SpeechSegment, Track, Twin, screen_lines
 from twinseek.twins.words import (
     ANIMAL_GROUPS,
     category_phrase,
@@ -60,6 +62,8 @@ class DescriptionRules:
     max_objects: int = 4
     max_scene: int = 2
     max_text: int = 2
+    speech_confidence: float = 0.4  # speech segments recognised at least this confidently are quoted ...
+    max_speech_chars: int = 60  # ... this many characters of them
     motion: bool = False  # say how moving objects move ("dog moving right")
 
     @property
@@ -252,6 +256,9 @@ def describe(twin: Twin, rules: DescriptionRules = DEFAULT_RULES) -> str:
     text = screen_words(twin, rules)
     if text:
         parts.append("text: " + " / ".join(json.dumps(line, ensure_ascii=False) for line in text))
+    quote = said(twin, rules.speech_confidence, rules.max_speech_chars)
+    if quote:
+        parts.append("says " + json.dumps(quote, ensure_ascii=False))
     if not objects and not scene:
         parts.insert(0, NOTHING)
     return "; ".join(parts)
@@ -307,6 +314,8 @@ def compact(twin: Twin, max_frames: int | None = 8, track_ids: set[int] | None =
         out["scene"] = [label for label, _ in twin.video.scene]
     if twin.video.screen_text:
         out["text"] = screen_lines(twin.video.screen_text, limit=8)
+    if spoken(twin):
+        out["say"] = [[round(s.start, 1), round(s.end, 1), s.text] for s in spoken(twin)[:MAX_SPEECH_LINES]]
     out.update(o=objects, r=relations)
     knowledge = word_knowledge()
     pairs = [(t.category, t.category_group) for t in twin.tracks if track_ids is None or t.track_id in track_ids]
@@ -393,7 +402,18 @@ class ComponentTexts:
         end = video.sampled_frames[-1] if video.sampled_frames else 0
         scenes = [{"kind": "scene", "track_id": None, "object_track": None, "predicate": None, "text": label,
                    "frame_start": 0, "frame_end": end} for label, _ in video.scene]
-        return rows + list(merged.values()) + scenes + ComponentTexts.text_rows(twin) + ComponentTexts.gloss_rows(twin)
+        return (rows + list(merged.values()) + scenes + ComponentTexts.text_rows(twin) + ComponentTexts.gloss_rows(twin)
+                + ComponentTexts.speech_rows(twin))
+
+    @staticmethod
+    def speech_rows(twin: Twin) -> list[dict[str, Any]]:
+        """One row per speech segment, spanning the source frames it was said over (none without speech)."""
+        video = twin.video
+        last = max(video.frame_count - 1, 0)
+        frame = lambda s: min(last, max(0, int(s * video.fps)))  # noqa: E731
+        return [{"kind": "speech", "track_id": None, "object_track": None, "predicate": None,
+                 "text": f'someone says "{seg.text}"', "frame_start": frame(seg.start), "frame_end": frame(seg.end)}
+                for seg in spoken(twin)]
 
     @staticmethod
     def text_rows(twin: Twin) -> list[dict[str, Any]]:
@@ -467,12 +487,37 @@ def scene_gist(twin: Twin) -> str:
         parts.append("Objects: " + ", ".join(named) + ".")
     if twin.video.screen_text:
         parts.append(screen_sentence(twin))
+    if spoken(twin):
+        parts.append(speech_sentence(twin))
     return " ".join(parts)
 
 
 def screen_sentence(twin: Twin) -> str:
     lines = screen_lines(twin.video.screen_text, limit=MAX_SCREEN_LINES)
     return "On-screen text: " + " / ".join(f'"{line}"' for line in lines) + "." if lines else ""
+
+
+MAX_SPEECH_LINES = 12
+MAX_SPEECH_CHARS = 400
+
+
+def spoken(twin: Twin) -> list[SpeechSegment]:
+    """The video's speech segments, in order (none where nothing was transcribed or speech never ran)."""
+    return list(twin.speech.segments) if twin.speech is not None else []
+
+
+def said(twin: Twin, min_confidence: float = 0.0, limit: int = MAX_SPEECH_CHARS) -> str:
+    """What is said, the segments at least ``min_confidence`` joined, cut at a word within ``limit`` characters."""
+    text = " ".join(s.text for s in spoken(twin) if s.confidence >= min_confidence)
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "..."
+
+
+def speech_sentence(twin: Twin) -> str:
+    quote = said(twin)
+    return f'Someone says: "{quote}".' if quote else ""
 
 
 def _salient(tracks: Sequence[Track]) -> list[Track]:
@@ -482,7 +527,7 @@ def _salient(tracks: Sequence[Track]) -> list[Track]:
 def template_ecr(twin: Twin) -> str:
     """A deterministic description of the twin's main objects, their look, motion and relations."""
     tracks = _salient(twin.tracks)[:MAX_ECR_OBJECTS]
-    sentences = [scene_gist(twin)] if twin.video.scene or twin.video.screen_text else []
+    sentences = [scene_gist(twin)] if twin.video.scene or twin.video.screen_text or spoken(twin) else []
     if not tracks:
         return " ".join(sentences + ["No object was clearly segmented."])
     positions = _mean_positions(twin)

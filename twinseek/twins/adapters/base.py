@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from twinseek.twins.model import Provenance, Tier
+from twinseek.twins.model import Provenance, SpeechSegment, Tier
 
 Box = tuple[float, float, float, float]
 
@@ -184,6 +184,16 @@ class AttributeDescriber(Specialist, Protocol):
 
 
 @runtime_checkable
+class SpeechRecogniser(Specialist, Protocol):
+    def load(self) -> Any:
+        """Load the model now (else on the first :meth:`transcribe`)."""
+        ...
+
+    def transcribe(self, samples: np.ndarray) -> tuple[list[SpeechSegment], str | None]:
+        """Timed segments of what is said in ``samples`` (16 kHz mono float32; times in seconds from its start)
+        where a voice-activity detector hears speech, and the language spoken (None when nothing is)."""
+
+
 class PoseEstimator(Specialist, Protocol):
     def keypoints(self, frame: np.ndarray, box: Box) -> np.ndarray | None:
         """Body keypoints ``float32 (K, 3)`` (x, y in frame pixels, visibility) of the person in the pixel box, or
