@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from twinseek.config import load_settings
+from twinseek.config import LLMSettings, load_settings
 
 
 def test_defaults_are_the_embedded_profile() -> None:
@@ -116,3 +116,11 @@ def test_cli_reports_a_misspelt_variable_without_a_traceback(monkeypatch: pytest
     result = CliRunner().invoke(app, ["store", "stats"])
     assert result.exit_code == 1 and "did you mean TWINSEEK_LLM__TIMEOUT_S" in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_the_describe_judge_runs_its_own_server_only_for_another_embedded_model() -> None:
+    llm = LLMSettings(embedded_model="qwen2.5-coder-0.5b", judge_model="qwen2.5-coder-1.5b")
+    assert llm.judge_server_model("embedded") == "qwen2.5-coder-1.5b"
+    assert llm.judge_server_model("paper") is None  # a user's endpoint judges
+    assert llm.model_copy(update={"judge_model": None}).judge_server_model("embedded") is None
+    assert llm.model_copy(update={"judge_model": "qwen2.5-coder-0.5b"}).judge_server_model("embedded") is None

@@ -159,6 +159,13 @@ class LLMSettings(_Section):
             self.api_key = os.environ.get("OPENAI_API_KEY") or None
         return self
 
+    def judge_server_model(self, tier: LLMTier) -> str | None:
+        """The embedded model the 'describe' judge runs on a server of its own, or None where the judge is the
+        search's LLM (a user's endpoint, no judge model, or the decomposer's model itself)."""
+        if tier == "paper" or self.judge_model is None or self.judge_model == self.embedded_model:
+            return None
+        return self.judge_model
+
 
 AggregationName = Literal["mean", "min", "softmin"]
 DenseEmbedderName = Literal["ecr", "tara"]

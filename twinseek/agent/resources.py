@@ -93,16 +93,15 @@ class Resources:
     def judge_llm(self) -> LLMClient:
         """The LLM of the 'describe' judge: the embedded ``llm.judge_model`` on its own server (built without a
         request), else the search's LLM (a user's endpoint, or no separate judge model)."""
-        model = self.settings.llm.judge_model
-        if self.llm_tier == "paper" or model is None or model == self.settings.llm.embedded_model:
+        model = self.settings.llm.judge_server_model(self.llm_tier)
+        if model is None:
             return self.llm
         return self._built("_judge_llm", lambda: open_llm(self.settings, embedded_model=model))
 
     def judge_llm_key(self, judge: str) -> str:
         """The model name a calibrator of ``judge`` records: the judge model's for 'describe', else the LLM's."""
-        if judge != "describe" or self.llm_tier == "paper" or self.settings.llm.judge_model is None:
-            return self.llm_key
-        return self.settings.llm.judge_model
+        model = self.settings.llm.judge_server_model(self.llm_tier)
+        return model if judge == "describe" and model is not None else self.llm_key
 
     def warm(self) -> threading.Thread | None:
         """Start the embedded LLM servers now and fill their prompt caches (see :func:`warm_embedded`), in the

