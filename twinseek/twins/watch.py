@@ -37,7 +37,7 @@ from typing import Any, Literal
 import watchfiles
 
 from twinseek.config import WatchSettings
-from twinseek.errors import StoreBusyError
+from twinseek.errors import StoreBusyError, TwinseekError
 from twinseek.media.decode import is_supported
 from twinseek.twins.ingest_queue import IngestQueue
 from twinseek.twins.locks import exclusive, lease_held
@@ -142,7 +142,7 @@ class FolderWatcher:
         """Watch until ``stop`` is set (or, with ``once``, until what the folder holds now is ingested).
 
         Raises :class:`StoreBusyError` when another watcher runs on this folder and store, ``NotADirectoryError``
-        when the folder is not one."""
+        when the folder is not one, :class:`TwinseekError` when following the folder fails (it was removed)."""
         if not self.folder.is_dir():
             raise NotADirectoryError(f"not a folder: {self.folder}")
         stop = stop or threading.Event()
@@ -186,6 +186,7 @@ class FolderWatcher:
     def _load(self) -> None:
         """The folder's job as the last watcher left it (created on the first run)."""
         assert self._queue is not None
+        self._files, self._settling, self._ready = {}, {}, []
         self._queue.ensure_job({"id": self.job_id, "source": WATCH_SOURCE, "label": str(self.folder),
                                 "created": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
                                 "status": "queued"})
@@ -308,7 +309,7 @@ class FolderWatcher:
             except queue.Empty:
                 return
             if isinstance(item, BaseException):
-                raise RuntimeError(f"watching {self.folder} failed: {item}") from item
+                raise TwinseekError(f"watching {self.folder} failed: {type(item).__name__}: {item}") from item
             for change, raw in sorted(item, key=lambda c: c[1]):
                 path = Path(raw)
                 if change == watchfiles.Change.deleted:
