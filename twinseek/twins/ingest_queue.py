@@ -38,7 +38,7 @@ def m006_ingest_queue(db: sqlite_utils.Database) -> None:
 
 
 @ingest_queue_migrations()
-def m010_watch(db: sqlite_utils.Database) -> None:
+def m011_watch(db: sqlite_utils.Database) -> None:
     """A watched folder's files record the size and modification time they were ingested at, so that a restarted
     ``twinseek watch`` passes over the files it finished (unchanged since) without reading them."""
     files = db.table("ingest_files")
@@ -58,7 +58,7 @@ class IngestQueue:
 
     JOB_FIELDS = ("source", "label", "created", "status", "error", "upload_folder")
     FILE_FIELDS = ("name", "path", "status", "video_id", "error", "frames", "tracks", "seconds", "started")
-    STAT_FIELDS = ("size", "mtime_ns")  # a watched file's, when it was last seen ready (m010_watch)
+    STAT_FIELDS = ("size", "mtime_ns")  # a watched file's, when it was last seen ready (m011_watch)
 
     def __init__(self, root: str | Path) -> None:
         with TwinStore(root) as store:  # the store exists, its migrations and the queue's ran
