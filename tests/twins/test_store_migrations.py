@@ -19,14 +19,14 @@ from twinseek.retrieval.decompose import DecompositionCache
 from twinseek.retrieval.dense import DenseIndex, DenseSource, EcrTextEmbedder
 from twinseek.retrieval.encoders import ComponentEncoders
 from twinseek.twins.ingest_queue import IngestQueue
-from twinseek.twins.migrations import m008_speech, m009_actions, store_migrations
+from twinseek.twins.migrations import m008_speech, m009_actions, m010_shots, store_migrations
 from twinseek.twins.store import DB_NAME, TwinStore
 
 from support.retrieval import KeywordEncoder
 
 OLD_STORE = Path(__file__).parents[1] / "data" / "store-9700c45.sql"
 KEYWORDS = ["dog", "cat", "ball", "horse", "person", "left", "right", "near", "brown"]
-NEWER = (m008_speech, m009_actions)  # the store's migrations written after the old store: it applies these, and only these
+NEWER = (m008_speech, m009_actions, m010_shots)  # the store's migrations written after the old store: it applies these, and only these
 
 
 def restore(root: Path) -> list[str]:
