@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{c['video']}: {c['before']['description']!r} -> {c['after']['description']!r}")
         run_eval(args.bench, real_store, real_run, args.systems, args.kinds, args.fresh)
         run_eval(args.bench, oracle_store, oracle_run, args.systems, args.kinds, args.fresh)
+    elif args.out.exists():  # keep what the run that made the copies injected
+        changes = json.loads(args.out.read_text()).get("injected", [])
     result = {
         "command": "python benchmarks/upper_bound_21.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "source_store": str(args.store), "stores": [str(real_store), str(oracle_store)],
