@@ -17,7 +17,7 @@ action labels (speech and action clips) for the twin's own person tracks. The sc
 The oracle is measurement input, never product data. Run (2 busy cores: about 5 minutes)::
 
     PYTHONPATH=. python benchmarks/upper_bound_21.py --store /work/stores/s21 --work /work/stores/ub21 \\
-        --runs /work/runs/ub21
+        --runs /work/runs/ub21 --bench ../shared/data/dev-bench
 """
 
 from __future__ import annotations
@@ -142,10 +142,10 @@ def summarise(oracle: dict[str, Any], real_run: Path, oracle_run: Path) -> dict[
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--store", type=Path, default=Path("/work/stores/s21"), help="Source store (only read).")
-    ap.add_argument("--work", type=Path, default=Path("/work/stores/ub21"), help="Prefix of the two store copies.")
-    ap.add_argument("--runs", type=Path, default=Path("/work/runs/ub21"), help="Prefix of the two eval run folders.")
-    ap.add_argument("--bench", type=Path, default=Path("/work/shared/data/dev-bench"))
+    ap.add_argument("--store", type=Path, required=True, help="Source store (only read).")
+    ap.add_argument("--work", type=Path, required=True, help="Prefix of the two store copies.")
+    ap.add_argument("--runs", type=Path, required=True, help="Prefix of the two eval run folders.")
+    ap.add_argument("--bench", type=Path, required=True)
     ap.add_argument("--oracle", type=Path, default=ORACLE)
     ap.add_argument("--systems", default="full-lr,full,naive,dense,compositional")
     ap.add_argument("--kinds", default="explicit")
