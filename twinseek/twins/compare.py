@@ -70,6 +70,7 @@ def _differences(a: TwinStore, b: TwinStore, masks: bool, diff: StoreDiff) -> It
         yield from _rows(f"{vid!r} speech status", [r for r in [rows_a.speech_status] if r],
                          [r for r in [rows_b.speech_status] if r])
         yield from _rows(f"{vid!r} speech", rows_a.speech, rows_b.speech)
+        yield from _rows(f"{vid!r} shots", rows_a.shots, rows_b.shots)
         instances_a = [_without(r, {"mask_path"}) for r in rows_a.instances]
         instances_b = [_without(r, {"mask_path"}) for r in rows_b.instances]
         diff.instances += len(instances_a)

@@ -119,3 +119,13 @@ def m009_actions(db: sqlite_utils.Database) -> None:
     """Coarse actions per person track (JSON list of [label, confidence]; null in stores ingested before them)."""
     if "actions" not in db.table("tracks").columns_dict:
         db.table("tracks").add_column("actions", str)
+
+
+@store_migrations()
+def m010_shots(db: sqlite_utils.Database) -> None:
+    """Shots per video (twinseek.twins.model.Shot): a video without rows here was ingested before shots existed."""
+    db.table("shots").create(
+        {"video_id": str, "shot": int, "start_frame": int, "end_frame": int, "start_s": float, "end_s": float,
+         "key_frames": str},
+        pk=("video_id", "shot"), foreign_keys=[("video_id", "videos", "video_id")], if_not_exists=True,
+    )

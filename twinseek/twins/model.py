@@ -144,6 +144,35 @@ class Speech(BaseModel):
     segments: list[SpeechSegment] = Field(default_factory=list)
 
 
+class Shot(BaseModel):
+    """A shot: a run of frames between two cuts (``twinseek.media.shots``). Frames are source frame indices;
+    ``end_frame`` is the shot's last frame (inclusive) and ``end_s`` the time just after it."""
+
+    index: int = Field(ge=0, description="Position of the shot in the video, 0 = first.")
+    start_frame: int = Field(ge=0)
+    end_frame: int = Field(ge=0)
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    key_frames: list[int] = Field(default_factory=list, description="The sampled frames that fall in the shot.")
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+def frame_time(video: Video, frame_index: int) -> float:
+    """Seconds from the video's start at which source frame ``frame_index`` is shown."""
+    return frame_index / video.fps if video.fps > 0 else 0.0
+
+
+def shot_of(shots: list[Shot], frame_index: int) -> Shot | None:
+    """The shot holding ``frame_index`` (None when the twin has no shots, e.g. a store from before them)."""
+    for shot in shots:
+        if shot.start_frame <= frame_index <= shot.end_frame:
+            return shot
+    return None
+
+
 class Twin(BaseModel):
     """A whole digital twin: the video, its tracks, per-frame instances and relations, and its speech."""
 
@@ -152,6 +181,8 @@ class Twin(BaseModel):
     instances: list[Instance] = Field(default_factory=list)
     relations: list[Relation] = Field(default_factory=list)
     speech: Speech | None = Field(None, description="None: not run (a store from before speech).")
+    shots: list[Shot] = Field(default_factory=list, description="The video's shots in order; empty in a store "
+                              "from before shots.")
 
     def to_full_json(self) -> str:
         return self.model_dump_json(indent=2)

@@ -11,6 +11,7 @@ from twinseek.twins.model import (
     Instance,
     Provenance,
     ScreenText,
+    Shot,
     Speech,
     SpeechSegment,
     Track,
@@ -48,6 +49,7 @@ class StoredRows:
     relations: list[dict[str, Any]]
     speech_status: dict[str, Any] | None = None  # None: ingested before speech existed
     speech: list[dict[str, Any]] = field(default_factory=list)  # by segment number
+    shots: list[dict[str, Any]] = field(default_factory=list)  # by shot number
 
 
 def video_to_row(video: Video, mask_dir: str) -> dict[str, Any]:
@@ -86,6 +88,16 @@ def speech_from_rows(status: dict[str, Any] | None, rows: list[dict[str, Any]]) 
     segments = [SpeechSegment(start=r["start_s"], end=r["end_s"], text=r["text"], language=r["language"],
                               confidence=r["confidence"] or 0.0) for r in rows]
     return Speech(**{k: v for k, v in status.items() if k != "video_id"}, segments=segments)
+
+
+def shot_to_row(video_id: str, shot: Shot) -> dict[str, Any]:
+    return {"video_id": video_id, "shot": shot.index, "start_frame": shot.start_frame, "end_frame": shot.end_frame,
+            "start_s": shot.start_s, "end_s": shot.end_s, "key_frames": json.dumps(shot.key_frames)}
+
+
+def shot_from_row(row: dict[str, Any]) -> Shot:
+    return Shot(index=row["shot"], start_frame=row["start_frame"], end_frame=row["end_frame"],
+                start_s=row["start_s"], end_s=row["end_s"], key_frames=json.loads(row["key_frames"] or "[]"))
 
 
 def track_to_row(track: Track) -> dict[str, Any]:

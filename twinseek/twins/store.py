@@ -2,13 +2,13 @@
 
 Layout of a store folder::
 
-    twins.db                         SQLite (tables videos, tracks, instances, relations, speech_status, speech,
+    twins.db                         SQLite (tables videos, tracks, instances, relations, speech_status, speech, shots,
                                      refinements; the tables of components that keep theirs here, see
                                      twinseek.twins.migrations)
     masks/<video_id>/<ingest>/t<track>_f<frame>.png
     .leases/<ingest>.lock            one per ingest still writing its mask folder (flock held by its process)
 
-Ingest writes ``videos``, ``tracks``, ``instances``, ``relations``, ``speech_status`` and ``speech``; after that
+Ingest writes ``videos``, ``tracks``, ``instances``, ``relations``, ``speech_status``, ``speech`` and ``shots``; after that
 only the derived columns of ``videos`` (the ECR text) change. What a search learns goes to ``refinements``, an overlay with provenance
 (:mod:`twinseek.twins.refinements`): :meth:`TwinStore.get_twin` reads the ingest rows with the refinements laid
 over them, ``get_twin(video_id, refinements=False)`` the ingest rows alone. Re-ingesting or deleting a video
@@ -58,6 +58,8 @@ from twinseek.twins.rows import (
     instance_to_row,
     refinement_from_row,
     refinement_to_row,
+    shot_from_row,
+    shot_to_row,
     speech_from_rows,
     speech_to_rows,
     track_from_row,
@@ -210,7 +212,8 @@ class TwinStore:
         return Twin(video=video_from_row(rows.video), tracks=[track_from_row(r) for r in rows.tracks],
                     instances=[instance_from_row(r) for r in rows.instances],
                     relations=[Relation(**{k: v for k, v in r.items() if k != "id"}) for r in rows.relations],
-                    speech=speech_from_rows(rows.speech_status, rows.speech))
+                    speech=speech_from_rows(rows.speech_status, rows.speech),
+                    shots=[shot_from_row(r) for r in rows.shots])
 
     def stored_rows(self, video_id: str) -> StoredRows:
         """The ingest rows of ``video_id`` exactly as stored, no refinements laid over them (the twin
@@ -226,6 +229,7 @@ class TwinStore:
             relations=list(q("select * from relations where video_id = ? order by id", [video_id])),
             speech_status=next(iter(q("select * from speech_status where video_id = ?", [video_id])), None),
             speech=list(q("select * from speech where video_id = ? order by segment", [video_id])),
+            shots=list(q("select * from shots where video_id = ? order by shot", [video_id])),
         )
 
     def video_revisions(self) -> list[VideoRevision]:
@@ -342,6 +346,7 @@ class TwinStore:
                 self._insert_instances(twin.instances)
                 self._insert_relations(twin.relations)
                 self._insert_speech(video_id, twin.speech)
+                self.db.table("shots").insert_all((shot_to_row(video_id, s) for s in twin.shots), batch_size=500)
             self._release_lease(mask_dir)  # committed: the row keeps the folder now
             if old_dir and old_dir != mask_dir:
                 shutil.rmtree(self.root / old_dir, ignore_errors=True)
@@ -433,7 +438,7 @@ class TwinStore:
         return rows[0]["mask_dir"] if rows else None
 
     def _delete_rows(self, video_id: str) -> None:
-        for table in ("refinements", "speech", "speech_status", "relations", "instances", "tracks", "videos"):
+        for table in ("refinements", "shots", "speech", "speech_status", "relations", "instances", "tracks", "videos"):
             self.db.execute(f"delete from [{table}] where video_id = ?", [video_id])
 
     def _insert_video(self, video: Video, mask_dir: str) -> None:
