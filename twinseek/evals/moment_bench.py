@@ -147,6 +147,11 @@ def plan_videos(clip_frames: dict[str, int], spec: MomentBenchSpec) -> dict[str,
                 queue.extend(deal)
                 continue
             chosen.append(queue.pop(j))
+        earlier = [[c for c, _ in p] for p in plans.values()]
+        for _ in range(len(chosen)):  # the same clips in the same order would be one video twice (one twin)
+            if chosen not in earlier:
+                break
+            chosen = chosen[1:] + chosen[:1]
         loops = [max(1, round(rng.uniform(*spec.segment_s) * spec.fps / clip_frames[c])) for c in chosen]
         while sum(n * clip_frames[c] for c, n in zip(chosen, loops)) < spec.min_video_s * spec.fps:
             shortest = min(range(len(chosen)), key=lambda k: (loops[k] * clip_frames[chosen[k]], k))
