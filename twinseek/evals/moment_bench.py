@@ -249,10 +249,11 @@ def _run(cmd: list[str]) -> None:
         raise MomentBenchError(f"ffmpeg failed ({done.returncode}): {done.stderr.strip()[-500:]}")
 
 
-def _encode_args(spec: MomentBenchSpec) -> list[str]:
+def _encode_args(spec: MomentBenchSpec, renumbered: bool = False) -> list[str]:
     # constant rate, no audio (the dev clips have none; a long video with sound in some segments would be a cue)
-    return ["-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(spec.crf), "-pix_fmt", "yuv420p",
-            "-r", str(spec.fps), "-fps_mode", "cfr"]
+    rate = ["-fps_mode", "passthrough", "-video_track_timescale", str(spec.fps * 512)] if renumbered else \
+        ["-r", str(spec.fps), "-fps_mode", "cfr"]
+    return ["-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(spec.crf), "-pix_fmt", "yuv420p", *rate]
 
 
 def _normalise(ffmpeg: str, src: Path, dst: Path, spec: MomentBenchSpec) -> Path:
@@ -266,11 +267,14 @@ def _normalise(ffmpeg: str, src: Path, dst: Path, spec: MomentBenchSpec) -> Path
 
 def _concatenate(ffmpeg: str, parts: Sequence[Path], dst: Path, tmp: Path, spec: MomentBenchSpec) -> None:
     # re-encoded rather than stream-copied: copying keeps each part's timestamps, which drift by milliseconds at
-    # every join; re-encoding at a constant rate puts frame k at exactly k / fps
+    # every join; and the frames are renumbered (frame k at k / fps, passed through as they come), because the
+    # concat demuxer offsets each part by its container duration, which can differ from frames / fps by a fraction
+    # of a frame that a constant-rate output would fill with a duplicate
     listing = tmp / f"{dst.stem}.txt"
     listing.write_text("".join(f"file '{p}'\n" for p in parts))
     _run([ffmpeg, "-nostdin", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
-          *_encode_args(spec), "-movflags", "+faststart", str(dst)])
+          "-vf", f"setpts=N/({spec.fps}*TB)", *_encode_args(spec, renumbered=True), "-movflags", "+faststart",
+          str(dst)])
 
 
 def _version(ffmpeg: str) -> str:
