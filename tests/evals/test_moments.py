@@ -199,7 +199,7 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (30, 60, 220)}
 def _solid(path: Path, colour: tuple[int, int, int], frames: int, fps: int, size: tuple[int, int]) -> None:
     codec, pix_fmt = ("gif", "rgb8") if path.suffix == ".gif" else ("libx264", "yuv420p")
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=fps)
+        stream: Any = container.add_stream(codec, rate=fps)  # a video stream (add_stream is typed for any kind)
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], pix_fmt
         image = np.zeros((size[1], size[0], 3), np.uint8) + np.array(colour, np.uint8)
         for _ in range(frames):
