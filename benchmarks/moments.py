@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import logging
 import platform
@@ -40,7 +41,6 @@ from twinseek.evals.moment_bench import (
     read_queries,
     spans_table,
 )
-from twinseek.evals.results import load_results
 from twinseek.evals.runner import run
 from twinseek.evals.schemas import QueryResult, RunResult
 from twinseek.twins.pipeline import Ingestor, peak_rss_mb
@@ -130,16 +130,25 @@ def breakdown(result: RunResult, folds: dict[str, int]) -> dict[str, dict[str, d
     return out
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        path = path / "results.json" if (path / "results.json").exists() else path / "results.json.gz"
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            return json.load(handle)  # type: ignore[no-any-return]
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
 def short_r1(short: Path | None, ids: dict[str, str]) -> dict[str, dict[str, float | None]]:
     """System -> {all, explicit, implicit} R@1 of the same queries on the short-clip gallery (a dev-bench run)."""
     if short is None:
         return {}
-    result = load_results(short)
     out = {}
-    for name, system in result.systems.items():
-        records = [r for r in system.records if r.id in ids]
-        groups = {"all": records, **{k: [r for r in records if r.kind == k] for k in sorted(set(ids.values()))}}
-        out[name] = {g: _mean([float(r.rank == 1) for r in rs]) for g, rs in groups.items()}
+    # read as plain JSON: older results files hold null for a NaN metric, which the RunResult model refuses
+    for name, system in _read_json(short)["systems"].items():
+        records = [r for r in system.get("records", []) if r["id"] in ids]
+        groups = {"all": records, **{k: [r for r in records if r["kind"] == k] for k in sorted(set(ids.values()))}}
+        out[name] = {g: _mean([float(r.get("rank") == 1) for r in rs]) for g, rs in groups.items()}
         if len(records) != len(ids):
             logging.warning("the short-clip run of %s has %d of the %d queries", name, len(records), len(ids))
     return out
