@@ -15,7 +15,7 @@
 
     .venv/bin/python benchmarks/moments.py [--dev ../shared/data/dev-bench] [--bench DIR] [--store DIR]
         [--systems full-lr,dense,whole,random] [--short RUN] [--out benchmarks/results/moments] [--frames N]
-        [--no-llm] [--tiny]
+        [--no-llm] [--tiny] [--resume]
 
 ``--tiny`` (a check that the pipeline runs end to end in a minute or two): 2 videos of 3 clips, 4-6 s segments,
 6 sampled frames, systems dense,whole,random, out ``OUT/tiny``.
@@ -48,8 +48,9 @@ from twinseek.twins.store import TwinStore
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDS = 2  # as benchmarks/folds.py
+# a clip of each source kind (DAVIS, LOVEU-free, MSR-VTT GIF) and both folds: blackswan f1, gold-fish and video7594 f0
 TINY = MomentBenchSpec(videos=2, clips_per_video=3, segment_s=(4.0, 6.0), min_video_s=0,
-                       clips=("blackswan", "airbrush-painting", "video7131"))
+                       clips=("blackswan", "gold-fish", "video7594"))
 METRICS = (("video R@1", "r@1"), ("R@1 IoU0.5", "r@1_iou0.5"), ("R@1 IoU0.7", "r@1_iou0.7"), ("mIoU", "miou"),
            ("localised", "localised"))
 
@@ -210,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-llm", action="store_true", help="rule decomposition for dense/whole")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="continue the eval run in OUT/run (ingest always skips "
+                    "stored videos)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     spec = TINY if args.tiny else MomentBenchSpec(seed=args.seed)
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     result = run(bench, store=store, out=out / "run", systems=systems.split(","), kinds=["moment"], seed=args.seed,
                  profile=args.profile, llm_decomposition=not args.no_llm, settings_overrides=overrides,
-                 skip_unavailable=True)
+                 skip_unavailable=True, resume=args.resume)
     queries = read_queries(bench)
     folds = {q.id: fold_of_query(q.clips, q.id) for q in queries}
     report = {
