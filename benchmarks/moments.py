@@ -48,7 +48,7 @@ from twinseek.twins.store import TwinStore
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDS = 2  # as benchmarks/folds.py
-# a clip of each source kind (DAVIS, LOVEU-free, MSR-VTT GIF) and both folds: blackswan f1, gold-fish and video7594 f0
+# a clip of each source (DAVIS blackswan, LOVEU gold-fish, MSR-VTT GIF video7594) and both folds (f1, f0, f0)
 TINY = MomentBenchSpec(videos=2, clips_per_video=3, segment_s=(4.0, 6.0), min_video_s=0,
                        clips=("blackswan", "gold-fish", "video7594"))
 METRICS = (("video R@1", "r@1"), ("R@1 IoU0.5", "r@1_iou0.5"), ("R@1 IoU0.7", "r@1_iou0.7"), ("mIoU", "miou"),

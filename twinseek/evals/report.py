@@ -61,6 +61,8 @@ def metric_tables(result: RunResult) -> dict[str, Table]:
     systems = _ran(result)
     tables: dict[str, Table] = {}
     for kind in KIND_ORDER:
+        if not any(f"{kind}_n" in s.metrics for s in systems.values()):
+            continue  # no query of this kind in the run (e.g. --kinds moment): no empty table
         keys: list[str] = []
         for s in systems.values():
             keys.extend(m for m in kind_metrics(kind, s.metrics) if m not in keys)
