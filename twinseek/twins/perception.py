@@ -18,7 +18,7 @@ from twinseek.twins.actions import add_actions
 from twinseek.twins.adapters.base import Detection, ObjectDetector, TextReader, TrackedObject
 from twinseek.twins.categories import categorise_video
 from twinseek.twins.masks import mask_geometry
-from twinseek.twins.model import Instance, ScreenText, Track, Twin, Video
+from twinseek.twins.model import Instance, ScreenText, Shot, Track, Twin, Video
 from twinseek.twins.relations import compute_relations, track_motion
 from twinseek.twins.specialists import Specialists
 from twinseek.twins.speech import transcribe_video
@@ -96,10 +96,25 @@ def build_twin(
     )
     with timed(timings, "speech"):
         speech = transcribe_video(info.path, specialists.speech, settings)
-    twin = Twin(video=video, tracks=tracks, instances=instances, relations=relations, speech=speech)
+    twin = Twin(video=video, tracks=tracks, instances=instances, relations=relations, speech=speech,
+                shots=_shots(decoded))
     with timed(timings, "words"):
         twin.video.description, twin.video.description_source = describe(twin), DESCRIPTION_SOURCE
     return twin, masks
+
+
+def _shots(decoded: DecodedVideo) -> list[Shot]:
+    """The twin's shots: those the decoding pass found (:class:`~twinseek.media.shots.ShotVideo`), else the whole
+    video as one shot (frames decoded without shot detection)."""
+    fps, count = decoded.info.fps, decoded.info.frame_count
+    spans = getattr(decoded, "shots", None) or []
+    if not spans:
+        return [Shot(index=0, start_frame=0, end_frame=max(count - 1, 0), start_s=0.0,
+                     end_s=count / fps if fps > 0 else 0.0, key_frames=list(decoded.indices))]
+    return [Shot(index=s.index, start_frame=s.start_frame, end_frame=s.end_frame,
+                 start_s=s.start_frame / fps if fps > 0 else 0.0,
+                 end_s=(s.end_frame + 1) / fps if fps > 0 else 0.0, key_frames=list(s.key_frames))
+            for s in spans]
 
 
 def _add_object_seeds(

@@ -20,8 +20,9 @@ import numpy as np
 
 from twinseek.config import Settings
 from twinseek.errors import TwinseekError
-from twinseek.media.decode import DecodedVideo, VideoInfo, check_file, decode_video, is_supported, probe
+from twinseek.media.decode import DecodedVideo, VideoInfo, check_file, is_supported, probe
 from twinseek.media.masks import encode_mask
+from twinseek.media.shots import ProgressCallback, decode_shots
 from twinseek.timing import timed
 from twinseek.twins.model import Twin, utc_now
 from twinseek.twins.perception import build_twin
@@ -174,11 +175,14 @@ class TwinBuilder:
             self._specialists = build_specialists(self.settings)
         return self._specialists
 
-    def build(self, job: BuildJob) -> BuiltTwin:
+    def build(self, job: BuildJob, on_shot: ProgressCallback | None = None) -> BuiltTwin:
+        """Decode the video in one pass that finds its shots and samples frames per shot (``on_shot`` sees each
+        shot as it closes), then run the specialists over the sampled frames."""
         start = time.perf_counter()
         timings: dict[str, float] = {}
         with timed(timings, "decode"):
-            decoded = decode_video(job.path, self.settings.sampling, info=job.info)
+            decoded = decode_shots(job.path, self.settings.sampling, self.settings.shots, info=job.info,
+                                   on_shot=on_shot)
         twin, masks = build_twin(job.video_id, decoded, job.content_hash, self.specialists, self.settings, timings)
         with timed(timings, "encode"):
             encoded = {key: encode_mask(mask) for key, mask in masks.items()}
@@ -216,10 +220,13 @@ class Ingestor:
     or Ray actors, see :mod:`twinseek.twins.parallel`) builds in workers while this process prepares and commits.
     """
 
-    def __init__(self, store: TwinStore, settings: Settings, specialists: Specialists | None = None) -> None:
+    def __init__(self, store: TwinStore, settings: Settings, specialists: Specialists | None = None,
+                 on_shot: ProgressCallback | None = None) -> None:
         self.store = store
         self.settings = settings
         self.builder = TwinBuilder(settings, specialists)
+        # sees each shot of a video built in this process (serial ingest) as it is decoded: a progress bar
+        self.on_shot = on_shot
 
     @property
     def specialists(self) -> Specialists:
@@ -235,7 +242,7 @@ class Ingestor:
         prepared = self.prepare(path, force)
         if isinstance(prepared, IngestResult):
             return prepared
-        return self.commit(prepared, self.builder.build(prepared))
+        return self.commit(prepared, self.builder.build(prepared, self.on_shot))
 
     def prepare(self, path: str | Path, force: bool = False, reserved: Container[str] = ()) -> BuildJob | IngestResult:
         """Step (a): check the file and hash its content; a video already stored is skipped here (unless
