@@ -61,6 +61,9 @@ class SamplingSettings(_Section):
     frames_per_shot: int = Field(64, ge=1, description="At most this many sampled frames in one shot (a long "
                                  "unbroken shot does not take the whole budget); one-shot videos are sampled "
                                  "uniformly.")
+    chunk_frames: int = Field(64, ge=1, description="A video whose sampled frames exceed this is perceived a chunk "
+                              "of consecutive shots at a time (at most this many frames each, staged in the store "
+                              "so that a stopped ingest resumes); tracks stay within a chunk.")
     fps: float | None = Field(None, gt=0, description="Sample at this rate instead of a fixed count.")
     max_frames: int = Field(480, ge=1, description="Hard cap on sampled frames per video (480: an hour at 8 frames "
                             "a minute); short videos keep `frames`.")
@@ -84,6 +87,9 @@ class ShotSettings(_Section):
     analysis_fps: float = Field(30.0, gt=0, description="The detector sees at most this many frames a second: "
                                 "higher rates are skipped down to it (PySceneDetect's frame_skip, which it advises "
                                 "only for high frame rates, as its threshold is tuned on adjacent frames).")
+    candidate_fps: float = Field(8.0, ge=0, description="Frames a second the open shot keeps as candidates for its "
+                                 "sampled frames (thinned as it grows; a pick lands within half a step of where it "
+                                 "should); 0 = every frame. Each candidate is converted at max_side, which costs.")
 
 
 class SpecialistSettings(_Section):

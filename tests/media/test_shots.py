@@ -9,13 +9,17 @@ import pytest
 
 from twinseek.config import SamplingSettings, ShotSettings
 from twinseek.errors import CorruptVideoError, EmptyVideoError
-from twinseek.media.decode import VideoInfo, decode_video, sample_indices
+from twinseek.media import shots as shots_module
+from twinseek.media.decode import VideoInfo, decode_video, probe, sample_indices
 from twinseek.media.shots import (
+    PassState,
     ShotProgress,
+    ShotSpan,
     _Allocator,
     analysis_step,
     decode_shots,
     frame_budget,
+    stream_shots,
 )
 
 from support.synthetic import Scene, write_shots_video, write_video
@@ -83,16 +87,40 @@ def test_the_allocation_spreads_by_duration_within_the_budget() -> None:
     assert given[0] == 0 and given[-1] > 800  # the end of the video is sampled too
 
 
-def test_a_long_video_gets_more_frames_and_the_pool_stays_bounded(tmp_path: Path) -> None:
+def test_a_long_video_gets_more_frames_and_the_pool_stays_bounded(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     # 6 shots of 100 frames at 12 fps (50 s); 60 frames a minute -> a budget of 50, at most 4 per shot, pool 8
     path = write_shots_video(tmp_path / "long.mkv", [100] * 6, width=96, height=64)
     sampling = SamplingSettings(frames=16, frames_per_minute=60, frames_per_shot=4)
-    video = decode_shots(path, sampling)
+    pools: list[int] = []
+    keep = shots_module._Pass.keep
+
+    def watched(self: shots_module._Pass, index: int, rgb: np.ndarray) -> None:
+        keep(self, index, rgb)
+        pools.append(len(self.pool))
+
+    monkeypatch.setattr(shots_module._Pass, "keep", watched)
+    video = decode_shots(path, sampling, ShotSettings(candidate_fps=0))  # every frame a candidate
     assert len(video.shots) == 6
     assert [len(s.key_frames) for s in video.shots] == [4] * 6  # capped per shot
-    # what the pass held at once: the pool (2 x 4 + 1) plus the frames already picked (at most 24), not 600
-    assert video.peak_frames_held <= 2 * 4 + 1 + 24
     assert frame_budget(video.info, sampling) == 50
+    # the open shot's pool never holds more than 2 x frames_per_shot frames after thinning, however long the shot
+    assert len(pools) > 100 and max(pools) <= 2 * 4
+
+
+def test_shots_stream_to_a_sink_and_a_pass_resumes_at_a_shot_boundary(tmp_path: Path) -> None:
+    path = write_shots_video(tmp_path / "cuts.mkv", [20, 30, 25, 25], width=96, height=64)
+    info = probe(path)
+    sampling, settings = SamplingSettings(frames=12), ShotSettings()
+    whole: list[tuple[ShotSpan, list[int], PassState]] = []
+    stream_shots(info, sampling, settings, lambda s, f, st: whole.append((s, sorted(f), st)))
+    assert [s.start_frame for s, _, _ in whole] == [0, 20, 50, 75]
+    assert all(s.key_frames == keys for s, keys, _ in whole)
+    # resumed after shot 1: the same shots and frames from there on
+    rest: list[tuple[ShotSpan, list[int], PassState]] = []
+    stream_shots(info, sampling, settings, lambda s, f, st: rest.append((s, sorted(f), st)), resume=whole[1][2])
+    assert [(s.index, s.start_frame, s.end_frame, k) for s, k, _ in rest] == \
+        [(s.index, s.start_frame, s.end_frame, k) for s, k, _ in whole[2:]]
 
 
 def test_high_frame_rates_are_analysed_at_a_bounded_rate(tmp_path: Path) -> None:

@@ -6,14 +6,16 @@ One pass decodes every frame once and does two things with it:
   PySceneDetect's :class:`~scenedetect.detectors.ContentDetector` (our decode loop, not scenedetect's video
   backends: one decoder, our error handling, and the frames we keep come from the same pass);
 * **candidates**: the current shot keeps a bounded pool of frames at ``max_side`` (every ``stride``-th frame from
-  the shot's start; when the pool is full the stride doubles and every other frame goes), plus the video-level
-  uniform picks ("anchors") that fall in it.
+  the shot's start, at most ``ShotSettings.candidate_fps`` a second; when the pool is full the stride doubles and
+  every other frame goes), plus the video-level uniform picks ("anchors") that fall in it.
 
 When a shot closes (a cut, or the end of the stream) its frame count is settled at once from the budget rate
 known from the probe (:func:`frame_budget` / frame count), with a carry so that rounding and the one-frame
 minimum per shot even out over the video, and its frames are picked from its pool, nearest to uniform positions
-inside the shot. Memory is the pool (``2 * frames_per_shot + 1`` frames), the anchors of the open shot (at most
-``frames_per_shot``) and the frames picked so far (at most the budget): it does not grow with the video's length.
+inside the shot, and handed to a sink (:func:`stream_shots`): the pass itself holds only the pool (at most
+``2 * frames_per_shot + 1`` frames) and the anchors of the open shot (at most ``frames_per_shot``), so its memory
+does not grow with the video's length. :func:`decode_shots` collects every shot (at most the budget's frames);
+the chunked ingest (:mod:`twinseek.twins.chunks`) builds and drops them a chunk of shots at a time.
 
 A video that is one shot gets exactly :func:`~twinseek.media.decode.sample_indices` over the frame budget, i.e.
 today's uniform sampling for a short video (16 frames). A stream shorter than its header (truncated, damaged) is
@@ -86,7 +88,6 @@ class ShotVideo(DecodedVideo):
     """A :class:`DecodedVideo` whose frames were sampled per shot; ``shots`` cover the decoded frames in order."""
 
     shots: list[ShotSpan] = field(default_factory=list)
-    peak_frames_held: int = 0  # the most frames (at max_side) the pass held at once: pool and picks
 
 
 def frame_budget(info: VideoInfo, sampling: SamplingSettings) -> int:
@@ -151,28 +152,49 @@ def _nearest(ideal: list[int], available: list[int]) -> list[int]:
     return sorted(picks)
 
 
+@dataclass(frozen=True)
+class PassState:
+    """Where a pass stands at a shot boundary: enough to resume it there (a chunked ingest that was stopped)
+    without decoding-and-analysing the frames before it again."""
+
+    start_frame: int  # the first frame of the next shot
+    shot_index: int  # the next shot's index
+    carry: float  # the allocator's carry and frames given so far
+    given: int
+
+
+ShotSink = Callable[[ShotSpan, dict[int, np.ndarray], PassState], None]
+
+
 class _Pass:
-    """The state of one streaming pass (see the module docstring)."""
+    """The state of one streaming pass (see the module docstring). Each closed shot goes to ``sink`` with its
+    sampled frames and the state from which the pass could resume after it."""
 
     def __init__(self, info: VideoInfo, sampling: SamplingSettings, shots: ShotSettings,
-                 on_shot: ProgressCallback | None) -> None:
+                 on_shot: ProgressCallback | None, sink: ShotSink, resume: PassState | None) -> None:
         from scenedetect.detectors import ContentDetector  # lazy: cv2 and scenedetect load on first use
 
-        self.info, self.sampling, self.settings, self.on_shot = info, sampling, shots, on_shot
+        self.info, self.sampling, self.settings, self.on_shot, self.sink = info, sampling, shots, on_shot, sink
         self.detector = ContentDetector(threshold=shots.threshold, min_scene_len=shots.min_scene_len)
         self.step = analysis_step(info.fps, shots)
+        # candidates: at most candidate_fps a second (each conversion to max_side costs ~2 ms at 720p)
+        self.base_stride = max(1, int(info.fps / shots.candidate_fps)) if shots.candidate_fps else 1
         budget = frame_budget(info, sampling)
         self.allocator = _Allocator(budget, info.frame_count, sampling.frames_per_shot)
         uniform = anchors(info, sampling)
         # anchors matter only to a one-shot video, which gets them all: kept while they fit one shot's cap
         self.anchors = set(uniform) if len(uniform) <= sampling.frames_per_shot else set()
         self.pool_size = 2 * sampling.frames_per_shot
-        self.start = 0
-        self.stride = 1
+        self.start, self.shot_index = 0, 0
+        if resume is not None:
+            self.start, self.shot_index = resume.start_frame, resume.shot_index
+            self.allocator.carry, self.allocator.given = resume.carry, resume.given
+            # the detector starts fresh at a cut, as it stands after emitting one: merging of close cuts on
+            # (PySceneDetect 0.7's FlashFilter enables it with the first cut)
+            self.detector._flash_filter._merge_enabled = resume.shot_index > 0
+        self.stride = self.base_stride
         self.pool: dict[int, np.ndarray] = {}
-        self.shots: list[ShotSpan] = []
-        self.frames: dict[int, np.ndarray] = {}
-        self.peak_held = 0
+        self.sampled = 0
         self.began = time.perf_counter()
         self.log_level = logging.INFO if info.duration_s >= LONG_VIDEO_S else logging.DEBUG
 
@@ -181,7 +203,6 @@ class _Pass:
 
     def keep(self, index: int, rgb: np.ndarray) -> None:
         self.pool[index] = rgb
-        self.peak_held = max(self.peak_held, len(self.pool) + len(self.frames))
         if len(self.pool) > self.pool_size:
             self.stride *= 2
             self.pool = {i: f for i, f in self.pool.items()
@@ -194,27 +215,28 @@ class _Pass:
         later = {i: f for i, f in self.pool.items() if i >= first_of_next}  # a cut can be reported late
         self.pool = {i: f for i, f in self.pool.items() if i < first_of_next}
         self.close(first_of_next - 1, last=False)
-        self.start, self.stride, self.pool = first_of_next, 1, later
+        self.start, self.stride, self.pool = first_of_next, self.base_stride, later
 
     def close(self, end: int, last: bool) -> None:
-        span = ShotSpan(len(self.shots), self.start, end)
-        if last and not self.shots and self.anchors and all(a in self.pool for a in self.anchors if a <= end):
+        span = ShotSpan(self.shot_index, self.start, end)
+        if (last and self.shot_index == 0 and self.anchors
+                and all(a in self.pool for a in self.anchors if a <= end)):
             span.key_frames = sorted(a for a in self.anchors if a <= end)  # one shot: the uniform picks exactly
             self.allocator.given += len(span.key_frames)
         else:
             k = self.allocator.take(span.length)
             ideal = [span.start_frame + u for u in uniform_picks(span.length, k)] if k else []
             span.key_frames = _nearest(ideal, sorted(self.pool))
-        for i in span.key_frames:
-            self.frames[i] = self.pool[i]
-        self.peak_held = max(self.peak_held, len(self.pool) + len(self.frames) - len(span.key_frames))
+        frames = {i: self.pool[i] for i in span.key_frames}
         self.pool = {}
-        self.shots.append(span)
+        self.shot_index += 1
+        self.sampled += len(frames)
         logger.log(self.log_level, "%s: shot %d, frames %d-%d (%.1f-%.1f s), %d sampled", self.info.path.name,
                    span.index, span.start_frame, span.end_frame, span.start_frame / self.info.fps,
                    (span.end_frame + 1) / self.info.fps, len(span.key_frames))
+        self.sink(span, frames, PassState(end + 1, self.shot_index, self.allocator.carry, self.allocator.given))
         if self.on_shot is not None:
-            self.on_shot(ShotProgress(self.info.path, span, end + 1, self.info.frame_count, len(self.frames),
+            self.on_shot(ShotProgress(self.info.path, span, end + 1, self.info.frame_count, self.sampled,
                                       time.perf_counter() - self.began))
 
 
@@ -234,18 +256,28 @@ def _frames(path: Path, limit: int) -> Iterator[tuple[int, av.VideoFrame]]:
             raise CorruptVideoError(path, f"decoding failed after frame {index}: {ffmpeg_reason(exc)}") from exc
 
 
-def _run_pass(info: VideoInfo, sampling: SamplingSettings, shots: ShotSettings,
-              on_shot: ProgressCallback | None) -> tuple[_Pass, int, CorruptVideoError | None]:
-    """One pass; returns its state, the number of frames that decoded and the error that ended it early."""
+def stream_shots(
+    info: VideoInfo, sampling: SamplingSettings, shots: ShotSettings, sink: ShotSink,
+    on_shot: ProgressCallback | None = None, resume: PassState | None = None,
+) -> tuple[int, CorruptVideoError | None]:
+    """One streaming pass over ``info.path``: each shot, as it closes, goes to ``sink`` with its sampled frames
+    (the pass keeps no frame after that). ``resume``: start at a shot boundary of an earlier pass over the same
+    video (frames before it are decoded but neither analysed nor kept).
+
+    Returns the number of frames that decoded (the header's count when the stream is whole) and the error that
+    ended the pass early, if any; the last shot is closed at the last frame that decoded either way."""
     from scenedetect.common import FrameTimecode
 
-    state = _Pass(info, sampling, shots, on_shot)
+    state = _Pass(info, sampling, shots, on_shot, sink, resume)
+    first = resume.start_frame if resume is not None else 0
     small: tuple[int, int] | None = None
     decoded, error = 0, None
     try:
         for index, frame in _frames(info.path, info.frame_count):
             decoded = index + 1
-            if shots.detect and index % state.step == 0:
+            if index < first:
+                continue
+            if shots.detect and (index - first) % state.step == 0:
                 if small is None:
                     small = target_size(frame.width, frame.height, shots.analysis_width)
                 bgr = frame.to_ndarray(width=small[0], height=small[1], format="bgr24")
@@ -257,9 +289,21 @@ def _run_pass(info: VideoInfo, sampling: SamplingSettings, shots: ShotSettings,
     except CorruptVideoError as exc:
         logger.debug("%s", exc)
         error = exc
-    if decoded:
+    if decoded > first:
         state.close(decoded - 1, last=True)
-    return state, decoded, error
+    return decoded, error
+
+
+class _Collector:
+    """A sink that keeps every shot and its frames (a whole video's sampled frames: at most the budget)."""
+
+    def __init__(self) -> None:
+        self.shots: list[ShotSpan] = []
+        self.frames: dict[int, np.ndarray] = {}
+
+    def __call__(self, shot: ShotSpan, frames: dict[int, np.ndarray], _: PassState) -> None:
+        self.shots.append(shot)
+        self.frames.update(frames)
 
 
 def decode_shots(
@@ -274,16 +318,23 @@ def decode_shots(
     sampling = sampling or SamplingSettings()
     shots = shots or ShotSettings()
     info = info or probe(path, sampling)
-    state, decoded, error = _run_pass(info, sampling, shots, on_shot)
+    collected = _Collector()
+    decoded, error = stream_shots(info, sampling, shots, collected, on_shot)
     if decoded < info.frame_count:
         if decoded <= 0:
             raise error or EmptyVideoError(info.path, "no frame decoded")
-        logger.warning("%s: header says %d frames, %d decode; re-sampling", info.path, info.frame_count, decoded)
-        info.frame_count = decoded
-        info.duration_s = decoded / info.fps
-        state, decoded, error = _run_pass(info, sampling, shots, on_shot)
-        if not state.frames:
+        resample(info, decoded)
+        collected = _Collector()
+        decoded, error = stream_shots(info, sampling, shots, collected, on_shot)
+        if not collected.frames:
             raise error or EmptyVideoError(info.path, "no frame decoded")
-    indices = sorted(state.frames)
-    return ShotVideo(info=info, frames=[state.frames[i] for i in indices], indices=indices, shots=state.shots,
-                     peak_frames_held=state.peak_held)
+    indices = sorted(collected.frames)
+    return ShotVideo(info=info, frames=[collected.frames[i] for i in indices], indices=indices,
+                     shots=collected.shots)
+
+
+def resample(info: VideoInfo, decoded: int) -> None:
+    """The header over-counted (a truncated or damaged stream): ``info`` now says what decodes."""
+    logger.warning("%s: header says %d frames, %d decode; re-sampling", info.path, info.frame_count, decoded)
+    info.frame_count = decoded
+    info.duration_s = decoded / info.fps
