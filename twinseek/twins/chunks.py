@@ -164,6 +164,7 @@ class ChunkedBuild:
         self.on_chunk = on_chunk
         self.staging = Staging(staging_dir(settings.store, content_hash), fingerprint(info, settings))
         self.done = self.staging.load()
+        self.loaded = len(self.done)  # chunks a stopped build staged (their timings are not this build's)
         self.built = 0  # chunks perceived by this build (not loaded from the staging)
         self.perceive_s = 0.0  # seconds spent perceiving and staging chunks during the pass
         self.shots: list[ShotSpan] = []
@@ -230,7 +231,7 @@ class ChunkedBuild:
                 return twin, {key: encode_mask(mask) for key, mask in arrays.items()}
         if self.shots:
             self.done.append(self._perceive(len(self.done)))
-        for record, _ in self.done:
+        for record, _ in self.done[self.loaded:]:
             for step, secs in record.timings.items():
                 self.timings[step] = self.timings.get(step, 0.0) + secs
         seen, masks = merge_chunks(self.done)
