@@ -53,14 +53,43 @@ class _Section(BaseModel):
 class SamplingSettings(_Section):
     """How frames are sampled from a video and the limits that keep memory bounded."""
 
-    frames: int = Field(16, ge=1, description="Uniformly sampled frames per video (ignored when fps is set).")
+    frames: int = Field(16, ge=1, description="Sampled frames of a short video (ignored when fps is set): a video "
+                        "gets max(frames, frames_per_minute x minutes), at most max_frames, spread over its shots.")
+    frames_per_minute: float = Field(8.0, ge=0, description="How a long video's frame budget grows: this many "
+                                     "frames per minute of video once that exceeds `frames` (2 minutes at the "
+                                     "defaults); 0 = every video gets `frames`.")
+    frames_per_shot: int = Field(64, ge=1, description="At most this many sampled frames in one shot (a long "
+                                 "unbroken shot does not take the whole budget); one-shot videos are sampled "
+                                 "uniformly.")
+    chunk_frames: int = Field(64, ge=1, description="A video whose sampled frames exceed this is perceived a chunk "
+                              "of consecutive shots at a time (at most this many frames each, staged in the store "
+                              "so that a stopped ingest resumes); tracks stay within a chunk.")
     fps: float | None = Field(None, gt=0, description="Sample at this rate instead of a fixed count.")
-    max_frames: int = Field(64, ge=1, description="Hard cap on sampled frames per video.")
+    max_frames: int = Field(480, ge=1, description="Hard cap on sampled frames per video (480: an hour at 8 frames "
+                            "a minute); short videos keep `frames`.")
     max_side: int = Field(640, ge=32, description="Longest side of a decoded frame, in pixels.")
     max_file_mb: float = Field(4096, gt=0, description="Files larger than this are refused.")
     max_duration_s: float = Field(4 * 3600, gt=0, description="Videos longer than this are refused.")
     max_audio_s: float = Field(600, gt=0, description="Speech: only the first this many seconds of a video's "
                                "sound are decoded and transcribed (a 2-hour video costs at most this much).")
+
+
+class ShotSettings(_Section):
+    """Shot boundaries (PySceneDetect's ContentDetector on small frames of the ingest's own decoding pass)."""
+
+    detect: bool = Field(True, description="Find shots at ingest; off: the whole video is one shot.")
+    threshold: float = Field(27.0, gt=0, description="ContentDetector threshold on the mean HSV change between "
+                             "analysed frames (PySceneDetect's default).")
+    min_scene_len: int = Field(15, ge=0, description="Frames a shot lasts at least; closer cuts are merged "
+                               "(PySceneDetect's default).")
+    analysis_width: int = Field(256, ge=32, description="Width of the frames the detector compares "
+                                "(PySceneDetect's own downscale target).")
+    analysis_fps: float = Field(30.0, gt=0, description="The detector sees at most this many frames a second: "
+                                "higher rates are skipped down to it (PySceneDetect's frame_skip, which it advises "
+                                "only for high frame rates, as its threshold is tuned on adjacent frames).")
+    candidate_fps: float = Field(8.0, ge=0, description="Frames a second the open shot keeps as candidates for its "
+                                 "sampled frames (thinned as it grows; a pick lands within half a step of where it "
+                                 "should); 0 = every frame. Each candidate is converted at max_side, which costs.")
 
 
 class SpecialistSettings(_Section):
@@ -309,6 +338,7 @@ class Settings(BaseSettings):
     profile: ProfileName = "embedded"
     store: Path = Path("twinseek-store")
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    shots: ShotSettings = Field(default_factory=ShotSettings)
     specialists: SpecialistSettings = Field(default_factory=SpecialistSettings)
     paper: PaperModelSettings = Field(default_factory=PaperModelSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)

@@ -160,3 +160,32 @@ def write_video_with_garbage_audio(path: Path, scene: Scene | None = None, secon
             packet.time_base = audio.time_base if audio.time_base else None
             container.mux(packet)
     return path
+
+
+# Backgrounds of a multi-shot video: far apart in hue and brightness, so that every change between them is a cut.
+SHOT_TINTS = ((200, 60, 40), (40, 160, 70), (50, 70, 200), (220, 200, 60), (120, 40, 160), (30, 30, 30))
+
+
+def write_shots_video(path: Path, lengths: list[int], fps: int = 12, width: int = 320, height: int = 240) -> Path:
+    """A video of hard cuts: shot ``k`` lasts ``lengths[k]`` frames, a tinted texture of its own with a square
+    moving across it (motion inside a shot, which must not read as a cut). Returns ``path``."""
+    codec, pix_fmt = CODECS[path.suffix.lower()]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if codec == "libx264":
+            stream.options = {"crf": "18", "preset": "ultrafast"}
+        for k, length in enumerate(lengths):
+            tint = np.array(SHOT_TINTS[k % len(SHOT_TINTS)], np.int16)
+            scene = Scene(shapes=[Shape("square", (240, 240, 240), (40, 60 + 10 * (k % 5)),
+                                        (width - 40, height - 60), radius=18)],
+                          width=width, height=height, frames=length, fps=fps, seed=k)
+            base = scene.background().astype(np.int16) - np.array([70, 90, 60], np.int16)  # texture 0..90
+            for i in range(length):
+                img = np.clip(base // 2 + tint, 0, 255).astype(np.uint8)
+                img[scene.shapes[0].mask(scene.t(i), height, width)] = scene.shapes[0].colour
+                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import twinseek.twins.chunks as chunks
 import twinseek.twins.pipeline as pipeline
 from twinseek.config import load_settings
 from twinseek.errors import UnsupportedFormatError, VideoError, VideoTooLargeError
@@ -107,14 +108,14 @@ def test_unexpected_error_in_one_video_does_not_stop_the_folder(ingestor: Ingest
     folder.mkdir()
     for seed, name in enumerate(("a", "boom", "c")):
         write_video(folder / f"{name}.mp4", Scene(frames=6, seed=seed))
-    real = pipeline.build_twin
+    real = chunks.build_twin  # where a twin is built (one chunk: a short video)
 
     def flaky(video_id: str, *args, **kwargs):  # type: ignore[no-untyped-def]
         if video_id == "boom":
             raise KeyError("track 7")  # a bug, not a TwinseekError
         return real(video_id, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "build_twin", flaky)
+    monkeypatch.setattr(chunks, "build_twin", flaky)
     with caplog.at_level(logging.ERROR, logger="twinseek.twins.pipeline"):
         results = {Path(r.path).name: r for r in ingestor.ingest_many([folder])}
     assert [results[n].status for n in ("a.mp4", "boom.mp4", "c.mp4")] == ["ingested", "failed", "ingested"]
@@ -134,7 +135,7 @@ def test_keyboard_interrupt_still_stops_a_folder_ingest(ingestor: Ingestor, tmp_
     def interrupted(*_: object, **__: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "build_twin", interrupted)
+    monkeypatch.setattr(chunks, "build_twin", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ingestor.ingest_many([folder])
     assert len(ingestor.store) == 0

@@ -20,7 +20,7 @@ from twinseek.twins.pipeline import Ingestor, slugify
 from twinseek.twins.specialists import Specialists, build_specialists
 from twinseek.twins.store import TwinStore
 
-from support.synthetic import Scene, write_video
+from support.synthetic import Scene, write_shots_video, write_video
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,19 @@ def test_synthetic_scene_gives_tracks_masks_colours_and_motion(ingestor: Ingesto
     for inst in twin.instances:
         assert inst.depth is None  # no depth model in the embedded default
         assert (ingestor.store.root / inst.mask_path).is_file()
+
+
+def test_an_ingested_multi_shot_clip_has_its_shots_stored(ingestor: Ingestor, tmp_path: Path) -> None:
+    seen = []
+    ingestor.on_shot = seen.append
+    result = ingestor.ingest(write_shots_video(tmp_path / "cuts.mp4", [24, 36, 24]))
+    twin = ingestor.store.get_twin(result.video_id)
+    assert [(s.index, s.start_frame, s.end_frame) for s in twin.shots] == [(0, 0, 23), (1, 24, 59), (2, 60, 83)]
+    assert twin.shots[1].start_s == pytest.approx(2.0) and twin.shots[2].end_s == pytest.approx(7.0)
+    # every sampled frame is a key frame of the shot it falls in, and every shot has some
+    assert sorted(k for s in twin.shots for k in s.key_frames) == twin.video.sampled_frames
+    assert all(s.key_frames for s in twin.shots) and len(twin.video.sampled_frames) == 12
+    assert [p.shot.index for p in seen] == [0, 1, 2]
 
 
 def test_rerun_skips_force_reingests(ingestor: Ingestor, tmp_path: Path) -> None:

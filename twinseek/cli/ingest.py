@@ -17,7 +17,8 @@ def ingest(
     store: StoreOpt = None,
     profile: ProfileOpt = None,
     fps: Annotated[float | None, typer.Option(help="Sample frames at this rate.")] = None,
-    frames: Annotated[int | None, typer.Option(help="Sample this many frames uniformly.")] = None,
+    frames: Annotated[int | None, typer.Option(help="Frames sampled from a short video (a long one gets more: "
+                                               "sampling.frames_per_minute, up to sampling.max_frames).")] = None,
     max_side: Annotated[int | None, typer.Option(help="Longest side of decoded frames.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-ingest videos already in the store.")] = False,
     workers: Annotated[int | None, typer.Option(

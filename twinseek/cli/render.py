@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from twinseek.agent.api import ProgressEvent, SearchResult
     from twinseek.agent.chat import ChatReply
     from twinseek.evals.schemas import RunResult
+    from twinseek.media.shots import ShotProgress
     from twinseek.twins.model import Twin
     from twinseek.twins.pipeline import BatchBuilder, Ingestor, IngestResult, WorkerInfo
 
@@ -49,11 +50,19 @@ def ingest_with_progress(ingestor: Ingestor, files: list[Path], force: bool, exe
     with Progress(*columns, console=err_console, transient=True) as progress:
         videos = progress.add_task("videos", total=len(files))
         frames = progress.add_task("frames", total=None)
+        # serial ingest: the video being decoded, shot by shot (frames decoded of its total)
+        shots = progress.add_task("shots", total=None, visible=False)
+
+        def shot(p: ShotProgress) -> None:
+            progress.update(shots, description=f"{safe_name(p.path.name)}: shot {p.shot.index + 1}",
+                            total=p.frame_count, completed=p.frames_done, visible=True)
 
         def done(result: IngestResult) -> None:
             progress.advance(videos)
             progress.advance(frames, result.frames)
+            progress.update(shots, visible=False)
 
+        ingestor.on_shot = shot
         return ingestor.ingest_many(files, force=force, on_done=done, executor=executor, retries=retries)
 
 

@@ -119,7 +119,7 @@ def ffmpeg_reason(exc: Exception) -> str:
     return str(exc)
 
 
-def _open(path: Path) -> av.container.InputContainer:
+def open_video(path: Path) -> av.container.InputContainer:
     try:
         container = av.open(str(path), mode="r")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
@@ -132,7 +132,7 @@ def _open(path: Path) -> av.container.InputContainer:
 
 def _count_packets(path: Path) -> int:
     """Count video packets by demuxing only (cheap): for the containers we read, one packet per frame."""
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         try:
             return sum(1 for p in container.demux(stream) if p.size > 0)
@@ -145,7 +145,7 @@ def probe(path: str | Path, sampling: SamplingSettings | None = None) -> VideoIn
     path = Path(path)
     sampling = sampling or SamplingSettings()
     check_file(path, sampling)
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
         width, height = stream.codec_context.width, stream.codec_context.height
@@ -177,14 +177,14 @@ def sample_indices(frame_count: int, fps: float, sampling: SamplingSettings) -> 
         step = max(fps / sampling.fps, 1.0)
         picks = sorted({i for k in range(int(frame_count / step) + 1) if (i := int(round(k * step))) < frame_count})
     else:
-        picks = _uniform(frame_count, sampling.frames)
+        picks = uniform_picks(frame_count, sampling.frames)
     if len(picks) > sampling.max_frames:
         logger.info("sampling %d frames exceeds max_frames=%d: thinning", len(picks), sampling.max_frames)
-        picks = [picks[i] for i in _uniform(len(picks), sampling.max_frames)]
+        picks = [picks[i] for i in uniform_picks(len(picks), sampling.max_frames)]
     return picks
 
 
-def _uniform(n: int, k: int) -> list[int]:
+def uniform_picks(n: int, k: int) -> list[int]:
     """``k`` indices spread evenly over ``range(n)``, centred in equal segments (first/last frames are
     often fades)."""
     if k >= n:
@@ -192,7 +192,7 @@ def _uniform(n: int, k: int) -> list[int]:
     return sorted({int((i + 0.5) * n / k) for i in range(k)})
 
 
-def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+def target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     scale = min(1.0, max_side / max(width, height))
     # even sizes keep swscale and later mask maths simple
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
@@ -205,7 +205,7 @@ def iter_frames(path: str | Path, max_side: int = 640, wanted: set[int] | None =
     """
     path = Path(path)
     last = max(wanted) if wanted else None
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         index = -1
@@ -213,7 +213,7 @@ def iter_frames(path: str | Path, max_side: int = 640, wanted: set[int] | None =
             for frame in container.decode(stream):
                 index += 1
                 if wanted is None or index in wanted:
-                    w, h = _target_size(frame.width, frame.height, max_side)
+                    w, h = target_size(frame.width, frame.height, max_side)
                     yield index, frame.to_ndarray(width=w, height=h, format="rgb24")
                 if last is not None and index >= last:
                     return
@@ -279,7 +279,7 @@ def _last_index_from(exc: CorruptVideoError) -> int:
 def _count_decodable(path: Path) -> int:
     count = 0
     try:
-        with _open(path) as container:
+        with open_video(path) as container:
             for _ in container.decode(container.streams.video[0]):
                 count += 1
     except av.error.FFmpegError:

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from twinseek.config import Settings
 from twinseek.errors import ModelUnavailableError
-from twinseek.media.decode import DecodedVideo
+from twinseek.media.decode import DecodedVideo, VideoInfo
 from twinseek.media.masks import spread
+from twinseek.media.shots import ShotSpan
 from twinseek.timing import timed
 from twinseek.twins.actions import add_actions
 from twinseek.twins.adapters.base import Detection, ObjectDetector, TextReader, TrackedObject
 from twinseek.twins.categories import categorise_video
 from twinseek.twins.masks import mask_geometry
-from twinseek.twins.model import Instance, ScreenText, Track, Twin, Video
+from twinseek.twins.model import Instance, Relation, ScreenText, Shot, Track, Twin, Video
 from twinseek.twins.relations import compute_relations, track_motion
 from twinseek.twins.specialists import Specialists
 from twinseek.twins.speech import transcribe_video
@@ -27,6 +29,19 @@ from twinseek.twins.views import DESCRIPTION_SOURCE, describe
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class Perceived:
+    """What the specialists see in a run of sampled frames (a whole short video, or a chunk of a long one's shots):
+    everything of the twin but the video row, its speech and its description. Track ids count from 1."""
+
+    tracks: list[Track]
+    instances: list[Instance]
+    masks: dict[tuple[int, int], np.ndarray]  # (track_id, frame_index) -> mask
+    relations: list[Relation]
+    screen_text: list[ScreenText]
+    scene: list[tuple[str, float]]
+    frame_votes: dict[str, float]
+    frames: int  # how many sampled frames it saw
 
 
 def build_twin(
@@ -40,7 +55,22 @@ def build_twin(
     """Run the specialists over decoded frames. Returns the twin (mask paths still empty) and its masks
     keyed by ``(track_id, frame_index)``."""
     timings = {} if timings is None else timings  # seconds per step, added to the caller's
-    frames, indices, info = decoded.frames, decoded.indices, decoded.info
+    seen = perceive(video_id, decoded.frames, decoded.indices, decoded.info.fps, specialists, settings, timings)
+    twin = assemble_twin(video_id, decoded.info, content_hash, decoded.indices, seen, _shots(decoded), specialists,
+                         settings, timings)
+    return twin, seen.masks
+
+
+def perceive(
+    video_id: str,
+    frames: Sequence[np.ndarray],
+    indices: Sequence[int],
+    fps: float,
+    specialists: Specialists,
+    settings: Settings,
+    timings: dict[str, float],
+) -> Perceived:
+    """The specialists over sampled frames (``indices``: their source frame indices)."""
     vocabulary = settings.paper.vocabulary if specialists.detector.open_vocabulary else None
     with timed(timings, "detect"):
         seeds = _detect_seeds(frames, specialists, settings, vocabulary)
@@ -69,7 +99,7 @@ def build_twin(
             attributes = _describe(obj, frames, specialists, category[0])
         for inst in track_insts:
             inst.category, inst.category_score, inst.attributes = category[0], category[1], attributes
-        speed, direction = track_motion(track_insts, info.fps)
+        speed, direction = track_motion(track_insts, fps)
         tracks.append(Track(
             video_id=video_id, track_id=new_id, category=category[0], category_score=category[1],
             category_source=category[2], category_group=category[3], category_candidates=category[4],
@@ -81,25 +111,63 @@ def build_twin(
         masks.update(track_masks)
     if specialists.pose is not None:
         with timed(timings, "pose"):
-            add_actions(tracks, instances, frames, indices, info.fps, specialists.pose)
+            add_actions(tracks, instances, frames, indices, fps, specialists.pose)
     with timed(timings, "relations"):
         relations = compute_relations(instances, indices)
     screen_text: list[ScreenText] = []
     if specialists.reader is not None:
         with timed(timings, "text"):
             screen_text = _read_text(frames, indices, specialists.reader, settings.perception.ocr_keyframes)
+    return Perceived(tracks, instances, masks, relations, screen_text, list(labelled.scene),
+                     dict(labelled.frame_votes), len(frames))
+
+
+def assemble_twin(
+    video_id: str,
+    info: VideoInfo,
+    content_hash: str,
+    indices: Sequence[int],
+    seen: Perceived,
+    shots: list[Shot],
+    specialists: Specialists,
+    settings: Settings,
+    timings: dict[str, float],
+) -> Twin:
+    """The twin of a video from what was perceived in it: its video row, its speech (run here, once per video) and
+    its description."""
     video = Video(
         video_id=video_id, path=str(info.path.resolve()), content_hash=content_hash, width=info.width,
         height=info.height, fps=info.fps, frame_count=info.frame_count, duration_s=info.duration_s,
-        sampled_frames=indices, profile=settings.profile, specialists=specialists.provenance(),
-        scene=labelled.scene, frame_votes=labelled.frame_votes, screen_text=screen_text,
+        sampled_frames=list(indices), profile=settings.profile, specialists=specialists.provenance(),
+        scene=seen.scene, frame_votes=seen.frame_votes, screen_text=seen.screen_text,
     )
     with timed(timings, "speech"):
         speech = transcribe_video(info.path, specialists.speech, settings)
-    twin = Twin(video=video, tracks=tracks, instances=instances, relations=relations, speech=speech)
+    twin = Twin(video=video, tracks=seen.tracks, instances=seen.instances, relations=seen.relations, speech=speech,
+                shots=shots)
     with timed(timings, "words"):
         twin.video.description, twin.video.description_source = describe(twin), DESCRIPTION_SOURCE
-    return twin, masks
+    return twin
+
+
+def _shots(decoded: DecodedVideo) -> list[Shot]:
+    """The twin's shots: those the decoding pass found (:class:`~twinseek.media.shots.ShotVideo`), else the whole
+    video as one shot (frames decoded without shot detection)."""
+    spans = getattr(decoded, "shots", None) or []
+    if spans:
+        return shots_of(spans, decoded.info.fps)
+    fps, count = decoded.info.fps, decoded.info.frame_count
+    return [Shot(index=0, start_frame=0, end_frame=max(count - 1, 0), start_s=0.0,
+                 end_s=count / fps if fps > 0 else 0.0, key_frames=list(decoded.indices))]
+
+
+def shots_of(spans: Sequence[ShotSpan], fps: float) -> list[Shot]:
+    """The twin's shots from the decoding pass's spans: times from the frame rate (a shot ends when its last frame
+    does)."""
+    return [Shot(index=s.index, start_frame=s.start_frame, end_frame=s.end_frame,
+                 start_s=s.start_frame / fps if fps > 0 else 0.0,
+                 end_s=(s.end_frame + 1) / fps if fps > 0 else 0.0, key_frames=list(s.key_frames))
+            for s in spans]
 
 
 def _add_object_seeds(

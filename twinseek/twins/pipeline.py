@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import socket
 import sys
 import time
@@ -20,9 +21,10 @@ import numpy as np
 
 from twinseek.config import Settings
 from twinseek.errors import TwinseekError
-from twinseek.media.decode import DecodedVideo, VideoInfo, check_file, decode_video, is_supported, probe
-from twinseek.media.masks import encode_mask
+from twinseek.media.decode import DecodedVideo, VideoInfo, check_file, is_supported, probe
+from twinseek.media.shots import ProgressCallback
 from twinseek.timing import timed
+from twinseek.twins.chunks import build_chunked, staging_dir
 from twinseek.twins.model import Twin, utc_now
 from twinseek.twins.perception import build_twin
 from twinseek.twins.specialists import Specialists, build_specialists
@@ -174,16 +176,15 @@ class TwinBuilder:
             self._specialists = build_specialists(self.settings)
         return self._specialists
 
-    def build(self, job: BuildJob) -> BuiltTwin:
+    def build(self, job: BuildJob, on_shot: ProgressCallback | None = None) -> BuiltTwin:
+        """Decode the video in one pass that finds its shots and samples frames per shot (``on_shot`` sees each
+        shot as it closes) and run the specialists over the sampled frames: a long video a chunk of shots at a
+        time, staged in the store so that a stopped build resumes (:mod:`twinseek.twins.chunks`)."""
         start = time.perf_counter()
         timings: dict[str, float] = {}
-        with timed(timings, "decode"):
-            decoded = decode_video(job.path, self.settings.sampling, info=job.info)
-        twin, masks = build_twin(job.video_id, decoded, job.content_hash, self.specialists, self.settings, timings)
-        with timed(timings, "encode"):
-            encoded = {key: encode_mask(mask) for key, mask in masks.items()}
-        return BuiltTwin(twin, encoded, len(decoded.frames), time.perf_counter() - start, timings,
-                         WorkerInfo.here())
+        twin, encoded, frames = build_chunked(job.video_id, job.path, job.content_hash, self.specialists,
+                                              self.settings, timings, info=job.info, on_shot=on_shot)
+        return BuiltTwin(twin, encoded, frames, time.perf_counter() - start, timings, WorkerInfo.here())
 
     def warm_up(self) -> WorkerInfo:
         """Load every model now (a worker does this once, before its first video), by running the specialists
@@ -216,10 +217,13 @@ class Ingestor:
     or Ray actors, see :mod:`twinseek.twins.parallel`) builds in workers while this process prepares and commits.
     """
 
-    def __init__(self, store: TwinStore, settings: Settings, specialists: Specialists | None = None) -> None:
+    def __init__(self, store: TwinStore, settings: Settings, specialists: Specialists | None = None,
+                 on_shot: ProgressCallback | None = None) -> None:
         self.store = store
         self.settings = settings
         self.builder = TwinBuilder(settings, specialists)
+        # sees each shot of a video built in this process (serial ingest) as it is decoded: a progress bar
+        self.on_shot = on_shot
 
     @property
     def specialists(self) -> Specialists:
@@ -235,7 +239,7 @@ class Ingestor:
         prepared = self.prepare(path, force)
         if isinstance(prepared, IngestResult):
             return prepared
-        return self.commit(prepared, self.builder.build(prepared))
+        return self.commit(prepared, self.builder.build(prepared, self.on_shot))
 
     def prepare(self, path: str | Path, force: bool = False, reserved: Container[str] = ()) -> BuildJob | IngestResult:
         """Step (a): check the file and hash its content; a video already stored is skipped here (unless
@@ -280,6 +284,8 @@ class Ingestor:
         except BaseException:
             self.store.discard_mask_dir(mask_dir)
             raise
+        # the twin is stored: the chunks staged while building it (a long video) are not needed any more
+        shutil.rmtree(staging_dir(self.store.root, job.content_hash), ignore_errors=True)
         write_s = time.perf_counter() - start
         timings = dict(job.timings)
         for step, secs in [*built.timings.items(), ("write", write_s)]:
