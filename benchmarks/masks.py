@@ -85,7 +85,7 @@ def run_video(name: str, bench: Path, n: int, detector: EmbeddedDetector, coco: 
     t1 = time.perf_counter()
     people_only = _best(seg.segment(frames, seeds), gts)
     t2 = time.perf_counter()
-    _add_object_seeds(seeds, frames, coco, keyframes)
+    _add_object_seeds(seeds, frames, coco, spread(len(frames), keyframes))
     t3 = time.perf_counter()
     tracks = seg.segment(frames, seeds)
     t4 = time.perf_counter()

@@ -13,11 +13,13 @@ import sqlite_utils
 from typer.testing import CliRunner
 
 from twinseek.config import load_settings
-from twinseek.media.masks import mask_iou
+from twinseek.media.masks import mask_iou, spread
+from twinseek.media.shots import ShotSpan
 from twinseek.twins.adapters.base import Category, Detection, ObjectDetector, TextReader, TrackedObject
 from twinseek.twins.adapters.embedded.tracker import EmbeddedSegmenter
 from twinseek.twins.migrations import store_migrations
 from twinseek.twins.model import ScreenText, Track, Twin, Video
+from twinseek.twins.perception import keyframes, shot_runs
 from twinseek.twins.store import TwinStore
 
 SAMPLES = Path(__file__).resolve().parents[2] / "twinseek" / "data" / "samples"
@@ -388,3 +390,15 @@ def test_same_padding_matches_tensorflow_layout() -> None:
     assert torch.equal(got, F.pad(x, [0, 1, 1, 1]))
     assert got.is_contiguous(memory_format=torch.channels_last)
     assert _same_pad(x, 1, 1) is x
+
+
+def test_shot_runs_group_the_sampled_frames_by_shot_and_keyframes_reach_every_shot() -> None:
+    indices = [2, 10, 20, 30, 31, 50]
+    shots = [ShotSpan(0, 0, 15, [2, 10]), ShotSpan(1, 16, 25, [20]), ShotSpan(2, 26, 40, [30, 31]),
+             ShotSpan(3, 41, 45, []), ShotSpan(4, 46, 60, [50])]
+    runs = shot_runs(indices, shots)
+    assert runs == [range(0, 2), range(2, 3), range(3, 5), range(5, 6)]  # a shot with no sampled frame has no run
+    assert shot_runs(indices, []) == [range(6)]
+    assert keyframes([range(40)], 4) == spread(40, 4)  # one shot: the keyframes of old
+    picked = keyframes(runs, 1)
+    assert all(set(picked) & set(r) for r in runs) and len(picked) == len(runs)

@@ -80,6 +80,11 @@ def test_an_ingested_multi_shot_clip_has_its_shots_stored(ingestor: Ingestor, tm
     assert sorted(k for s in twin.shots for k in s.key_frames) == twin.video.sampled_frames
     assert all(s.key_frames for s in twin.shots) and len(twin.video.sampled_frames) == 12
     assert [p.shot.index for p in seen] == [0, 1, 2]
+    # objects are followed within a shot: no track crosses a cut, and the square is found in every shot
+    holding = [{s.index for s in twin.shots if s.start_frame <= t.first_frame <= s.end_frame
+                or s.start_frame <= t.last_frame <= s.end_frame} for t in twin.tracks]
+    assert all(len(shots) == 1 for shots in holding), [(t.first_frame, t.last_frame) for t in twin.tracks]
+    assert set().union(*holding) == {0, 1, 2}
 
 
 def test_rerun_skips_force_reingests(ingestor: Ingestor, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ from twinseek.media.shots import PassState, ProgressCallback, ShotSpan, ShotVide
 from twinseek.timing import timed
 from twinseek.twins.categories import SCENE_LABELS
 from twinseek.twins.model import Instance, Relation, ScreenText, Shot, Track, Twin
-from twinseek.twins.perception import Perceived, assemble_twin, build_twin, perceive, shots_of
+from twinseek.twins.perception import Perceived, assemble_twin, build_twin, perceive, shot_runs, shots_of
 from twinseek.twins.specialists import Specialists
 
 logger = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ class ChunkedBuild:
         timings: dict[str, float] = {}
         indices = sorted(self.frames)
         seen = perceive(self.video_id, [self.frames[i] for i in indices], indices, self.info.fps, self.specialists,
-                        self.settings, timings)
+                        self.settings, timings, runs=shot_runs(indices, self.shots))
         with timed(timings, "encode"):
             encoded = {key: encode_mask(mask) for key, mask in seen.masks.items()}
         self.built += 1

@@ -55,7 +55,8 @@ def build_twin(
     """Run the specialists over decoded frames. Returns the twin (mask paths still empty) and its masks
     keyed by ``(track_id, frame_index)``."""
     timings = {} if timings is None else timings  # seconds per step, added to the caller's
-    seen = perceive(video_id, decoded.frames, decoded.indices, decoded.info.fps, specialists, settings, timings)
+    seen = perceive(video_id, decoded.frames, decoded.indices, decoded.info.fps, specialists, settings, timings,
+                    runs=shot_runs(decoded.indices, getattr(decoded, "shots", None) or []))
     twin = assemble_twin(video_id, decoded.info, content_hash, decoded.indices, seen, _shots(decoded), specialists,
                          settings, timings)
     return twin, seen.masks
@@ -69,16 +70,22 @@ def perceive(
     specialists: Specialists,
     settings: Settings,
     timings: dict[str, float],
+    runs: Sequence[range] | None = None,
 ) -> Perceived:
-    """The specialists over sampled frames (``indices``: their source frame indices)."""
+    """The specialists over sampled frames (``indices``: their source frame indices).
+
+    ``runs``: the positions of the frames of each shot, in order (:func:`shot_runs`; None: one shot). Objects are
+    followed within a shot only (a mask carried across a cut lands on another scene), and the keyframe models see
+    every shot."""
+    runs = list(runs) if runs else [range(len(frames))]
     vocabulary = settings.paper.vocabulary if specialists.detector.open_vocabulary else None
     with timed(timings, "detect"):
-        seeds = _detect_seeds(frames, specialists, settings, vocabulary)
+        seeds = _detect_seeds(frames, runs, specialists, settings, vocabulary)
     if specialists.objects is not None:
         with timed(timings, "objects"):
-            _add_object_seeds(seeds, frames, specialists.objects, settings.perception.detector_keyframes)
+            _add_object_seeds(seeds, frames, specialists.objects, keyframes(runs, settings.perception.detector_keyframes))
     with timed(timings, "segment"):
-        tracked = [t for t in specialists.segmenter.segment(frames, seeds) if t.masks]
+        tracked = _segment_shots(frames, seeds, runs, specialists)
     tracked.sort(key=lambda t: (min(t.masks), t.track_id))
     depth_maps: dict[int, np.ndarray] = {}
     if specialists.depth is not None:
@@ -117,7 +124,8 @@ def perceive(
     screen_text: list[ScreenText] = []
     if specialists.reader is not None:
         with timed(timings, "text"):
-            screen_text = _read_text(frames, indices, specialists.reader, settings.perception.ocr_keyframes)
+            screen_text = _read_text(frames, indices, specialists.reader,
+                                     keyframes(runs, settings.perception.ocr_keyframes))
     return Perceived(tracks, instances, masks, relations, screen_text, list(labelled.scene),
                      dict(labelled.frame_votes), len(frames))
 
@@ -170,13 +178,55 @@ def shots_of(spans: Sequence[ShotSpan], fps: float) -> list[Shot]:
             for s in spans]
 
 
+def shot_runs(indices: Sequence[int], shots: Sequence[ShotSpan]) -> list[range]:
+    """The positions (in ``indices``, the sampled frames) of each shot's frames, in order; shots without a sampled
+    frame are left out. One run for a video without shots."""
+    if not shots:
+        return [range(len(indices))]
+    runs, start = [], 0
+    for shot in shots:
+        end = start
+        while end < len(indices) and indices[end] <= shot.end_frame:
+            end += 1
+        if end > start:
+            runs.append(range(start, end))
+        start = end
+    if start < len(indices):  # frames past the last shot's end (not expected): their own run
+        runs.append(range(start, len(indices)))
+    return runs
+
+
+def keyframes(runs: Sequence[range], k: int) -> list[int]:
+    """``k`` positions spread over all the frames, and the middle frame of each shot that none of them falls in
+    (a keyframe model then sees every shot; one shot: exactly ``spread(n, k)``)."""
+    n = sum(len(r) for r in runs)
+    picked = set(spread(n, k))
+    picked.update(r[len(r) // 2] for r in runs if not picked.intersection(r))
+    return sorted(picked)
+
+
+def _segment_shots(frames: Sequence[np.ndarray], seeds: dict[int, list[Detection]], runs: Sequence[range],
+                   specialists: Specialists) -> list[TrackedObject]:
+    """The segmenter over each shot's frames on its own; track ids stay distinct across shots."""
+    if len(runs) == 1 and len(runs[0]) == len(frames):
+        return [t for t in specialists.segmenter.segment(frames, seeds) if t.masks]
+    tracked: list[TrackedObject] = []
+    for run in runs:
+        local = {pos - run.start: dets for pos, dets in seeds.items() if pos in run}
+        for obj in specialists.segmenter.segment([frames[p] for p in run], local):
+            if obj.masks:
+                obj.masks = {pos + run.start: mask for pos, mask in obj.masks.items()}
+                obj.track_id = len(tracked) + 1
+                tracked.append(obj)
+    return tracked
+
+
 def _add_object_seeds(
-    seeds: dict[int, list[Detection]], frames: Sequence[np.ndarray], objects: ObjectDetector, k: int
+    seeds: dict[int, list[Detection]], frames: Sequence[np.ndarray], objects: ObjectDetector, positions: list[int]
 ) -> None:
-    """COCO boxes on ``k`` keyframes join the seeds (the segmenter carries them to the frames between).
+    """COCO boxes on keyframes (``positions``) join the seeds (the segmenter carries them to the frames between).
 
     A person box that a person mask already covers only confirms it (the mask is finer than a box)."""
-    positions = spread(len(frames), k)
     for pos, boxes in zip(positions, objects.detect_batch([frames[p] for p in positions])):
         existing = seeds.setdefault(pos, [])
         people = [s for s in existing if s.mask is not None and s.label == "person"]
@@ -203,11 +253,11 @@ def _inside(mask: np.ndarray, box: tuple[float, float, float, float]) -> float:
 
 
 def _read_text(
-    frames: Sequence[np.ndarray], indices: Sequence[int], reader: TextReader, k: int
+    frames: Sequence[np.ndarray], indices: Sequence[int], reader: TextReader, positions: list[int]
 ) -> list[ScreenText]:
-    """On-screen text of ``k`` keyframes, read only where the reader's cheap test finds text."""
+    """On-screen text of keyframes (``positions``), read only where the reader's cheap test finds text."""
     found = []
-    for pos in spread(len(frames), k):
+    for pos in positions:
         frame = frames[pos]
         try:
             lines = reader.read(frame) if reader.has_text(frame) else []
@@ -225,13 +275,14 @@ def _read_text(
 
 
 def _detect_seeds(
-    frames: Sequence[np.ndarray], specialists: Specialists, settings: Settings, vocabulary: Sequence[str] | None
+    frames: Sequence[np.ndarray], runs: Sequence[range], specialists: Specialists, settings: Settings,
+    vocabulary: Sequence[str] | None,
 ) -> dict[int, list[Detection]]:
-    # A detector cheap enough for every frame runs on each; a slower one on a few keyframes.
+    # A detector cheap enough for every frame runs on each; a slower one on a few keyframes (and every shot).
     if specialists.detector.every_frame:
         positions = list(range(len(frames)))
     else:
-        positions = spread(len(frames), settings.paper.keyframes)
+        positions = keyframes(runs, settings.paper.keyframes)
     return {pos: specialists.detector.detect(frames[pos], vocabulary) for pos in positions}
 
 
