@@ -165,6 +165,15 @@ def frame_time(video: Video, frame_index: int) -> float:
     return frame_index / video.fps if video.fps > 0 else 0.0
 
 
+def frame_span(video: Video, first: int, last: int) -> tuple[float, float]:
+    """Seconds from the start of source frame ``first`` to the end of frame ``last`` (inclusive), within the
+    video's length: the time a component seen on those frames covers."""
+    start, end = frame_time(video, first), frame_time(video, last + 1)
+    if video.duration_s > 0:
+        start, end = min(start, video.duration_s), min(end, video.duration_s)
+    return round(start, 3), round(max(start, end), 3)
+
+
 def shot_of(shots: list[Shot], frame_index: int) -> Shot | None:
     """The shot holding ``frame_index`` (None when the twin has no shots, e.g. a store from before them)."""
     for shot in shots:
