@@ -25,7 +25,7 @@ from twinseek.twins.store import TwinStore
 from twinseek.twins.views import ComponentTexts
 
 from support.moments import timed_twin
-from support.retrieval import keyword_index
+from support.retrieval import KeywordEncoder, keyword_index
 from support.store import make_twin
 
 
@@ -191,3 +191,16 @@ def test_the_time_format() -> None:
     assert span_label(192.4, 221.2) == "00:03:12-00:03:42"  # the printed span holds the moment
     assert span_label(3661.0, 3725.5) == "01:01:01-01:02:06"
     assert span_label(0.0, 0.0) == "00:00:00-00:00:00"
+
+
+def test_a_searchs_sub_queries_are_encoded_once(store: TwinStore) -> None:
+    put(store, timed_twin("v", {"dog": (200, 290)})[0])
+    index = keyword_index(store)
+    index.sync()
+    encoder = index.encoders.queries
+    assert isinstance(encoder, KeywordEncoder)
+    before = len(encoder.calls)
+    CompositionalSearch(index).search([sq("a dog"), sq("a cat", negated=True)])
+    query = localiser(index).prepare([sq("a dog"), sq("a cat", negated=True)])
+    assert encoder.calls[before:] == [["a dog", "a cat"]]  # the moments reuse the stage's vectors
+    assert query is not None and np.allclose(query.vectors, encoder.encode(["a dog"]))
