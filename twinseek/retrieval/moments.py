@@ -41,7 +41,7 @@ from twinseek.retrieval.catalogue import CatalogIndex
 from twinseek.retrieval.compositional import SubQueryLike
 from twinseek.retrieval.encoders import ComponentEncoders
 from twinseek.retrieval.vectors import IndexCorruptError
-from twinseek.twins.model import Twin, frame_span, frame_time
+from twinseek.twins.model import Twin, frame_span, frame_time, frames_within
 from twinseek.twins.views import ComponentTexts
 
 logger = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ class MomentLocaliser:
             moments.append(Moment(
                 start_s=round(start, 3), end_s=round(end, 3), shots=[s.shot for s in run if s.shot is not None],
                 score=round(float(scores[peak]), 4), evidence=[rows[c]["text"] for c in chosen[:MAX_EVIDENCE]],
-                frames=_frames(twin, start, end, last == len(segs) - 1)))
+                frames=frames_within(video, video.sampled_frames, start, end)))
         logger.debug("%s: %d moments over %d segments", video.video_id, len(moments), len(segs))
         return moments
 
@@ -258,10 +258,3 @@ def _evidence(sims: np.ndarray, best: np.ndarray) -> list[int]:
             top = max(ids, key=lambda c: (sims[c, q], -c))
             chosen[top] = max(chosen.get(top, -np.inf), float(sims[top, q]))
     return sorted(chosen, key=lambda c: (-chosen[c], c))
-
-
-def _frames(twin: Twin, start: float, end: float, to_the_end: bool) -> list[int]:
-    """The sampled frames shown within [start, end) (up to the end when the span closes the video)."""
-    video = twin.video
-    return [f for f in video.sampled_frames
-            if start - _EPS <= frame_time(video, f) < end - _EPS or (to_the_end and frame_time(video, f) >= start)]
