@@ -35,13 +35,14 @@ from twinseek.agent.state import (
     FrameMask,
     Hit,
     HitObject,
+    Moment,
 )
 from twinseek.config import ProfileName, load_settings
 from twinseek.errors import TwinseekError
 from twinseek.media.masks import overlay_frames, write_overlays
 from twinseek.retrieval.decompose import Decomposition
 
-__all__ = ["ActionInfo", "Agent", "DroppedCandidate", "FallbackInfo", "FrameMask", "Hit", "HitObject",
+__all__ = ["ActionInfo", "Agent", "DroppedCandidate", "FallbackInfo", "FrameMask", "Hit", "HitObject", "Moment",
            "ProgressEvent", "SearchResult"]
 
 logger = logging.getLogger(__name__)

@@ -252,12 +252,12 @@ def print_progress(event: ProgressEvent) -> None:
 def print_reply(reply: ChatReply) -> None:
     if reply.kind == "results" and reply.result is not None:
         table = Table(title=safe(reply.text), show_edge=False)
-        for col in ("#", "video", "relevance", "objects", "reasoning"):
-            table.add_column(col)
+        for col in ("#", "video", "moment", "relevance", "objects", "reasoning"):
+            table.add_column(col, min_width=MOMENT_WIDTH if col == "moment" else None)
         for hit in reply.result.hits:
             objects = ", ".join(f"#{o.track_id} {o.category}" for o in hit.objects)
-            table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", safe(objects),
-                          safe(hit.reasoning[:80]))
+            table.add_row(str(hit.rank), safe(hit.video_id), _moment_cell(hit), f"{hit.relevance:.2f}",
+                          safe(objects), safe(hit.reasoning[:80]))
         console.print(table if reply.result.hits else f"no video above tau for: {safe(reply.text)}")
         for f in reply.result.fallbacks:
             console.print(f"[yellow]fallback[/yellow] {safe(f.node)}: {safe(f.reason)}")
