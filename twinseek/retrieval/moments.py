@@ -107,32 +107,39 @@ def segments(twin: Twin) -> list[Segment]:
     return [Segment(round(a, 3), round(b, 3)) for a, b in zip(cuts, cuts[1:])]
 
 
-def _overlaps(spans: np.ndarray, segs: Sequence[Segment]) -> np.ndarray:
-    """(n_components, n_segments): whether each component span meets each segment (a span of no length, e.g. one
-    frame at the end of a clipped video, meets the segment it lies in)."""
-    starts, ends = spans[:, :1], np.maximum(spans[:, 1:], spans[:, :1] + _EPS)
-    seg_start = np.array([s.start_s for s in segs])[None, :]
-    seg_end = np.array([max(s.end_s, s.start_s + _EPS) for s in segs])[None, :]
-    inside = (starts < seg_end) & (ends > seg_start)
-    inside[:, -1:] |= starts >= seg_end[:, -1:]  # past the last segment's end (rounding): the last segment
-    return inside
+def _reach(spans: np.ndarray, segs: Sequence[Segment]) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last segment each component span meets (segments are in time order and do not overlap). A
+    span of no length meets the segment it lies in; one outside every segment (rounding at the end), the nearest."""
+    seg_start = np.array([s.start_s for s in segs])
+    seg_end = np.array([max(s.end_s, s.start_s + _EPS) for s in segs])
+    starts, ends = spans[:, 0], np.maximum(spans[:, 1], spans[:, 0] + _EPS)
+    first = np.minimum(np.searchsorted(seg_end, starts, side="right"), len(segs) - 1)
+    last = np.maximum(np.searchsorted(seg_start, ends, side="left") - 1, first)
+    return first, np.minimum(last, len(segs) - 1)
 
 
 def score_segments(sims: np.ndarray, spans: np.ndarray, segs: Sequence[Segment],
                    weights: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Each segment's score and, per (segment, sub-query), the best component among those meeting it (-1: none).
 
-    ``sims``: (n_components, n_subqueries) cosines; ``spans``: (n_components, 2) seconds."""
+    ``sims``: (n_components, n_subqueries) cosines; ``spans``: (n_components, 2) seconds. Each component meets a
+    run of segments, so the work is one pass over the (component, segment) pairs (a few per component: an hour's
+    2,000 components over 300 shots take milliseconds), not the full product."""
     n_seg, n_q = len(segs), sims.shape[1]
-    if not len(sims):
-        return np.zeros(n_seg), np.full((n_seg, n_q), -1)
-    meets = _overlaps(spans, segs)  # (n_c, n_s)
-    masked = np.where(meets[:, :, None], np.maximum(sims, 0.0)[:, None, :], -1.0)  # (n_c, n_s, n_q)
-    best = masked.argmax(axis=0)  # the first (lowest id) of equals: deterministic
-    top = np.take_along_axis(masked, best[None], axis=0)[0]
-    best = np.where(top >= 0, best, -1)
+    top = np.zeros((n_seg, n_q))
+    best = np.full((n_seg, n_q), -1)
+    if len(sims) and n_seg:
+        first, last = _reach(spans, segs)
+        counts = last - first + 1
+        comp = np.repeat(np.arange(len(sims)), counts)
+        seg = first[comp] + np.arange(len(comp)) - np.repeat(np.cumsum(counts) - counts, counts)
+        for q in range(n_q):
+            value = np.maximum(sims[comp, q], 0.0)
+            order = np.lexsort((comp, -value, seg))  # per segment: the most similar, the lowest id of equals
+            head = order[np.r_[True, seg[order][1:] != seg[order][:-1]]]
+            top[seg[head], q], best[seg[head], q] = value[head], comp[head]
     w = np.asarray(weights, np.float64)
-    return np.maximum(top, 0.0) @ (w / w.sum()), best
+    return top @ (w / w.sum()), best
 
 
 def pick_moments(scores: np.ndarray, fraction: float, limit: int) -> list[tuple[int, int, int]]:
@@ -224,16 +231,19 @@ class MomentLocaliser:
     def _components(self, twin: Twin) -> tuple[list[dict[str, Any]], np.ndarray]:
         """The video's component rows and unit vectors: from the catalogue when it holds them, else embedded now."""
         video_id = twin.video.video_id
-        ids = self.index.catalogue().by_video.get(video_id)
-        if ids is not None and len(ids):
-            try:
-                vectors = self.index.vectors()
-                if vectors.meta.get("fingerprint") == self.index.source.fingerprint:
-                    by_id = self.index.items(ids)
-                    order = [int(i) for i in ids if int(i) in by_id]
-                    return [by_id[i] for i in order], vectors.reconstruct(np.array(order, np.int64))
-            except IndexCorruptError as exc:  # an index that needs a sync: the texts are embedded below
-                logger.info("moments of %s: component index unusable (%s); embedding its components", video_id, exc)
+        try:
+            vectors = self.index.vectors()
+            if vectors.meta.get("fingerprint") == self.index.source.fingerprint:
+                cursor = self.index.db.execute(
+                    "select id, kind, text, frame_start, frame_end, start_s, end_s "
+                    f"from [{self.index.source.table}] "
+                    "where video_id = ? order by id", [video_id])
+                names = [c[0] for c in cursor.description]
+                rows = [dict(zip(names, r)) for r in cursor.fetchall()]
+                if rows:
+                    return rows, vectors.reconstruct(np.array([r["id"] for r in rows], np.int64))
+        except IndexCorruptError as exc:  # an index that needs a sync: the texts are embedded below
+            logger.info("moments of %s: component index unusable (%s); embedding its components", video_id, exc)
         rows = ComponentTexts.rows(twin)
         if not rows:
             return [], np.zeros((0, self.encoders.dim), np.float32)
