@@ -89,6 +89,18 @@ class PerceptionSettings(_Section):
     ocr_min_score: float = Field(0.6, ge=0, le=1, description="Recognition confidence a text line needs.")
 
 
+class WatchSettings(_Section):
+    """``twinseek watch``: a watched folder's videos are ingested once they stop changing."""
+
+    settle_s: float = Field(2.0, ge=0, description="Seconds a file's size and modification time must stay the "
+                            "same (checked by polling stat) before it is ingested: a file still being copied waits.")
+    poll_s: float = Field(0.5, gt=0, description="How often the files not yet settled are checked.")
+    rescan_s: float | None = Field(60.0, gt=0, description="Rescan the whole folder this often, for changes the "
+                                   "file-system events missed (None: only at start).")
+    force_polling: bool | None = Field(None, description="Poll the folder instead of using inotify events (network "
+                                       "file systems); None lets watchfiles decide.")
+
+
 # Profile defaults for the specialist roles.
 PROFILES: dict[str, dict[str, str]] = {
     "embedded": {"segmenter": "embedded", "detector": "embedded", "depth": "none", "describer": "embedded",
@@ -310,6 +322,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     perception: PerceptionSettings = Field(default_factory=PerceptionSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
     torch_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads; None = 1 for the embedded profile (its models are "
         "small, and two threads on a busy 2-core machine ran MobileNetV2 7x slower), torch's default otherwise.")

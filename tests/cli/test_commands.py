@@ -192,3 +192,24 @@ def test_moment_lines_escape_their_evidence() -> None:
             console.print(line)
     assert captured.get().splitlines() == ['00:03:12-00:03:41 · shots 4-5 · someone says "[red]hi[/red]"',
                                            "also 01:00:00-01:00:05 (0.70)"]
+
+
+def test_watch_once_ingests_what_is_there_and_a_second_run_passes_over_it(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from support.watching import light_specialists
+
+    # the light specialists: the command's wiring is under test here (tests/twins/test_watch.py has the watcher)
+    monkeypatch.setattr("twinseek.twins.pipeline.build_specialists", lambda settings: light_specialists())
+    videos = tmp_path / "in"
+    videos.mkdir()
+    write_video(videos / "one.mp4", Scene(frames=6, width=96, height=64))
+    (videos / "b[red]ad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x17" * 3000)
+    (videos / ".hidden.mp4").write_bytes(b"x")
+    args = ["watch", str(videos), "--store", str(tmp_path / "s"), "--once", "--settle", "0.2", "--frames", "4"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "ingested" in result.output and "one.mp4" in result.output and "b[red]ad.mp4" in result.output
+    assert "1 ingested, 0 skipped, 1 failed" in result.output and ".hidden" not in result.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "0 ingested, 0 skipped, 0 failed" in again.output, again.output
+    missing = runner.invoke(app, ["watch", str(tmp_path / "nope"), "--store", str(tmp_path / "s2")])
+    assert missing.exit_code == 2 and "not a folder" in missing.output and not (tmp_path / "s2").exists()

@@ -14,7 +14,7 @@ from twinseek.config import load_settings
 from twinseek.twins import actions as act
 from twinseek.twins.model import Instance, Track, Twin
 from twinseek.twins.store import TwinStore
-from twinseek.twins.views import ComponentTexts, compact_json, describe, template_ecr
+from twinseek.twins.views import ComponentTexts, compact_json, describe, scene_gist, template_ecr
 from twinseek.twins.words import ACTION_SURE
 
 from support.store import make_twin, put
@@ -199,6 +199,7 @@ def test_texts_say_an_action_only_when_sure() -> None:
     assert "person, running and jumping;" in rows[1] and rows[0] == GOLDEN[0][0]
     assert "person, running and jumping, " in ecr and "person running and jumping" in line
     assert json.loads(view)["o"][1]["act"] == ["running", "jumping"] and "act" not in json.loads(view)["o"][0]
+    assert "Objects: person, dog." in scene_gist(twin)  # the gist (dense retrieval's text) names no action
 
 
 GOLDEN: tuple[list[str], str, str, str] = (

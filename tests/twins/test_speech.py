@@ -22,7 +22,7 @@ from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.specialists import build_specialists
 from twinseek.twins.speech import NO_AUDIO, OFF, SILENCE, TRANSCRIBED, transcribe_video
 from twinseek.twins.store import DB_NAME, TwinStore
-from twinseek.twins.views import ComponentTexts, compact, describe, template_ecr
+from twinseek.twins.views import ComponentTexts, compact, describe, scene_gist, template_ecr
 
 from support.store import make_twin, put
 from support.synthetic import (
@@ -152,6 +152,8 @@ def test_speech_joins_the_components_the_ecr_the_description_and_the_llm_view() 
     line = describe(twin)  # confident segments only, cut at a word
     assert line.endswith('says "Welcome to the lake. The swans arrive every spring from the..."'), line
     assert compact(twin)["say"][0] == [0.5, 2.0, "Welcome to the lake."]
+    twin.speech.segments.pop()  # a quote that ends its own sentence gets no second full stop
+    assert 'from the north."' in scene_gist(twin) and 'north.".' not in scene_gist(twin)
 
 
 # -- one real transcription --------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from twinseek.retrieval.components import ComponentIndex, ComponentSource
 from twinseek.retrieval.decompose import DecompositionCache
 from twinseek.retrieval.dense import DenseIndex, DenseSource, EcrTextEmbedder
 from twinseek.retrieval.encoders import ComponentEncoders
-from twinseek.twins.ingest_queue import IngestQueue
+from twinseek.twins.ingest_queue import IngestQueue, m011_watch
 from twinseek.twins.migrations import m008_speech, m009_actions, m010_shots, store_migrations
 from twinseek.twins.store import DB_NAME, TwinStore
 
@@ -27,7 +27,9 @@ from support.retrieval import KeywordEncoder
 
 OLD_STORE = Path(__file__).parents[1] / "data" / "store-9700c45.sql"
 KEYWORDS = ["dog", "cat", "ball", "horse", "person", "left", "right", "near", "brown"]
-NEWER = (m008_speech, m009_actions, m010_shots)  # the store's migrations written after the old store: it applies these, and only these
+# the migrations written after the old store (the store's own, then the ingest queue's): it applies these, and only
+# these
+NEWER = (m008_speech, m009_actions, m010_shots, m011_watch)
 NEWER_COMPONENTS = (m002_component_spans,)  # and the components' (the catalogue's component spans)
 
 
@@ -94,8 +96,8 @@ def test_a_fresh_store_ends_with_the_old_stores_schema(tmp_path: Path) -> None:
     with TwinStore(tmp_path / "new") as store:
         attach_every_component(store)
     restore(tmp_path / "old")
-    with TwinStore(tmp_path / "old", create=False) as old:  # the old store once opened: the newer migrations applied
-        attach_every_component(old)
+    with TwinStore(tmp_path / "old", create=False) as store:  # the old store once opened: the newer migrations applied
+        attach_every_component(store)
     assert schema(tmp_path / "new") == schema(tmp_path / "old")
     assert recorded(tmp_path / "new") == recorded(tmp_path / "old")
 

@@ -110,3 +110,38 @@ def test_the_history_in_the_store_is_bounded(store: Path) -> None:
     w.close()
     kept = IngestQueue(store).jobs()
     assert len(kept) <= 3 and "0" not in {row["label"] for row, _ in kept}
+
+
+def test_a_watched_folder_is_shown_never_run_and_its_ingests_sync_the_indexes(store: Path) -> None:
+    """``twinseek watch`` (another process) keeps its queue as a job of source watch: the app lists it, fresh from
+    the store at each listing (running while a watcher holds the folder), never resumes it itself, and syncs the
+    search indexes when the watcher has ingested more videos."""
+    from twinseek.twins.locks import exclusive
+    from twinseek.twins.watch import watch_lock
+    from twinseek.web.app import templates
+
+    queue = IngestQueue(store)
+    queue.add({"id": "watch-1", "source": "watch", "label": "/videos/in", "created": "2026-01-01T00:00:00+00:00",
+               "status": "running"},
+              [{"name": "a.mp4", "path": "/videos/in/a.mp4", "status": "ingested", "video_id": "a"},
+               {"name": "b.mp4", "path": "/videos/in/b.mp4", "status": "queued"},
+               {"name": "c.mp4", "path": "/videos/in/c.mp4", "status": "waiting"}])
+    seen: list[str] = []
+    synced = threading.Event()
+    w = IngestWorker(store, load_settings(store=store), on_ingested=synced.set,
+                     ingestor_factory=lambda: FakeIngestor(seen))  # type: ignore[arg-type,return-value]
+    [job] = w.jobs()
+    assert job.source == "watch" and job.status == "stopped" and job.finished == 1 and job.total == 3
+    assert [f.status for f in job.files] == ["ingested", "queued", "waiting"]
+    with exclusive(watch_lock(store, "watch-1")):
+        assert w.job("watch-1").status == "running"  # type: ignore[union-attr]
+        queue.update_file("watch-1", 1, status="ingested", video_id="b")
+        html = templates().env.get_template("_jobs.html").render(jobs=w.jobs(), now=time.time(), base="")
+    assert synced.wait(10)  # b, ingested by the watcher, is searchable in the app
+    assert "watching" in html and 'data-active="true"' in html and "still being copied" in html
+    time.sleep(0.2)
+    w.close()
+    queue.close()
+    assert seen == []  # the app ran none of the watched files
+    [(row, files)] = IngestQueue(store).jobs()
+    assert row["status"] == "running" and [f["status"] for f in files] == ["ingested", "ingested", "waiting"]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from rich.logging import RichHandler
 
-from twinseek.cli import evals, ingest, search, store, web
+from twinseek.cli import evals, ingest, search, store, watch, web
 from twinseek.cli.render import CONTROL, err_console
 from twinseek.embedders.cli import train_app  # import-light: heavy modules load per command
 from twinseek.quiet import quiet_third_party
@@ -59,10 +59,12 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
 # The commands, in the order `twinseek --help` lists them (registered here rather than by decorators in their
 # modules, whose import order would decide it).
 app.command()(ingest.ingest)
+app.command()(watch.watch)
 app.command()(search.search)
 app.command()(search.ask)
 app.command("eval")(evals.eval_)
 app.command()(evals.calibrate)
+app.command()(evals.build_moment_bench)
 app.command()(search.chat)
 app.command()(search.demo)
 app.command()(web.serve)

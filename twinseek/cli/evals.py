@@ -20,7 +20,7 @@ def eval_(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder [default: runs/eval-<bench>-<time>].")] = None,
     profile: ProfileOpt = None,
     systems: Annotated[str | None, typer.Option(help="Comma-separated: full, full-qd, full-ca-lr, random, naive, "
-                                                     "dense, compositional.")] = None,
+                                                     "dense, compositional, whole (moment kind).")] = None,
     ablate: Annotated[str | None, typer.Option(help="The agent with these switches off, e.g. QD,CA (one run).")] = None,
     baseline: Annotated[list[str] | None, typer.Option(help="random, naive, dense or compositional (repeatable).")] = None,
     all_systems: Annotated[bool, typer.Option("--all", help="Full system, each ablation and every baseline.")] = False,
@@ -55,6 +55,38 @@ def eval_(
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
     print_eval_summary(result)
+
+
+def build_moment_bench(
+    source: Annotated[Path, typer.Argument(help="Source bench folder (videos/, queries.jsonl), e.g. the dev bench.")],
+    out: Annotated[Path, typer.Argument(help="Folder to write the moment bench to (videos/, queries.jsonl, "
+                                        "manifest.json, README.md).")],
+    videos: Annotated[int, typer.Option(min=1, help="Long videos to make.")] = 12,
+    clips: Annotated[int, typer.Option(min=1, help="Segments (distinct clips) per long video.")] = 6,
+    segment: Annotated[str, typer.Option(help="Target seconds of a segment, MIN,MAX (a clip loops a whole number "
+                                         "of times to come nearest).")] = "30,40",
+    min_video: Annotated[float, typer.Option(min=0, help="Shortest long video in seconds (more loops "
+                                             "otherwise).")] = 180.0,
+    seed: Annotated[int, typer.Option(help="Seed of the clip order and segment lengths.")] = 0,
+    only: Annotated[str | None, typer.Option(help="Comma-separated source clips to use [default: all].")] = None,
+) -> None:
+    """Make a moment bench: long videos of looped real clips from SOURCE, and moment queries whose ground truth is
+    the time span of their clip (score it with `twinseek eval OUT --kinds moment`)."""
+    from twinseek.evals.moment_bench import MomentBenchSpec  # lazy: pydantic, av
+    from twinseek.evals.moment_bench import build_moment_bench as build
+
+    try:
+        low, high = (float(x) for x in segment.split(","))
+        spec = MomentBenchSpec(videos=videos, clips_per_video=clips, segment_s=(low, high), min_video_s=min_video,
+                               seed=seed, clips=tuple(c.strip() for c in only.split(",") if c.strip()) if only else None)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise typer.BadParameter(str(exc)) from exc
+    with _errors_exit():
+        manifest = build(source, out, spec)
+    lengths = [v.seconds for v in manifest.videos.values()]
+    console.print(f"{len(manifest.videos)} videos ({min(lengths):.0f}-{max(lengths):.0f} s, "
+                  f"{manifest.total_seconds / 60:.1f} min), {len(manifest.queries)} moment queries "
+                  f"({len(manifest.excluded)} source queries left out): {safe_name(out)}")
 
 
 def calibrate(

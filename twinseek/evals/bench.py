@@ -30,9 +30,9 @@ from twinseek.errors import TwinseekError
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif"})
-QueryKind = Literal["implicit", "explicit", "negation", "absent", "mcq", "counterfactual"]
-QUERY_KINDS: tuple[QueryKind, ...] = ("implicit", "explicit", "negation", "absent", "mcq", "counterfactual")
-RANKED_KINDS: frozenset[str] = frozenset({"implicit", "explicit", "negation"})
+QueryKind = Literal["implicit", "explicit", "negation", "absent", "mcq", "counterfactual", "moment"]
+QUERY_KINDS: tuple[QueryKind, ...] = ("implicit", "explicit", "negation", "absent", "mcq", "counterfactual", "moment")
+RANKED_KINDS: frozenset[str] = frozenset({"implicit", "explicit", "negation", "moment"})
 
 
 class BenchError(TwinseekError):
@@ -79,6 +79,33 @@ class ExplicitQuery(_Ranked):
     kind: Literal["explicit"] = "explicit"
 
 
+class MomentQuery(_Ranked):
+    """A query whose positives are long videos, each with the time span(s) that match it (the moment bench of
+    :mod:`twinseek.evals.moment_bench`): scored for the video at rank 1 and for its best moment's overlap."""
+
+    kind: Literal["moment"] = "moment"
+    spans: list[tuple[str, float, float]] = Field(
+        min_length=1, description="[video, start_s, end_s] of every span that matches; a video may hold several.")
+    source: str | None = Field(None, description="The kind of the query this one was made from (explicit, ...).")
+    clips: list[str] = Field(default_factory=list, description="The source clips whose spans these are.")
+
+    @model_validator(mode="after")
+    def _spans_match_positives(self) -> MomentQuery:
+        for video, start, end in self.spans:
+            if video not in self.positives:
+                raise ValueError(f"span video {video!r} is not a positive")
+            if not 0 <= start < end:
+                raise ValueError(f"span {video!r} [{start}, {end}] is empty or negative")
+        missing = set(self.positives) - {v for v, _, _ in self.spans}
+        if missing:
+            raise ValueError(f"positive(s) without a span: {', '.join(sorted(missing))}")
+        return self
+
+    def spans_of(self, video: str) -> list[tuple[float, float]]:
+        """The ground-truth spans inside ``video`` (empty when it is not a positive)."""
+        return [(start, end) for v, start, end in self.spans if v == video]
+
+
 class NegationQuery(_Ranked):
     """A caption that says what is NOT in the video."""
 
@@ -119,11 +146,11 @@ class CounterfactualQuery(_Query):
 
 
 Query = Annotated[
-    ImplicitQuery | ExplicitQuery | NegationQuery | AbsentQuery | McqQuery | CounterfactualQuery,
+    ImplicitQuery | ExplicitQuery | NegationQuery | AbsentQuery | McqQuery | CounterfactualQuery | MomentQuery,
     Field(discriminator="kind"),
 ]
 QUERY_ADAPTER: TypeAdapter[Query] = TypeAdapter(Query)
-RankedQuery = ImplicitQuery | ExplicitQuery | NegationQuery | AbsentQuery
+RankedQuery = ImplicitQuery | ExplicitQuery | NegationQuery | AbsentQuery | MomentQuery
 
 
 # ---------------------------------------------------------------- the bench

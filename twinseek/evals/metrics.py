@@ -15,6 +15,13 @@ Conventions (each chosen so that a number never depends on an unstated detail):
   relevant video scores ``>= tau``.
 * **Grounding** follows DAVIS: J is mask IoU, with J = 1 when both masks are empty; F is the boundary F-measure
   of ``seg2bmap`` contours matched within ``ceil(bound_th * image diagonal)`` pixels.
+* **Moments** (kind ``moment``): the temporal IoU of two spans is their overlap over their union (``len a +
+  len b - overlap``); a span of no length (end <= start) overlaps nothing. A query counts for moment R@1 at IoU
+  ``m`` when the video at rank 1 is a positive *and* the best (first) moment the system gives for it has tIoU
+  ``>= m`` with a ground-truth span of that video (the best over its spans when it holds several); mean IoU
+  averages that tIoU, 0 when the video at rank 1 is wrong. A system that gives no moment for its top video (the
+  baselines, a hit with nothing localised) is scored with the whole video as its span: an honest "somewhere in
+  here", whose tIoU is the span's share of the video.
 * Functions over a list of queries return ``nan`` for an empty list; :func:`aggregate` skips empty groups.
 
 Against ranx (``tests/evals/test_metrics_reference.py`` checks these on random rankings): R@K is the share of queries
@@ -30,6 +37,7 @@ One evaluator: :func:`evaluate_query` turns a scorer's answer to one bench query
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -47,17 +55,21 @@ from twinseek.evals.bench import (
     CounterfactualQuery,
     ImplicitQuery,
     McqQuery,
+    MomentQuery,
     Query,
     RankedQuery,
 )
 from twinseek.evals.schemas import TOP_N, QueryInfo, QueryRecord, QueryResult, RankedVideo
+from twinseek.media.decode import probe
 from twinseek.media.masks import MaskLike, as_mask, mask_iou, resize_mask
 
 logger = logging.getLogger(__name__)
 
 KS: tuple[int, ...] = (1, 5, 10, 50, 100)
 DEFAULT_TAU = 0.5
+MOMENT_IOUS: tuple[float, ...] = (0.5, 0.7)  # the tIoU thresholds of moment R@1 (as in Charades-STA, LVBench)
 Ties = Literal["id", "pessimistic"]
+Span = tuple[float, float]
 
 
 # ---------------------------------------------------------------- ranking
@@ -154,6 +166,65 @@ def accuracy(flags: Iterable[bool]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+# ---------------------------------------------------------------- moments (temporal IoU)
+def temporal_iou(a: Span, b: Span) -> float:
+    """tIoU of two time spans ``(start_s, end_s)``: overlap / (len a + len b - overlap); 0 when either has no
+    length (end <= start), so a degenerate prediction never scores."""
+    len_a, len_b = a[1] - a[0], b[1] - b[0]
+    if len_a <= 0 or len_b <= 0:
+        return 0.0
+    overlap = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    return overlap / (len_a + len_b - overlap)
+
+
+def moment_iou(predicted: Span, truth: Iterable[Span]) -> float:
+    """The best tIoU of ``predicted`` against the ground-truth spans of one video (0 when it has none)."""
+    return max((temporal_iou(predicted, t) for t in truth), default=0.0)
+
+
+@functools.lru_cache(maxsize=256)
+def video_duration(path: str) -> float:
+    """Seconds of a video (its container's metadata): the span of "the whole video"."""
+    return probe(path).duration_s
+
+
+def _moment_metrics(group: Sequence[QueryRecord]) -> dict[str, float]:
+    """``moment_r@1_iou<m>``, ``moment_miou``, ``moment_localised`` (share of queries whose top video came with a
+    moment of the system's own), and the same with ``moment_<source>_`` per source kind, with its ``_n`` and
+    video-level ``_r@1``."""
+    out = _moment_numbers("moment", group)
+    for source in sorted({r.source for r in group if r.source}):
+        sub = [r for r in group if r.source == source]
+        out[f"moment_{source}_n"] = float(len(sub))
+        out[f"moment_{source}_r@1"] = recall_at_k([r.rank for r in sub], 1)
+        out.update(_moment_numbers(f"moment_{source}", sub))
+    return out
+
+
+def _moment_numbers(prefix: str, group: Sequence[QueryRecord]) -> dict[str, float]:
+    out = {f"{prefix}_r@1_iou{m:g}": accuracy(r.rank == 1 and (r.iou or 0.0) >= m for r in group) for m in MOMENT_IOUS}
+    out[f"{prefix}_miou"] = float(np.mean([r.iou or 0.0 for r in group])) if group else math.nan
+    out[f"{prefix}_localised"] = accuracy(bool(r.localised) for r in group)
+    return out
+
+
+def _score_moment(scorer: VideoScorer, query: MomentQuery, bench: Bench, top: str | None,
+                  result: QueryResult) -> None:
+    """The rank-1 video's best moment against the ground truth (see the module docstring)."""
+    result.source = query.source
+    result.iou = 0.0
+    if top is None:
+        return
+    ask = getattr(scorer, "moment", None)
+    span = ask(query.text, top) if ask is not None else None
+    result.localised = span is not None
+    if span is None:
+        span = (0.0, video_duration(str(bench.videos[top])))
+    result.moment = [round(float(span[0]), 3), round(float(span[1]), 3)]
+    if top in query.positives:
+        result.iou = moment_iou((float(span[0]), float(span[1])), query.spans_of(top))
+
+
 # ---------------------------------------------------------------- grounding (DAVIS J and F)
 def mask_j(pred: MaskLike, gt: MaskLike) -> float:
     """Region similarity J (IoU). Both masks empty gives 1.0 (DAVIS ``db_eval_iou``)."""
@@ -247,7 +318,7 @@ def retrieval_record(
 def aggregate(records: Sequence[QueryRecord], ks: Sequence[int] = KS, tau: float = DEFAULT_TAU) -> dict[str, float]:
     """Metrics by kind: ``<kind>_r@K``, ``_mdr``, ``_mnr``, ``_map``, ``_recall@tau``, ``_j``/``_f``/``_jf`` and
     ``_returned_j`` (J over the grounded queries whose positive was returned; their count ``_returned_grounded``)
-    for ranked kinds; ``absent_rejection@tau`` and ``absent_mean_max_score``; ``mcq_accuracy``;
+    for ranked kinds (video level for ``moment``, plus :func:`_moment_metrics`); ``absent_rejection@tau`` and ``absent_mean_max_score``; ``mcq_accuracy``;
     ``counterfactual_accuracy`` and ``counterfactual_<aspect>_accuracy``; ``<kind>_n`` query counts."""
     by_kind: dict[str, list[QueryRecord]] = defaultdict(list)
     for r in records:
@@ -257,6 +328,8 @@ def aggregate(records: Sequence[QueryRecord], ks: Sequence[int] = KS, tau: float
         out[f"{kind}_n"] = float(len(group))
         if kind in RANKED_KINDS:
             out.update(_ranked_metrics(kind, group, ks, tau))
+        if kind == "moment":
+            out.update(_moment_metrics(group))
         elif kind == "absent":
             out["absent_rejection@tau"] = accuracy(_finite(r.max_score) < tau for r in group)
             out["absent_mean_max_score"] = float(np.mean([_finite(r.max_score) for r in group]))
@@ -300,8 +373,10 @@ class VideoScorer(Protocol):
     """Anything that scores every gallery video for a text (higher = more relevant).
 
     Optional extras the evaluator uses when a scorer has them: ``video_score(text, video_id) -> float`` (the
-    score of one given video, e.g. the agent judging that video for a multiple-choice option) and
-    ``take_info() -> QueryInfo`` (timings, models and fallbacks of the query just answered).
+    score of one given video, e.g. the agent judging that video for a multiple-choice option),
+    ``moment(text, video_id) -> (start_s, end_s) | None`` (the best moment it found in that video, for the moment
+    kind; ``None`` or no such method: the whole video) and ``take_info() -> QueryInfo`` (timings, models and
+    fallbacks of the query just answered).
     """
 
     def score_videos(self, query_text: str) -> dict[str, float]: ...
@@ -372,8 +447,11 @@ def _ranked(scorer: VideoScorer, query: RankedQuery, bench: Bench, grounder: Gro
     scores = {v: _finite(raw.get(v, -math.inf)) for v in bench.videos}
     positives = [] if isinstance(query, AbsentQuery) else list(query.positives)
     record = retrieval_record(query.id, query.kind, scores, positives, ties)
-    ranking = [RankedVideo(video=v, score=_json_float(scores[v])) for v in rank_videos(scores, positives, ties)[:TOP_N]]
+    ranked = rank_videos(scores, positives, ties)
+    ranking = [RankedVideo(video=v, score=_json_float(scores[v])) for v in ranked[:TOP_N]]
     result = QueryResult(**record.model_dump(), text=query.text, positives=positives, ranking=ranking)
+    if isinstance(query, MomentQuery):
+        _score_moment(scorer, query, bench, ranked[0] if ranked else None, result)
     if grounder is not None and isinstance(query, ImplicitQuery) and query.has_masks:
         grounding = grounding_scores(grounder(query, query.positives[0]), bench.query_masks(query))
         result.j, result.f = grounding["j"], grounding["f"]

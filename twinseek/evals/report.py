@@ -22,11 +22,14 @@ from twinseek.media.masks import OVERLAY_ALPHA, overlay_frames, write_overlays
 
 logger = logging.getLogger(__name__)
 
-KIND_ORDER = ("implicit", "explicit", "negation", "absent", "mcq", "counterfactual")
+KIND_ORDER = ("implicit", "explicit", "negation", "absent", "mcq", "counterfactual", "moment")
 RANKED = ("implicit", "explicit", "negation")
 RANKED_METRICS = ("r@1", "r@5", "r@10", "mdr", "mnr", "map", "recall@tau", "j", "f", "jf")
+# moment: r@1 is the video's (any positive long video at rank 1); r@1_iou<m> also needs its moment's tIoU >= m
+MOMENT_METRICS = ("r@1", "r@1_iou0.5", "r@1_iou0.7", "miou", "localised", "r@5", "mnr")
 HEADLINE = {"implicit": "implicit_r@1", "explicit": "explicit_r@1", "negation": "negation_r@1",
-            "absent": "absent_rejection@tau", "mcq": "mcq_accuracy", "counterfactual": "counterfactual_accuracy"}
+            "absent": "absent_rejection@tau", "mcq": "mcq_accuracy", "counterfactual": "counterfactual_accuracy",
+            "moment": "moment_r@1_iou0.5"}
 OVERLAY_FRAMES = 4
 
 Table = tuple[list[str], list[list[str]]]  # header, rows
@@ -39,6 +42,11 @@ def _ran(result: RunResult) -> dict[str, SystemResult]:
 
 def kind_metrics(kind: str, metrics: Mapping[str, float]) -> list[str]:
     """Metric keys of ``kind`` in display order (without the ``<kind>_`` prefix)."""
+    if kind == "moment":
+        sources = sorted(k[len("moment_"):-len("_n")] for k in metrics if k.startswith("moment_") and k.endswith("_n")
+                         and k != "moment_n")
+        keys = [*MOMENT_METRICS, *(f"{src}_{m}" for src in sources for m in ("n", *MOMENT_METRICS[:4]))]
+        return [m for m in keys if f"moment_{m}" in metrics]
     if kind in RANKED:
         return [m for m in RANKED_METRICS if f"{kind}_{m}" in metrics]
     if kind == "absent":
@@ -53,6 +61,8 @@ def metric_tables(result: RunResult) -> dict[str, Table]:
     systems = _ran(result)
     tables: dict[str, Table] = {}
     for kind in KIND_ORDER:
+        if not any(f"{kind}_n" in s.metrics for s in systems.values()):
+            continue  # no query of this kind in the run (e.g. --kinds moment): no empty table
         keys: list[str] = []
         for s in systems.values():
             keys.extend(m for m in kind_metrics(kind, s.metrics) if m not in keys)
@@ -68,6 +78,8 @@ def metric_tables(result: RunResult) -> dict[str, Table]:
 def _fmt(metric: str, value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if metric == "n" or metric.endswith("_n"):
+        return f"{value:.0f}"
     return f"{value:.1f}" if metric in ("mdr", "mnr") else f"{value:.3f}"
 
 
@@ -105,6 +117,8 @@ SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
     ("J", "implicit_j", "mean"), ("explicit R@1", "explicit_r@1", "mean"), ("negation R@1", "negation_r@1", "mean"),
     ("absent rejected", "absent_rejection@tau", "mean"), ("MCQ acc", "mcq_accuracy", "mean"),
     ("counterfactual acc", "counterfactual_accuracy", "mean"),
+    ("moment video R@1", "moment_r@1", "mean"), ("R@1 IoU0.5", "moment_r@1_iou0.5", "mean"),
+    ("R@1 IoU0.7", "moment_r@1_iou0.7", "mean"), ("mIoU", "moment_miou", "mean"),
 ]
 
 

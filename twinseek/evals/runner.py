@@ -10,7 +10,9 @@ Systems (names accepted by :func:`parse_systems`, the CLI's ``--systems`` and ``
 * ``full``: the reasoning agent (:class:`twinseek.Agent`) with every switch on;
 * ``full-qd``, ``full-ca-lr``, ...: the agent with those switches (QD, CA, LR, JiT of the paper's Table 3) off;
 * ``dense`` / ``compositional``: one retrieval tool alone (no reranking, no reasoning);
-* ``naive``: the MobileNet-label baseline; ``random``: seeded random scores.
+* ``naive``: the MobileNet-label baseline; ``random``: seeded random scores;
+* ``whole`` (for the ``moment`` kind): dense's ranking with the whole video as the moment of every hit, the floor
+  that shows what localising adds.
 
 How the agent is scored (:class:`AgentScorer`):
 
@@ -32,6 +34,9 @@ How the agent is scored (:class:`AgentScorer`):
   refinements stored by one system are a cache that another system asking the same action reuses (the action
   does not run twice). Decompositions come from the agent's one decomposer, whose cache lives in the store: each
   text is asked of the LLM once, and every system sees the same sub-queries.
+* **Moments** (kind ``moment``): the best moment of the rank-1 video is the first of its hit's ``moments`` (the
+  agent's hit, else the hit of the retrieval order below the hits); a video with no hit or no moment is scored
+  as the whole video (:mod:`twinseek.evals.metrics`). Random and naive give no moments.
 * **No deadline.** Agent systems run without ``agent.deadline_s``: an eval's numbers must not depend on load.
 * **Grounding.** For implicit queries with ground-truth masks, the predicted mask of a frame is the union of the
   masks of the objects the agent chose in the positive video's hit, resized (nearest) to the ground truth's
@@ -66,7 +71,7 @@ from twinseek.config import ProfileName, Settings, load_settings
 from twinseek.errors import TwinseekError
 from twinseek.evals.baselines import NaiveLabelBaseline, RandomBaseline
 from twinseek.evals.bench import Bench, ImplicitQuery, load_bench, load_reasont2vbench
-from twinseek.evals.metrics import DEFAULT_TAU, Grounder, VideoScorer, aggregate, evaluate_query
+from twinseek.evals.metrics import DEFAULT_TAU, Grounder, Span, VideoScorer, aggregate, evaluate_query
 from twinseek.evals.report import draw_overlays, write_report
 from twinseek.evals.results import RunFolder
 from twinseek.evals.schemas import (
@@ -92,7 +97,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STORE_KINDS = frozenset({"agent", "dense", "compositional"})  # systems that read the twin store
+STORE_KINDS = frozenset({"agent", "dense", "compositional", "whole"})  # systems that read the twin store
 EXAMPLES = 2  # overlay examples per outcome (hit / miss) and agent system
 
 
@@ -123,17 +128,31 @@ class BaselineScorer:
 
 class ToolScorer(RetrievalScorer):
     """One retrieval tool (dense or compositional) alone, over the whole store, mapped to bench ids, recording
-    timings, models and fallbacks (e.g. of the decomposition) per query."""
+    timings, models and fallbacks (e.g. of the decomposition) per query. ``localise=False`` gives no moments (the
+    ``whole`` baseline: every hit's moment is the whole video)."""
 
     def __init__(self, agent: Any, tool: Literal["dense", "compositional"], ids: Mapping[str, str],
-                 use_llm: bool = True) -> None:
+                 use_llm: bool = True, localise: bool = True) -> None:
         super().__init__(agent, tool, use_llm=use_llm, ids=ids)
+        self.localise = localise
         self._info = QueryInfo()
+        self._moments: dict[str, dict[str, Span]] = {}  # text -> store id -> best moment
 
     def record(self, result: Any) -> None:
         self._info.add_timings(result.timings)
         self._info.models.update(result.models)
         self._info.fallbacks.extend(_fallback_lines(result))
+
+    def search(self, query_text: str, k: int) -> Any:
+        result = super().search(query_text, k)
+        self._moments[query_text] = _best_moments(result)
+        return result
+
+    def moment(self, text: str, video_id: str) -> Span | None:
+        """The best moment of ``video_id`` (a bench id) in the last search of ``text``; ``None``: the whole video."""
+        if not self.localise or self.ids is None:
+            return None
+        return self._moments.get(text, {}).get(self.ids.get(video_id, video_id))
 
     def take_info(self) -> QueryInfo:
         info, self._info = self._info, QueryInfo()
@@ -168,6 +187,7 @@ class AgentScorer:
         self.cache: dict[str, Any] = {}
         self._judged: dict[tuple[str, str], Any] = {}
         self._orders: dict[str, list[str]] = {}
+        self._order_moments: dict[str, dict[str, Span]] = {}  # text -> store id -> best moment, retrieval order
         self._info = QueryInfo()
 
     # -- searching
@@ -200,6 +220,7 @@ class AgentScorer:
         found = self.agent.search(text, k=max(1, len(self.ids)), lr=False, jit=False, tau=0.0,
                                   qd=self.switches.get("qd", True), tool=options.get("tool", "fused"),
                                   reranker="none")
+        self._order_moments[text] = _best_moments(found)
         return [h.video_id for h in found.hits]
 
     def _order_of(self, text: str, result: Any) -> list[str]:
@@ -259,6 +280,15 @@ class AgentScorer:
             return -1.0
         return -1.0 + 0.5 * (1 - order.index(store_id) / max(1, len(self.ids)))
 
+    def moment(self, text: str, video_id: str) -> Span | None:
+        """The best moment of ``video_id`` (a bench id): its hit's first moment, else the one the retrieval order
+        gave it; ``None`` (the whole video) when neither localises it."""
+        store_id = self.ids.get(video_id, video_id)
+        hit = next((h for h in self.search(text).hits if h.video_id == store_id), None)
+        if hit is not None and getattr(hit, "moments", None):
+            return _span(hit.moments[0])
+        return self._order_moments.get(text, {}).get(store_id)
+
     def take_info(self) -> QueryInfo:
         info, self._info = self._info, QueryInfo()
         return info
@@ -284,11 +314,21 @@ def _fallback_lines(result: Any) -> list[str]:
     return [f"{f.node}{f' ({f.video_id})' if f.video_id else ''}: {f.reason}" for f in getattr(result, "fallbacks", [])]
 
 
+def _span(moment: Any) -> Span:
+    return float(moment.start_s), float(moment.end_s)
+
+
+def _best_moments(result: Any) -> dict[str, Span]:
+    """Store id -> the first (best) moment of each hit of a search result that has one."""
+    return {h.video_id: _span(h.moments[0]) for h in getattr(result, "hits", []) if getattr(h, "moments", None)}
+
+
 def _hit_info(hit: Any, to_bench: Mapping[str, str]) -> HitInfo:
     objects = [ObjectMasks(track_id=o.track_id, category=getattr(o, "category", ""),
                            masks={int(m.frame): str(m.path) for m in o.masks}) for o in getattr(hit, "objects", [])]
     return HitInfo(video=to_bench.get(hit.video_id, hit.video_id), relevance=float(hit.relevance),
-                   judged_by=getattr(hit, "judged_by", ""), objects=objects)
+                   judged_by=getattr(hit, "judged_by", ""), objects=objects,
+                   moments=[_span(m) for m in getattr(hit, "moments", [])[:3]])
 
 
 def _union_masks(hit: Any, shape: tuple[int, ...] | None) -> dict[int, np.ndarray]:
@@ -539,6 +579,9 @@ def _build_scorer(ctx: _RunContext, spec: SystemSpec, stack: ExitStack) -> EvalS
     if spec.kind in ("dense", "compositional"):
         return ToolScorer(_open_agent(ctx, ctx.settings.store, stack), spec.kind, ctx.ids,  # type: ignore[arg-type]
                           ctx.llm_decomposition)
+    if spec.kind == "whole":
+        return ToolScorer(_open_agent(ctx, ctx.settings.store, stack), "dense", ctx.ids, ctx.llm_decomposition,
+                          localise=False)
     return _agent_scorer(ctx, spec, stack)
 
 

@@ -17,8 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SWITCHES: tuple[str, ...] = ("qd", "ca", "lr", "jit")
 SWITCH_LABELS = {"qd": "QD", "ca": "CA", "lr": "LR", "jit": "JiT"}
-SystemKind = Literal["agent", "random", "naive", "dense", "compositional"]
+SystemKind = Literal["agent", "random", "naive", "dense", "compositional", "whole"]
 BASELINES: tuple[SystemKind, ...] = ("random", "naive", "dense", "compositional")
+# "whole": dense's ranking with the whole video as every moment, the floor of the moment kind (on other kinds it
+# is dense again, so --all leaves it out)
+MOMENT_BASELINES: tuple[SystemKind, ...] = ("whole",)
 ALL_SYSTEMS: tuple[str, ...] = ("full", "full-qd", "full-ca", "full-lr", "full-jit", *BASELINES)
 TOP_N = 10  # ranking entries kept per query
 
@@ -51,12 +54,12 @@ class SystemSpec(BaseModel):
     def parse(cls, text: str) -> SystemSpec:
         """``full``, ``full-qd-ca`` (or ``no-qd``), ``random``, ``naive``, ``dense``, ``compositional``."""
         parts = [p for p in re.split(r"[-+_/ ]+", text.strip().lower()) if p]
-        if len(parts) == 1 and parts[0] in BASELINES:
+        if len(parts) == 1 and parts[0] in (*BASELINES, *MOMENT_BASELINES):
             return cls(kind=parts[0])  # type: ignore[arg-type]
         if parts and parts[0] in ("full", "no", "wo", "agent"):
             return cls.agent(parts[1:], text)
         raise ValueError(f"unknown system {text!r}; use full, full-<switch>[-<switch>] ({', '.join(SWITCHES)}) "
-                         f"or one of {', '.join(BASELINES)}")
+                         f"or one of {', '.join((*BASELINES, *MOMENT_BASELINES))}")
 
     @classmethod
     def agent(cls, ablate: Iterable[str], where: str = "") -> SystemSpec:
@@ -95,6 +98,9 @@ class QueryRecord(BaseModel):
     aspect: str | None = None
     j: float | None = None
     f: float | None = None
+    iou: float | None = Field(None, description="Moment: tIoU of the rank-1 video's best moment (0: wrong video).")
+    localised: bool | None = Field(None, description="Moment: the system gave a moment (else the whole video).")
+    source: str | None = Field(None, description="Moment: the kind of the query it was made from.")
 
 
 class RankedVideo(BaseModel):
@@ -115,6 +121,7 @@ class HitInfo(BaseModel):
     relevance: float
     judged_by: str = ""
     objects: list[ObjectMasks] = Field(default_factory=list)
+    moments: list[tuple[float, float]] = Field(default_factory=list, description="[start_s, end_s], best first.")
 
 
 class QueryInfo(BaseModel):
@@ -138,6 +145,7 @@ class QueryResult(QueryRecord):
     text: str
     positives: list[str] = Field(default_factory=list)
     ranking: list[RankedVideo] = Field(default_factory=list, description=f"Top {TOP_N} of the gallery.")
+    moment: list[float] | None = Field(None, description="Moment: [start_s, end_s] scored for the rank-1 video.")
     choice_scores: list[float | None] | None = Field(None, description="MCQ options' / [true, counterfactual] scores.")
     returned: list[str] | None = Field(None, description="Agent: the videos it returned (relevance >= tau).")
     hits: list[HitInfo] = Field(default_factory=list)

@@ -1,5 +1,6 @@
-"""The web app's ingest queue, kept in the store's database: its jobs and their files, so that a restarted server
-resumes what was still waiting."""
+"""The ingest queue, kept in the store's database: its jobs and their files, so that a restarted server (or
+``twinseek watch``) resumes what was still waiting. The web app's uploads and folder jobs are its own; a watched
+folder is one job of source ``watch`` (see :mod:`twinseek.twins.watch`), which the web app shows but never runs."""
 
 from __future__ import annotations
 
@@ -36,6 +37,16 @@ def m006_ingest_queue(db: sqlite_utils.Database) -> None:
     db.table("ingest_files").create_index(["status"], if_not_exists=True)
 
 
+@ingest_queue_migrations()
+def m011_watch(db: sqlite_utils.Database) -> None:
+    """A watched folder's files record the size and modification time they were ingested at, so that a restarted
+    ``twinseek watch`` passes over the files it finished (unchanged since) without reading them."""
+    files = db.table("ingest_files")
+    for column in ("size", "mtime_ns"):
+        if column not in files.columns_dict:
+            files.add_column(column, int)
+
+
 class IngestQueue:
     """The ingest queue of the web app, kept in the store's database (``ingest_jobs``, ``ingest_files``).
 
@@ -47,6 +58,7 @@ class IngestQueue:
 
     JOB_FIELDS = ("source", "label", "created", "status", "error", "upload_folder")
     FILE_FIELDS = ("name", "path", "status", "video_id", "error", "frames", "tracks", "seconds", "started")
+    STAT_FIELDS = ("size", "mtime_ns")  # a watched file's, when it was last seen ready (m011_watch)
 
     def __init__(self, root: str | Path) -> None:
         with TwinStore(root) as store:  # the store exists, its migrations and the queue's ran
@@ -72,6 +84,33 @@ class IngestQueue:
         with self._lock, self.db.conn:
             self.db.table("ingest_files").update((job_id, position), fields)
 
+    def ensure_job(self, job: dict[str, Any]) -> None:
+        """Add the job ``job["id"]`` unless it is there (a watched folder's job outlives each ``twinseek watch``)."""
+        with self._lock, self.db.conn:
+            self.db.table("ingest_jobs").insert({"id": job["id"], **{k: job.get(k) for k in self.JOB_FIELDS}},
+                                                ignore=True)
+
+    def add_file(self, job_id: str, **fields: Any) -> int:
+        """One more file of ``job_id``, after its last; returns its position."""
+        with self._lock, self.db.conn:
+            last = self.db.execute("select max(position) from ingest_files where job_id = ?", [job_id]).fetchone()[0]
+            position = 0 if last is None else last + 1
+            self.db.table("ingest_files").insert({"job_id": job_id, "position": position, **fields})
+        return position
+
+    def remove_file(self, job_id: str, position: int) -> None:
+        with self._lock, self.db.conn:
+            self.db.execute("delete from ingest_files where job_id = ? and position = ?", [job_id, position])
+
+    def job(self, job_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """One job with its files (by position), or None."""
+        with self._lock:
+            rows = list(self.db.query("select * from ingest_jobs where id = ?", [job_id]))
+            if not rows:
+                return None
+            files = list(self.db.query("select * from ingest_files where job_id = ? order by position", [job_id]))
+        return rows[0], files
+
     def remove(self, job_ids: Collection[str]) -> None:
         """Forget finished jobs (the history the app keeps is bounded)."""
         if not job_ids:
@@ -81,12 +120,14 @@ class IngestQueue:
             self.db.execute(f"delete from ingest_files where job_id in ({marks})", list(job_ids))
             self.db.execute(f"delete from ingest_jobs where id in ({marks})", list(job_ids))
 
-    def jobs(self) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-        """Every job with its files, oldest first."""
+    def jobs(self, source: str | None = None) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Every job (of ``source``, if given) with its files, oldest first."""
+        where, args = ("where source = ?", [source]) if source else ("", [])
         with self._lock:
-            jobs = list(self.db.query("select * from ingest_jobs order by created, rowid"))
+            jobs = list(self.db.query(f"select * from ingest_jobs {where} order by created, rowid", args))
             files: dict[str, list[dict[str, Any]]] = {}
-            for row in self.db.query("select * from ingest_files order by job_id, position"):
+            for row in self.db.query(f"select f.* from ingest_files f join ingest_jobs j on j.id = f.job_id "
+                                     f"{where.replace('source', 'j.source')} order by f.job_id, f.position", args):
                 files.setdefault(row["job_id"], []).append(row)
         return [(job, files.get(job["id"], [])) for job in jobs]
 

@@ -39,7 +39,7 @@ from twinseek.twins.words import (
     size_word,
 )
 
-TEXT_VERSION = f"{words.VERSION}/views-2"  # the component and ECR texts: index vectors are rebuilt when it changes
+TEXT_VERSION = f"{words.VERSION}/views-3"  # the component and ECR texts: index vectors are rebuilt when it changes
 DESCRIPTION_VERSION = "describe-4"  # bump when describe() says things differently: stored lines are not read
 
 
@@ -499,6 +499,8 @@ def scene_gist(twin: Twin) -> str:
     parts = []
     if twin.video.scene:
         parts.append("Seen in the video: " + ", ".join(label for label, _ in twin.video.scene[:SCENE_WORDS]) + ".")
+    # actions stay out of the gist: "person jumping" in it pulled show-jumping queries to the parkour clip
+    # (benchmarks/results/eval-21/upper-bound-gist-actions.json); components and the template ECR carry them
     named = list(dict.fromkeys(prose_name(t) for t in _salient(twin.tracks)
                                if t.category_score >= GIST_OBJECT_SCORE))[:MAX_ECR_OBJECTS]
     if named:
@@ -535,7 +537,9 @@ def said(twin: Twin, min_confidence: float = 0.0, limit: int = MAX_SPEECH_CHARS)
 
 def speech_sentence(twin: Twin) -> str:
     quote = said(twin)
-    return f'Someone says: "{quote}".' if quote else ""
+    if not quote:
+        return ""
+    return f'Someone says: "{quote}"' + ("" if quote.endswith((".", "!", "?")) else ".")  # one full stop
 
 
 def _salient(tracks: Sequence[Track]) -> list[Track]:

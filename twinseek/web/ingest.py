@@ -25,6 +25,7 @@ from twinseek.media.decode import SUPPORTED_SUFFIXES
 from twinseek.twins.ingest_queue import IngestQueue
 from twinseek.twins.pipeline import Ingestor, IngestResult
 from twinseek.twins.store import TwinStore
+from twinseek.twins.watch import WATCH_SOURCE, is_watching
 
 if TYPE_CHECKING:
     from twinseek.config import Settings
@@ -36,8 +37,9 @@ UPLOAD_DIR = "uploads"  # inside the store: an uploaded video must outlive the r
 SNIFF_BYTES = 16
 COPY_CHUNK = 1 << 20
 
-FileStatus = Literal["queued", "running", "ingested", "skipped", "failed"]
-JobStatus = Literal["queued", "running", "done"]
+FileStatus = Literal["waiting", "queued", "running", "ingested", "skipped", "failed"]  # waiting: a watched file
+JobStatus = Literal["queued", "running", "done", "stopped"]  # stopped: a watched folder no watcher runs on now
+WATCH_SHOWN = 100  # the finished files a watched folder's job lists (the latest); the rest are counted
 
 
 class UploadRejected(Exception):
@@ -62,25 +64,31 @@ class FileProgress(BaseModel):
 
     @property
     def percent(self) -> int:
-        return 0 if self.status == "queued" else 50 if self.status == "running" else 100
+        return 0 if self.status in ("waiting", "queued") else 50 if self.status == "running" else 100
 
 
 class IngestJob(BaseModel):
     id: str
-    source: Literal["upload", "folder"]
+    source: Literal["upload", "folder", "watch"] = Field(description="watch: a folder `twinseek watch` follows "
+                                                          "(run by that process; the app only shows it).")
     label: str
     created: str
     status: JobStatus = "queued"
     files: list[FileProgress] = Field(default_factory=list)
     error: str | None = Field(None, description="A problem after ingest (e.g. the index sync failed).")
+    earlier: int = Field(0, description="A watched folder's finished files not listed (the latest are).")
 
     @property
     def finished(self) -> int:
-        return sum(f.status in ("ingested", "skipped", "failed") for f in self.files)
+        return self.earlier + sum(f.status in ("ingested", "skipped", "failed") for f in self.files)
+
+    @property
+    def total(self) -> int:
+        return self.earlier + len(self.files)
 
     @property
     def percent(self) -> int:
-        return round(100 * self.finished / len(self.files)) if self.files else 100
+        return round(100 * self.finished / self.total) if self.total else 100
 
 
 # -- uploads ----------------------------------------------------------------------------------------------------
@@ -158,6 +166,10 @@ class IngestWorker:
     app syncs the search indexes there). ``ingestor_factory`` builds the :class:`Ingestor` inside the worker
     thread (its store connection belongs to that thread); the default opens the store at ``store_root`` with
     ``settings``.
+
+    The jobs of watched folders (``twinseek watch``, another process: :mod:`twinseek.twins.watch`) are read from
+    the store each time the jobs are listed, never run here; when a watcher has ingested new videos, the indexes
+    are synced (``on_ingested``) as after the worker's own.
     """
 
     def __init__(self, store_root: Path, settings: Settings, on_ingested: Callable[[], None] = lambda: None,
@@ -172,6 +184,8 @@ class IngestWorker:
         self._owned: dict[str, Path] = {}  # job id -> its upload folder (removed files are ours to delete)
         self._lock = threading.Lock()
         self._saved = IngestQueue(self.store_root)
+        self._watch_ingested = self._count_watch_ingested()
+        self._syncing: threading.Thread | None = None
         self._resume()
         self._thread = threading.Thread(target=self._run, name="twinseek-ingest", daemon=True)
         self._thread.start()
@@ -201,14 +215,55 @@ class IngestWorker:
         return snapshot
 
     def jobs(self) -> list[IngestJob]:
-        """Snapshots, newest first."""
+        """Snapshots: the watched folders' jobs, then the app's own, newest first."""
+        watched = self.watch_jobs()
         with self._lock:
-            return [j.model_copy(deep=True) for j in reversed(self._jobs.values())]
+            return watched + [j.model_copy(deep=True) for j in reversed(self._jobs.values())]
 
     def job(self, job_id: str) -> IngestJob | None:
         with self._lock:
             job = self._jobs.get(job_id)
-            return job.model_copy(deep=True) if job else None
+            if job is not None:
+                return job.model_copy(deep=True)
+        return next((j for j in self.watch_jobs() if j.id == job_id), None)
+
+    def watch_jobs(self) -> list[IngestJob]:
+        """The jobs of watched folders as their watchers left them in the store (``running`` while a watcher
+        holds the folder, ``stopped`` otherwise), newest first: the files not finished and the latest
+        ``WATCH_SHOWN`` finished ones. Syncs the indexes (in the background) when a watcher ingested new videos."""
+        jobs, ingested = [], 0
+        for row, files in reversed(self._saved.jobs(source=WATCH_SOURCE)):
+            ingested += sum(f["status"] == "ingested" for f in files)
+            done = [n for n, f in enumerate(files) if f["status"] in ("ingested", "skipped", "failed")]
+            hidden = set(done[: max(0, len(done) - WATCH_SHOWN)])
+            jobs.append(IngestJob(
+                id=row["id"], source=WATCH_SOURCE, label=row["label"], created=row["created"], error=row["error"],
+                status="running" if is_watching(self.store_root, row["id"]) else "stopped", earlier=len(hidden),
+                files=[FileProgress(**{k: f[k] for k in IngestQueue.FILE_FIELDS if f[k] is not None})
+                       for n, f in enumerate(files) if n not in hidden]))
+        if ingested != self._watch_ingested and self._sync_in_background():
+            self._watch_ingested = ingested
+        return jobs
+
+    def _count_watch_ingested(self) -> int:
+        return sum(f["status"] == "ingested" for _, files in self._saved.jobs(source=WATCH_SOURCE) for f in files)
+
+    def _sync_in_background(self) -> bool:
+        """Start a sync unless one runs (then False: the next listing tries again, and that sync reads the store
+        as it is by then)."""
+        with self._lock:
+            if self._syncing is not None and self._syncing.is_alive():
+                return False
+
+            def sync() -> None:
+                try:
+                    self.on_ingested()
+                except Exception:
+                    logger.exception("index sync after a watcher's ingest failed")
+
+            self._syncing = threading.Thread(target=sync, name="twinseek-watch-sync", daemon=True)
+            self._syncing.start()
+            return True
 
     def busy(self) -> bool:
         with self._lock:
@@ -233,6 +288,8 @@ class IngestWorker:
         """Load the jobs kept in the store: the finished ones as history, the others queued again (a file that
         was running when the server stopped starts over)."""
         for row, files in self._saved.jobs():
+            if row["source"] == WATCH_SOURCE:  # a watcher's (twinseek watch), never run here
+                continue
             job = IngestJob(id=row["id"], source=row["source"], label=row["label"], created=row["created"],
                             status=row["status"], error=row["error"],
                             files=[FileProgress(**{k: f[k] for k in IngestQueue.FILE_FIELDS if f[k] is not None})
