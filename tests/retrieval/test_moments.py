@@ -129,13 +129,18 @@ def test_speech_segments_are_moments(store: TwinStore) -> None:
     assert (trimmed.start_s, trimmed.end_s, trimmed.shots) == (14.0, 17.0, []) and trimmed.frames == [140, 150, 160]
 
 
-def test_a_short_clip_without_shots_is_one_moment_over_its_evidence(store: TwinStore) -> None:
+def test_a_video_without_shots_is_cut_at_its_sampled_frames(store: TwinStore) -> None:
     twin = put(store, make_twin("clip")[0])  # frames 0, 5, 10 of 12 at 10 fps; the dog on all of them
     index = keyword_index(store)
     index.sync()
     loc = localiser(index)
-    (moment,) = loc.locate(loc.prepare([sq("a brown dog")]), twin)
-    assert (moment.start_s, moment.end_s, moment.shots, moment.frames) == (0.0, 1.1, [], [0, 5, 10])
+    (moment,) = loc.locate(loc.prepare([sq("a brown dog")]), twin)  # a short clip: one moment, all of it
+    assert (moment.start_s, moment.end_s, moment.shots, moment.frames) == (0.0, 1.2, [], [0, 5, 10])
+    put(store, timed_twin("long", {"dog": (200, 200), "cat": (0, 290)}, with_shots=False)[0])
+    (dog,) = loc.locate(loc.prepare([sq("a dog")]), store.get_twin("long"))
+    # seen on one sampled frame (20 s; sampled every second): its cell, from halfway to each neighbour, not the
+    # one frame the track's span says (a moment is as coarse as the sampling, never finer)
+    assert (dog.start_s, dog.end_s, dog.frames) == (19.5, 20.5, [200])
 
 
 def test_a_video_the_catalogue_lacks_is_embedded_with_the_same_encoders(store: TwinStore) -> None:

@@ -16,9 +16,9 @@ The best moment is the run of adjacent segments around the best-scoring one whos
 shot shares, e.g. a scene label of the whole video, neither widens nor narrows it). Further moments start from
 the best segment left that clears the same bar, up to ``max_moments``; they never overlap (a segment next to a
 moment that clears the bar has joined it). A video whose segments all score alike is one moment, the whole of it:
-a short clip's single shot, or a long video where nothing places the match. Without shots a moment is then
-trimmed to its evidence (the best component of each sub-query inside it), since cells of sampled frames are
-coarser than what the components know.
+a short clip's single shot, or a long video where nothing places the match. Without shots, a moment whose
+evidence is speech is trimmed to it: a speech segment's times are exact, where a cell is as coarse as the sampling
+(and so is what a track seen on sampled frames says of its extent: a moment is never trimmed to that).
 
 Vectors come back from the component catalogue (``reconstruct``: exact for flat and HNSW, PQ-decoded for IVF-PQ);
 a video the catalogue does not hold (not yet synced, or built by another encoder) has its component texts embedded
@@ -217,8 +217,9 @@ class MomentLocaliser:
             run = segs[first:last + 1]
             start, end = run[0].start_s, run[-1].end_s
             chosen = _evidence(sims, best[first:last + 1])
-            if not twin.shots and chosen:  # cells are coarse: keep the part the evidence covers
-                lo, hi = max(start, spans[chosen, 0].min()), min(end, spans[chosen, 1].max())
+            said = [c for c in chosen if rows[c]["kind"] == "speech"]
+            if not twin.shots and said and len(said) == len(chosen):  # cells are coarse, speech times exact
+                lo, hi = max(start, spans[said, 0].min()), min(end, spans[said, 1].max())
                 if hi > lo:
                     start, end = lo, hi
             moments.append(Moment(
