@@ -268,6 +268,13 @@ class RetrievalSettings(_Section):
     rerank_top_k: int = Field(10, ge=0, description="Candidates the reranker rescores.")
     rerank_weight: float = Field(1.0, ge=0, le=1, description="Reranker share of the reranked score.")
     rewrite: bool = Field(False, description="Query-aware ECR rewriting before reranking (one LLM call each).")
+    # moments: where in a hit the match lies (twinseek.retrieval.moments)
+    moment_fraction: float = Field(
+        0.5, ge=0, le=1, description="How far a moment reaches around its best shot: neighbouring shots join it "
+        "while their score stays at or above lowest + moment_fraction x (best - lowest) of the video's shot scores "
+        "(0: the whole run of shots; 1: the best shot and its equals only). Also the bar a further moment's best "
+        "shot must clear. A default, not yet tuned on the long-video (moment) bench.")
+    max_moments: int = Field(3, ge=0, description="Moments kept per hit, best first (0: hits are not localised).")
 
 
 JudgeName = Literal["verdict", "yesno", "listwise", "describe"]

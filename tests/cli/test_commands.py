@@ -159,6 +159,41 @@ def test_the_embedded_limits_note_names_what_the_twin_sees_and_what_it_cannot() 
     assert _embedded_limits_note(load_settings(profile="paper")) == ""
 
 
+def test_search_and_ask_print_each_hits_moment(tmp_path: Path) -> None:
+    from twinseek.twins.store import TwinStore
+
+    from support.agent import put_twin
+    from support.moments import timed_twin
+
+    store = tmp_path / "store"
+    with TwinStore(store) as twins:  # the dog lives in shot 2 only (frames 200-299, 20-30 s)
+        put_twin(twins, *timed_twin("park", {"cat": (0, 90), "person": (100, 190), "dog": (200, 290)}))
+    searched = runner.invoke(app, ["search", "a dog", "--store", str(store), "--no-qd", "-k", "1"])
+    assert searched.exit_code == 0, searched.output
+    assert "│ 00:00:20-00:00:30 │" in searched.stdout  # the span whole in its column
+    assert "1 00:00:20-00:00:30 · shot 2 · dog" in " ".join(searched.stdout.split())  # with the shot and evidence
+    asked = runner.invoke(app, ["ask", "a dog", "--store", str(store), "--no-qd", "--no-lr", "--tau", "0", "-k", "1"])
+    assert asked.exit_code == 0, asked.output
+    assert "00:00:20-00:00:30 · shot 2" in " ".join(asked.stdout.split())
+    as_json = runner.invoke(app, ["search", "a dog", "--store", str(store), "--no-qd", "-k", "1", "--json"])
+    [moment, *_] = json.loads(as_json.stdout)["hits"][0]["moments"]
+    assert (moment["start_s"], moment["end_s"], moment["shots"]) == (20.0, 30.0, [2])
+
+
+def test_moment_lines_escape_their_evidence() -> None:
+    from twinseek.agent.state import Hit, Moment
+    from twinseek.cli.render import console, moment_lines
+
+    hit = Hit(rank=1, video_id="v", path="/v.mp4", relevance=0.5, retrieval_score=0.5, moments=[
+        Moment(start_s=192.4, end_s=221.0, shots=[4, 5], score=0.8, evidence=['someone says "[red]hi[/red]"']),
+        Moment(start_s=3600, end_s=3605, score=0.7)])
+    with console.capture() as captured:
+        for line in moment_lines(hit):
+            console.print(line)
+    assert captured.get().splitlines() == ['00:03:12-00:03:41 · shots 4-5 · someone says "[red]hi[/red]"',
+                                           "also 01:00:00-01:00:05 (0.70)"]
+
+
 def test_watch_once_ingests_what_is_there_and_a_second_run_passes_over_it(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from support.watching import light_specialists
 

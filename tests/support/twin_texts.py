@@ -48,9 +48,13 @@ def synthetic_twin() -> Twin:
     return Twin(video=video, tracks=tracks, instances=instances, relations=relations)
 
 
+SPAN_KEYS = ("start_s", "end_s")  # when a component happens (#22), not what it says: not among the texts
+
+
 def texts(twin: Twin) -> dict[str, Any]:
+    components = [{k: v for k, v in row.items() if k not in SPAN_KEYS} for row in ComponentTexts.rows(twin)]
     return {"describe": describe(twin), "description": description(twin), "ecr": template_ecr(twin),
-            "gist": scene_gist(twin), "dense": dense_text(twin), "components": ComponentTexts.rows(twin),
+            "gist": scene_gist(twin), "dense": dense_text(twin), "components": components,
             "compact": compact_json(twin)}
 
 

@@ -1,13 +1,19 @@
 """Shared pieces of the web app tests: a scripted LLM that answers by request, an agent over a real store with
-that LLM, and polling an ingest job."""
+that LLM, polling an ingest job, and the system browser the browser tests drive."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from twinseek.agent import Agent, Resources
 from twinseek.config import load_settings
@@ -70,3 +76,41 @@ def wait_for_job(get_job: Any, job_id: str, timeout: float = 180.0) -> dict[str,
         if time.monotonic() > deadline:
             raise TimeoutError(f"ingest job still {job['status']}: {job}")
         time.sleep(0.2)
+
+
+# -- the browser ------------------------------------------------------------------------------------------------
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(os.environ.get("TWINSEEK_ARTIFACTS") or Path(__file__).parents[1] / "_artifacts") / "web"
+
+
+def chromium() -> str | None:
+    for candidate in (os.environ.get("TWINSEEK_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+@contextlib.contextmanager
+def system_browser() -> Iterator[Any]:
+    """Debian's chromium under Playwright (never a downloaded browser), with a fresh temporary profile.
+
+    Policy: the browser tests need the system chromium, which ``scripts/bootstrap.sh`` installs. Where it is
+    missing they fail, saying so; ``TWINSEEK_NO_BROWSER=1`` skips them on a machine without a browser."""
+    if os.environ.get("TWINSEEK_NO_BROWSER") == "1":
+        pytest.skip("TWINSEEK_NO_BROWSER=1: the browser tests are off on this machine")
+    path = chromium()
+    if path is None:
+        pytest.fail("no chromium on this machine: scripts/bootstrap.sh installs Debian's package (apt-get install "
+                    "chromium); set TWINSEEK_NO_BROWSER=1 to skip the browser tests", pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed (the dev extra); set TWINSEEK_NO_BROWSER=1 to skip", pytrace=False)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=BROWSER_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()

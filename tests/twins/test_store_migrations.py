@@ -14,6 +14,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from twinseek.agent.judge import JudgementCache
+from twinseek.retrieval.catalogue import m002_component_spans
 from twinseek.retrieval.components import ComponentIndex, ComponentSource
 from twinseek.retrieval.decompose import DecompositionCache
 from twinseek.retrieval.dense import DenseIndex, DenseSource, EcrTextEmbedder
@@ -29,6 +30,7 @@ KEYWORDS = ["dog", "cat", "ball", "horse", "person", "left", "right", "near", "b
 # the migrations written after the old store (the store's own, then the ingest queue's): it applies these, and only
 # these
 NEWER = (m008_speech, m009_actions, m010_shots, m011_watch)
+NEWER_COMPONENTS = (m002_component_spans,)  # and the components' (the catalogue's component spans)
 
 
 def restore(root: Path) -> list[str]:
@@ -82,9 +84,9 @@ def test_an_old_store_applies_only_the_newer_migrations_and_keeps_every_row(tmp_
     assert job["status"] == "done" and files[0]["video_id"] == "a"
     restore(tmp_path / "by-hand")  # the newer migrations, run by hand: every old row kept, new columns null
     with contextlib.closing(sqlite_utils.Database(tmp_path / "by-hand" / DB_NAME)) as db:
-        for migration in NEWER:
+        for migration in NEWER + NEWER_COMPONENTS:
             migration(db)
-    newer = tuple(f"'{m.__name__}'" for m in NEWER)
+    newer = tuple(f"'{m.__name__}'" for m in NEWER + NEWER_COMPONENTS)
     assert [line for line in dump(tmp_path / "old") if not line.startswith('INSERT INTO "_sqlite_migrations"')
             or not any(name in line for name in newer)] == dump(tmp_path / "by-hand")
     assert before != dump(tmp_path / "by-hand")

@@ -8,7 +8,6 @@ fail, saying so; ``TWINSEEK_NO_BROWSER=1`` skips them on a machine without a bro
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,39 +21,15 @@ from twinseek.web import WebSettings, background_server, create_app
 
 from support.llm_stub import StubLLMServer
 from support.synthetic import Scene, write_video
-from support.web_support import QUERY, VERDICTS, scripted_agent
+from support.web_support import ARTIFACTS, QUERY, VERDICTS, scripted_agent, system_browser
 
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(os.environ.get("TWINSEEK_ARTIFACTS") or Path(__file__).parents[1] / "_artifacts") / "web"
 TIMEOUT_MS = 120_000
-
-
-def chromium() -> str | None:
-    for candidate in (os.environ.get("TWINSEEK_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if os.environ.get("TWINSEEK_NO_BROWSER") == "1":
-        pytest.skip("TWINSEEK_NO_BROWSER=1: the browser tests are off on this machine")
-    path = chromium()
-    if path is None:
-        pytest.fail("no chromium on this machine: scripts/bootstrap.sh installs Debian's package (apt-get install "
-                    "chromium); set TWINSEEK_NO_BROWSER=1 to skip the browser tests", pytrace=False)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed (the dev extra); set TWINSEEK_NO_BROWSER=1 to skip", pytrace=False)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        # the system browser, never a downloaded one; Playwright starts it with a fresh temporary profile
-        b = p.chromium.launch(executable_path=path, args=BROWSER_ARGS, headless=True)
+    with system_browser() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -35,13 +35,14 @@ from twinseek.agent.state import (
     FrameMask,
     Hit,
     HitObject,
+    Moment,
 )
 from twinseek.config import ProfileName, load_settings
 from twinseek.errors import TwinseekError
 from twinseek.media.masks import overlay_frames, write_overlays
 from twinseek.retrieval.decompose import Decomposition
 
-__all__ = ["ActionInfo", "Agent", "DroppedCandidate", "FallbackInfo", "FrameMask", "Hit", "HitObject",
+__all__ = ["ActionInfo", "Agent", "DroppedCandidate", "FallbackInfo", "FrameMask", "Hit", "HitObject", "Moment",
            "ProgressEvent", "SearchResult"]
 
 logger = logging.getLogger(__name__)
@@ -79,8 +80,8 @@ class SearchResult(BaseModel):
                    timings={**state.get("timings", {}), "total": round(seconds, 4)}, models=state.get("models", {}))
 
     def save_overlays(self, out_dir: str | Path, max_frames: int = OVERLAY_FRAMES) -> list[Path]:
-        """Draw each hit's object masks on its key frames: ``<rank>_<video>/f<frame>.png`` and an animated
-        ``<rank>_<video>.gif``. Returns the written paths."""
+        """Draw each hit's object masks on its key frames (those of its best moment, where it has one):
+        ``<rank>_<video>/f<frame>.png`` and an animated ``<rank>_<video>.gif``. Returns the written paths."""
         out = Path(out_dir)
         written: list[Path] = []
         for hit in self.hits:
@@ -197,11 +198,15 @@ def _summary(update: dict[str, Any]) -> dict[str, Any]:
 
 # -- overlays ---------------------------------------------------------------------------------------------------
 def _hit_overlays(hit: Hit, out: Path, max_frames: int) -> list[Path]:
-    """Each object keeps its colour (its position in ``hit.objects``) on every frame."""
+    """Each object keeps its colour (its position in ``hit.objects``) on every frame; the frames are those of the
+    best moment when its objects have masks there (a long video's overlay shows where the match lies)."""
     by_frame: dict[int, dict[int, Path]] = {}
     for k, obj in enumerate(hit.objects):
         for m in obj.masks:
             by_frame.setdefault(m.frame, {})[k] = Path(m.path)
+    moment = set(hit.moments[0].frames) if hit.moments else set()
+    if moment & by_frame.keys():
+        by_frame = {f: masks for f, masks in by_frame.items() if f in moment}
     overlays = overlay_frames(hit.path, by_frame, max_frames)
     name = f"{hit.rank:02d}_{hit.video_id}"
     return write_overlays(overlays, out / name, gif=out / f"{name}.gif") if overlays else []

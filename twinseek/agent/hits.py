@@ -1,8 +1,10 @@
-"""The answer of a search: its hits, each with the objects, masks and reasoning behind it, and the candidates
-dropped below ``tau`` (the finalize node)."""
+"""The answer of a search: its hits, each with the objects, masks and reasoning behind it and the moments where
+its match lies, and the candidates dropped below ``tau`` (the finalize node)."""
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 from twinseek.agent.judge import (
@@ -25,9 +27,12 @@ from twinseek.agent.state import (
     Judgement,
 )
 from twinseek.retrieval.decompose import Decomposition
+from twinseek.retrieval.moments import MomentQuery
 from twinseek.retrieval.stages import Candidate
 from twinseek.twins.model import Twin
 from twinseek.twins.views import description
+
+logger = logging.getLogger(__name__)
 
 JUDGED_BY = {"fallback": "retrieval score (LLM failed)", "deadline": "retrieval score (deadline)",
              "retrieval": "retrieval score (lr off)", "unjudged": "retrieval similarity (not among the judged top)"}
@@ -46,9 +51,13 @@ def answer(res: Resources, run: Run, state: AgentState) -> tuple[list[Hit], list
     names = {**JUDGED_BY, "llm": judge.model_name if run.lr else ""}
     root = res.store.root.resolve()  # mask paths are relative to the store: absolute for callers
     actions, dec = state.get("actions", []), state.get("decomposition")
+    started = time.perf_counter()
+    # the sub-queries are encoded once for every hit; a hit's moments come from its own components only
+    moment_query = res.indexes.moments.prepare(dec.subqueries) if dec is not None and kept else None
     hits = [_hit(res, c, judged[c.video_id], rank, names[judged[c.video_id].source], root, actions, dec,
-                 order[c.video_id] + 1)
+                 order[c.video_id] + 1, moment_query)
             for rank, c in enumerate(kept[: run.k], start=1)]
+    logger.debug("%d hits with their moments in %.3f s", len(hits), time.perf_counter() - started)
     kept_ids = {c.video_id for c in kept}
     dropped = [DroppedCandidate(video_id=c.video_id, relevance=judged[c.video_id].relevance)
                for c in candidates if c.video_id not in kept_ids]
@@ -95,8 +104,11 @@ def _objects(twin: Twin, track_ids: list[int], root: Path) -> list[HitObject]:
 
 
 def _hit(res: Resources, cand: Candidate, j: Judgement, rank: int, judged_by: str, root: Path,
-         actions: list[ActionRecord], dec: Decomposition | None, retrieval_rank: int) -> Hit:
+         actions: list[ActionRecord], dec: Decomposition | None, retrieval_rank: int,
+         moment_query: MomentQuery | None = None) -> Hit:
     twin = search_twin(res, cand.video_id, actions)  # with this search's refinements
+    # refinements add facts, never time: the moments are those of the ingest components the index holds
+    moments = res.indexes.moments.locate(moment_query, twin)
     objects = j.objects or grounded_tracks(cand, twin, dec)  # the tracks behind the object sub-queries' evidence
     # a candidate the LLM did not judge is still explained, from its evidence (no LLM call)
     reasoning = j.reasoning or (evidence_reasoning(cand, twin, None, objects) if j.source == "unjudged" else "")
@@ -104,4 +116,4 @@ def _hit(res: Resources, cand: Candidate, j: Judgement, rank: int, judged_by: st
                retrieval_score=cand.score, retrieval_rank=retrieval_rank, similarity=cand.similarity,
                judgement=j.judged, description=j.read or description(twin), scores=cand.scores,
                reasoning=reasoning, missing=j.missing, judged_by=judged_by, refined=j.round > 0,
-               objects=_objects(twin, objects, root), evidence=cand.evidence)
+               objects=_objects(twin, objects, root), evidence=cand.evidence, moments=moments)

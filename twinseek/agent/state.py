@@ -22,12 +22,13 @@ from twinseek.agent.run import Run
 from twinseek.media.masks import load_mask
 from twinseek.retrieval.compositional import ComponentMatch
 from twinseek.retrieval.decompose import Decomposition
+from twinseek.retrieval.moments import Moment  # the localiser's (retrieval) model, re-exported
 from twinseek.retrieval.stages import Candidate
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ActionRecord", "AgentState", "Candidate", "DroppedCandidate", "Fallback", "FrameMask", "Hit",
-           "HitObject", "InputState", "Judgement", "fallback"]
+           "HitObject", "InputState", "Judgement", "Moment", "fallback"]
 
 JudgementSource = Literal["llm", "fallback", "deadline", "retrieval", "unjudged"]
 
@@ -104,19 +105,6 @@ class HitObject(BaseModel):
     category: str
     attributes: str = ""
     masks: list[FrameMask] = Field(default_factory=list)
-
-
-class Moment(BaseModel):
-    """Where in a video a hit's evidence lies: a time span (seconds from the start), the shots it covers, how well it
-    matches the query and the evidence behind it (component texts, speech)."""
-
-    start_s: float = Field(ge=0)
-    end_s: float = Field(ge=0)
-    shots: list[int] = Field(default_factory=list, description="Indices of the shots the span covers (empty: the "
-                             "twin has no shots).")
-    score: float = Field(0.0, description="How well the span matches the query (comparable within one hit).")
-    evidence: list[str] = Field(default_factory=list, description="What in the span matched, in words.")
-    frames: list[int] = Field(default_factory=list, description="Sampled frames inside the span (for overlays).")
 
 
 class Hit(BaseModel):

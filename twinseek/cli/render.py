@@ -19,6 +19,7 @@ from twinseek.twins.knowledge import word_knowledge
 if TYPE_CHECKING:
     from twinseek.agent.api import ProgressEvent, SearchResult
     from twinseek.agent.chat import ChatReply
+    from twinseek.agent.state import Hit, Moment
     from twinseek.evals.schemas import RunResult
     from twinseek.media.shots import ShotProgress
     from twinseek.twins.model import Twin
@@ -159,33 +160,65 @@ def _clock(seconds: float) -> str:
 def print_retrieval(result: SearchResult) -> None:
     _print_decomposition(result)
     table = Table(show_edge=False)
-    for col in ("#", "video", "relevance", "score", "stages", "best evidence"):
-        table.add_column(col)
+    for col in ("#", "video", "moment", "relevance", "score", "stages", "best evidence"):
+        table.add_column(col, min_width=MOMENT_WIDTH if col == "moment" else None)
     for hit in result.hits:
         stages = " ".join(f"{name[:4]}={v:.2f}" for name, v in hit.scores.items())
         best = max(hit.evidence, key=lambda m: m.similarity, default=None)
         evidence = f"{best.text} ({best.similarity:.2f})" if best is not None and best.text else ""
-        table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", f"{hit.retrieval_score:.3f}",
-                      stages, safe(evidence))
+        table.add_row(str(hit.rank), safe(hit.video_id), _moment_cell(hit), f"{hit.relevance:.2f}",
+                      f"{hit.retrieval_score:.3f}", stages, safe(evidence))
     console.print(table)
+    for hit in result.hits:
+        for line in moment_lines(hit):
+            console.print(f"  [bold]{hit.rank}[/bold] {line}")
     _print_footer(result)
+
+
+MOMENT_WIDTH = len("00:00:00-00:00:00")  # a moment's span is never cut in a table
+
+
+def _shots(moment: Moment) -> str:
+    if not moment.shots:
+        return ""
+    first, last = moment.shots[0], moment.shots[-1]
+    return f"shot {first}" if first == last else f"shots {first}-{last}"
+
+
+def _moment_cell(hit: Hit) -> str:
+    """The best moment's span (``00:03:12-00:03:41``) for a table cell; empty when the hit has none."""
+    return hit.moments[0].label if hit.moments else ""
+
+
+def moment_lines(hit: Hit) -> list[str]:
+    """Each moment of a hit, ready for rich: its span, its shots and the evidence in it (the best moment first,
+    the others dimmed)."""
+    lines = []
+    for k, moment in enumerate(hit.moments):
+        parts = [moment.label] + [p for p in (_shots(moment), "; ".join(moment.evidence)) if p]
+        text = safe(" · ".join(parts))
+        lines.append(text if k == 0 else f"[dim]also {text} ({moment.score:.2f})[/dim]")
+    return lines
 
 
 def print_search_result(result: SearchResult) -> None:
     _print_decomposition(result)
     judged = any(h.judgement is not None for h in result.hits)
     table = Table(show_edge=False)
-    columns = ["#", "video", "relevance"] + (["judge"] if judged else []) + ["objects (masks)", "what it shows"]
+    columns = (["#", "video", "moment", "relevance"] + (["judge"] if judged else [])
+               + ["objects (masks)", "what it shows"])
     for col in columns:
-        table.add_column(col)
+        table.add_column(col, min_width=MOMENT_WIDTH if col == "moment" else None)
     for hit in result.hits:
         objects = ", ".join(f"#{o.track_id} {o.category} ({len(o.masks)})" for o in hit.objects)
         judge = [f"{hit.judgement:.2f}" if hit.judgement is not None else "-"] if judged else []
-        table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", *judge, safe(objects),
-                      safe(hit.description))
+        table.add_row(str(hit.rank), safe(hit.video_id), _moment_cell(hit), f"{hit.relevance:.2f}", *judge,
+                      safe(objects), safe(hit.description))
     console.print(table if result.hits else "no video above the relevance threshold")
     for hit in result.hits:  # below the table: a paragraph each reads better than a narrow column
         console.print(f"  [bold]{hit.rank}[/bold] {safe(hit.reasoning or hit.judged_by)}")
+        for line in moment_lines(hit):
+            console.print(f"    {line}")
     if result.dropped:  # what the threshold hid, so a person sees how close the rest came
         tau = result.options.get("tau")
         console.print(f"[dim]below tau={tau}: " + safe(", ".join(f"{d.video_id} {d.relevance:.2f}"
@@ -228,12 +261,12 @@ def print_progress(event: ProgressEvent) -> None:
 def print_reply(reply: ChatReply) -> None:
     if reply.kind == "results" and reply.result is not None:
         table = Table(title=safe(reply.text), show_edge=False)
-        for col in ("#", "video", "relevance", "objects", "reasoning"):
-            table.add_column(col)
+        for col in ("#", "video", "moment", "relevance", "objects", "reasoning"):
+            table.add_column(col, min_width=MOMENT_WIDTH if col == "moment" else None)
         for hit in reply.result.hits:
             objects = ", ".join(f"#{o.track_id} {o.category}" for o in hit.objects)
-            table.add_row(str(hit.rank), safe(hit.video_id), f"{hit.relevance:.2f}", safe(objects),
-                          safe(hit.reasoning[:80]))
+            table.add_row(str(hit.rank), safe(hit.video_id), _moment_cell(hit), f"{hit.relevance:.2f}",
+                          safe(objects), safe(hit.reasoning[:80]))
         console.print(table if reply.result.hits else f"no video above tau for: {safe(reply.text)}")
         for f in reply.result.fallbacks:
             console.print(f"[yellow]fallback[/yellow] {safe(f.node)}: {safe(f.reason)}")

@@ -66,6 +66,16 @@ def m001_catalogues(db: sqlite_utils.Database) -> None:
     db.table("dense_items").create_index(["video_id"], if_not_exists=True)
 
 
+@index_migrations()
+def m002_component_spans(db: sqlite_utils.Database) -> None:
+    # the seconds a component covers (its frames, or a speech segment's times): where a hit's moment lies. Rows
+    # indexed before are re-made by the next sync (the component catalogue's version changed with this column)
+    columns = {c.name for c in db.table("components").columns}
+    for name in ("start_s", "end_s"):
+        if name not in columns:
+            db.execute(f"alter table components add column {name} real")
+
+
 class ItemSource(Protocol):
     """What a :class:`CatalogIndex` indexes: rows per video, their vectors and a per-video signature."""
 

@@ -45,7 +45,8 @@ class ComponentSource:
 
 
 # Bump when the catalogue's own handling of component rows changes; the texts' version is views.TEXT_VERSION.
-COMPONENT_TEXT_VERSION = 4
+# 5: rows carry their time span (start_s, end_s), so indexes built before are re-made with it.
+COMPONENT_TEXT_VERSION = 5
 
 
 class ComponentIndex(CatalogIndex):

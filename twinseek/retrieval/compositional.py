@@ -62,11 +62,14 @@ class ComponentMatch(BaseModel):
     weight: float
     similarity: float = Field(description="Cosine of the sub-query and the component (0 with no component).")
     component_id: int | None = None
-    kind: str | None = Field(None, description="object | relation")
+    kind: str | None = Field(None, description="object | relation | scene | text | gloss | speech")
     text: str | None = None
     track_ids: list[int] = Field(default_factory=list, description="Subject (and object) track ids.")
     frame_start: int | None = None
     frame_end: int | None = None
+    start_s: float | None = Field(None, description="Seconds from the video's start at which the component "
+                                  "begins (its first frame; a speech segment's start).")
+    end_s: float | None = Field(None, description="... and ends.")
 
 
 class CompositionalHit(BaseModel):
@@ -169,4 +172,5 @@ def _match(query: SubQueryLike, similarity: float, row: dict[str, Any] | None) -
         match.component_id, match.kind, match.text = row["id"], row["kind"], row["text"]
         match.track_ids = [t for t in (row["track_id"], row["object_track"]) if t is not None]
         match.frame_start, match.frame_end = row["frame_start"], row["frame_end"]
+        match.start_s, match.end_s = row.get("start_s"), row.get("end_s")
     return match

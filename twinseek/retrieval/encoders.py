@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -193,6 +195,9 @@ def text_encoder(name: TextEncoderName = "minilm", *, device: str = "cpu", cache
 
 
 # -- the bundle ---------------------------------------------------------------------------------------------
+QUERY_CACHE = 256  # sub-query vectors kept by ComponentEncoders (384 floats each for MiniLM: 0.4 MB in all)
+
+
 class ComponentEncoders:
     """Object, relation and query encoders behind one interface (paper: a CLIP-style pair of BERTs)."""
 
@@ -202,6 +207,8 @@ class ComponentEncoders:
         self.relations = relations or objects
         self.queries = queries or objects
         self.batch_size = batch_size
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> vector, newest last
+        self._query_lock = threading.Lock()
         dims = {self.objects.dim, self.relations.dim, self.queries.dim}
         if len(dims) != 1:
             raise ValueError(f"encoders must share one embedding space; got dims {sorted(dims)}")
@@ -238,7 +245,21 @@ class ComponentEncoders:
         return self.relations.encode(texts, batch_size=self.batch_size)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.queries.encode_queries(texts, batch_size=self.batch_size)
+        """Sub-query vectors. A search encodes its sub-queries twice (the compositional stage, then the moments of
+        its hits; a chat asks again): the last ``QUERY_CACHE`` texts' vectors are kept, so each is encoded once."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        with self._query_lock:  # one search at a time encodes (a few short texts): no half-filled cache
+            missing = list(dict.fromkeys(t for t in texts if t not in self._query_cache))
+            if missing:
+                fresh = np.asarray(self.queries.encode_queries(missing, batch_size=self.batch_size), np.float32)
+                self._query_cache.update(zip(missing, fresh))
+            found = {t: self._query_cache[t] for t in texts}
+            for text in found:
+                self._query_cache.move_to_end(text)
+            while len(self._query_cache) > QUERY_CACHE:
+                self._query_cache.popitem(last=False)
+        return np.stack([found[t] for t in texts])
 
     def encode_components(self, kinds: Sequence[str], texts: Sequence[str]) -> np.ndarray:
         """Vectors for mixed rows, each with the encoder of its kind (``object``, ``scene``, ``text``, ``gloss`` and

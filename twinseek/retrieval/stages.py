@@ -22,6 +22,7 @@ from twinseek.retrieval.dense import DenseHit, DenseIndex, VideoEmbedder
 from twinseek.retrieval.ecr import EcrGenerator, ensure_ecr
 from twinseek.retrieval.encoders import ComponentEncoders
 from twinseek.retrieval.fusion import fuse
+from twinseek.retrieval.moments import MomentLocaliser
 from twinseek.timing import timed
 from twinseek.twins.store import TwinStore
 
@@ -53,7 +54,8 @@ class Retrieval(BaseModel):
 
 
 class RetrievalIndexes:
-    """The component index (with its compositional search) and the dense index of one store.
+    """The component index (with its compositional search and the moment localiser) and the dense index of one
+    store.
 
     ``encoders`` / ``dense_embedder`` replace the configured component encoders and dense embedder (tests,
     experiments). :meth:`sync` brings ECR texts and both indexes up to date with the store.
@@ -66,6 +68,7 @@ class RetrievalIndexes:
         self.components = ComponentIndex(store, encoders, settings)
         self.compositional = CompositionalSearch(self.components, settings=settings)
         self.dense = DenseIndex(store, dense_embedder, settings)
+        self.moments = MomentLocaliser(self.components, self.components.encoders, settings)
 
     def sync(self, ecr: EcrGenerator) -> None:
         """ECR texts for new videos (the dense index embeds them), then both indexes (incremental)."""

@@ -7,6 +7,7 @@ depth model ran. Frame references use ``frame_index``, the index of the decoded 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -163,6 +164,23 @@ class Shot(BaseModel):
 def frame_time(video: Video, frame_index: int) -> float:
     """Seconds from the video's start at which source frame ``frame_index`` is shown."""
     return frame_index / video.fps if video.fps > 0 else 0.0
+
+
+def frame_span(video: Video, first: int, last: int) -> tuple[float, float]:
+    """Seconds from the start of source frame ``first`` to the end of frame ``last`` (inclusive), within the
+    video's length: the time a component seen on those frames covers."""
+    start, end = frame_time(video, first), frame_time(video, last + 1)
+    if video.duration_s > 0:
+        start, end = min(start, video.duration_s), min(end, video.duration_s)
+    return round(start, 3), round(max(start, end), 3)
+
+
+def frames_within(video: Video, frames: Iterable[int], start_s: float, end_s: float) -> list[int]:
+    """The frames of ``frames`` (source indices) shown from ``start_s`` up to ``end_s``, in order; a span that
+    reaches the video's end keeps the frames up to it."""
+    closes = video.duration_s > 0 and end_s >= video.duration_s - 1e-6
+    return sorted(f for f in frames if start_s - 1e-6 <= frame_time(video, f) < end_s - 1e-6
+                  or (closes and frame_time(video, f) >= start_s - 1e-6))
 
 
 def shot_of(shots: list[Shot], frame_index: int) -> Shot | None:

@@ -27,7 +27,7 @@ import numpy as np
 from twinseek.media.masks import spread
 from twinseek.twins import words
 from twinseek.twins.knowledge import word_knowledge
-from twinseek.twins.model import Instance, Relation, SpeechSegment, Track, Twin, screen_lines
+from twinseek.twins.model import Instance, Relation, SpeechSegment, Track, Twin, frame_span, screen_lines
 from twinseek.twins.words import (
     ANIMAL_GROUPS,
     category_phrase,
@@ -374,9 +374,23 @@ class ComponentTexts:
     @staticmethod
     def rows(twin: Twin) -> list[dict[str, Any]]:
         """One row per object track, per distinct relation (runs of one relation are merged), per whole-frame
-        scene label, per line of on-screen text and per category's WordNet gloss, in the column layout of the
-        ``components`` table (without ``id`` and ``video_id``). Scene rows let "by a lake" match a video where
-        nothing was segmented; gloss rows let "a close relative of the wolf" meet a dog."""
+        scene label, per line of on-screen text, per category's WordNet gloss and per speech segment, in the
+        column layout of the ``components`` table (without ``id`` and ``video_id``). Scene rows let "by a lake"
+        match a video where nothing was segmented; gloss rows let "a close relative of the wolf" meet a dog.
+
+        Each row spans source frames (``frame_start``-``frame_end``) and the seconds they cover (``start_s``,
+        ``end_s``: :func:`~twinseek.twins.model.frame_span`; a speech segment's own times), which is what places
+        a match in time (:mod:`twinseek.retrieval.moments`)."""
+        return [dict(row, **ComponentTexts._span(twin, row)) if "start_s" not in row else row
+                for row in ComponentTexts._rows(twin)]
+
+    @staticmethod
+    def _span(twin: Twin, row: dict[str, Any]) -> dict[str, float]:
+        start, end = frame_span(twin.video, row["frame_start"], row["frame_end"])
+        return {"start_s": start, "end_s": end}
+
+    @staticmethod
+    def _rows(twin: Twin) -> list[dict[str, Any]]:
         by_track: dict[int, list[Instance]] = {}
         for inst in twin.instances:
             by_track.setdefault(inst.track_id, []).append(inst)
@@ -400,19 +414,23 @@ class ComponentTexts:
                            "frame_start": rel.frame_start, "frame_end": rel.frame_end}
         video = twin.video
         end = video.sampled_frames[-1] if video.sampled_frames else 0
+        # a scene label is a judgement on the whole video: it spans all of it, not just the sampled frames
+        whole = {"start_s": 0.0, "end_s": round(max(video.duration_s, frame_span(video, 0, end)[1]), 3)}
         scenes = [{"kind": "scene", "track_id": None, "object_track": None, "predicate": None, "text": label,
-                   "frame_start": 0, "frame_end": end} for label, _ in video.scene]
+                   "frame_start": 0, "frame_end": end, **whole} for label, _ in video.scene]
         return (rows + list(merged.values()) + scenes + ComponentTexts.text_rows(twin) + ComponentTexts.gloss_rows(twin)
                 + ComponentTexts.speech_rows(twin))
 
     @staticmethod
     def speech_rows(twin: Twin) -> list[dict[str, Any]]:
-        """One row per speech segment, spanning the source frames it was said over (none without speech)."""
+        """One row per speech segment, spanning the source frames it was said over and its own times (none
+        without speech)."""
         video = twin.video
         last = max(video.frame_count - 1, 0)
         frame = lambda s: min(last, max(0, int(s * video.fps)))  # noqa: E731
         return [{"kind": "speech", "track_id": None, "object_track": None, "predicate": None,
-                 "text": f'someone says "{seg.text}"', "frame_start": frame(seg.start), "frame_end": frame(seg.end)}
+                 "text": f'someone says "{seg.text}"', "frame_start": frame(seg.start), "frame_end": frame(seg.end),
+                 "start_s": round(max(0.0, seg.start), 3), "end_s": round(max(seg.start, seg.end, 0.0), 3)}
                 for seg in spoken(twin)]
 
     @staticmethod

@@ -29,6 +29,7 @@ from twinseek.web.media import (
     is_inside,
     mask_layer,
     real_path,
+    span_frames,
     track_selection,
 )
 from twinseek.web.reports import RunInfo, list_runs, load_run, run_folder
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")
 
 TRACKS = Query(pattern=r"^\d{1,6}(,\d{1,6}){0,63}$", description="Comma-separated track ids (default: all).")
+MAX_SECONDS = 1e7  # a bound on times in a query (115 days of video)
+START = Query(ge=0, le=MAX_SECONDS, description="Seconds from the video's start: only the frames from here on.")
+END = Query(ge=0, le=MAX_SECONDS, description="Seconds from the video's start: only the frames before this.")
 REFINEMENT_COLUMNS = ("track_id", "field", "value", "confidence", "action", "model", "frames", "provenance")
 VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
                ".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".gif": "image/gif"}
@@ -166,13 +170,15 @@ def video_file(twin: TwinDep, web: Web) -> FileResponse:
     return FileResponse(path, media_type=media_type, content_disposition_type="inline")
 
 
-@router.get("/videos/{video_id}/overlay.gif", summary="Animated mask overlay of some tracks",
-            response_class=FileResponse)
-def overlay(twin: TwinDep, store: Store, web: Web, tracks: Annotated[str | None, TRACKS] = None) -> FileResponse:
+@router.get("/videos/{video_id}/overlay.gif", summary="Animated mask overlay of some tracks (within a time span: "
+            "a moment)", response_class=FileResponse)
+def overlay(twin: TwinDep, store: Store, web: Web, tracks: Annotated[str | None, TRACKS] = None,
+            start: Annotated[float | None, START] = None, end: Annotated[float | None, END] = None) -> FileResponse:
     chosen = track_selection(twin, parse_tracks(tracks))
-    path = web.overlays.overlay(store, twin, chosen) if chosen else None
+    frames = span_frames(twin, start, end)
+    path = web.overlays.overlay(store, twin, chosen, frames) if chosen else None
     if path is None:
-        raise HTTPException(404, "no masks for these tracks")
+        raise HTTPException(404, "no masks for these tracks" + (" in this span" if frames is not None else ""))
     return FileResponse(path, media_type="image/gif", headers={"Cache-Control": "private, max-age=3600"})
 
 

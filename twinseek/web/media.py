@@ -12,7 +12,7 @@ import io
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from PIL import Image
 
 from twinseek.agent.api import FrameMask, Hit, HitObject, SearchResult
 from twinseek.media.masks import colour, load_mask, outline, resize_mask
-from twinseek.twins.model import Instance, Twin
+from twinseek.twins.model import Instance, Twin, frame_time, frames_within
 from twinseek.twins.store import MASK_DIR, TwinStore
 
 FILL_ALPHA = 110  # of 255: the object stays visible under its colour
@@ -82,13 +82,23 @@ def track_selection(twin: Twin, tracks: Sequence[int] | None) -> list[int]:
     return [t for t in dict.fromkeys(tracks) if t in known]
 
 
-def hit_of_twin(store: TwinStore, twin: Twin, tracks: Sequence[int]) -> Hit:
-    """A hit whose objects are ``tracks`` of ``twin`` with every mask: what the search page shows."""
+def span_frames(twin: Twin, start: float | None, end: float | None) -> set[int] | None:
+    """The sampled frames of ``twin`` within [start, end) seconds (a moment's); None when no span is given."""
+    if start is None and end is None:
+        return None
+    v = twin.video
+    upper = end if end is not None else max(v.duration_s, frame_time(v, v.frame_count))
+    return set(frames_within(v, v.sampled_frames, start or 0.0, upper))
+
+
+def hit_of_twin(store: TwinStore, twin: Twin, tracks: Sequence[int], frames: Collection[int] | None = None) -> Hit:
+    """A hit whose objects are ``tracks`` of ``twin`` with every mask (on ``frames`` only, when given: a
+    moment's): what the search page shows."""
     by_track = {t.track_id: t for t in twin.tracks}
     objects = []
     for tid in tracks:
-        instances = sorted((i for i in twin.instances if i.track_id == tid and i.mask_path),
-                           key=lambda i: i.frame_index)
+        instances = sorted((i for i in twin.instances if i.track_id == tid and i.mask_path
+                            and (frames is None or i.frame_index in frames)), key=lambda i: i.frame_index)
         masks = [FrameMask(frame=i.frame_index, path=str(mask_file(store, i))) for i in instances]
         objects.append(HitObject(track_id=tid, category=by_track[tid].category,
                                  attributes=by_track[tid].attributes, masks=masks))
@@ -106,17 +116,20 @@ class OverlayCache:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def overlay(self, store: TwinStore, twin: Twin, tracks: Sequence[int]) -> Path | None:
-        """The GIF's path, drawn now if needed; ``None`` when the tracks have no masks."""
+    def overlay(self, store: TwinStore, twin: Twin, tracks: Sequence[int],
+                frames: Collection[int] | None = None) -> Path | None:
+        """The GIF's path, drawn now if needed; ``None`` when the tracks have no masks (on ``frames``, when
+        given: a moment's sampled frames)."""
         v = twin.video
-        key = hashlib.sha1(f"{v.video_id}|{v.content_hash}|{v.ingested_at}|{list(tracks)}".encode()).hexdigest()
+        within = "" if frames is None else f"|{sorted(frames)}"
+        key = hashlib.sha1(f"{v.video_id}|{v.content_hash}|{v.ingested_at}|{list(tracks)}{within}".encode()).hexdigest()
         path = self.folder / f"{key}.gif"
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             if path.exists():
                 return path
-            hit = hit_of_twin(store, twin, tracks)
+            hit = hit_of_twin(store, twin, tracks, frames)
             if not any(o.masks for o in hit.objects):
                 return None
             with tempfile.TemporaryDirectory(dir=self.folder) as tmp:

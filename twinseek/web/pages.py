@@ -11,10 +11,11 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from twinseek.retrieval.moments import span_label
 from twinseek.twins.model import Twin
-from twinseek.web.api import store_refinements, summary
+from twinseek.web.api import END, START, store_refinements, summary
 from twinseek.web.deps import Store, TwinDep, Web
-from twinseek.web.media import OutsideRootError, css_colour, file_inside
+from twinseek.web.media import OutsideRootError, css_colour, file_inside, span_frames
 from twinseek.web.reports import list_runs, render_markdown, run_folder, run_info
 from twinseek.web.search import SearchParams
 
@@ -59,13 +60,33 @@ def videos_page(request: Request, store: Store, web: Web, page: Annotated[int, Q
 
 
 @router.get("/videos/{video_id}", response_class=HTMLResponse)
-def video_page(request: Request, twin: TwinDep, store: Store, web: Web) -> Response:
+def video_page(request: Request, twin: TwinDep, store: Store, web: Web, start: Annotated[float | None, START] = None,
+               end: Annotated[float | None, END] = None) -> Response:
+    """The twin inspector and player; ``?start=&end=`` (seconds: a hit's moment, as the search page links it)
+    starts the player there and lays the masks of that span's frames over it."""
     v = twin.video
+    moment = _moment(twin, start, end)
     return web.templates.TemplateResponse(request, "video.html", {
         "twin": twin, "video": v, "colours": {t.track_id: css_colour(k) for k, t in enumerate(twin.tracks)},
         "track_rows": _track_rows(twin), "relation_rows": _relation_rows(twin), "frames": _span(twin),
-        "refinements": store_refinements(store, v.video_id), "player": _player_data(twin),
+        "refinements": store_refinements(store, v.video_id), "player": _player_data(twin, moment),
+        "moment": moment, "shot_rows": _shot_rows(twin),
         "playable": Path(v.path).suffix.lower() in PLAYABLE and Path(v.path).is_file()})
+
+
+def _moment(twin: Twin, start: float | None, end: float | None) -> dict[str, Any] | None:
+    """The span asked for (``start``, ``end`` in seconds, the label, its sampled frames, its bar on the timeline),
+    None when none was; an end before the start is refused."""
+    if start is None and end is None:
+        return None
+    v = twin.video
+    start = start or 0.0
+    end = end if end is not None else max(v.duration_s, start)
+    if end < start:
+        raise HTTPException(422, f"the moment ends ({end} s) before it starts ({start} s)")
+    first, last = round(start * v.fps), max(round(start * v.fps), round(end * v.fps) - 1)
+    return {"start": start, "end": end, "label": span_label(start, end), "bar": _bar(first, last, _span(twin)),
+            "frames": sorted(span_frames(twin, start, end) or ())}
 
 
 def _span(twin: Twin) -> int:
@@ -103,12 +124,22 @@ def _relation_rows(twin: Twin) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
-def _player_data(twin: Twin) -> dict[str, Any]:
-    """What the player script needs to lay each frame's masks over the playing video."""
+def _shot_rows(twin: Twin) -> list[dict[str, Any]]:
+    span = _span(twin)
+    return [{"shot": s, "bar": _bar(s.start_frame, s.end_frame, span), "label": span_label(s.start_s, s.end_s)}
+            for s in twin.shots]
+
+
+def _player_data(twin: Twin, moment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the player script needs to lay each frame's masks over the playing video (and, for a moment, where it
+    starts and ends and which frames' masks it shows)."""
     v = twin.video
-    return {"video_id": v.video_id, "fps": v.fps or 25.0,
-            "frames": sorted({i.frame_index for i in twin.instances if i.mask_path}),
-            "tracks": [t.track_id for t in twin.tracks]}
+    data: dict[str, Any] = {"video_id": v.video_id, "fps": v.fps or 25.0,
+                            "frames": sorted({i.frame_index for i in twin.instances if i.mask_path}),
+                            "tracks": [t.track_id for t in twin.tracks]}
+    if moment is not None:
+        data["moment"] = {k: moment[k] for k in ("start", "end", "frames")}
+    return data
 
 
 # -- ingest -----------------------------------------------------------------------------------------------------

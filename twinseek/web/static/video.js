@@ -1,4 +1,6 @@
 // The video page: the masks of the current frame laid over the playing video, and the timeline that seeks.
+// Opened on a moment (?start=&end=, from a search hit), the player starts at it and the masks shown are those of
+// the moment's sampled frames (none outside it).
 (function () {
   "use strict";
   const base = document.body.dataset.base || "";
@@ -10,6 +12,11 @@
   let selected = data.tracks.slice();
   let cache = new Map();
   let shown = null;
+  const moment = data.moment || null;
+  // the frames whose masks are laid over the video: the moment's, when the page shows one
+  const frames = moment ? data.frames.filter(function (f) { return moment.frames.includes(f); }) : data.frames;
+  const startFrame = moment ? Math.round(moment.start * data.fps) : null;
+  const endFrame = moment ? Math.round(moment.end * data.fps) : null;
 
   function url(frame) {
     return base + "/api/videos/" + encodeURIComponent(data.video_id) + "/frames/" + frame +
@@ -19,7 +26,7 @@
   function preload() {
     cache = new Map();
     if (!selected.length) return;
-    for (const f of data.frames) {
+    for (const f of frames) {
       const img = new Image();
       img.src = url(f);
       cache.set(f, img);
@@ -28,8 +35,9 @@
 
   // Masks exist on the sampled frames only: show the nearest one.
   function nearest(frame) {
+    if (moment && (frame < startFrame || frame >= endFrame)) return null;  // outside the moment: no masks
     let best = null;
-    for (const f of data.frames) {
+    for (const f of frames) {
       if (best === null || Math.abs(f - frame) < Math.abs(best - frame)) best = f;
     }
     return best;
@@ -104,5 +112,13 @@
     seg.addEventListener("click", function () { seek(Number(seg.dataset.start)); });
   }
   preload();
-  show(data.frames.length ? data.frames[0] : 0);
+  if (moment && video) {
+    // the media fragment (#t=start,end) already starts there; set it too for browsers that ignore fragments
+    const toStart = function () {
+      if (Math.abs(video.currentTime - moment.start) > 0.5 / data.fps) video.currentTime = moment.start;
+    };
+    if (video.readyState >= 1) toStart(); else video.addEventListener("loadedmetadata", toStart, { once: true });
+  }
+  show(moment ? startFrame : (data.frames.length ? data.frames[0] : 0));
+  document.body.dataset.playerReady = "true";
 })();
