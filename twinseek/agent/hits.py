@@ -27,7 +27,7 @@ from twinseek.agent.state import (
     Judgement,
 )
 from twinseek.retrieval.decompose import Decomposition
-from twinseek.retrieval.moments import MomentQuery
+from twinseek.retrieval.moments import EncodedSubqueries
 from twinseek.retrieval.stages import Candidate
 from twinseek.twins.model import Twin
 from twinseek.twins.views import description
@@ -105,7 +105,7 @@ def _objects(twin: Twin, track_ids: list[int], root: Path) -> list[HitObject]:
 
 def _hit(res: Resources, cand: Candidate, j: Judgement, rank: int, judged_by: str, root: Path,
          actions: list[ActionRecord], dec: Decomposition | None, retrieval_rank: int,
-         moment_query: MomentQuery | None = None) -> Hit:
+         moment_query: EncodedSubqueries | None = None) -> Hit:
     twin = search_twin(res, cand.video_id, actions)  # with this search's refinements
     # refinements add facts, never time: the moments are those of the ingest components the index holds
     moments = res.indexes.moments.locate(moment_query, twin)

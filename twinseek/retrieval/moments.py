@@ -46,7 +46,7 @@ from twinseek.twins.views import ComponentTexts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Moment", "MomentLocaliser", "MomentQuery", "Segment", "segments", "score_segments", "pick_moments",
+__all__ = ["Moment", "MomentLocaliser", "EncodedSubqueries", "Segment", "segments", "score_segments", "pick_moments",
            "clock", "span_label"]
 
 MAX_EVIDENCE = 4  # component texts named per moment
@@ -169,7 +169,7 @@ def pick_moments(scores: np.ndarray, fraction: float, limit: int) -> list[tuple[
 
 # -- the localiser ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class MomentQuery:
+class EncodedSubqueries:
     """The positive sub-queries of a search, encoded once for all its hits."""
 
     texts: tuple[str, ...]
@@ -188,15 +188,15 @@ class MomentLocaliser:
         self.settings = settings or RetrievalSettings()
         self.embedded_videos = 0  # videos whose components had to be embedded (not in the catalogue): a cost to see
 
-    def prepare(self, subqueries: Sequence[SubQueryLike]) -> MomentQuery | None:
+    def prepare(self, subqueries: Sequence[SubQueryLike]) -> EncodedSubqueries | None:
         """The sub-queries that place a match (the positive ones), encoded; None when there is none."""
         positive = [q for q in subqueries if not q.negated and q.text.strip()]
         if not positive:
             return None
         texts = tuple(q.text for q in positive)
-        return MomentQuery(texts, tuple(float(q.weight) for q in positive), self.encoders.encode_queries(list(texts)))
+        return EncodedSubqueries(texts, tuple(float(q.weight) for q in positive), self.encoders.encode_queries(list(texts)))
 
-    def locate(self, query: MomentQuery | None, twin: Twin, limit: int | None = None,
+    def locate(self, query: EncodedSubqueries | None, twin: Twin, limit: int | None = None,
                fraction: float | None = None) -> list[Moment]:
         """Up to ``limit`` (``max_moments``) moments of ``twin`` for ``query``, best first; none without a
         positive sub-query or a component."""
