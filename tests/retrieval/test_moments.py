@@ -191,6 +191,18 @@ def test_runs_grow_while_scores_clear_the_bar() -> None:
     assert pick_moments(np.full(4, 0.3), 0.5, 3) == [(0, 3, 0)]  # nothing places it: the whole video
 
 
+def test_shots_the_sampling_never_saw_neither_score_nor_break_a_run() -> None:
+    seen = [True, False, True, False, False, True, True]
+    segs = [Segment(10.0 * k, 10.0 * k + 10, k, observed) for k, observed in enumerate(seen)]
+    scores = np.array([0.9, 0.0, 0.8, 0.0, 0.0, 0.1, 0.2])
+    # the run crosses unseen shot 1 to shot 2; the unseen 3-4 before shot 5 (below the bar) split at 40 s
+    assert pick_moments(scores, 0.5, 1, segs) == [(0, 3, 0)]
+    assert pick_moments(scores, 0.5, 1) == [(0, 0, 0)]  # without the segments, the unseen shots score 0
+    # an unseen stretch at the video's start joins the run; the bar is over the seen shots only
+    start = [Segment(0, 10, 0, False), Segment(10, 20, 1), Segment(20, 30, 2)]
+    assert pick_moments(np.array([0.0, 0.9, 0.5]), 0.5, 3, start) == [(0, 1, 1)]  # bar 0.7, not 0.45
+
+
 def test_the_time_format() -> None:
     assert span_label(192.0, 221.0) == "00:03:12-00:03:41"
     assert span_label(192.4, 221.2) == "00:03:12-00:03:42"  # the printed span holds the moment

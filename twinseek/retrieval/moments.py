@@ -15,7 +15,8 @@ The best moment is the run of adjacent segments around the best-scoring one whos
 ``lowest + moment_fraction x (best - lowest)`` (of the video's segment scores: shift-free, so a floor that every
 shot shares, e.g. a scene label of the whole video, neither widens nor narrows it). Further moments start from
 the best segment left that clears the same bar, up to ``max_moments``; they never overlap (a segment next to a
-moment that clears the bar has joined it). A video whose segments all score alike is one moment, the whole of it:
+moment that clears the bar has joined it). A shot the sampling skipped (a long video has more shots than sampled
+frames) is unseen: it neither scores nor breaks a run (:func:`pick_moments`). A video whose segments all score alike is one moment, the whole of it:
 a short clip's single shot, or a long video where nothing places the match. Without shots, a moment whose
 evidence is speech is trimmed to it: a speech segment's times are exact, where a cell is as coarse as the sampling
 (and so is what a track seen on sampled frames says of its extent: a moment is never trimmed to that).
@@ -91,6 +92,7 @@ class Segment:
     start_s: float
     end_s: float
     shot: int | None = None
+    observed: bool = True  # a sampled frame lies in it (a shot the sampling skipped: the twin knows nothing of it)
 
 
 def segments(twin: Twin) -> list[Segment]:
@@ -98,7 +100,8 @@ def segments(twin: Twin) -> list[Segment]:
     none was sampled)."""
     video = twin.video
     if twin.shots:
-        return [Segment(s.start_s, max(s.end_s, s.start_s), s.index) for s in sorted(twin.shots, key=lambda s: s.index)]
+        return [Segment(s.start_s, max(s.end_s, s.start_s), s.index, bool(s.key_frames))
+                for s in sorted(twin.shots, key=lambda s: s.index)]
     times = sorted({frame_time(video, f) for f in video.sampled_frames})
     end = max([video.duration_s, *(frame_span(video, f, f)[1] for f in video.sampled_frames[-1:])], default=0.0)
     if len(times) < 2:
@@ -142,29 +145,59 @@ def score_segments(sims: np.ndarray, spans: np.ndarray, segs: Sequence[Segment],
     return top @ (w / w.sum()), best
 
 
-def pick_moments(scores: np.ndarray, fraction: float, limit: int) -> list[tuple[int, int, int]]:
+def pick_moments(scores: np.ndarray, fraction: float, limit: int,
+                 segs: Sequence[Segment] | None = None) -> list[tuple[int, int, int]]:
     """Runs of segments, best first, as ``(first, last, peak)`` indices (inclusive): around the best segment left,
     the neighbours scoring at least ``lowest + fraction x (best - lowest)``; a further run's peak must clear that
-    bar too."""
+    bar too.
+
+    With ``segs``, segments the sampling never saw (``observed`` false: a long video samples fewer frames than it
+    has shots) neither score nor break a run: a run crosses unseen segments to the next seen one that clears the
+    bar, and where it stops, the unseen stretch beyond its edge is split at its middle in time (the cut between
+    what matched and what did not lies somewhere in it; at the video's start or end the whole stretch joins)."""
     if not len(scores) or limit <= 0:
         return []
-    low, high = float(scores.min()), float(scores.max())
+    seen = np.array([s.observed for s in segs], bool) if segs is not None else np.ones(len(scores), bool)
+    if not seen.any():
+        seen[:] = True
+    low, high = float(scores[seen].min()), float(scores[seen].max())
     bar = low + fraction * (high - low) - _EPS
     taken = np.zeros(len(scores), bool)
     runs: list[tuple[int, int, int]] = []
     while len(runs) < limit:
-        free = np.where(taken, -np.inf, scores)
+        free = np.where(taken | ~seen, -np.inf, scores)
         peak = int(free.argmax())  # the earliest of equal scores
-        if taken[peak] or (runs and scores[peak] < bar):
+        if taken[peak] or not seen[peak] or (runs and scores[peak] < bar):
             break
-        first = last = peak
-        while first > 0 and not taken[first - 1] and scores[first - 1] >= bar:
-            first -= 1
-        while last + 1 < len(scores) and not taken[last + 1] and scores[last + 1] >= bar:
-            last += 1
+        first = _grow(scores, seen, taken, bar, peak, -1, segs)
+        last = _grow(scores, seen, taken, bar, peak, 1, segs)
         taken[first:last + 1] = True
         runs.append((first, last, peak))
     return runs
+
+
+def _grow(scores: np.ndarray, seen: np.ndarray, taken: np.ndarray, bar: float, edge: int, step: int,
+          segs: Sequence[Segment] | None) -> int:
+    """How far a run grows from ``edge`` in direction ``step`` (see :func:`pick_moments`)."""
+    n = len(scores)
+    while True:
+        gap_end = edge + step  # the unseen segments next to the run, then the first seen one beyond them
+        while 0 <= gap_end < n and not seen[gap_end] and not taken[gap_end]:
+            gap_end += step
+        inside = 0 <= gap_end < n
+        if inside and seen[gap_end] and not taken[gap_end] and scores[gap_end] >= bar:
+            edge = gap_end  # the match goes on past the unseen stretch
+            continue
+        gap = list(range(edge + step, gap_end, step))
+        if not gap or segs is None:
+            return edge
+        if not inside:
+            return gap[-1]  # the video's start or end: nothing seen beyond says it changed
+        middle = (segs[edge].end_s + segs[gap_end].start_s) / 2 if step > 0 else \
+            (segs[gap_end].end_s + segs[edge].start_s) / 2
+        joined = [g for g in gap if (segs[g].start_s + segs[g].end_s) / 2 < middle] if step > 0 else \
+            [g for g in gap if (segs[g].start_s + segs[g].end_s) / 2 > middle]
+        return joined[-1] if joined else edge
 
 
 # -- the localiser ----------------------------------------------------------------------------------------------
@@ -213,7 +246,7 @@ class MomentLocaliser:
         segs = segments(twin)
         scores, best = score_segments(sims, spans, segs, query.weights)
         moments = []
-        for first, last, peak in pick_moments(scores, fraction, limit):
+        for first, last, peak in pick_moments(scores, fraction, limit, segs):
             run = segs[first:last + 1]
             start, end = run[0].start_s, run[-1].end_s
             chosen = _evidence(sims, best[first:last + 1])
