@@ -5,6 +5,7 @@ search page (the demo query, reasoning on), the video page and the ingest page (
 one broken file), and writes the three screenshots.
 
     .venv/bin/python scripts/web_screenshots.py [--store DIR] [--clip VIDEO] [--out docs]
+    .venv/bin/python scripts/web_screenshots.py --store DIR --moment QUERY [--out docs]   # web-moment.png
 """
 
 from __future__ import annotations
@@ -45,8 +46,15 @@ def main() -> None:
                         help="a video to upload on the ingest page")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
+    parser.add_argument("--moment", metavar="QUERY", help="instead: search --store for QUERY and screenshot the "
+                        "video page of the top hit at its best moment (web-moment.png)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.moment:
+        if not args.store:
+            parser.error("--moment needs --store")
+        moment_screenshot(args.store, args.moment, args.out, args.chromium)
+        return
 
     with tempfile.TemporaryDirectory(prefix="twinseek-shots-") as tmp:
         store = Path(tmp) / "store"
@@ -90,6 +98,38 @@ def main() -> None:
         finally:
             stop_embedded_servers()
     print(f"screenshots in {args.out}")
+
+
+def moment_screenshot(store: Path, query: str, out: Path, chromium: str) -> None:
+    """The video page of ``query``'s top hit in ``store``, opened at its best moment (as the search page links it),
+    with the mask of the moment's first sampled frame laid over the player."""
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="twinseek-moment-") as tmp:
+        copy = Path(tmp) / "store"
+        shutil.copytree(store, copy, ignore=shutil.ignore_patterns("staging"))
+        try:
+            with Agent.open(copy, llm={"timeout_s": 300}) as agent:
+                hit = agent.search(query, k=3).hits[0]
+                moment = hit.moments[0]
+                print(f"{hit.video_id} {moment.label} shots {moment.shots} frames {moment.frames}")
+                with background_server(create_app(WebSettings(store=copy), agent=agent)) as url, \
+                        sync_playwright() as p:
+                    browser = p.chromium.launch(executable_path=chromium, args=ARGS)
+                    page = browser.new_page(viewport={"width": 1360, "height": 900})
+                    page.set_default_timeout(120_000)
+                    page.goto(f"{url}/videos/{hit.video_id}?"
+                              + urlencode({"start": f"{moment.start_s:.3f}", "end": f"{moment.end_s:.3f}"}))
+                    page.wait_for_function("() => document.getElementById('video').readyState >= 2")
+                    if moment.frames:
+                        page.click(f'.frame-strip button[data-frame="{moment.frames[0]}"]')
+                        page.wait_for_function("() => document.getElementById('mask-layer').complete")
+                    time.sleep(1)
+                    page.screenshot(path=str(out / "web-moment.png"), full_page=True)
+                    browser.close()
+        finally:
+            stop_embedded_servers()
+    print(f"screenshot in {out / 'web-moment.png'}")
 
 
 if __name__ == "__main__":
