@@ -101,6 +101,23 @@ def test_coco_detector_on_real_frames(coco) -> None:  # noqa: ANN001
 
 
 @pytest.mark.integration
+def test_coco_detector_runs_many_frames_in_small_passes(coco, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from twinseek.twins.adapters.embedded import coco as module
+
+    frames = [_frame("blackswan.mp4"), _frame("car-roundabout.mp4"), _frame("horsejump-high.mp4", 30)] * 3
+    alone = [coco.detect_batch([f])[0] for f in frames[:3]]
+    graph = coco.coco._load()
+    sizes: list[int] = []
+    forward = graph.forward
+    monkeypatch.setattr(graph, "forward", lambda batch: (sizes.append(batch.shape[0]), forward(batch))[1])
+    many = coco.detect_batch(frames)  # a long video's chunk: a keyframe per shot
+    assert sizes == [module.FORWARD_BATCH] * 2 + [len(frames) - 2 * module.FORWARD_BATCH]
+    for got, want in zip(many, alone * 3):
+        assert [d.label for d in got] == [d.label for d in want]
+        assert np.allclose([d.box for d in got], [d.box for d in want], atol=0.05)
+
+
+@pytest.mark.integration
 def test_classifier_refines_within_the_coco_category(coco) -> None:  # noqa: ANN001
     from twinseek.errors import ModelUnavailableError
     from twinseek.twins.adapters.base import BatchCategoriser, crop
