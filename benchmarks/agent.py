@@ -29,7 +29,7 @@ from twinseek.agent.judge import JudgementCache
 from twinseek.config import load_settings
 from twinseek.evals.bench import Bench, load_bench
 from twinseek.evals.metrics import aggregate, evaluate_query
-from twinseek.evals.runner import AgentScorer
+from twinseek.evals.scorers import AgentScorer
 from twinseek.retrieval.decompose import DecompositionCache
 from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore

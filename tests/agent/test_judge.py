@@ -499,8 +499,7 @@ def test_without_reasoning_a_retrieval_calibrator_gives_probabilities_that_tau_t
 
 def test_an_eval_ranks_the_whole_gallery_when_a_retrieval_calibrator_drops_candidates(agent: Agent,
                                                                                       stub: Any) -> None:
-    from twinseek.evals.runner import AgentScorer
-    from twinseek.evals.scorers import RetrievalScorer
+    from twinseek.evals.scorers import AgentScorer, RetrievalScorer
 
     stub.script = Script(stub)
     ids = {v: v for v in ("shapes", "dogs", "cats")}

@@ -31,8 +31,8 @@ from twinseek.evals.moment_bench import (
     segments_of,
 )
 from twinseek.evals.report import metric_tables
-from twinseek.evals.runner import AgentScorer
 from twinseek.evals.schemas import SystemSpec
+from twinseek.evals.scorers import AgentScorer
 
 from support.synthetic import Scene, write_video
 

@@ -21,8 +21,8 @@ from twinseek.evals.bench import BenchError, load_bench
 from twinseek.evals.metrics import aggregate, evaluate_query
 from twinseek.evals.report import draw_overlays, summary_table, write_report
 from twinseek.evals.results import load_results
-from twinseek.evals.runner import AgentScorer
 from twinseek.evals.schemas import OverlayExample, SystemSpec, parse_systems
+from twinseek.evals.scorers import AgentScorer
 
 from support.synthetic import Scene, Shape, write_video
 
