@@ -110,7 +110,7 @@ def moment_screenshot(store: Path, query: str, out: Path, chromium: str) -> None
         shutil.copytree(store, copy, ignore=shutil.ignore_patterns("staging"))
         try:
             with Agent.open(copy, llm={"timeout_s": 300}) as agent:
-                hit = agent.search(query, k=3).hits[0]
+                hit = agent.search(query, k=3, lr=False, tau=0.0).hits[0]  # the retrieval order: no judge
                 moment = hit.moments[0]
                 print(f"{hit.video_id} {moment.label} shots {moment.shots} frames {moment.frames}")
                 with background_server(create_app(WebSettings(store=copy), agent=agent)) as url, \

@@ -16,6 +16,7 @@ from twinseek.retrieval.moments import (
     MomentLocaliser,
     Segment,
     pick_moments,
+    placing,
     score_segments,
     segments,
     span_label,
@@ -97,6 +98,19 @@ def test_the_dog_query_finds_the_dog_shot(store: TwinStore) -> None:
     assert loc.locate(loc.prepare([sq("a dog"), sq("a cat", negated=True)]), twin)[0].shots == [2]
     assert loc.prepare([sq("a cat", negated=True)]) is None and loc.locate(None, twin) == []
     assert loc.embedded_videos == 0  # every vector came back from the catalogue
+
+
+def test_a_label_of_the_whole_video_does_not_hide_the_shot_that_matches(store: TwinStore) -> None:
+    # a long video's scene label "dog" meets every shot alike and matches as well as the dog track: it places nothing
+    put(store, timed_twin("v", {"cat": (0, 90), "person": (100, 190), "dog": (200, 290)}, scene=["dog"])[0])
+    index = keyword_index(store)
+    index.sync()
+    loc = localiser(index)
+    best = loc.locate(loc.prepare([sq("a dog")]), store.get_twin("v"))[0]
+    assert (best.start_s, best.end_s, best.shots) == (20.0, 30.0, [2])
+    spans = np.array([[0.0, 30.0], [20.0, 29.1], [0.0, 27.5]])
+    assert placing(spans, segments(store.get_twin("v"))).tolist() == [False, True, False]  # 27.5 of 30 s: >= 90%
+    assert placing(spans, [Segment(0.0, 30.0, 0)]).tolist() == [True, True, True]  # one shot: all of them
 
 
 def test_a_match_over_adjacent_shots_is_one_moment_and_separate_ones_are_ranked(store: TwinStore) -> None:

@@ -47,7 +47,8 @@ from twinseek.twins.views import ComponentTexts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Moment", "MomentLocaliser", "EncodedSubqueries", "Segment", "segments", "score_segments", "pick_moments",
+__all__ = ["Moment", "MomentLocaliser", "EncodedSubqueries", "Segment", "segments", "placing", "score_segments",
+           "pick_moments",
            "clock", "span_label"]
 
 MAX_EVIDENCE = 4  # component texts named per moment
@@ -200,6 +201,20 @@ def _grow(scores: np.ndarray, seen: np.ndarray, taken: np.ndarray, bar: float, e
         return joined[-1] if joined else edge
 
 
+WHOLE_SHARE = 0.9  # a component covering this share of a video's time line or more places nothing
+
+
+def placing(spans: np.ndarray, segs: Sequence[Segment]) -> np.ndarray:
+    """Which components can place a match (a boolean mask over ``spans``): all of them on a time line of one
+    segment; on a longer one, those covering less than ``WHOLE_SHARE`` of it. A scene label or a gloss of the whole
+    video meets every segment alike, and when it is the best match of a sub-query it hides the components that do
+    tell the segments apart (a long video's scene label "goldfish" made every shot score as the goldfish shots)."""
+    if len(segs) < 2 or not len(spans):
+        return np.ones(len(spans), bool)
+    length = max(segs[-1].end_s - segs[0].start_s, _EPS)
+    return np.asarray((spans[:, 1] - spans[:, 0]) < WHOLE_SHARE * length, bool)
+
+
 # -- the localiser ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EncodedSubqueries:
@@ -242,8 +257,10 @@ class MomentLocaliser:
             return []
         video = twin.video
         spans = np.array([_row_span(twin, r) for r in rows], np.float64).reshape(-1, 2)
-        sims = vectors @ query.vectors.T
         segs = segments(twin)
+        keep = placing(spans, segs)
+        rows, vectors, spans = [r for r, k in zip(rows, keep) if k], vectors[keep], spans[keep]
+        sims = vectors @ query.vectors.T
         scores, best = score_segments(sims, spans, segs, query.weights)
         moments = []
         for first, last, peak in pick_moments(scores, fraction, limit, segs):
