@@ -120,8 +120,11 @@ def moment_screenshot(store: Path, query: str, out: Path, chromium: str) -> None
                     page.set_default_timeout(120_000)
                     page.goto(f"{url}/videos/{hit.video_id}?"
                               + urlencode({"start": f"{moment.start_s:.3f}", "end": f"{moment.end_s:.3f}"}))
-                    page.wait_for_function("() => document.getElementById('video').readyState >= 2")
-                    if moment.frames:
+                    # a browser without the video's codec (chromium builds without H.264) gets the page's still
+                    # overlay instead of the player; the moment, its frames and the timeline are the same
+                    page.wait_for_function("() => !document.getElementById('video') "
+                                           "|| document.getElementById('video').readyState >= 2")
+                    if moment.frames and page.query_selector("#video") is not None:
                         page.click(f'.frame-strip button[data-frame="{moment.frames[0]}"]')
                         page.wait_for_function("() => document.getElementById('mask-layer').complete")
                     time.sleep(1)
