@@ -198,13 +198,11 @@ def target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
-def iter_frames(path: str | Path, max_side: int = 640, wanted: set[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Decode frames in order, yielding ``(index, rgb)`` for the wanted indices (all when ``None``).
-
-    Raises ``CorruptVideoError`` when decoding fails; frames already yielded stay valid.
-    """
+def av_frames(path: str | Path, last: int | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
+    """The stream's decoded PyAV frames in order with their index, up to index ``last`` (all when ``None``): the one
+    decoding loop (:func:`iter_frames` and the shot pass read it). Raises ``CorruptVideoError`` naming the last index
+    that decoded; frames already yielded stay valid."""
     path = Path(path)
-    last = max(wanted) if wanted else None
     with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -212,13 +210,22 @@ def iter_frames(path: str | Path, max_side: int = 640, wanted: set[int] | None =
         try:
             for frame in container.decode(stream):
                 index += 1
-                if wanted is None or index in wanted:
-                    w, h = target_size(frame.width, frame.height, max_side)
-                    yield index, frame.to_ndarray(width=w, height=h, format="rgb24")
+                yield index, frame
                 if last is not None and index >= last:
                     return
         except av.error.FFmpegError as exc:
             raise CorruptVideoError(path, f"decoding failed after frame {index}: {ffmpeg_reason(exc)}") from exc
+
+
+def iter_frames(path: str | Path, max_side: int = 640, wanted: set[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode frames in order, yielding ``(index, rgb)`` for the wanted indices (all when ``None``).
+
+    Raises ``CorruptVideoError`` when decoding fails; frames already yielded stay valid.
+    """
+    for index, frame in av_frames(path, max(wanted) if wanted else None):
+        if wanted is None or index in wanted:
+            w, h = target_size(frame.width, frame.height, max_side)
+            yield index, frame.to_ndarray(width=w, height=h, format="rgb24")
 
 
 def decode_video(

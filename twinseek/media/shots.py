@@ -27,11 +27,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 
 from twinseek.config import SamplingSettings, ShotSettings
@@ -39,8 +38,7 @@ from twinseek.errors import CorruptVideoError, EmptyVideoError
 from twinseek.media.decode import (
     DecodedVideo,
     VideoInfo,
-    ffmpeg_reason,
-    open_video,
+    av_frames,
     probe,
     sample_indices,
     target_size,
@@ -240,22 +238,6 @@ class _Pass:
                                       time.perf_counter() - self.began))
 
 
-def _frames(path: Path, limit: int) -> Iterator[tuple[int, av.VideoFrame]]:
-    """Decoded frames in order, at most ``limit``; raises ``CorruptVideoError`` naming the last good index."""
-    with open_video(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        index = -1
-        try:
-            for frame in container.decode(stream):
-                index += 1
-                yield index, frame
-                if index >= limit - 1:
-                    return
-        except av.error.FFmpegError as exc:
-            raise CorruptVideoError(path, f"decoding failed after frame {index}: {ffmpeg_reason(exc)}") from exc
-
-
 def stream_shots(
     info: VideoInfo, sampling: SamplingSettings, shots: ShotSettings, sink: ShotSink,
     on_shot: ProgressCallback | None = None, resume: PassState | None = None,
@@ -273,7 +255,7 @@ def stream_shots(
     small: tuple[int, int] | None = None
     decoded, error = 0, None
     try:
-        for index, frame in _frames(info.path, info.frame_count):
+        for index, frame in av_frames(info.path, info.frame_count - 1):
             decoded = index + 1
             if index < first:
                 continue
