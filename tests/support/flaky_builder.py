@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from twinseek.media.shots import ProgressCallback
 from twinseek.twins.pipeline import BuildJob, BuiltTwin, TwinBuilder
 
 from support.synthetic import Scene, write_video
@@ -34,7 +35,7 @@ def fault_videos(folder: Path, *names: str) -> Path:
 
 
 class FlakyBuilder(TwinBuilder):
-    def build(self, job: BuildJob) -> BuiltTwin:
+    def build(self, job: BuildJob, on_shot: ProgressCallback | None = None) -> BuiltTwin:
         name = job.path.name
         if "always-fails" in name:
             raise RuntimeError("the model crashed on this video")
@@ -46,4 +47,4 @@ class FlakyBuilder(TwinBuilder):
                 raise OSError("a transient fault (network filesystem hiccup)")
             if first and "crash-once" in name:
                 os._exit(3)
-        return super().build(job)
+        return super().build(job, on_shot)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from twinseek.config import Settings
+from twinseek.media.shots import ProgressCallback
 from twinseek.twins.adapters.base import Category, SpecialistBase, TrackedObject
 from twinseek.twins.pipeline import BuildJob, BuiltTwin, Ingestor, TwinBuilder
 from twinseek.twins.specialists import Specialists
@@ -49,10 +50,10 @@ class CountingBuilder(TwinBuilder):
         self.built: list[str] = []
         self._lock = threading.Lock()
 
-    def build(self, job: BuildJob) -> BuiltTwin:
+    def build(self, job: BuildJob, on_shot: ProgressCallback | None = None) -> BuiltTwin:
         with self._lock:
             self.built.append(job.path.name)
-        return super().build(job)
+        return super().build(job, on_shot)
 
 
 def counting_ingestor(store: TwinStore, settings: Settings) -> tuple[Ingestor, CountingBuilder]:
