@@ -111,6 +111,8 @@ def test_a_label_of_the_whole_video_does_not_hide_the_shot_that_matches(store: T
     spans = np.array([[0.0, 30.0], [20.0, 29.1], [0.0, 27.5]])
     assert placing(spans, segments(store.get_twin("v"))).tolist() == [False, True, False]  # 27.5 of 30 s: >= 90%
     assert placing(spans, [Segment(0.0, 30.0, 0)]).tolist() == [True, True, True]  # one shot: all of them
+    cells = [Segment(0.0, 15.0), Segment(15.0, 30.0)]  # a twin without shots: a clip-long track is its evidence
+    assert placing(spans, cells).tolist() == [True, True, True]
 
 
 def test_a_match_over_adjacent_shots_is_one_moment_and_separate_ones_are_ranked(store: TwinStore) -> None:

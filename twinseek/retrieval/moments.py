@@ -205,11 +205,12 @@ WHOLE_SHARE = 0.9  # a component covering this share of a video's time line or m
 
 
 def placing(spans: np.ndarray, segs: Sequence[Segment]) -> np.ndarray:
-    """Which components can place a match (a boolean mask over ``spans``): all of them on a time line of one
-    segment; on a longer one, those covering less than ``WHOLE_SHARE`` of it. A scene label or a gloss of the whole
+    """Which components can place a match (a boolean mask over ``spans``): all of them on a time line of one shot
+    or of a twin without shots (cells of its sampled frames); over several shots, those covering less than
+    ``WHOLE_SHARE`` of it. A scene label or a gloss of the whole
     video meets every segment alike, and when it is the best match of a sub-query it hides the components that do
     tell the segments apart (a long video's scene label "goldfish" made every shot score as the goldfish shots)."""
-    if len(segs) < 2 or not len(spans):
+    if len(segs) < 2 or segs[0].shot is None or not len(spans):  # one shot, or a twin from before shots (cells)
         return np.ones(len(spans), bool)
     length = max(segs[-1].end_s - segs[0].start_s, _EPS)
     return np.asarray((spans[:, 1] - spans[:, 0]) < WHOLE_SHARE * length, bool)
