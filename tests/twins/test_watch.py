@@ -58,7 +58,8 @@ class Watch:
         self.stop_after = stop_after
         self.watcher = FolderWatcher(folder, self.ingestor, on_change=self.record)
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(once,))
+        # a daemon, and stopped when a wait fails: a failing test must not leave pytest waiting at exit for it
+        self.thread = threading.Thread(target=self._run, args=(once,), daemon=True)
         self.thread.start()
 
     def record(self, f: WatchedFile, change: str) -> None:
@@ -83,10 +84,14 @@ class Watch:
 
     def wait(self, condition: object, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        while not condition():  # type: ignore[operator]
-            assert time.monotonic() < deadline, (self.changes, self.error)
-            assert self.error is None, self.error
-            time.sleep(0.05)
+        try:
+            while not condition():  # type: ignore[operator]
+                assert time.monotonic() < deadline, (self.changes, self.error)
+                assert self.error is None, self.error
+                time.sleep(0.05)
+        except AssertionError:
+            self.stop.set()
+            raise
 
     def close(self) -> None:
         self.stop.set()
