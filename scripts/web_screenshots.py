@@ -120,8 +120,8 @@ def moment_screenshot(store: Path, query: str, out: Path, chromium: str) -> None
                     page.set_default_timeout(120_000)
                     page.goto(f"{url}/videos/{hit.video_id}?"
                               + urlencode({"start": f"{moment.start_s:.3f}", "end": f"{moment.end_s:.3f}"}))
-                    # a browser without the video's codec (chromium builds without H.264) gets the page's still
-                    # overlay instead of the player; the moment, its frames and the timeline are the same
+                    # a video the browser fails to play gets the page's still overlay instead of the player (the
+                    # headless chromium here did so on the moment bench's H.264 files); the moment is the same
                     page.wait_for_function("() => !document.getElementById('video') "
                                            "|| document.getElementById('video').readyState >= 2")
                     if moment.frames and page.query_selector("#video") is not None:
