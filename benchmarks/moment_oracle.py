@@ -25,7 +25,7 @@ best-segment score over real components, for comparison.
 
     PYTHONPATH=. .venv/bin/python benchmarks/moment_oracle.py [--store /work/stores/moments]
         [--bench ~/.cache/twinseek/moment-bench] [--oracle ../shared/data/dev-bench/oracle-descriptions.json]
-        [--run /work/runs/m22/f050/run/results.json] [--out benchmarks/results/moments/oracle.json]
+        --store STORE [--run RUN/results.json] [--out benchmarks/results/moments/oracle.json]
 
 The store is copied to a temporary folder first (opening one may write lock files and migrations).
 """
@@ -53,6 +53,7 @@ from twinseek.retrieval.moments import (
     MomentLocaliser,
     _row_span,
     pick_moments,
+    placing,
     score_segments,
     segments,
 )
@@ -102,6 +103,8 @@ def localise(query: EncodedSubqueries, twin: Twin, spans: np.ndarray, vectors: n
              fraction: float) -> tuple[tuple[float, float] | None, float]:
     """The best moment (None: no component) and the best seen segment's score, as the localiser scores them."""
     segs = segments(twin)
+    keep = placing(spans, segs)  # as the localiser: a component of the whole time line places nothing
+    spans, vectors = spans[keep], vectors[keep]
     if not len(spans):
         return None, 0.0
     scores, _ = score_segments(vectors @ query.vectors.T, spans, segs, query.weights)
@@ -133,11 +136,11 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--store", type=Path, default=Path("/work/stores/moments"))
+    ap.add_argument("--store", type=Path, required=True, help="the store the moment bench was ingested into")
     ap.add_argument("--bench", type=Path, default=Path.home() / ".cache" / "twinseek" / "moment-bench")
     ap.add_argument("--oracle", type=Path,
                     default=ROOT.parent / "shared" / "data" / "dev-bench" / "oracle-descriptions.json")
-    ap.add_argument("--run", type=Path, default=Path("/work/runs/m22/f050/run/results.json"),
+    ap.add_argument("--run", type=Path,
                     help="the eval run to check the real-components localisation against (skipped if absent)")
     ap.add_argument("--system", default="full-lr", help="the run's system to compare with")
     ap.add_argument("--decomposer", default=DECOMPOSER, help="cached decompositions of this tier:model")
