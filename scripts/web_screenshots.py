@@ -113,18 +113,17 @@ def moment_screenshot(store: Path, query: str, out: Path, chromium: str) -> None
                 hit = agent.search(query, k=3, lr=False, tau=0.0).hits[0]  # the retrieval order: no judge
                 moment = hit.moments[0]
                 print(f"{hit.video_id} {moment.label} shots {moment.shots} frames {moment.frames}")
-                with background_server(create_app(WebSettings(store=copy), agent=agent)) as url, \
+                # the app serves a video file only below an ingest root (or in the store): the hit's folder is one
+                roots = [Path(hit.path).resolve().parent]
+                with background_server(create_app(WebSettings(store=copy, ingest_roots=roots), agent=agent)) as url, \
                         sync_playwright() as p:
                     browser = p.chromium.launch(executable_path=chromium, args=ARGS)
                     page = browser.new_page(viewport={"width": 1360, "height": 900})
                     page.set_default_timeout(120_000)
                     page.goto(f"{url}/videos/{hit.video_id}?"
                               + urlencode({"start": f"{moment.start_s:.3f}", "end": f"{moment.end_s:.3f}"}))
-                    # a video the browser fails to play gets the page's still overlay instead of the player (the
-                    # headless chromium here did so on the moment bench's H.264 files); the moment is the same
-                    page.wait_for_function("() => !document.getElementById('video') "
-                                           "|| document.getElementById('video').readyState >= 2")
-                    if moment.frames and page.query_selector("#video") is not None:
+                    page.wait_for_function("() => document.getElementById('video').readyState >= 2")
+                    if moment.frames:
                         page.click(f'.frame-strip button[data-frame="{moment.frames[0]}"]')
                         page.wait_for_function("() => document.getElementById('mask-layer').complete")
                     time.sleep(1)
