@@ -615,6 +615,14 @@ def test_a_video_file_is_served_only_from_below_a_root(store_dir: Path, agent: A
         refused = c.get("/api/videos/blackswan/file")
         assert refused.status_code == 404 and "not served" in refused.json()["detail"]
         assert c.get("/api/videos/blackswan").status_code == 200  # the twin itself is there
+        page = c.get("/videos/blackswan").text  # the page says why it shows the key frames instead of the video
+        assert 'id="video"' not in page and 'id="fallback"' in page
+        assert 'id="not-played"' in page and "not below an ingest root (serve --ingest-root)" in page
+    served = create_app(settings(store_dir, ingest_roots=[sample_clips()[0].parent]), agent=agent)
+    with TestClient(served, base_url=BASE) as c:
+        page = c.get("/videos/blackswan").text
+        assert 'id="video"' in page and 'id="not-played"' not in page
+        assert c.get("/api/videos/blackswan/file").status_code == 200
 
 
 def test_no_server_paths_in_responses_when_a_token_is_set(store_dir: Path, agent: Agent) -> None:

@@ -154,18 +154,28 @@ def twin(twin: TwinDep, store: Store, web: Web) -> Any:
                       .model_dump(mode="json"))
 
 
+def served_file(twin: Twin, web: WebState) -> Path | str:
+    """The real path of the video file the app may serve, or why it may not (what the video page tells the user).
+
+    Only a video registered in the store, found by its id (the client never names a path), and only while its real
+    file lies below an ingest root or in the store: a link swapped to point elsewhere is not followed."""
+    try:
+        path = real_path(twin.video.path, strict=True)
+    except OutsideRootError:
+        return "is no longer on the server"
+    if not path.is_file():
+        return "is no longer on the server"
+    if not is_inside(path, web.served_roots()):
+        return "is not served: it is not below an ingest root (serve --ingest-root) or in the store"
+    return path
+
+
 @router.get("/videos/{video_id}/file", summary="The video file (byte ranges supported)",
             response_class=FileResponse)
 def video_file(twin: TwinDep, web: Web) -> FileResponse:
-    # only a video registered in the store, found by its id (the client never names a path), and only while its
-    # real file lies below an ingest root or in the store: a link swapped to point elsewhere is not followed
-    try:
-        path = real_path(twin.video.path, strict=True)
-    except OutsideRootError as exc:
-        raise HTTPException(404, f"the file of {twin.video.video_id} is no longer on the server") from exc
-    if not path.is_file() or not is_inside(path, web.served_roots()):
-        raise HTTPException(404, f"the file of {twin.video.video_id} is not served (it is not below an ingest "
-                                 "root or in the store)")
+    path = served_file(twin, web)
+    if isinstance(path, str):
+        raise HTTPException(404, f"the file of {twin.video.video_id} {path}")
     media_type = VIDEO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media_type, content_disposition_type="inline")
 

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from twinseek.retrieval.moments import span_label
 from twinseek.twins.model import Twin
-from twinseek.web.api import END, START, store_refinements, summary
-from twinseek.web.deps import Store, TwinDep, Web
+from twinseek.web.api import END, START, served_file, store_refinements, summary
+from twinseek.web.deps import Store, TwinDep, Web, WebState
 from twinseek.web.media import OutsideRootError, css_colour, file_inside, span_frames
 from twinseek.web.reports import list_runs, render_markdown, run_folder, run_info
 from twinseek.web.search import SearchParams
@@ -70,8 +70,17 @@ def video_page(request: Request, twin: TwinDep, store: Store, web: Web, start: A
         "twin": twin, "video": v, "colours": {t.track_id: css_colour(k) for k, t in enumerate(twin.tracks)},
         "track_rows": _track_rows(twin), "relation_rows": _relation_rows(twin), "frames": _span(twin),
         "refinements": store_refinements(store, v.video_id), "player": _player_data(twin, moment),
-        "moment": moment, "shot_rows": _shot_rows(twin),
-        "playable": Path(v.path).suffix.lower() in PLAYABLE and Path(v.path).is_file()})
+        "moment": moment, "shot_rows": _shot_rows(twin), **_playback(twin, web)})
+
+
+def _playback(twin: Twin, web: WebState) -> dict[str, Any]:
+    """Whether the page plays the video file, and why not when it cannot (the user sees the still overlay)."""
+    path = served_file(twin, web)
+    if isinstance(path, str):
+        return {"playable": False, "not_played": f"The video file {path}."}
+    if path.suffix.lower() not in PLAYABLE:
+        return {"playable": False, "not_played": f"Browsers do not play {path.suffix} files: the key frames instead."}
+    return {"playable": True, "not_played": None}
 
 
 def _moment(twin: Twin, start: float | None, end: float | None) -> dict[str, Any] | None:
