@@ -245,15 +245,21 @@ def decode_video(
         available = last_good + 1
         if available <= 0:
             raise error or EmptyVideoError(info.path, "no frame decoded")
-        logger.warning("%s: header says %d frames, %d decode; re-sampling", info.path, info.frame_count, available)
-        info.frame_count = available
-        info.duration_s = available / info.fps
+        resample(info, available)
         targets = sample_indices(available, info.fps, sampling)
         decoded, _, error = _decode_targets(info.path, targets, sampling.max_side)
         if not decoded:
             raise error or EmptyVideoError(info.path, "no frame decoded")
     indices = sorted(decoded)
     return DecodedVideo(info=info, frames=[decoded[i] for i in indices], indices=indices)
+
+
+def resample(info: VideoInfo, decoded: int) -> None:
+    """The header over-counted (a truncated or damaged stream): ``info`` now says what decodes, so that frames are
+    sampled again over it (:func:`decode_video`, and the shot pass of :mod:`twinseek.media.shots`)."""
+    logger.warning("%s: header says %d frames, %d decode; re-sampling", info.path, info.frame_count, decoded)
+    info.frame_count = decoded
+    info.duration_s = decoded / info.fps
 
 
 def _decode_targets(

@@ -40,6 +40,7 @@ from twinseek.media.decode import (
     VideoInfo,
     av_frames,
     probe,
+    resample,
     sample_indices,
     target_size,
     uniform_picks,
@@ -313,10 +314,3 @@ def decode_shots(
     indices = sorted(collected.frames)
     return ShotVideo(info=info, frames=[collected.frames[i] for i in indices], indices=indices,
                      shots=collected.shots)
-
-
-def resample(info: VideoInfo, decoded: int) -> None:
-    """The header over-counted (a truncated or damaged stream): ``info`` now says what decodes."""
-    logger.warning("%s: header says %d frames, %d decode; re-sampling", info.path, info.frame_count, decoded)
-    info.frame_count = decoded
-    info.duration_s = decoded / info.fps

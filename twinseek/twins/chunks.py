@@ -36,9 +36,9 @@ from pydantic import BaseModel
 
 from twinseek.config import Settings
 from twinseek.errors import EmptyVideoError
-from twinseek.media.decode import VideoInfo, probe
+from twinseek.media.decode import VideoInfo, probe, resample
 from twinseek.media.masks import encode_mask
-from twinseek.media.shots import PassState, ProgressCallback, ShotSpan, ShotVideo, resample, stream_shots
+from twinseek.media.shots import PassState, ProgressCallback, ShotSpan, ShotVideo, stream_shots
 from twinseek.timing import timed
 from twinseek.twins.categories import SCENE_LABELS
 from twinseek.twins.model import Instance, Relation, ScreenText, Shot, Track, Twin
