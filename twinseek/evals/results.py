@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from twinseek.evals.schemas import QueryResult, RunConfig, RunResult, SystemResult
+from twinseek.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -28,24 +29,15 @@ RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temp file in the same folder, flushed to disk, then ``os.replace``."""
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` (its folder made), whole or not at all (:func:`twinseek.files.write_atomic`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_results(result: RunResult, path: Path) -> Path:
     """Write ``results.json`` atomically."""
-    return write_atomic(path, result.model_dump_json(indent=2))
+    return write_text_atomic(path, result.model_dump_json(indent=2))
 
 
 def load_results(path: str | Path) -> RunResult:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -43,6 +42,7 @@ from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
 from twinseek.errors import TwinseekError
+from twinseek.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -212,17 +212,6 @@ def _kmeans(x: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
                       max_points_per_centroid=256)
     km.train(np.ascontiguousarray(x))
     return normalise(np.asarray(km.centroids))
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class VectorIndex:
@@ -475,8 +464,8 @@ class VectorIndex:
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         manifest = self.manifest()
-        _write_atomic(folder / INDEX_FILE, lambda p: faiss.write_index(self._index, str(p)))
-        _write_atomic(folder / CONFIG_FILE, lambda p: p.write_text(manifest.model_dump_json(indent=2)))
+        write_atomic(folder / INDEX_FILE, lambda p: faiss.write_index(self._index, str(p)))
+        write_atomic(folder / CONFIG_FILE, lambda p: p.write_text(manifest.model_dump_json(indent=2)))
 
     @classmethod
     def load(cls, directory: str | Path) -> VectorIndex:

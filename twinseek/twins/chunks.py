@@ -36,6 +36,7 @@ from pydantic import BaseModel
 
 from twinseek.config import Settings
 from twinseek.errors import EmptyVideoError
+from twinseek.files import write_atomic
 from twinseek.media.decode import VideoInfo, probe, resample
 from twinseek.media.masks import encode_mask
 from twinseek.media.shots import PassState, ProgressCallback, ShotSpan, ShotVideo, stream_shots
@@ -106,7 +107,8 @@ class Staging:
         self.root.mkdir(parents=True, exist_ok=True)
         manifest = self.root / "manifest.json"
         if not manifest.exists():
-            _write_atomic(manifest, json.dumps({"fingerprint": self.fingerprint}).encode())
+            data = json.dumps({"fingerprint": self.fingerprint})
+            write_atomic(manifest, lambda tmp: tmp.write_text(data))
         final = self.root / f"chunk-{record.index:04d}"
         tmp = self.root / f".chunk-{record.index:04d}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -121,15 +123,6 @@ class Staging:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _fsync_dir(path: Path) -> None:
