@@ -246,10 +246,7 @@ class AgentScorer:
         """The best moment of ``video_id`` (a bench id): its hit's first moment, else the one the retrieval order
         gave it; ``None`` (the whole video) when neither localises it."""
         store_id = self.ids.get(video_id, video_id)
-        hit = next((h for h in self.search(text).hits if h.video_id == store_id), None)
-        if hit is not None and getattr(hit, "moments", None):
-            return _span(hit.moments[0])
-        return self._order_moments.get(text, {}).get(store_id)
+        return _best_moments(self.search(text)).get(store_id) or self._order_moments.get(text, {}).get(store_id)
 
     def take_info(self) -> QueryInfo:
         info, self._info = self._info, QueryInfo()
