@@ -13,7 +13,7 @@ import pytest
 
 from twinseek.errors import StoreError, VideoNotFoundError
 from twinseek.twins.compare import diff_stores
-from twinseek.twins.model import Shot, Twin, shot_of
+from twinseek.twins.model import Shot, Twin
 from twinseek.twins.store import TwinStore
 from twinseek.twins.views import compact_json
 
@@ -39,8 +39,7 @@ def test_shots_round_trip_and_go_with_their_video(tmp_path: Path) -> None:
     with TwinStore(tmp_path) as store:
         put(store, twin, masks)
         again = store.get_twin("clip")
-        assert again.shots == twin.shots and again.shots[1].duration_s == pytest.approx(0.5)
-        assert shot_of(again.shots, 7) == twin.shots[1] and shot_of(again.shots, 12) is None
+        assert again.shots == twin.shots
         store.delete("clip")
         assert store.db.execute("select count(*) from shots").fetchone()[0] == 0
 

@@ -156,10 +156,6 @@ class Shot(BaseModel):
     end_s: float = Field(ge=0)
     key_frames: list[int] = Field(default_factory=list, description="The sampled frames that fall in the shot.")
 
-    @property
-    def duration_s(self) -> float:
-        return self.end_s - self.start_s
-
 
 def frame_time(video: Video, frame_index: int) -> float:
     """Seconds from the video's start at which source frame ``frame_index`` is shown."""
@@ -181,14 +177,6 @@ def frames_within(video: Video, frames: Iterable[int], start_s: float, end_s: fl
     closes = video.duration_s > 0 and end_s >= video.duration_s - 1e-6
     return sorted(f for f in frames if start_s - 1e-6 <= frame_time(video, f) < end_s - 1e-6
                   or (closes and frame_time(video, f) >= start_s - 1e-6))
-
-
-def shot_of(shots: list[Shot], frame_index: int) -> Shot | None:
-    """The shot holding ``frame_index`` (None when the twin has no shots, e.g. a store from before them)."""
-    for shot in shots:
-        if shot.start_frame <= frame_index <= shot.end_frame:
-            return shot
-    return None
 
 
 class Twin(BaseModel):
