@@ -39,7 +39,9 @@ def test_chunks_merge_into_one_twin_like_a_whole_build(tmp_path: Path, specialis
         assert not (store.root / "staging").exists() or not any((store.root / "staging").iterdir())
         assert not store.missing_masks(result.video_id)
     # the same shots and sampled frames; tracks renumbered 1..n over the chunks, none spanning two chunks
+    # shot labels come from each shot's own frames: the same however the video was cut into chunks
     assert chunked.shots == whole.shots and chunked.video.sampled_frames == whole.video.sampled_frames
+    assert all(s.labels for s in chunked.shots if s.key_frames)
     assert [t.track_id for t in chunked.tracks] == list(range(1, len(chunked.tracks) + 1))
     chunk_of = {f: n // 4 for n, f in enumerate(chunked.video.sampled_frames)}
     for track in chunked.tracks:

@@ -13,13 +13,13 @@ import sqlite_utils
 from typer.testing import CliRunner
 
 from twinseek.config import load_settings
-from twinseek.media.masks import mask_iou, spread
+from twinseek.media.masks import keyframes, mask_iou, spread
 from twinseek.media.shots import ShotSpan
 from twinseek.twins.adapters.base import Category, Detection, ObjectDetector, TextReader, TrackedObject
 from twinseek.twins.adapters.embedded.tracker import EmbeddedSegmenter
 from twinseek.twins.migrations import store_migrations
 from twinseek.twins.model import ScreenText, Track, Twin, Video
-from twinseek.twins.perception import keyframes, shot_runs
+from twinseek.twins.perception import shot_runs
 from twinseek.twins.store import TwinStore
 
 SAMPLES = Path(__file__).resolve().parents[2] / "twinseek" / "data" / "samples"

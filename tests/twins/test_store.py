@@ -173,5 +173,5 @@ def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     with TwinStore(tmp_path) as store:  # the store's own tables; components' come with them (test_store_migrations)
         applied = list(store.db.query("select name from _sqlite_migrations where migration_set='twinseek'"))
         assert [r["name"] for r in applied] == ["m001_initial", "m003_refinements", "m004_perception", "m005_words",
-                                                 "m008_speech", "m009_actions", "m010_shots"]
+                                                 "m008_speech", "m009_actions", "m010_shots", "m012_shot_labels"]
         assert store.db.table("refinements").exists() and not store.db.table("decompositions").exists()

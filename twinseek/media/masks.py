@@ -122,6 +122,15 @@ def spread(n_items: int, k: int) -> list[int]:
     return [round(i * (n_items - 1) / (k - 1)) for i in range(k)]
 
 
+def keyframes(runs: Sequence[range], k: int) -> list[int]:
+    """``k`` positions spread over all the frames, and the middle frame of each shot that none of them falls in
+    (a keyframe model then sees every shot; one shot: exactly ``spread(n, k)``)."""
+    n = sum(len(r) for r in runs)
+    picked = set(spread(n, k))
+    picked.update(r[len(r) // 2] for r in runs if not picked.intersection(r))
+    return sorted(picked)
+
+
 # -- overlays -------------------------------------------------------------------------------------------------
 def outline(mask: np.ndarray) -> np.ndarray:
     """The mask's pixels that touch the background (4-neighbourhood)."""

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from twinseek.config import Settings
-from twinseek.media.masks import spread
+from twinseek.media.masks import keyframes, spread
 from twinseek.twins.adapters.base import (
     BatchCategoriser,
     Category,
@@ -26,6 +26,7 @@ from twinseek.twins.words import ANIMAL_GROUPS
 CROPS_PER_TRACK = 4  # crops the categoriser sees per track (the largest views of the object)
 SCENE_FRAMES = 8  # whole frames the categoriser labels one by one to describe the scene
 SCENE_LABELS = 6  # labels kept for the scene
+SHOT_FRAMES = 3  # frames of each shot labelled on their own (the shot's labels: twinseek.twins.scenes)
 SEED_LABEL_MIN = 0.5  # a seed label at least this confident beats the categoriser (e.g. "person") ...
 CLASSIFIER_UNSURE = 0.15  # a classifier top score below this is a guess: a weak seed label beats it
 COCO_ANIMALS = frozenset({"bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"})
@@ -44,12 +45,14 @@ CategoryChoice = tuple[str, float, str, str | None, list[tuple[str, float]]]
 @dataclass
 class VideoLabels:
     """What the categoriser said about a video: each object's category (``choices``) and the share of its views
-    each candidate label won (``votes``), the scene labels, and the share of scene frames each label won."""
+    each candidate label won (``votes``), the scene labels, the share of scene frames each label won, and the
+    labels of each scene frame (by position in the frames: what labels the shots)."""
 
     choices: list[CategoryChoice]
     votes: list[dict[str, float]]
     scene: list[tuple[str, float]]
     frame_votes: dict[str, float]
+    frame_labels: dict[int, list[tuple[str, float]]] = field(default_factory=dict)
 
 
 def _votes(found: Sequence[Category]) -> dict[str, float]:
@@ -58,9 +61,14 @@ def _votes(found: Sequence[Category]) -> dict[str, float]:
 
 def categorise_video(
     objects: Sequence[TrackedObject], frames: Sequence[np.ndarray], specialists: Specialists, settings: Settings,
-    vocabulary: Sequence[str] | None,
+    vocabulary: Sequence[str] | None, runs: Sequence[range] | None = None,
 ) -> VideoLabels:
     """Categories of every object and the scene labels, from one batched call where the detector allows it.
+
+    The scene frames are ``SCENE_FRAMES`` spread over the video and the middle frame of every shot (``runs``: the
+    positions of each shot's frames) that none of them falls in. Besides, up to ``SHOT_FRAMES`` frames spread over
+    each shot are labelled (``frame_labels``): a shot's labels, which do not depend on how a long video was cut
+    into chunks.
 
     A confident label from the object detector (COCO) is used as a hint: the classifier then only refines it
     (``car`` -> ``sports car``)."""
@@ -76,22 +84,27 @@ def categorise_video(
         groups.append(crops)
         from_detector = bool(obj.label) and obj.label_source == detector_model and obj.label_score >= confident
         hints.append(obj.label if from_detector else None)
-    picks = spread(len(frames), SCENE_FRAMES)
+    picks = keyframes(runs, SCENE_FRAMES) if runs else spread(len(frames), SCENE_FRAMES)
+    # each shot's own frames, the same however the video is cut into chunks: what its labels come from
+    shot_picks = sorted({run[i] for run in runs or [] for i in spread(len(run), SHOT_FRAMES)})
+    extra = [p for p in shot_picks if p not in set(picks)]
     # scene frames one by one, so that a label seen in part of the video (a cut, a pan) is not averaged away
-    found = _categorise_groups(specialists.detector, groups + [[frames[p]] for p in picks], vocabulary,
-                               hints + [None] * len(picks))
+    found = _categorise_groups(specialists.detector, groups + [[frames[p]] for p in picks + extra], vocabulary,
+                               hints + [None] * (len(picks) + len(extra)))
     choices = [_categorise(obj, f, specialists, hint, detector_model) for obj, f, hint in zip(objects, found, hints)]
     totals: dict[str, float] = defaultdict(float)
     firsts: dict[str, float] = defaultdict(float)
-    for labels in found[len(objects):]:
+    by_pick = dict(zip(picks + extra, found[len(objects):]))
+    for labels in (by_pick[p] for p in picks):
         for c in labels[:2]:
             totals[c.label] += c.score / max(len(picks), 1)
         if labels:
             firsts[labels[0].label] += 1 / len(picks)
     ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:SCENE_LABELS]
     frame_votes = {label: round(share, 3) for label, share in sorted(firsts.items(), key=lambda kv: -kv[1])}
+    frame_labels = {pos: [(c.label, round(c.score, 3)) for c in by_pick[pos]] for pos in shot_picks}
     return VideoLabels(choices, [_votes(f) for f in found[:len(objects)]],
-                       [(label, round(score, 3)) for label, score in ranked], frame_votes)
+                       [(label, round(score, 3)) for label, score in ranked], frame_votes, frame_labels)
 
 
 def _categorise_groups(

@@ -32,7 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from twinseek.config import Settings
 from twinseek.errors import EmptyVideoError
@@ -71,6 +71,7 @@ class ChunkRecord(BaseModel):
     frame_votes: dict[str, float]
     frames: int
     timings: dict[str, float]
+    frame_labels: dict[int, list[tuple[str, float]]] = Field(default_factory=dict)  # chunks staged before: none
 
 
 class Staging:
@@ -209,7 +210,7 @@ class ChunkedBuild:
         record = ChunkRecord(index=index, shots=shots, indices=indices, resume=asdict(self.state),
                              tracks=seen.tracks, instances=seen.instances, relations=seen.relations,
                              screen_text=seen.screen_text, scene=seen.scene, frame_votes=seen.frame_votes,
-                             frames=seen.frames, timings=timings)
+                             frames=seen.frames, timings=timings, frame_labels=seen.frame_labels)
         return record, encoded
 
     def finish(self) -> tuple[Twin, dict[tuple[int, int], bytes]]:
@@ -244,6 +245,7 @@ def merge_chunks(
     masks: dict[tuple[int, int], bytes] = {}
     scene: dict[str, float] = {}
     votes: dict[str, float] = {}
+    frame_labels: dict[int, list[tuple[str, float]]] = {}
     frames = sum(record.frames for record, _ in chunks) or 1
     offset = 0
     for record, chunk_masks in chunks:
@@ -255,6 +257,7 @@ def merge_chunks(
                       for r in record.relations]
         masks.update({(remap[t], f): png for (t, f), png in chunk_masks.items()})
         text += record.screen_text
+        frame_labels.update(record.frame_labels)
         weight = record.frames / frames
         for label, score in record.scene:
             scene[label] = scene.get(label, 0.0) + score * weight
@@ -263,7 +266,8 @@ def merge_chunks(
         offset += len(record.tracks)
     ranked = sorted(scene.items(), key=lambda kv: -kv[1])[:SCENE_LABELS]
     merged = Perceived(tracks, instances, {}, relations, text, [(label, round(s, 3)) for label, s in ranked],
-                       {label: round(s, 3) for label, s in sorted(votes.items(), key=lambda kv: -kv[1])}, frames)
+                       {label: round(s, 3) for label, s in sorted(votes.items(), key=lambda kv: -kv[1])}, frames,
+                       frame_labels)
     return merged, masks
 
 

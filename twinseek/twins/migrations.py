@@ -129,3 +129,11 @@ def m010_shots(db: sqlite_utils.Database) -> None:
          "key_frames": str},
         pk=("video_id", "shot"), foreign_keys=[("video_id", "videos", "video_id")], if_not_exists=True,
     )
+
+
+@store_migrations()
+def m012_shot_labels(db: sqlite_utils.Database) -> None:
+    """Whole-frame labels per shot (JSON list of [label, score]; null in stores ingested before them: such a
+    video's shots form one scene)."""
+    if "labels" not in db.table("shots").columns_dict:
+        db.table("shots").add_column("labels", str)

@@ -155,6 +155,10 @@ class Shot(BaseModel):
     start_s: float = Field(ge=0)
     end_s: float = Field(ge=0)
     key_frames: list[int] = Field(default_factory=list, description="The sampled frames that fall in the shot.")
+    labels: list[tuple[str, float]] = Field(
+        default_factory=list, description="Whole-frame labels of the shot's sampled frames (the categoriser's mean "
+        "score per label, best first): what groups shots into scenes (twinseek.twins.scenes). Empty for a shot "
+        "without a sampled frame, and in stores ingested before shot labels.")
 
 
 def frame_time(video: Video, frame_index: int) -> float:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from twinseek.config import Settings
 from twinseek.errors import ModelUnavailableError
 from twinseek.media.decode import DecodedVideo, VideoInfo
-from twinseek.media.masks import spread
+from twinseek.media.masks import keyframes
 from twinseek.media.shots import ShotSpan
 from twinseek.timing import timed
 from twinseek.twins.actions import add_actions
@@ -42,6 +42,7 @@ class Perceived:
     scene: list[tuple[str, float]]
     frame_votes: dict[str, float]
     frames: int  # how many sampled frames it saw
+    frame_labels: dict[int, list[tuple[str, float]]] = field(default_factory=dict)  # source frame -> its labels
 
 
 def build_twin(
@@ -97,7 +98,7 @@ def perceive(
         if track_insts:
             built.append((obj, track_insts, track_masks))
     with timed(timings, "categorise"):
-        labelled = categorise_video([b[0] for b in built], frames, specialists, settings, vocabulary)
+        labelled = categorise_video([b[0] for b in built], frames, specialists, settings, vocabulary, runs)
     categories = labelled.choices
     tracks, instances, masks = [], [], {}
     for new_id, ((obj, track_insts, track_masks), category, votes) in enumerate(
@@ -127,7 +128,8 @@ def perceive(
             screen_text = _read_text(frames, indices, specialists.reader,
                                      keyframes(runs, settings.perception.ocr_keyframes))
     return Perceived(tracks, instances, masks, relations, screen_text, list(labelled.scene),
-                     dict(labelled.frame_votes), len(frames))
+                     dict(labelled.frame_votes), len(frames),
+                     {indices[pos]: labels for pos, labels in labelled.frame_labels.items()})
 
 
 def assemble_twin(
@@ -152,7 +154,7 @@ def assemble_twin(
     with timed(timings, "speech"):
         speech = transcribe_video(info.path, specialists.speech, settings)
     twin = Twin(video=video, tracks=seen.tracks, instances=seen.instances, relations=seen.relations, speech=speech,
-                shots=shots)
+                shots=label_shots(shots, seen.frame_labels))
     with timed(timings, "words"):
         twin.video.description, twin.video.description_source = describe(twin), DESCRIPTION_SOURCE
     return twin
@@ -178,6 +180,24 @@ def shots_of(spans: Sequence[ShotSpan], fps: float) -> list[Shot]:
             for s in spans]
 
 
+SHOT_LABELS = 5  # labels kept per shot
+
+
+def label_shots(shots: Sequence[Shot], frame_labels: dict[int, list[tuple[str, float]]]) -> list[Shot]:
+    """The shots with their labels: per shot, each label's mean score over the shot's labelled frames (a frame
+    that lacks a label scores 0 for it), best first. A shot without a labelled frame keeps none."""
+    labelled = []
+    for shot in shots:
+        inside = [labels for frame, labels in frame_labels.items() if shot.start_frame <= frame <= shot.end_frame]
+        totals: dict[str, float] = {}
+        for labels in inside:
+            for label, score in labels:
+                totals[label] = totals.get(label, 0.0) + score / len(inside)
+        ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:SHOT_LABELS]
+        labelled.append(shot.model_copy(update={"labels": [(label, round(score, 3)) for label, score in ranked]}))
+    return labelled
+
+
 def shot_runs(indices: Sequence[int], shots: Sequence[ShotSpan]) -> list[range]:
     """The positions (in ``indices``, the sampled frames) of each shot's frames, in order; shots without a sampled
     frame are left out. One run for a video without shots."""
@@ -194,15 +214,6 @@ def shot_runs(indices: Sequence[int], shots: Sequence[ShotSpan]) -> list[range]:
     if start < len(indices):  # frames past the last shot's end (not expected): their own run
         runs.append(range(start, len(indices)))
     return runs
-
-
-def keyframes(runs: Sequence[range], k: int) -> list[int]:
-    """``k`` positions spread over all the frames, and the middle frame of each shot that none of them falls in
-    (a keyframe model then sees every shot; one shot: exactly ``spread(n, k)``)."""
-    n = sum(len(r) for r in runs)
-    picked = set(spread(n, k))
-    picked.update(r[len(r) // 2] for r in runs if not picked.intersection(r))
-    return sorted(picked)
 
 
 def _segment_shots(frames: Sequence[np.ndarray], seeds: dict[int, list[Detection]], runs: Sequence[range],

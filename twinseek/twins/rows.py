@@ -92,12 +92,14 @@ def speech_from_rows(status: dict[str, Any] | None, rows: list[dict[str, Any]]) 
 
 def shot_to_row(video_id: str, shot: Shot) -> dict[str, Any]:
     return {"video_id": video_id, "shot": shot.index, "start_frame": shot.start_frame, "end_frame": shot.end_frame,
-            "start_s": shot.start_s, "end_s": shot.end_s, "key_frames": json.dumps(shot.key_frames)}
+            "start_s": shot.start_s, "end_s": shot.end_s, "key_frames": json.dumps(shot.key_frames),
+            "labels": json.dumps(shot.labels)}
 
 
 def shot_from_row(row: dict[str, Any]) -> Shot:
     return Shot(index=row["shot"], start_frame=row["start_frame"], end_frame=row["end_frame"],
-                start_s=row["start_s"], end_s=row["end_s"], key_frames=json.loads(row["key_frames"] or "[]"))
+                start_s=row["start_s"], end_s=row["end_s"], key_frames=json.loads(row["key_frames"] or "[]"),
+                labels=[(str(label), float(score)) for label, score in json.loads(row.get("labels") or "[]")])
 
 
 def track_to_row(track: Track) -> dict[str, Any]:
