@@ -10,6 +10,7 @@ import torch
 
 from twinseek.config import RetrievalSettings
 from twinseek.errors import ModelUnavailableError
+from twinseek.media.decode import iter_frames, uniform_picks
 from twinseek.retrieval.dense import (
     DenseIndex,
     EcrTextEmbedder,
@@ -20,6 +21,7 @@ from twinseek.retrieval.dense import (
 from twinseek.twins.store import TwinStore
 
 from support.retrieval import KeywordEncoder, add_video
+from support.synthetic import write_shots_video
 from support.tiny_models import assert_placed, build_tiny_qwen2vl
 
 HIDDEN = 32  # text hidden size of the tiny Qwen2-VL
@@ -100,3 +102,13 @@ def test_tara_video_and_composed_embeddings(tiny_qwen: Path, device: str) -> Non
 
     from_file = tara.embed_videos([DenseInput("swan", str(SAMPLES / "blackswan.mp4"), "")])
     assert from_file.shape == (1, HIDDEN) and np.linalg.norm(from_file[0]) == pytest.approx(1, abs=1e-5)
+
+
+def test_tara_frames_of_a_scene_come_from_its_span(tiny_qwen: Path, tmp_path: Path) -> None:
+    # 3 shots of 12 frames at 12 fps: the scene 1.0-2.0 s is source frames 12-23
+    video = write_shots_video(tmp_path / "cuts.mkv", [12, 12, 12], width=96, height=64)
+    tara = TaraEmbedder(str(tiny_qwen), frames=4, max_side=64)
+    span = tara.frames_of(video, 1.0, 2.0)
+    expected = [frame for _, frame in iter_frames(video, 64, {12 + i for i in uniform_picks(12, 4)})]
+    assert span.shape[0] == 4 and np.array_equal(span, np.stack(expected))
+    assert tara.frames_of(video).shape[0] == 4  # the whole video, as before

@@ -12,6 +12,7 @@ import pytest
 from twinseek.config import RetrievalSettings
 from twinseek.retrieval.components import ComponentIndex
 from twinseek.retrieval.compositional import CompositionalSearch, SubQuery
+from twinseek.retrieval.dense import DenseIndex, EcrTextEmbedder
 from twinseek.retrieval.moments import (
     MomentLocaliser,
     Segment,
@@ -74,7 +75,7 @@ def test_an_index_from_before_spans_is_rebuilt_with_them(store: TwinStore) -> No
     index.sync()
     store.db.execute("update components set start_s = null, end_s = null")  # rows as an older version wrote them
     meta = index.vectors().meta
-    index.vectors().meta = {**meta, "fingerprint": meta["fingerprint"].replace("texts=5", "texts=4")}
+    index.vectors().meta = {**meta, "fingerprint": meta["fingerprint"].replace("texts=6", "texts=4")}
     index.vectors().save(index.folder)
     fresh = keyword_index(store)
     assert fresh.sync().rebuilt
@@ -237,3 +238,44 @@ def test_a_searchs_sub_queries_are_encoded_once(store: TwinStore) -> None:
     query = localiser(index).prepare([sq("a dog"), sq("a cat", negated=True)])
     assert encoder.calls[before:] == [["a dog", "a cat"]]  # the moments reuse the stage's vectors
     assert query is not None and np.allclose(query.vectors, encoder.encode(["a dog"]))
+
+
+def test_the_scene_gists_of_the_dense_index_place_a_match_the_components_miss(store: TwinStore) -> None:
+    # two scenes (shots 0-1: desert, shot 2: lake) whose tracks say nothing of the query ("oasis" is only in the
+    # first scene's labels, which the keyword encoder of the components does not know)
+    twin, _ = timed_twin("v", {"person": (0, 290)})
+    twin.shots[0].labels = twin.shots[1].labels = [("oasis", 0.8)]
+    twin.shots[2].labels = [("lake", 0.8)]
+    put(store, twin)
+    index = keyword_index(store)
+    index.sync()
+    dense = DenseIndex(store, EcrTextEmbedder(KeywordEncoder(["oasis", "lake", "person"])))
+    dense.sync()
+    with_dense = MomentLocaliser(index, index.encoders, RetrievalSettings(), dense=dense)
+    query = with_dense.prepare([sq("a person")], "a person at an oasis")
+    assert query is not None and query.dense is not None
+    (best, *_) = with_dense.locate(query, store.get_twin("v"))
+    assert (best.start_s, best.end_s, best.shots) == (0.0, 20.0, [0, 1])
+    # components only (weight 0, or no query text): the person is everywhere, so the whole video is one moment
+    alone = MomentLocaliser(index, index.encoders, RetrievalSettings(moment_dense_weight=0), dense=dense)
+    (whole,) = alone.locate(alone.prepare([sq("a person")], "a person at an oasis"), store.get_twin("v"))
+    assert (whole.start_s, whole.end_s) == (0.0, 30.0)
+    assert with_dense.locate(with_dense.prepare([sq("a person")]), store.get_twin("v"))[0].shots == [0, 1, 2]
+
+
+def test_a_video_of_several_scenes_is_localised_scene_by_scene(store: TwinStore) -> None:
+    # the dog track meets only shot 1, but shots 0-1 are one scene: the moment is the scene
+    twin, _ = timed_twin("v", {"dog": (100, 150), "cat": (200, 290)})
+    twin.shots[0].labels = twin.shots[1].labels = [("park", 0.8)]
+    twin.shots[2].labels = [("sofa", 0.8)]
+    put(store, twin)
+    assert segments(twin, by_scene=True) == [Segment(0.0, 20.0, 0, True, (0, 1)), Segment(20.0, 30.0, 2, True, (2,))]
+    assert segments(twin) == segments(twin, by_scene=False) and len(segments(twin)) == 3
+    index = keyword_index(store)
+    index.sync()
+    by_scene = localiser(index)
+    (best, *_) = by_scene.locate(by_scene.prepare([sq("a dog")]), store.get_twin("v"))
+    assert (best.start_s, best.end_s, best.shots) == (0.0, 20.0, [0, 1])
+    by_shot = localiser(index, moment_unit="shot")
+    (best, *_) = by_shot.locate(by_shot.prepare([sq("a dog")]), store.get_twin("v"))
+    assert (best.start_s, best.end_s, best.shots) == (10.0, 20.0, [1])

@@ -14,13 +14,19 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from twinseek.agent.judge import JudgementCache
-from twinseek.retrieval.catalogue import m002_component_spans
+from twinseek.retrieval.catalogue import m002_component_spans, m003_dense_spans, m004_component_scenes
 from twinseek.retrieval.components import ComponentIndex, ComponentSource
 from twinseek.retrieval.decompose import DecompositionCache
 from twinseek.retrieval.dense import DenseIndex, DenseSource, EcrTextEmbedder
 from twinseek.retrieval.encoders import ComponentEncoders
 from twinseek.twins.ingest_queue import IngestQueue, m011_watch
-from twinseek.twins.migrations import m008_speech, m009_actions, m010_shots, store_migrations
+from twinseek.twins.migrations import (
+    m008_speech,
+    m009_actions,
+    m010_shots,
+    m012_shot_labels,
+    store_migrations,
+)
 from twinseek.twins.store import DB_NAME, TwinStore
 
 from support.retrieval import KeywordEncoder
@@ -29,8 +35,9 @@ OLD_STORE = Path(__file__).parents[1] / "data" / "store-9700c45.sql"
 KEYWORDS = ["dog", "cat", "ball", "horse", "person", "left", "right", "near", "brown"]
 # the migrations written after the old store (the store's own, then the ingest queue's): it applies these, and only
 # these
-NEWER = (m008_speech, m009_actions, m010_shots, m011_watch)
-NEWER_COMPONENTS = (m002_component_spans,)  # and the components' (the catalogue's component spans)
+NEWER = (m008_speech, m009_actions, m010_shots, m012_shot_labels, m011_watch)
+# and the components' (the catalogue's component spans, dense items' spans, the scenes a component meets)
+NEWER_COMPONENTS = (m002_component_spans, m003_dense_spans, m004_component_scenes)
 
 
 def restore(root: Path) -> list[str]:

@@ -39,6 +39,10 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         put_twin(store, *timed_twin("park", {"cat": (0, 90), "ball": (100, 190), "dog": (200, 290)},
                                     path=str(clip)))
         put_twin(store, *timed_twin("cats", {"cat": (0, 290)}, path=str(clip)))
+        tour, masks = timed_twin("tour", {"bird": (0, 290)}, path=str(clip))  # two scenes, one label with markup
+        for shot, labels in zip(tour.shots, ([("<b>lake</b>", 0.9)], [("<b>lake</b>", 0.9)], [("desert", 0.9)])):
+            shot.labels = labels
+        put_twin(store, tour, masks)
     return root / "store"
 
 
@@ -95,6 +99,13 @@ def test_the_video_page_starts_at_the_moment_with_its_frames_masks(client: TestC
     assert "moment" not in player_data(whole) and 'id="moment"' not in whole and "#t=" not in whole
     assert client.get("/videos/park?start=30&end=20").status_code == 422
     assert client.get("/videos/park?start=-1").status_code == 422
+
+
+def test_the_timeline_shows_the_scenes_of_a_video_of_several(client: TestClient) -> None:
+    page = client.get("/videos/tour").text
+    assert "scenes (2)" in page and "scene 0: 00:00:00-00:00:20: &lt;b&gt;lake&lt;/b&gt;" in page
+    assert "<b>lake</b>" not in page  # labels are escaped
+    assert "scenes (" not in client.get("/videos/park").text  # shots without labels: one scene, no lane
 
 
 def test_the_overlay_is_drawn_for_the_span(client: TestClient) -> None:

@@ -28,7 +28,7 @@ from twinseek.agent.state import (
 )
 from twinseek.retrieval.decompose import Decomposition
 from twinseek.retrieval.moments import EncodedSubqueries
-from twinseek.retrieval.stages import Candidate
+from twinseek.retrieval.stages import Candidate, dense_query
 from twinseek.twins.model import Twin
 from twinseek.twins.views import description
 
@@ -53,7 +53,8 @@ def answer(res: Resources, run: Run, state: AgentState) -> tuple[list[Hit], list
     actions, dec = state.get("actions", []), state.get("decomposition")
     started = time.perf_counter()
     # the sub-queries are encoded once for every hit; a hit's moments come from its own components only
-    moment_query = res.indexes.moments.prepare(dec.subqueries) if dec is not None and kept else None
+    moment_query = (res.indexes.moments.prepare(
+        dec.subqueries, dense_query(res.indexes.settings, state["query"], dec)) if dec is not None and kept else None)
     hits = [_hit(res, c, judged[c.video_id], rank, names[judged[c.video_id].source], root, actions, dec,
                  order[c.video_id] + 1, moment_query)
             for rank, c in enumerate(kept[: run.k], start=1)]

@@ -76,6 +76,26 @@ def m002_component_spans(db: sqlite_utils.Database) -> None:
             db.execute(f"alter table components add column {name} real")
 
 
+@index_migrations()
+def m003_dense_spans(db: sqlite_utils.Database) -> None:
+    # a video of several scenes has a dense item per scene: the seconds it covers (null: the whole video). Rows
+    # indexed before are re-made by the next sync (the dense texts' version changed with this column)
+    columns = {c.name for c in db.table("dense_items").columns}
+    for name in ("start_s", "end_s"):
+        if name not in columns:
+            db.execute(f"alter table dense_items add column {name} real")
+
+
+@index_migrations()
+def m004_component_scenes(db: sqlite_utils.Database) -> None:
+    # the scenes a component meets in a video of several (null: one scene), which compositional search scores
+    # apart. Rows indexed before are re-made by the next sync (the component catalogue's version changed with it)
+    columns = {c.name for c in db.table("components").columns}
+    for name in ("scene_first", "scene_last"):
+        if name not in columns:
+            db.execute(f"alter table components add column {name} integer")
+
+
 class ItemSource(Protocol):
     """What a :class:`CatalogIndex` indexes: rows per video, their vectors and a per-video signature."""
 

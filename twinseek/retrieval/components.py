@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from twinseek.config import RetrievalSettings
 from twinseek.retrieval.catalogue import CatalogIndex, digest, params_from
 from twinseek.retrieval.encoders import ComponentEncoders
+from twinseek.twins.scenes import Scene, scenes
 from twinseek.twins.store import TwinStore
 from twinseek.twins.views import TEXT_VERSION, ComponentTexts
 
@@ -38,15 +40,35 @@ class ComponentSource:
                                     r.track_labels)) for r in store.video_revisions()}
 
     def rows(self, store: TwinStore, video_id: str) -> list[dict[str, Any]]:
-        return ComponentTexts.rows(store.get_twin(video_id, refinements=False))  # retrieval sees ingest rows only
+        twin = store.get_twin(video_id, refinements=False)  # retrieval sees ingest rows only
+        return with_scenes(ComponentTexts.rows(twin), scenes(twin))
 
     def embed(self, store: TwinStore, rows: list[dict[str, Any]]) -> np.ndarray:
         return self.encoders.encode_components([r["kind"] for r in rows], [r["text"] for r in rows])
 
 
+def with_scenes(rows: list[dict[str, Any]], parts: Sequence[Scene]) -> list[dict[str, Any]]:
+    """The rows with the first and last scene (index in ``parts``) their span meets; None for a video of one
+    scene. A span of no length meets the scene it lies in."""
+    if not parts:
+        return [dict(row, scene_first=None, scene_last=None) for row in rows]
+    starts = np.array([p.start_s for p in parts])
+    ends = np.array([p.end_s for p in parts])
+    out = []
+    for row in rows:
+        a, b = float(row["start_s"]), float(row["end_s"])
+        met = np.flatnonzero((starts < max(b, a + 1e-6)) & (ends > a)) if b > a else \
+            np.flatnonzero((starts <= a) & (ends > a))
+        if not len(met):  # past the last scene's end (rounding): the nearest scene
+            met = np.array([int(np.argmin(np.abs(starts - a)))])
+        out.append(dict(row, scene_first=int(met[0]), scene_last=int(met[-1])))
+    return out
+
+
 # Bump when the catalogue's own handling of component rows changes; the texts' version is views.TEXT_VERSION.
 # 5: rows carry their time span (start_s, end_s), so indexes built before are re-made with it.
-COMPONENT_TEXT_VERSION = 5
+# 6: rows carry the scenes they meet (scene_first, scene_last).
+COMPONENT_TEXT_VERSION = 6
 
 
 class ComponentIndex(CatalogIndex):
@@ -57,3 +79,19 @@ class ComponentIndex(CatalogIndex):
         settings = settings or RetrievalSettings()
         self.encoders = encoders or ComponentEncoders.from_settings(settings)
         super().__init__(store, ComponentSource(self.encoders), params_from(settings, 1), settings.commit_every)
+        self._scenes: tuple[Any, np.ndarray] | None = None  # (the catalogue it was read with, (n, 2) scene ranges)
+
+    def scene_ranges(self, ids: np.ndarray) -> np.ndarray:
+        """The first and last scene each item meets, (n, 2); -1 for an item of a video of one scene."""
+        cat = self.catalogue()
+        if self._scenes is None or self._scenes[0] is not cat:
+            table = np.full((len(cat.ids), 2), -1, np.int64)
+            rows = self.db.execute(f"select id, scene_first, scene_last from [{self.source.table}] "
+                                   "where scene_first is not null").fetchall()
+            if rows:
+                found = np.array([r[0] for r in rows], np.int64)
+                pos = np.searchsorted(cat.ids, found)
+                table[pos] = [(r[1], r[2]) for r in rows]
+            self._scenes = (cat, table)
+        pos = np.clip(np.searchsorted(cat.ids, ids), 0, max(len(cat.ids) - 1, 0))
+        return self._scenes[1][pos] if len(cat.ids) else np.full((len(ids), 2), -1, np.int64)

@@ -123,10 +123,17 @@ class CompositionalSearch:
         candidates = self._candidates(queries, negated)
         if not candidates:
             return []
-        sims, best = self._exact_scores(candidates, queries)
+        sims, best, owner = self._exact_scores(candidates, queries)
         s = self.settings
-        scores = aggregate(sims, [q.weight for q in subqueries], negated, aggregation or s.aggregation,
-                           s.softmin_temperature, s.negation_weight, s.negation_margin)
+        unit_scores = aggregate(sims, [q.weight for q in subqueries], negated, aggregation or s.aggregation,
+                                s.softmin_temperature, s.negation_weight, s.negation_margin)
+        # a video of several scenes scores as its best scene (units in order: the first of equals wins)
+        pick = np.full(len(candidates), -1)
+        for unit in range(len(owner)):
+            i = owner[unit]
+            if pick[i] < 0 or unit_scores[unit] > unit_scores[pick[i]]:
+                pick[i] = unit
+        scores, sims, best = unit_scores[pick], sims[pick], [best[u] for u in pick]
         order = sorted(range(len(candidates)), key=lambda i: (-scores[i], candidates[i]))[:k]
         rows = self.index.items(int(c) for i in order for c in best[i] if c >= 0)
         return [CompositionalHit(video_id=candidates[i], score=float(scores[i]),
@@ -144,25 +151,43 @@ class CompositionalSearch:
         videos = self.index.videos_of(ids[ids >= 0])
         return sorted({v for v in videos if v is not None})
 
-    def _exact_scores(self, candidates: list[str], queries: np.ndarray) -> tuple[np.ndarray, list[list[int]]]:
-        """Max cosine per (candidate, sub-query) over all the candidate's components, and the argmax ids."""
+    def _exact_scores(self, candidates: list[str], queries: np.ndarray,
+                      ) -> tuple[np.ndarray, list[list[int]], list[int]]:
+        """Max cosine per (unit, sub-query) over the unit's components, the argmax ids, and each unit's candidate
+        (its index in ``candidates``). A unit is a candidate, or each scene of a candidate of several scenes
+        (:mod:`twinseek.twins.scenes`): the parts of a query should meet in one scene, where over a long video's
+        many components each part would find a match somewhere. A component meets the scenes its span meets."""
         by_video = self.index.catalogue().by_video
         groups = [by_video.get(v, np.zeros(0, np.int64)) for v in candidates]
         ids = np.concatenate(groups) if groups else np.zeros(0, np.int64)
         sims_all = self.index.vectors().reconstruct(ids) @ queries.T  # (n_components, n_subqueries)
-        sims = np.zeros((len(candidates), len(queries)))
+        ranges = self.index.scene_ranges(ids) if isinstance(self.index, ComponentIndex) else \
+            np.full((len(ids), 2), -1, np.int64)
+        rows: list[np.ndarray] = []
         best: list[list[int]] = []
+        owner: list[int] = []
         start = 0
         for i, group in enumerate(groups):
-            block = sims_all[start:start + len(group)]
+            block, scene = sims_all[start:start + len(group)], ranges[start:start + len(group)]
             start += len(group)
-            if len(group):
-                arg = block.argmax(axis=0)
-                sims[i] = block[arg, np.arange(len(queries))]
+            if not len(group):  # no components: similarity 0, no evidence
+                rows.append(np.zeros(len(queries)))
+                best.append([-1] * len(queries))
+                owner.append(i)
+                continue
+            n_scenes = int(scene[:, 1].max()) + 1
+            masks = [np.ones(len(group), bool)] if n_scenes < 2 else \
+                [(scene[:, 0] < 0) | ((scene[:, 0] <= k) & (scene[:, 1] >= k)) for k in range(n_scenes)]
+            for mask in masks:
+                if not mask.any():
+                    continue
+                masked = np.where(mask[:, None], block, -np.inf)
+                arg = masked.argmax(axis=0)
+                rows.append(masked[arg, np.arange(len(queries))])
                 best.append([int(group[a]) for a in arg])
-            else:
-                best.append([-1] * len(queries))  # no components: similarity 0, no evidence
-        return sims, best
+                owner.append(i)
+        sims = np.stack(rows) if rows else np.zeros((0, len(queries)))
+        return sims, best, owner
 
 
 def _match(query: SubQueryLike, similarity: float, row: dict[str, Any] | None) -> ComponentMatch:

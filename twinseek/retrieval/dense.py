@@ -23,13 +23,13 @@ import torch
 from pydantic import BaseModel
 
 from twinseek.config import RetrievalSettings, SamplingSettings
-from twinseek.errors import ModelUnavailableError
-from twinseek.media.decode import decode_video
+from twinseek.errors import ModelUnavailableError, VideoError
+from twinseek.media.decode import decode_video, iter_frames, probe, uniform_picks
 from twinseek.retrieval.catalogue import CatalogIndex, digest, params_from
 from twinseek.retrieval.encoders import EmbeddingBackend, MiniLMEncoder, TextEncoder, text_encoder
 from twinseek.twins.model import Twin
 from twinseek.twins.store import TwinStore
-from twinseek.twins.views import TEXT_VERSION, scene_gist, template_ecr
+from twinseek.twins.views import TEXT_VERSION, scene_gist, scene_gists, template_ecr
 from twinseek.weights import is_hub_id, model_dtype, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ class DenseInput:
     video_id: str
     path: str
     text: str
+    start_s: float | None = None  # a scene's span (None: the whole video)
+    end_s: float | None = None
 
 
 class VideoEmbedder(Protocol):
@@ -82,6 +84,21 @@ def dense_text(twin: Twin) -> dict[str, str]:
     return {"source": "template", "text": ecr or template_ecr(twin)}
 
 
+def dense_rows(twin: Twin) -> list[dict[str, Any]]:
+    """The dense items of a video: one (:func:`dense_text`, the whole video) for a video of one scene; for a video
+    of several scenes (:func:`~twinseek.twins.scenes.scenes`), one per scene (its gist, spanning it), and the
+    whole-video text as well when a model wrote an ECR for it (that text describes the whole video)."""
+    gists = scene_gists(twin)
+    whole: dict[str, Any] = dict(dense_text(twin), start_s=None, end_s=None)
+    if len(gists) == 1 and gists[0][0] is None:
+        return [whole]
+    rows: list[dict[str, Any]] = [{"source": "scene", "text": text, "start_s": round(part.start_s, 3), "end_s": round(part.end_s, 3)}
+            for part, text in gists if part is not None and text]
+    if whole["source"] not in ("gist", "template") or not rows:
+        rows.append(whole)
+    return rows
+
+
 class EcrTextEmbedder:
     """Video = its ECR (or template) text embedded with a sentence encoder; queries with the same encoder."""
 
@@ -94,7 +111,7 @@ class EcrTextEmbedder:
 
     @property
     def fingerprint(self) -> str:
-        return f"ecr-text;{getattr(self.encoder, 'fingerprint', self.encoder.model)};dense-text=3;{TEXT_VERSION}"
+        return f"ecr-text;{getattr(self.encoder, 'fingerprint', self.encoder.model)};dense-text=4;{TEXT_VERSION}"
 
     @property
     def dim(self) -> int:
@@ -222,12 +239,21 @@ class TaraEmbedder:
         chunks = [self._embed(prompts[i:i + self.batch_size]) for i in range(0, len(prompts), self.batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
 
-    def frames_of(self, path: str | Path) -> np.ndarray:
-        """``self.frames`` uniformly sampled RGB frames, (T, H, W, 3) uint8."""
-
-        decoded = decode_video(path, SamplingSettings(frames=self.frames, max_frames=self.frames,
-                                                      max_side=self.max_side))
-        return np.stack(decoded.frames)
+    def frames_of(self, path: str | Path, start_s: float | None = None, end_s: float | None = None) -> np.ndarray:
+        """``self.frames`` uniformly sampled RGB frames, (T, H, W, 3) uint8: of the whole video, or of the span
+        ``start_s``-``end_s`` (a scene)."""
+        if start_s is None or end_s is None:
+            decoded = decode_video(path, SamplingSettings(frames=self.frames, max_frames=self.frames,
+                                                          max_side=self.max_side))
+            return np.stack(decoded.frames)
+        info = probe(path)
+        first = min(int(start_s * info.fps), max(info.frame_count - 1, 0))
+        last = max(first, min(int(np.ceil(end_s * info.fps)) - 1, info.frame_count - 1))
+        wanted = {first + i for i in uniform_picks(last - first + 1, self.frames)}
+        frames = [frame for _, frame in iter_frames(path, self.max_side, wanted)]
+        if not frames:
+            raise VideoError(Path(path), f"no frame decoded in {start_s:.1f}-{end_s:.1f} s")
+        return np.stack(frames)
 
     def embed_video_frames(self, frames: np.ndarray, edit: str | None = None) -> np.ndarray:
         """One video (T, H, W, 3); with ``edit``, the composed (video + edit instruction) query."""
@@ -241,7 +267,7 @@ class TaraEmbedder:
     def embed_videos(self, videos: Sequence[DenseInput]) -> np.ndarray:
         if not videos:
             return np.zeros((0, self.dim), np.float32)
-        return np.stack([self.embed_video_frames(self.frames_of(v.path)) for v in videos])
+        return np.stack([self.embed_video_frames(self.frames_of(v.path, v.start_s, v.end_s)) for v in videos])
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed_texts(texts)
@@ -270,10 +296,11 @@ class DenseSource:
                                     r.last_relation)) for r in store.video_revisions()}
 
     def rows(self, store: TwinStore, video_id: str) -> list[dict[str, Any]]:
-        return [dense_text(store.get_twin(video_id, refinements=False))]  # retrieval sees ingest rows only
+        return dense_rows(store.get_twin(video_id, refinements=False))  # retrieval sees ingest rows only
 
     def embed(self, store: TwinStore, rows: list[dict[str, Any]]) -> np.ndarray:
-        inputs = [DenseInput(r["video_id"], store.get_video(r["video_id"]).path, r["text"]) for r in rows]
+        inputs = [DenseInput(r["video_id"], store.get_video(r["video_id"]).path, r["text"], r.get("start_s"),
+                             r.get("end_s")) for r in rows]
         return self.embedder.embed_videos(inputs)
 
 
@@ -300,7 +327,20 @@ class DenseIndex(CatalogIndex):
         super().__init__(store, DenseSource(self.embedder), params_from(settings, 1), settings.commit_every)
 
     def search_text(self, query: str, k: int = 10) -> list[DenseHit]:
-        """Top-``k`` videos for a text query."""
-        hits = self.search(self.embedder.embed_queries([query]), k)[0]
-        videos = self.videos_of(np.array([h.id for h in hits], np.int64))
-        return [DenseHit(video_id=v, score=h.score) for h, v in zip(hits, videos) if v is not None]
+        """Top-``k`` videos for a text query, each scored by its best item (a video of several scenes has one
+        per scene)."""
+        vector = self.embedder.embed_queries([query])
+        total = len(self.catalogue().ids)
+        if not total or k <= 0:
+            return []
+        want = min(total, k)
+        while True:
+            hits = self.search(vector, want)[0]
+            videos = self.videos_of(np.array([h.id for h in hits], np.int64))
+            best: dict[str, float] = {}
+            for hit, video in zip(hits, videos):
+                if video is not None and video not in best:  # hits come best first
+                    best[video] = hit.score
+            if len(best) >= k or want >= total:
+                return [DenseHit(video_id=v, score=s) for v, s in list(best.items())[:k]]
+            want = min(total, want * 2 + k)  # several items of one video took places: look further

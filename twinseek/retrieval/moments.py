@@ -1,15 +1,20 @@
 """Moments: where in a video a query's match lies, as time spans (the localiser of a hit).
 
-A video's time line is cut into *segments*: its shots (:attr:`~twinseek.twins.model.Twin.shots`), or, for a twin
-without shots (a store from before them), one cell per sampled frame (from halfway to the previous sampled frame
-to halfway to the next: what the twin knows of that stretch). Every component of the video (object, relation,
+A video's time line is cut into *segments*: its scenes, in a video of several (:mod:`twinseek.twins.scenes`:
+adjacent shots whose labels agree; ``retrieval.moment_unit``), else its shots
+(:attr:`~twinseek.twins.model.Twin.shots`), or, for a twin without shots (a store from before them), one cell per
+sampled frame (from halfway to the previous sampled frame to halfway to the next: what the twin knows of that
+stretch). A scene is the unit because a shot of a long video holds one or two sampled frames: what one shot's
+one-frame tracks say is noise that the scene's labels and gist outweigh. Every component of the video (object, relation,
 scene, on-screen text, gloss, speech segment) covers a time span (``start_s``-``end_s`` in the ``components``
 table, :meth:`~twinseek.twins.views.ComponentTexts.rows`). A segment scores as the compositional search scores a
 video (:mod:`twinseek.retrieval.compositional`, ``mean`` aggregation), but over the components overlapping it only::
 
     score(segment) = sum_P w_l max_{c overlaps segment} max(0, cos(q_l, c)) / sum_P w_l
 
-over the positive sub-queries ``P`` (a negated one says what is *not* there, which places nothing).
+over the positive sub-queries ``P`` (a negated one says what is *not* there, which places nothing). In a video of
+several scenes, ``moment_dense_weight`` of the score is the dense similarity of the whole query to the gist of the
+segment's scene (the dense index holds an item per scene: :func:`~twinseek.retrieval.dense.dense_rows`).
 
 The best moment is the run of adjacent segments around the best-scoring one whose scores stay at or above
 ``lowest + moment_fraction x (best - lowest)`` (of the video's segment scores: shift-free, so a floor that every
@@ -40,9 +45,11 @@ from pydantic import BaseModel, Field
 from twinseek.config import RetrievalSettings
 from twinseek.retrieval.catalogue import CatalogIndex
 from twinseek.retrieval.compositional import SubQueryLike
+from twinseek.retrieval.dense import DenseIndex
 from twinseek.retrieval.encoders import ComponentEncoders
 from twinseek.retrieval.vectors import IndexCorruptError
 from twinseek.twins.model import Twin, frame_span, frame_time, frames_within
+from twinseek.twins.scenes import scenes
 from twinseek.twins.views import ComponentTexts
 
 logger = logging.getLogger(__name__)
@@ -92,14 +99,23 @@ class Segment:
 
     start_s: float
     end_s: float
-    shot: int | None = None
+    shot: int | None = None  # its (first) shot
     observed: bool = True  # a sampled frame lies in it (a shot the sampling skipped: the twin knows nothing of it)
+    shots: tuple[int, ...] = ()  # a scene's shots (a segment of one shot: empty, ``shot`` says it)
+
+    @property
+    def shot_indices(self) -> list[int]:
+        return list(self.shots) if self.shots else [] if self.shot is None else [self.shot]
 
 
-def segments(twin: Twin) -> list[Segment]:
-    """The video's time line: its shots in order; without shots, one cell per sampled frame (the whole video when
-    none was sampled)."""
+def segments(twin: Twin, by_scene: bool = False) -> list[Segment]:
+    """The video's time line: its shots in order (``by_scene``: its scenes, in a video of several,
+    :func:`~twinseek.twins.scenes.scenes`); without shots, one cell per sampled frame (the whole video when none
+    was sampled)."""
     video = twin.video
+    parts = scenes(twin) if by_scene else []
+    if parts:
+        return [Segment(p.start_s, max(p.end_s, p.start_s), p.shots[0], True, p.shots) for p in parts]
     if twin.shots:
         return [Segment(s.start_s, max(s.end_s, s.start_s), s.index, bool(s.key_frames))
                 for s in sorted(twin.shots, key=lambda s: s.index)]
@@ -224,6 +240,7 @@ class EncodedSubqueries:
     texts: tuple[str, ...]
     weights: tuple[float, ...]
     vectors: np.ndarray  # (n, dim), unit rows
+    dense: np.ndarray | None = None  # the whole query by the dense index's embedder (dim,): meets the scene gists
 
 
 class MomentLocaliser:
@@ -231,19 +248,26 @@ class MomentLocaliser:
     component catalogue (bound with the store's indexes: :class:`~twinseek.retrieval.stages.RetrievalIndexes`)."""
 
     def __init__(self, index: CatalogIndex, encoders: ComponentEncoders, settings: RetrievalSettings | None = None,
-                 ) -> None:
+                 dense: DenseIndex | None = None) -> None:
         self.index = index
         self.encoders = encoders
         self.settings = settings or RetrievalSettings()
+        self.dense = dense  # its scene items (videos of several scenes) join the shots' scores
         self.embedded_videos = 0  # videos whose components had to be embedded (not in the catalogue): a cost to see
 
-    def prepare(self, subqueries: Sequence[SubQueryLike]) -> EncodedSubqueries | None:
-        """The sub-queries that place a match (the positive ones), encoded; None when there is none."""
+    def prepare(self, subqueries: Sequence[SubQueryLike], text: str | None = None) -> EncodedSubqueries | None:
+        """The sub-queries that place a match (the positive ones), encoded; None when there is none. ``text``: the
+        query as dense search embeds it (:func:`~twinseek.retrieval.stages.dense_query`), which the scene gists
+        of the dense index meet."""
         positive = [q for q in subqueries if not q.negated and q.text.strip()]
         if not positive:
             return None
         texts = tuple(q.text for q in positive)
-        return EncodedSubqueries(texts, tuple(float(q.weight) for q in positive), self.encoders.encode_queries(list(texts)))
+        dense = None
+        if text and self.dense is not None and self.settings.moment_dense_weight > 0:
+            dense = self.dense.embedder.embed_queries([text])[0]
+        return EncodedSubqueries(texts, tuple(float(q.weight) for q in positive),
+                                 self.encoders.encode_queries(list(texts)), dense)
 
     def locate(self, query: EncodedSubqueries | None, twin: Twin, limit: int | None = None,
                fraction: float | None = None) -> list[Moment]:
@@ -258,11 +282,15 @@ class MomentLocaliser:
             return []
         video = twin.video
         spans = np.array([_row_span(twin, r) for r in rows], np.float64).reshape(-1, 2)
-        segs = segments(twin)
+        segs = segments(twin, self.settings.moment_unit == "scene")
         keep = placing(spans, segs)
         rows, vectors, spans = [r for r, k in zip(rows, keep) if k], vectors[keep], spans[keep]
         sims = vectors @ query.vectors.T
         scores, best = score_segments(sims, spans, segs, query.weights)
+        scene = self._scene_scores(query, video.video_id, segs)
+        if scene is not None:
+            weight = self.settings.moment_dense_weight
+            scores = (1 - weight) * scores + weight * scene
         moments = []
         for first, last, peak in pick_moments(scores, fraction, limit, segs):
             run = segs[first:last + 1]
@@ -274,7 +302,7 @@ class MomentLocaliser:
                 if hi > lo:
                     start, end = lo, hi
             moments.append(Moment(
-                start_s=round(start, 3), end_s=round(end, 3), shots=[s.shot for s in run if s.shot is not None],
+                start_s=round(start, 3), end_s=round(end, 3), shots=[i for s in run for i in s.shot_indices],
                 score=round(float(scores[peak]), 4), evidence=[rows[c]["text"] for c in chosen[:MAX_EVIDENCE]],
                 frames=frames_within(video, video.sampled_frames, start, end)))
         logger.debug("%s: %d moments over %d segments", video.video_id, len(moments), len(segs))
@@ -301,6 +329,34 @@ class MomentLocaliser:
             return [], np.zeros((0, self.encoders.dim), np.float32)
         self.embedded_videos += 1
         return rows, self.encoders.encode_components([r["kind"] for r in rows], [r["text"] for r in rows])
+
+
+    def _scene_scores(self, query: EncodedSubqueries, video_id: str, segs: Sequence[Segment]) -> np.ndarray | None:
+        """Per segment, the dense similarity (clipped at 0) of the query to the gist of the scene it lies in (the
+        scene meeting its middle); None for a video of one scene, without a dense query or a usable dense
+        index."""
+        if query.dense is None or self.dense is None or len(segs) < 2:
+            return None
+        try:
+            vectors = self.dense.checked(query.dense[None, :])
+            rows = self.dense.db.execute(
+                f"select id, start_s, end_s from [{self.dense.source.table}] "
+                "where video_id = ? and start_s is not null order by id", [video_id]).fetchall()
+            if len(rows) < 2:
+                return None
+            sims = vectors.reconstruct(np.array([r[0] for r in rows], np.int64)) @ query.dense
+        except IndexCorruptError as exc:  # out of sync: the components alone place the match
+            logger.info("moments of %s: dense index unusable (%s); components only", video_id, exc)
+            return None
+        starts = np.array([r[1] for r in rows], np.float64)
+        ends = np.array([r[2] for r in rows], np.float64)
+        out = np.zeros(len(segs))
+        for n, seg in enumerate(segs):
+            middle = (seg.start_s + seg.end_s) / 2
+            inside = (starts <= middle + _EPS) & (ends >= middle - _EPS)
+            if inside.any():
+                out[n] = max(0.0, float(sims[inside].max()))
+        return out
 
 
 def _row_span(twin: Twin, row: dict[str, Any]) -> tuple[float, float]:

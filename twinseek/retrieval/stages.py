@@ -68,7 +68,7 @@ class RetrievalIndexes:
         self.components = ComponentIndex(store, encoders, settings)
         self.compositional = CompositionalSearch(self.components, settings=settings)
         self.dense = DenseIndex(store, dense_embedder, settings)
-        self.moments = MomentLocaliser(self.components, self.components.encoders, settings)
+        self.moments = MomentLocaliser(self.components, self.components.encoders, settings, dense=self.dense)
 
     def sync(self, ecr: EcrGenerator) -> None:
         """ECR texts for new videos (the dense index embeds them), then both indexes (incremental)."""
@@ -94,10 +94,14 @@ def compositional_candidates(indexes: RetrievalIndexes, decomposition: Decomposi
     return indexes.compositional.search(decomposition.subqueries, k=k)
 
 
+def dense_query(settings: RetrievalSettings, query: str, decomposition: Decomposition) -> str:
+    """The text dense search embeds: the query, plus its explicit rewrite when configured."""
+    return f"{query} {decomposition.rewritten}" if settings.dense_uses_rewrite else query
+
+
 def dense_candidates(indexes: RetrievalIndexes, query: str, decomposition: Decomposition, k: int) -> list[DenseHit]:
     """Top-``k`` videos by dense similarity to the query (plus its explicit rewrite, when configured)."""
-    text = f"{query} {decomposition.rewritten}" if indexes.settings.dense_uses_rewrite else query
-    return indexes.dense.search_text(text, k=k)
+    return indexes.dense.search_text(dense_query(indexes.settings, query, decomposition), k=k)
 
 
 def pool_size(k: int, settings: RetrievalSettings, gallery: int | None = None, *, fused: bool = False) -> int:

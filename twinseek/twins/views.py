@@ -28,6 +28,7 @@ from twinseek.media.masks import spread
 from twinseek.twins import words
 from twinseek.twins.knowledge import word_knowledge
 from twinseek.twins.model import Instance, Relation, SpeechSegment, Track, Twin, frame_span, screen_lines
+from twinseek.twins.scenes import SCENE_SIMILARITY, SCENE_WINDOW, Scene, scene_twin, scenes
 from twinseek.twins.words import (
     ANIMAL_GROUPS,
     category_phrase,
@@ -39,7 +40,9 @@ from twinseek.twins.words import (
     size_word,
 )
 
-TEXT_VERSION = f"{words.VERSION}/views-3"  # the component and ECR texts: index vectors are rebuilt when it changes
+# The component and ECR texts: index vectors are rebuilt when it changes. The scene constants shape the texts of a
+# video of several scenes.
+TEXT_VERSION = f"{words.VERSION}/views-4/scenes-{SCENE_SIMILARITY}-{SCENE_WINDOW}"
 DESCRIPTION_VERSION = "describe-4"  # bump when describe() says things differently: stored lines are not read
 
 
@@ -412,14 +415,25 @@ class ComponentTexts:
             merged[key] = {"kind": "relation", "track_id": rel.subject_track, "object_track": rel.object_track,
                            "predicate": rel.predicate, "text": ComponentTexts.relation_text(rel, tracks),
                            "frame_start": rel.frame_start, "frame_end": rel.frame_end}
+        return (rows + list(merged.values()) + ComponentTexts.scene_rows(twin) + ComponentTexts.text_rows(twin)
+                + ComponentTexts.gloss_rows(twin) + ComponentTexts.speech_rows(twin))
+
+    @staticmethod
+    def scene_rows(twin: Twin) -> list[dict[str, Any]]:
+        """One row per whole-frame scene label. A scene label is a judgement on the whole video, spanning all of it
+        (not just the sampled frames); a video of several scenes (:func:`~twinseek.twins.scenes.scenes`) has
+        each scene's labels instead, spanning that scene."""
         video = twin.video
+        parts = scenes(twin)
+        if parts:
+            return [{"kind": "scene", "track_id": None, "object_track": None, "predicate": None, "text": label,
+                     "frame_start": part.start_frame, "frame_end": part.end_frame,
+                     "start_s": round(part.start_s, 3), "end_s": round(part.end_s, 3)}
+                    for part in parts for label, _ in part.labels]
         end = video.sampled_frames[-1] if video.sampled_frames else 0
-        # a scene label is a judgement on the whole video: it spans all of it, not just the sampled frames
         whole = {"start_s": 0.0, "end_s": round(max(video.duration_s, frame_span(video, 0, end)[1]), 3)}
-        scenes = [{"kind": "scene", "track_id": None, "object_track": None, "predicate": None, "text": label,
-                   "frame_start": 0, "frame_end": end, **whole} for label, _ in video.scene]
-        return (rows + list(merged.values()) + scenes + ComponentTexts.text_rows(twin) + ComponentTexts.gloss_rows(twin)
-                + ComponentTexts.speech_rows(twin))
+        return [{"kind": "scene", "track_id": None, "object_track": None, "predicate": None, "text": label,
+                 "frame_start": 0, "frame_end": end, **whole} for label, _ in video.scene]
 
     @staticmethod
     def speech_rows(twin: Twin) -> list[dict[str, Any]]:
@@ -510,6 +524,15 @@ def scene_gist(twin: Twin) -> str:
     if spoken(twin):
         parts.append(speech_sentence(twin))
     return " ".join(parts)
+
+
+def scene_gists(twin: Twin) -> list[tuple[Scene | None, str]]:
+    """The gist of each scene of a video of several scenes (:func:`~twinseek.twins.scenes.scenes`), else the
+    video's one gist (scene ``None``)."""
+    parts = scenes(twin)
+    if not parts:
+        return [(None, scene_gist(twin))]
+    return [(part, scene_gist(scene_twin(twin, part))) for part in parts]
 
 
 def screen_sentence(twin: Twin) -> str:

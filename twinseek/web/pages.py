@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from twinseek.retrieval.moments import span_label
 from twinseek.twins.model import Twin
+from twinseek.twins.scenes import scenes
 from twinseek.web.api import END, START, served_file, store_refinements, summary
 from twinseek.web.deps import Store, TwinDep, Web, WebState
 from twinseek.web.media import OutsideRootError, css_colour, file_inside, span_frames
@@ -70,7 +71,7 @@ def video_page(request: Request, twin: TwinDep, store: Store, web: Web, start: A
         "twin": twin, "video": v, "colours": {t.track_id: css_colour(k) for k, t in enumerate(twin.tracks)},
         "track_rows": _track_rows(twin), "relation_rows": _relation_rows(twin), "frames": _span(twin),
         "refinements": store_refinements(store, v.video_id), "player": _player_data(twin, moment),
-        "moment": moment, "shot_rows": _shot_rows(twin), **_playback(twin, web)})
+        "moment": moment, "shot_rows": _shot_rows(twin), "scene_rows": _scene_rows(twin), **_playback(twin, web)})
 
 
 def _playback(twin: Twin, web: WebState) -> dict[str, Any]:
@@ -131,6 +132,13 @@ def _relation_rows(twin: Twin) -> list[dict[str, Any]]:
                                     if r.object_track is not None else ""})
         row["bars"].append({**_bar(r.frame_start, r.frame_end, span), "start": r.frame_start, "end": r.frame_end})
     return list(rows.values())
+
+
+def _scene_rows(twin: Twin) -> list[dict[str, Any]]:
+    """A video of several scenes: each scene's bar, span and labels (what its words are made of)."""
+    span = _span(twin)
+    return [{"scene": s, "bar": _bar(s.start_frame, s.end_frame, span), "label": span_label(s.start_s, s.end_s),
+             "labels": ", ".join(label for label, _ in s.labels[:3])} for s in scenes(twin)]
 
 
 def _shot_rows(twin: Twin) -> list[dict[str, Any]]:
