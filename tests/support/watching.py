@@ -87,3 +87,10 @@ def copy_slowly(sources: Sequence[Path], folder: Path, chunks: int = 4, pause_s:
     thread = threading.Thread(target=copy, name="slow-copy")
     thread.start()
     return thread
+
+
+class LightBuilder(TwinBuilder):
+    """A :class:`TwinBuilder` with the light specialists, made in each worker process (a builder factory)."""
+
+    def __init__(self, settings: Settings, specialists: Specialists | None = None) -> None:
+        super().__init__(settings, specialists or light_specialists())

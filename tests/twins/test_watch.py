@@ -7,6 +7,7 @@ Real decoding, hashing, commits and watchfiles events; the specialists are the l
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import threading
 import time
@@ -20,11 +21,13 @@ from twinseek.config import Settings, load_settings
 from twinseek.errors import StoreBusyError
 from twinseek.twins.ingest_queue import IngestQueue
 from twinseek.twins.locks import exclusive
+from twinseek.twins.parallel import ProcessPoolBuildExecutor
+from twinseek.twins.pipeline import Ingestor
 from twinseek.twins.store import TwinStore
 from twinseek.twins.watch import FolderWatcher, WatchedFile, is_watching, watch_job_id, watch_lock
 
 from support.synthetic import Scene, write_video
-from support.watching import copy_slowly, counting_ingestor
+from support.watching import LightBuilder, copy_slowly, counting_ingestor, light_specialists
 
 SETTLE_S = 1.0  # the copier's pauses (0.2 s) are well below it, even on a busy 2-core machine
 
@@ -277,3 +280,26 @@ def test_one_watcher_per_folder_and_store(folders: tuple[Path, Path]) -> None:
             with pytest.raises(StoreBusyError, match="another twinseek watch"):
                 FolderWatcher(folder, ingestor).run(once=True)
 
+
+
+def test_watch_builds_on_worker_processes(folders: tuple[Path, Path], clips: list[Path]) -> None:
+    # `twinseek watch --workers 2`: ready files go to two worker processes, in batches, each ingested once
+    folder, store = folders
+    settings = settings_for(store)
+    for clip in clips[:6]:
+        shutil.copy(clip, folder / clip.name)
+    changes: list[tuple[str, str]] = []
+    with ProcessPoolBuildExecutor(settings, 2, builder=LightBuilder) as pool, TwinStore(store, shared=True) as s:
+        ingestor = Ingestor(s, settings, light_specialists())
+        watcher = FolderWatcher(folder, ingestor, executor=pool, batch=2,
+                                on_change=lambda f, c: changes.append((f.name, c)))
+        summary = watcher.run(once=True)
+        built_by = {w.pid for w in pool.workers()}
+        assert len(s) == 6
+    assert summary.count("ingested") == 6 and summary.builds == 6
+    assert len(built_by) == 2 and os.getpid() not in built_by
+    for clip in clips[:6]:
+        assert [c for n, c in changes if n == clip.name].count("ingested") == 1
+    rows = queue_rows(store, folder)
+    assert sorted(r["name"] for r in rows) == sorted(c.name for c in clips[:6])
+    assert {r["status"] for r in rows} == {"ingested"}
