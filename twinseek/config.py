@@ -275,9 +275,9 @@ class RetrievalSettings(_Section):
         "(0: the whole run of shots; 1: the best shot and its equals only). Also the bar a further moment's best "
         "shot must clear. Chosen on fold 0 of the moment bench (benchmarks/results/moments/).")
     max_moments: int = Field(3, ge=0, description="Moments kept per hit, best first (0: hits are not localised).")
-    moment_unit: Literal["scene", "shot"] = Field(
-        "scene", description="What a moment is made of in a video of several scenes (twinseek.twins.scenes): whole "
-        "scenes, or shots.")
+    moment_unit: Literal["shot", "scene"] = Field(
+        "shot", description="What a moment is made of in a video of several scenes (twinseek.twins.scenes): shots "
+        "(each scored with its scene's gist), or whole scenes. Shots won on fold 0 of the moment bench.")
     moment_dense_weight: float = Field(
         0.75, ge=0, le=1, description="A segment's score mixes its components' score with this share of the dense "
         "similarity of the query to its scene's gist (videos of several scenes: twinseek.twins.scenes; 0: "

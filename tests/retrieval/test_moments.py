@@ -264,7 +264,7 @@ def test_the_scene_gists_of_the_dense_index_place_a_match_the_components_miss(st
 
 
 def test_a_video_of_several_scenes_is_localised_scene_by_scene(store: TwinStore) -> None:
-    # the dog track meets only shot 1, but shots 0-1 are one scene: the moment is the scene
+    # the dog track meets only shot 1, but shots 0-1 are one scene: by scene, the moment is the scene
     twin, _ = timed_twin("v", {"dog": (100, 150), "cat": (200, 290)})
     twin.shots[0].labels = twin.shots[1].labels = [("park", 0.8)]
     twin.shots[2].labels = [("sofa", 0.8)]
@@ -273,9 +273,9 @@ def test_a_video_of_several_scenes_is_localised_scene_by_scene(store: TwinStore)
     assert segments(twin) == segments(twin, by_scene=False) and len(segments(twin)) == 3
     index = keyword_index(store)
     index.sync()
-    by_scene = localiser(index)
+    by_scene = localiser(index, moment_unit="scene")
     (best, *_) = by_scene.locate(by_scene.prepare([sq("a dog")]), store.get_twin("v"))
     assert (best.start_s, best.end_s, best.shots) == (0.0, 20.0, [0, 1])
-    by_shot = localiser(index, moment_unit="shot")
+    by_shot = localiser(index)  # the default
     (best, *_) = by_shot.locate(by_shot.prepare([sq("a dog")]), store.get_twin("v"))
     assert (best.start_s, best.end_s, best.shots) == (10.0, 20.0, [1])

@@ -1,11 +1,9 @@
 """Moments: where in a video a query's match lies, as time spans (the localiser of a hit).
 
-A video's time line is cut into *segments*: its scenes, in a video of several (:mod:`twinseek.twins.scenes`:
-adjacent shots whose labels agree; ``retrieval.moment_unit``), else its shots
-(:attr:`~twinseek.twins.model.Twin.shots`), or, for a twin without shots (a store from before them), one cell per
-sampled frame (from halfway to the previous sampled frame to halfway to the next: what the twin knows of that
-stretch). A scene is the unit because a shot of a long video holds one or two sampled frames: what one shot's
-one-frame tracks say is noise that the scene's labels and gist outweigh. Every component of the video (object, relation,
+A video's time line is cut into *segments*: its shots (:attr:`~twinseek.twins.model.Twin.shots`), or its scenes
+in a video of several with ``retrieval.moment_unit = "scene"`` (:mod:`twinseek.twins.scenes`: adjacent shots whose
+labels agree), or, for a twin without shots (a store from before them), one cell per sampled frame (from halfway
+to the previous sampled frame to halfway to the next: what the twin knows of that stretch). Every component of the video (object, relation,
 scene, on-screen text, gloss, speech segment) covers a time span (``start_s``-``end_s`` in the ``components``
 table, :meth:`~twinseek.twins.views.ComponentTexts.rows`). A segment scores as the compositional search scores a
 video (:mod:`twinseek.retrieval.compositional`, ``mean`` aggregation), but over the components overlapping it only::
@@ -14,7 +12,9 @@ video (:mod:`twinseek.retrieval.compositional`, ``mean`` aggregation), but over 
 
 over the positive sub-queries ``P`` (a negated one says what is *not* there, which places nothing). In a video of
 several scenes, ``moment_dense_weight`` of the score is the dense similarity of the whole query to the gist of the
-segment's scene (the dense index holds an item per scene: :func:`~twinseek.retrieval.dense.dense_rows`).
+segment's scene (the dense index holds an item per scene: :func:`~twinseek.retrieval.dense.dense_rows`): a shot
+of a long video holds one or two sampled frames, and what its one-frame tracks say is noise that the scene's
+labels and gist outweigh.
 
 The best moment is the run of adjacent segments around the best-scoring one whose scores stay at or above
 ``lowest + moment_fraction x (best - lowest)`` (of the video's segment scores: shift-free, so a floor that every
