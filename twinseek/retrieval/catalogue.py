@@ -66,34 +66,33 @@ def m001_catalogues(db: sqlite_utils.Database) -> None:
     db.table("dense_items").create_index(["video_id"], if_not_exists=True)
 
 
+def _add_columns(db: sqlite_utils.Database, table: str, names: Sequence[str], kind: str) -> None:
+    """Nullable columns added to a catalogue table (those it already has are left alone)."""
+    columns = {c.name for c in db.table(table).columns}
+    for name in names:
+        if name not in columns:
+            db.execute(f"alter table [{table}] add column {name} {kind}")
+
+
 @index_migrations()
 def m002_component_spans(db: sqlite_utils.Database) -> None:
     # the seconds a component covers (its frames, or a speech segment's times): where a hit's moment lies. Rows
     # indexed before are re-made by the next sync (the component catalogue's version changed with this column)
-    columns = {c.name for c in db.table("components").columns}
-    for name in ("start_s", "end_s"):
-        if name not in columns:
-            db.execute(f"alter table components add column {name} real")
+    _add_columns(db, "components", ("start_s", "end_s"), "real")
 
 
 @index_migrations()
 def m003_dense_spans(db: sqlite_utils.Database) -> None:
     # a video of several scenes has a dense item per scene: the seconds it covers (null: the whole video). Rows
     # indexed before are re-made by the next sync (the dense texts' version changed with this column)
-    columns = {c.name for c in db.table("dense_items").columns}
-    for name in ("start_s", "end_s"):
-        if name not in columns:
-            db.execute(f"alter table dense_items add column {name} real")
+    _add_columns(db, "dense_items", ("start_s", "end_s"), "real")
 
 
 @index_migrations()
 def m004_component_scenes(db: sqlite_utils.Database) -> None:
     # the scenes a component meets in a video of several (null: one scene), which compositional search scores
     # apart. Rows indexed before are re-made by the next sync (the component catalogue's version changed with it)
-    columns = {c.name for c in db.table("components").columns}
-    for name in ("scene_first", "scene_last"):
-        if name not in columns:
-            db.execute(f"alter table components add column {name} integer")
+    _add_columns(db, "components", ("scene_first", "scene_last"), "integer")
 
 
 class ItemSource(Protocol):
