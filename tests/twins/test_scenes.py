@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from twinseek.retrieval.components import ComponentIndex, with_scenes
-from twinseek.retrieval.compositional import CompositionalSearch, SubQuery
+from twinseek.retrieval.compositional import CompositionalSearch, SubQuery, scene_maxima
 from twinseek.retrieval.dense import DenseIndex, EcrTextEmbedder, dense_rows, dense_text
 from twinseek.retrieval.encoders import ComponentEncoders
 from twinseek.twins.model import Shot, Twin
@@ -156,3 +157,35 @@ def test_the_parts_of_a_query_must_meet_in_one_scene(tmp_path: Path) -> None:
         # one part alone: the scene that holds it scores as a whole video would
         assert {h.video_id: h.score for h in CompositionalSearch(index).search([sq("a ball")])}["split"] == \
             pytest.approx(1.0)
+
+
+def _naive_maxima(sims: np.ndarray, ranges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n_scenes = int(ranges[:, 1].max()) + 1
+    values, args = np.full((n_scenes, sims.shape[1]), -np.inf), np.full((n_scenes, sims.shape[1]), -1)
+    for k in range(n_scenes):
+        mask = (ranges[:, 0] < 0) | ((ranges[:, 0] <= k) & (ranges[:, 1] >= k))
+        if mask.any():
+            masked = np.where(mask[:, None], sims, -np.inf)
+            args[k] = masked.argmax(axis=0)
+            values[k] = masked[args[k], np.arange(sims.shape[1])]
+    return values, args
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_scene_maxima_is_the_best_component_meeting_each_scene(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, n_scenes, n_q = int(rng.integers(1, 40)), int(rng.integers(2, 8)), int(rng.integers(1, 4))
+    sims = rng.integers(0, 5, (n, n_q)) / 4.0  # few distinct values: ties go to the first row
+    first = rng.integers(0, n_scenes, n)
+    ranges = np.stack([first, np.minimum(first + rng.integers(0, 3, n), n_scenes - 1)], axis=1)
+    ranges[rng.random(n) < 0.2] = -1  # components of the whole video
+    ranges[0] = (n_scenes - 1, n_scenes - 1)  # the last scene is met
+    values, args = scene_maxima(sims, ranges)
+    expected_values, expected_args = _naive_maxima(sims, ranges)
+    assert np.array_equal(values, expected_values) and np.array_equal(args, expected_args)
+
+
+def test_scene_maxima_of_a_video_of_one_scene_is_over_every_component() -> None:
+    sims = np.array([[0.1, 0.9], [0.7, 0.2]])
+    values, args = scene_maxima(sims, np.full((2, 2), -1))
+    assert values.tolist() == [[0.7, 0.9]] and args.tolist() == [[1, 0]]

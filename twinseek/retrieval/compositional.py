@@ -175,19 +175,49 @@ class CompositionalSearch:
                 best.append([-1] * len(queries))
                 owner.append(i)
                 continue
-            n_scenes = int(scene[:, 1].max()) + 1
-            masks = [np.ones(len(group), bool)] if n_scenes < 2 else \
-                [(scene[:, 0] < 0) | ((scene[:, 0] <= k) & (scene[:, 1] >= k)) for k in range(n_scenes)]
-            for mask in masks:
-                if not mask.any():
-                    continue
-                masked = np.where(mask[:, None], block, -np.inf)
-                arg = masked.argmax(axis=0)
-                rows.append(masked[arg, np.arange(len(queries))])
-                best.append([int(group[a]) for a in arg])
-                owner.append(i)
+            values, args = scene_maxima(block, scene)
+            for value, arg in zip(values, args):
+                if np.isfinite(value).all():  # a scene no component meets is no unit
+                    rows.append(value)
+                    best.append([int(group[a]) for a in arg])
+                    owner.append(i)
         sims = np.stack(rows) if rows else np.zeros((0, len(queries)))
         return sims, best, owner
+
+
+def scene_maxima(sims: np.ndarray, scenes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per scene of one video, the best of ``sims`` (n_components, n_subqueries) over the components meeting it and
+    their rows (ties: the first row), as (n_scenes, n_subqueries) arrays; -inf / -1 where none meets a scene.
+
+    ``scenes``: (n_components, 2), the first and last scene each component meets, -1 for a component of a video of
+    one scene or of the whole video (it meets every scene). Fewer than two scenes: one row, over all components.
+    One pass over the (component, scene) pairs (an hour's 2,000 components over 300 scenes: milliseconds)."""
+    n, n_q = sims.shape
+    n_scenes = int(scenes[:, 1].max()) + 1 if n else 0
+    if n_scenes < 2:
+        arg = sims.argmax(axis=0) if n else np.full(n_q, -1)
+        return (sims[arg, np.arange(n_q)][None, :] if n else np.full((1, n_q), -np.inf)), arg[None, :]
+    values = np.full((n_scenes, n_q), -np.inf)
+    args = np.full((n_scenes, n_q), -1)
+    ranged = np.flatnonzero(scenes[:, 0] >= 0)
+    if len(ranged):
+        counts = scenes[ranged, 1] - scenes[ranged, 0] + 1
+        rows = np.repeat(ranged, counts)
+        scene = np.repeat(scenes[ranged, 0], counts) + np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts,
+                                                                                        counts)
+        for q in range(n_q):
+            value = sims[rows, q]
+            order = np.lexsort((rows, -value, scene))  # per scene: the most similar, the first of equals
+            head = order[np.r_[True, scene[order][1:] != scene[order][:-1]]]
+            values[scene[head], q], args[scene[head], q] = value[head], rows[head]
+    whole = np.flatnonzero(scenes[:, 0] < 0)
+    if len(whole):
+        arg = whole[sims[whole].argmax(axis=0)]
+        value = sims[arg, np.arange(n_q)]
+        wins = (value[None, :] > values) | ((value[None, :] == values) & (arg[None, :] < args))
+        values = np.where(wins, value[None, :], values)
+        args = np.where(wins, arg[None, :], args)
+    return values, args
 
 
 def _match(query: SubQueryLike, similarity: float, row: dict[str, Any] | None) -> ComponentMatch:
