@@ -6,7 +6,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from twinseek.cli import app
+from twinseek.twins.store import TwinStore
 
+from support.agent import put_twin
+from support.moments import timed_twin
 from support.synthetic import Scene, write_video
 
 runner = CliRunner()
@@ -213,3 +216,16 @@ def test_watch_once_ingests_what_is_there_and_a_second_run_passes_over_it(tmp_pa
     assert again.exit_code == 0 and "0 ingested, 0 skipped, 0 failed" in again.output, again.output
     missing = runner.invoke(app, ["watch", str(tmp_path / "nope"), "--store", str(tmp_path / "s2")])
     assert missing.exit_code == 2 and "not a folder" in missing.output and not (tmp_path / "s2").exists()
+
+
+def test_twins_show_lists_the_scenes_of_a_video_of_several(tmp_path: Path) -> None:
+    twin, masks = timed_twin("tour", {"bird": (0, 290)})
+    for shot, labels in zip(twin.shots, ([("[red]lake[/red]", 0.9)], [("[red]lake[/red]", 0.9)], [("desert", 0.9)])):
+        shot.labels = labels
+    with TwinStore(tmp_path / "store") as store:
+        put_twin(store, twin, masks)
+    shown = runner.invoke(app, ["twins", "show", "tour", "--store", str(tmp_path / "store")])
+    assert shown.exit_code == 0, shown.output
+    assert "shots: 3, in 2 scenes" in shown.output
+    assert "scene 0: 00:00:00-00:00:20 (shots 0-1) [red]lake[/red]" in shown.output  # markup shown, not applied
+    assert "scene 1: 00:00:20-00:00:30 (shot 2) desert" in shown.output

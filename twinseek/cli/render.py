@@ -133,8 +133,29 @@ def print_twin(twin: Twin) -> None:
             f"{r.subject_track} {r.predicate}" + (f" {r.object_track}" if r.object_track else "")
             + f" [{r.frame_start}-{r.frame_end}]" for r in shown)
             + (f" … ({len(twin.relations) - len(shown)} more)" if len(twin.relations) > len(shown) else "")))
+    _print_scenes(twin)
     if twin.speech is not None:
         _print_speech(twin)
+
+
+MAX_SCENES_SHOWN = 12
+
+
+def _print_scenes(twin: Twin) -> None:
+    """The shots' count, and each scene of a video of several: its span and labels."""
+    from twinseek.retrieval.moments import span_label  # lazy, like views
+    from twinseek.twins.scenes import scenes
+
+    if not twin.shots:
+        return
+    parts = scenes(twin)
+    console.print(f"  shots: {len(twin.shots)}" + (f", in {len(parts)} scenes" if parts else ""))
+    for part in parts[:MAX_SCENES_SHOWN]:
+        labels = ", ".join(label for label, _ in part.labels[:4])
+        console.print(f"    scene {part.index}: {span_label(part.start_s, part.end_s)} "
+                      f"({shot_range(part.shots[0], part.shots[-1])}) {safe(labels)}")
+    if len(parts) > MAX_SCENES_SHOWN:
+        console.print(f"    … ({len(parts) - MAX_SCENES_SHOWN} more)")
 
 
 def _print_speech(twin: Twin) -> None:
@@ -179,9 +200,10 @@ MOMENT_WIDTH = len("00:00:00-00:00:00")  # a moment's span is never cut in a tab
 
 
 def _shots(moment: Moment) -> str:
-    if not moment.shots:
-        return ""
-    first, last = moment.shots[0], moment.shots[-1]
+    return shot_range(moment.shots[0], moment.shots[-1]) if moment.shots else ""
+
+
+def shot_range(first: int, last: int) -> str:
     return f"shot {first}" if first == last else f"shots {first}-{last}"
 
 
