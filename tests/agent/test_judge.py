@@ -27,22 +27,9 @@ from twinseek.llm.client import choice_shares
 from twinseek.retrieval.compositional import ComponentMatch
 from twinseek.retrieval.decompose import Decomposition, SubQuery
 from twinseek.retrieval.stages import Candidate
-from twinseek.twins.store import TwinStore
 
-from support.agent import (
-    DECOMPOSITION,
-    QUERY,
-    build_store,
-    clip,
-    open_agent,
-    plan,
-    put_twin,
-    reply,
-    shapes_twin,
-    verdict,
-)
+from support.agent import DECOMPOSITION, QUERY, clip, open_agent, plan, reply, shapes_twin, verdict
 from support.llm_stub import completion, top_logprobs
-from support.moments import timed_twin
 from support.synthetic import Scene
 
 __all__ = ["clip"]  # the session fixture of support.agent, used here too
@@ -125,33 +112,6 @@ def test_describe_reads_each_candidates_description_with_the_query_first(agent: 
     before = len(stub.requests)
     again = agent.search(QUERY, k=3, judge="describe", llm_weight=1.0, tau=0.2)  # decomposition and answers cached
     assert len(stub.requests) == before and [h.judgement for h in again.hits] == [h.judgement for h in result.hits]
-
-
-def test_describe_reads_the_matching_scene_of_a_video_of_several(tmp_path: Path, clip: Path, stub: Any) -> None:
-    # "tour": a red square in its first scene (shots 0-1, a studio), a dog in its second (shot 2, a beach); the
-    # judge reads the square's scene, not a line of the whole video that mixes both
-    from twinseek.twins.scenes import scene_twin, scenes
-    from twinseek.twins.views import describe, description
-
-    twin, masks = timed_twin("tour", {"square": (0, 190), "dog": (200, 290)}, path=str(clip))
-    for shot, labels in zip(twin.shots, ([("studio", 0.9)], [("studio", 0.9)], [("beach", 0.9)])):
-        shot.labels = labels
-    root = tmp_path / "store"
-    build_store(root, clip)
-    with TwinStore(root) as store:
-        put_twin(store, twin, masks)
-    stub.script = Script(stub)
-    with open_agent(root, clip, stub) as agent:
-        result = agent.search(QUERY, k=4, judge="describe", llm_weight=1.0, tau=0.0)
-        stored = agent.resources.store.get_twin("tour")
-    first, _ = scenes(stored)
-    line = describe(scene_twin(stored, first))
-    assert "square" in line and "dog" not in line and "beach" not in line
-    assert "dog" in description(stored)  # the whole video's line, which the judge no longer reads for it
-    [hit] = [h for h in result.hits if h.video_id == "tour"]
-    assert hit.description == line and hit.moments[0].end_s <= first.end_s
-    asked = [r["messages"][0]["content"] for r in stub.requests if r.get("logprobs")]
-    assert f"Query: {QUERY}\nVideo: {line}\nDoes this video match the query? Answer yes or no." in asked
 
 
 def test_describe_takes_a_descriptions_agreeableness_out_unless_told_not_to(agent: Agent, stub: Any,

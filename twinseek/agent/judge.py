@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Annotated, Literal, Protocol
@@ -47,18 +46,15 @@ from twinseek.llm.deadline import BoundedLLM, Deadline
 from twinseek.retrieval.compositional import ComponentMatch
 from twinseek.retrieval.decompose import Decomposition
 from twinseek.retrieval.fusion import minmax
-from twinseek.retrieval.moments import EncodedSubqueries
-from twinseek.retrieval.stages import Candidate, dense_query
+from twinseek.retrieval.stages import Candidate
 from twinseek.twins.migrations import STORE_SET
 from twinseek.twins.model import Track, Twin, utc_now
-from twinseek.twins.scenes import scene_twin, scenes
-from twinseek.twins.views import compact_view, describe, description
+from twinseek.twins.views import compact_view, description
 from twinseek.twins.words import category_phrase, motion_words
 
 if TYPE_CHECKING:
     from twinseek.agent.calibration import Calibrator
     from twinseek.llm.base import ChatModel
-    from twinseek.retrieval.stages import RetrievalIndexes
     from twinseek.twins.store import TwinStore
 
 
@@ -66,7 +62,6 @@ class JudgeResources(Protocol):
     """What a :class:`Judge` reads of a store's resources (:class:`twinseek.agent.resources.Resources`)."""
 
     store: TwinStore
-    indexes: RetrievalIndexes
 
     @property
     def llm(self) -> ChatModel: ...
@@ -383,8 +378,6 @@ class Judge:
         self.llm = BoundedLLM(res.judge_llm if self.mode == "describe" else res.llm, deadline)
         self.positions = {c.video_id: i for i, c in enumerate(state.get("candidates", []))}
         self.answers = JudgementCache(res.store)
-        self._moment_query: tuple[EncodedSubqueries | None] | None = None  # encoded once, for every candidate
-        self._lock = threading.Lock()  # candidates are judged on a thread pool
 
     @property
     def model_name(self) -> str:
@@ -438,31 +431,10 @@ class Judge:
                                                          judged=judged, score=score))
 
     # -- the modes
-    def read(self, twin: Twin) -> str:
-        """The line the judge reads of a video: its description; for a video of several scenes
-        (:mod:`twinseek.twins.scenes`), the description of the scene its best moment for this query lies in (the
-        whole video's line mixes every scene's words)."""
-        parts = scenes(twin)
-        if not parts:
-            return description(twin)
-        with self._lock:
-            if self._moment_query is None:
-                dec = self.state.get("decomposition")
-                self._moment_query = (self.res.indexes.moments.prepare(
-                    dec.subqueries, dense_query(self.res.indexes.settings, self.state["query"], dec))
-                    if dec is not None else None, )
-        moments = self.res.indexes.moments.locate(self._moment_query[0], twin, limit=1)
-        if not moments:
-            return description(twin)
-        middle = (moments[0].start_s + moments[0].end_s) / 2
-        part = next((p for p in parts if p.start_s <= middle <= p.end_s), parts[0])
-        return describe(scene_twin(twin, part))
-
     def _describe(self, cand: Candidate, twin: Twin, round_: int) -> tuple[Judgement, Fallback | None]:
-        """P(yes) of the judge model reading the candidate's one-line description (``judge = "describe"``; a
-        video of several scenes: its matching scene's, :meth:`read`), with the description's agreeableness taken
-        out when ``agent.judge_prior`` is on."""
-        text = self.read(twin)
+        """P(yes) of the judge model reading the candidate's one-line description (``judge = "describe"``),
+        with the description's agreeableness taken out when ``agent.judge_prior`` is on."""
+        text = description(twin)
         try:
             p_yes = self._ask(describe_messages(self.state["query"], text, self.run.prompt("describe")))
             judged = prior_corrected(p_yes, self._ask(describe_messages(CONTENT_FREE_QUERY, text))) \
