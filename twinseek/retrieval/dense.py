@@ -92,8 +92,9 @@ def dense_rows(twin: Twin) -> list[dict[str, Any]]:
     whole: dict[str, Any] = dict(dense_text(twin), start_s=None, end_s=None)
     if len(gists) == 1 and gists[0][0] is None:
         return [whole]
-    rows: list[dict[str, Any]] = [{"source": "scene", "text": text, "start_s": round(part.start_s, 3), "end_s": round(part.end_s, 3)}
-            for part, text in gists if part is not None and text]
+    rows: list[dict[str, Any]] = [
+        {"source": "scene", "text": text, "start_s": round(part.start_s, 3), "end_s": round(part.end_s, 3)}
+        for part, text in gists if part is not None and text]
     if whole["source"] not in ("gist", "template") or not rows:
         rows.append(whole)
     return rows
@@ -275,7 +276,8 @@ class TaraEmbedder:
 
 # -- the dense index ---------------------------------------------------------------------------------------------
 class DenseSource:
-    """One item per video: its ECR text (or template summary), embedded by a :class:`VideoEmbedder`."""
+    """One item per video, its ECR text (or template summary), or one per scene of a video of several
+    (:func:`dense_rows`), embedded by a :class:`VideoEmbedder`."""
 
     name = "dense"
     table = "dense_items"
