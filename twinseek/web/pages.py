@@ -71,7 +71,7 @@ def video_page(request: Request, twin: TwinDep, store: Store, web: Web, start: A
         "twin": twin, "video": v, "colours": {t.track_id: css_colour(k) for k, t in enumerate(twin.tracks)},
         "track_rows": _track_rows(twin), "relation_rows": _relation_rows(twin), "frames": _span(twin),
         "refinements": store_refinements(store, v.video_id), "player": _player_data(twin, moment),
-        "moment": moment, "shot_rows": _shot_rows(twin), "scene_rows": _scene_rows(twin), **_playback(twin, web)})
+        "moment": moment, "span_lanes": _span_lanes(twin), **_playback(twin, web)})
 
 
 def _playback(twin: Twin, web: WebState) -> dict[str, Any]:
@@ -134,17 +134,17 @@ def _relation_rows(twin: Twin) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
-def _scene_rows(twin: Twin) -> list[dict[str, Any]]:
-    """A video of several scenes: each scene's bar, span and labels (what its words are made of)."""
+def _span_lanes(twin: Twin) -> list[dict[str, Any]]:
+    """The timeline's lanes of spans: the scenes of a video of several (with their labels), then the shots; each
+    span's bar, first frame and title."""
     span = _span(twin)
-    return [{"scene": s, "bar": _bar(s.start_frame, s.end_frame, span), "label": span_label(s.start_s, s.end_s),
-             "labels": ", ".join(label for label, _ in s.labels[:3])} for s in scenes(twin)]
-
-
-def _shot_rows(twin: Twin) -> list[dict[str, Any]]:
-    span = _span(twin)
-    return [{"shot": s, "bar": _bar(s.start_frame, s.end_frame, span), "label": span_label(s.start_s, s.end_s)}
-            for s in twin.shots]
+    scene_spans = [{"bar": _bar(s.start_frame, s.end_frame, span), "start": s.start_frame,
+                    "title": f"scene {s.index}: {span_label(s.start_s, s.end_s)}: "
+                             + ", ".join(label for label, _ in s.labels[:3])} for s in scenes(twin)]
+    shot_spans = [{"bar": _bar(s.start_frame, s.end_frame, span), "start": s.start_frame,
+                   "title": f"shot {s.index}: {span_label(s.start_s, s.end_s)}"} for s in twin.shots]
+    return [{"name": name, "spans": spans} for name, spans in (("scenes", scene_spans), ("shots", shot_spans))
+            if spans]
 
 
 def _player_data(twin: Twin, moment: dict[str, Any] | None = None) -> dict[str, Any]:
