@@ -70,12 +70,11 @@ def group_shots(shots: Sequence[Shot], threshold: float = SCENE_SIMILARITY,
     if not labelled:
         return [ordered] if ordered else []
     maps = [dict(s.labels) for s in labelled]
-    reach = list(range(len(labelled)))  # reach[j]: the furthest shot a link from j (or before it) goes to
+    reach = list(range(len(labelled)))  # reach[j]: the furthest labelled shot a link from j goes to
     for i in range(1, len(labelled)):
         for j in range(i - 1, max(-1, i - 1 - window), -1):
             if label_similarity(maps[j], maps[i]) >= threshold:
-                for k in range(j, i):
-                    reach[k] = max(reach[k], i)
+                reach[j] = max(reach[j], i)
                 break
     groups: list[list[Shot]] = [[labelled[0]]]
     spanned = reach[0]
@@ -88,24 +87,16 @@ def group_shots(shots: Sequence[Shot], threshold: float = SCENE_SIMILARITY,
     firsts = [members[0] for members in groups]
     lasts = [members[-1] for members in groups]
     placed: list[list[Shot]] = [[] for _ in groups]
+    g = 0  # the scene whose first labelled shot is the latest at or before this shot (scenes are contiguous)
     for shot in ordered:
-        placed[_group_of(shot, firsts, lasts)].append(shot)
+        while g + 1 < len(groups) and shot.index >= firsts[g + 1].index:
+            g += 1
+        if shot.index <= lasts[g].index or g + 1 == len(groups):  # inside scene g, before the first, after the last
+            placed[g].append(shot)
+        else:  # between scenes g and g + 1: the middle of the unseen stretch decides
+            middle = (lasts[g].end_s + firsts[g + 1].start_s) / 2
+            placed[g if (shot.start_s + shot.end_s) / 2 < middle else g + 1].append(shot)
     return placed
-
-
-def _group_of(shot: Shot, firsts: Sequence[Shot], lasts: Sequence[Shot]) -> int:
-    """The scene a shot belongs to (see :func:`group_shots`)."""
-    for g, (first, last) in enumerate(zip(firsts, lasts)):
-        if first.index <= shot.index <= last.index:
-            return g
-    before = [g for g, last in enumerate(lasts) if last.index < shot.index]
-    if not before:
-        return 0
-    g = before[-1]
-    if g + 1 >= len(firsts):
-        return g
-    middle = (lasts[g].end_s + firsts[g + 1].start_s) / 2
-    return g if (shot.start_s + shot.end_s) / 2 < middle else g + 1
 
 
 def scenes(twin: Twin, threshold: float = SCENE_SIMILARITY, window: int = SCENE_WINDOW) -> list[Scene]:
