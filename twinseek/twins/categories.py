@@ -87,7 +87,8 @@ def categorise_video(
     picks = keyframes(runs, SCENE_FRAMES) if runs else spread(len(frames), SCENE_FRAMES)
     # each shot's own frames, the same however the video is cut into chunks: what its labels come from
     shot_picks = sorted({run[i] for run in runs or [] for i in spread(len(run), SHOT_FRAMES)})
-    extra = [p for p in shot_picks if p not in set(picks)]
+    chosen = set(picks)
+    extra = [p for p in shot_picks if p not in chosen]
     # scene frames one by one, so that a label seen in part of the video (a cut, a pan) is not averaged away
     found = _categorise_groups(specialists.detector, groups + [[frames[p]] for p in picks + extra], vocabulary,
                                hints + [None] * (len(picks) + len(extra)))

@@ -4,6 +4,7 @@ on the frames it decoded)."""
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -186,9 +187,11 @@ SHOT_LABELS = 5  # labels kept per shot
 def label_shots(shots: Sequence[Shot], frame_labels: dict[int, list[tuple[str, float]]]) -> list[Shot]:
     """The shots with their labels: per shot, each label's mean score over the shot's labelled frames (a frame
     that lacks a label scores 0 for it), best first. A shot without a labelled frame keeps none."""
+    frames = sorted(frame_labels)
     labelled = []
     for shot in shots:
-        inside = [labels for frame, labels in frame_labels.items() if shot.start_frame <= frame <= shot.end_frame]
+        inside = [frame_labels[f] for f in
+                  frames[bisect.bisect_left(frames, shot.start_frame):bisect.bisect_right(frames, shot.end_frame)]]
         totals: dict[str, float] = {}
         for labels in inside:
             for label, score in labels:
