@@ -11,7 +11,7 @@ import numpy as np
 from twinseek.config import RetrievalSettings
 from twinseek.retrieval.catalogue import CatalogIndex, digest, params_from
 from twinseek.retrieval.encoders import ComponentEncoders
-from twinseek.twins.scenes import Scene, scenes
+from twinseek.twins.scenes import Scene, scenes, spans_meet
 from twinseek.twins.store import TwinStore
 from twinseek.twins.views import TEXT_VERSION, ComponentTexts
 
@@ -48,21 +48,13 @@ class ComponentSource:
 
 
 def with_scenes(rows: list[dict[str, Any]], parts: Sequence[Scene]) -> list[dict[str, Any]]:
-    """The rows with the first and last scene (index in ``parts``) their span meets; None for a video of one
-    scene. A span of no length meets the scene it lies in."""
+    """The rows with the first and last scene (index in ``parts``) their span meets
+    (:func:`~twinseek.twins.scenes.spans_meet`); None for a video of one scene."""
     if not parts:
         return [dict(row, scene_first=None, scene_last=None) for row in rows]
-    starts = np.array([p.start_s for p in parts])
-    ends = np.array([p.end_s for p in parts])
-    out = []
-    for row in rows:
-        a, b = float(row["start_s"]), float(row["end_s"])
-        met = np.flatnonzero((starts < max(b, a + 1e-6)) & (ends > a)) if b > a else \
-            np.flatnonzero((starts <= a) & (ends > a))
-        if not len(met):  # past the last scene's end (rounding): the nearest scene
-            met = np.array([int(np.argmin(np.abs(starts - a)))])
-        out.append(dict(row, scene_first=int(met[0]), scene_last=int(met[-1])))
-    return out
+    spans = np.array([(float(row["start_s"]), float(row["end_s"])) for row in rows], np.float64).reshape(-1, 2)
+    first, last = spans_meet(spans, np.array([p.start_s for p in parts]), np.array([p.end_s for p in parts]))
+    return [dict(row, scene_first=int(a), scene_last=int(b)) for row, a, b in zip(rows, first, last)]
 
 
 # Bump when the catalogue's own handling of component rows changes; the texts' version is views.TEXT_VERSION.

@@ -49,7 +49,7 @@ from twinseek.retrieval.dense import DenseIndex
 from twinseek.retrieval.encoders import ComponentEncoders
 from twinseek.retrieval.vectors import IndexCorruptError
 from twinseek.twins.model import Twin, frame_span, frame_time, frames_within
-from twinseek.twins.scenes import scenes
+from twinseek.twins.scenes import scenes, spans_meet
 from twinseek.twins.views import ComponentTexts
 
 logger = logging.getLogger(__name__)
@@ -128,14 +128,8 @@ def segments(twin: Twin, by_scene: bool = False) -> list[Segment]:
 
 
 def _reach(spans: np.ndarray, segs: Sequence[Segment]) -> tuple[np.ndarray, np.ndarray]:
-    """The first and last segment each component span meets (segments are in time order and do not overlap). A
-    span of no length meets the segment it lies in; one outside every segment (rounding at the end), the nearest."""
-    seg_start = np.array([s.start_s for s in segs])
-    seg_end = np.array([max(s.end_s, s.start_s + _EPS) for s in segs])
-    starts, ends = spans[:, 0], np.maximum(spans[:, 1], spans[:, 0] + _EPS)
-    first = np.minimum(np.searchsorted(seg_end, starts, side="right"), len(segs) - 1)
-    last = np.maximum(np.searchsorted(seg_start, ends, side="left") - 1, first)
-    return first, np.minimum(last, len(segs) - 1)
+    """The first and last segment each component span meets (:func:`~twinseek.twins.scenes.spans_meet`)."""
+    return spans_meet(spans, np.array([s.start_s for s in segs]), np.array([s.end_s for s in segs]))
 
 
 def score_segments(sims: np.ndarray, spans: np.ndarray, segs: Sequence[Segment],

@@ -17,6 +17,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from twinseek.twins.model import Shot, Twin
 
 # Two shots' labels agree (a link) when the cosine of their scores is at least this. Chosen with SCENE_WINDOW on
@@ -38,6 +40,21 @@ class Scene:
     start_s: float
     end_s: float
     labels: tuple[tuple[str, float], ...]
+
+
+SPAN_EPS = 1e-6  # seconds: a span of no length is given this much, so that it meets the segment it lies in
+
+
+def spans_meet(spans: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last segment of a time line (``starts``, ``ends``: seconds, in time order, not overlapping)
+    that each span (rows of ``spans``: start, end seconds) meets. A span of no length meets the segment it lies in;
+    one outside every segment (rounding at the end), the nearest. What places a component in a video's shots or
+    scenes (:mod:`twinseek.retrieval.moments`, :mod:`twinseek.retrieval.components`)."""
+    ends = np.maximum(ends, starts + SPAN_EPS)
+    first = np.minimum(np.searchsorted(ends, spans[:, 0], side="right"), len(starts) - 1)
+    last = np.maximum(np.searchsorted(starts, np.maximum(spans[:, 1], spans[:, 0] + SPAN_EPS), side="left") - 1,
+                      first)
+    return first, np.minimum(last, len(starts) - 1)
 
 
 def label_similarity(a: Mapping[str, float], b: Mapping[str, float]) -> float:
